@@ -1,0 +1,24 @@
+# neurovfm: the NeuroVFM paper as one DAG, from a PACS export to figures.
+#   snakemake --profile profiles/local all      (embedded synthetic health system)
+#   snakemake --profile profiles/armis2 all     (paper scale on SLURM)
+from snakemake.utils import min_version, validate
+
+min_version("9.27")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/labels.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,126 @@
+"""``neurovfm`` command line: the steps a person runs by hand, with the same code the workflow runs.
+
+Every subcommand reads the run configuration (``--config``, default ``config.yaml``), accepts
+``--set section.key=value`` overrides (values parsed as YAML) and writes where the workflow would,
+unless told otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from neurovfm import pipeline
+from neurovfm.config import ConfigError, load_config, private_dir, run_dir, validate
+from neurovfm.utils.progress import setup_logging
+
+
+def _apply_overrides(cfg: dict, pairs: list[str]) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects section.key=value, got {pair!r}")
+        dotted, raw = pair.split("=", 1)
+        node = cfg
+        keys = dotted.split(".")
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"--set {dotted}: {k!r} is not a section of the configuration")
+            node = node[k]
+        node[keys[-1]] = yaml.safe_load(raw)
+    return validate(cfg)
+
+
+def _config(args) -> dict:
+    return _apply_overrides(load_config(args.config), args.set or [])
+
+
+def _cmd_synth(args) -> int:
+    cfg = _config(args)
+    out = Path(args.out) if args.out else run_dir(cfg) / "pacs_export"
+    manifest = pipeline.synth(cfg, out, threads=args.workers)
+    print(json.dumps({k: v for k, v in manifest.items() if k != "config"}, indent=2, default=str))
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    cfg = _config(args)
+    synthetic = cfg["input"]["dicom_dir"] is None
+    dicom_dir = args.dicom_dir or (run_dir(cfg) / "pacs_export" / "dicom" if synthetic else cfg["input"]["dicom_dir"])
+    reports = args.reports_csv or (run_dir(cfg) / "pacs_export" / "reports.csv" if synthetic
+                                   else cfg["input"]["reports_csv"])
+    out = Path(args.out) if args.out else run_dir(cfg) / "ingest"
+    summary = pipeline.ingest(cfg, dicom_dir, reports, out, private_dir(cfg), threads=args.workers)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_labels(args) -> int:
+    cfg = _config(args)
+    reports = args.reports or private_dir(cfg) / "reports.jsonl"
+    studies = args.studies or run_dir(cfg) / "ingest" / "studies.csv"
+    out = Path(args.out) if args.out else run_dir(cfg) / "labels"
+    summary = pipeline.labels(cfg, reports, studies, out, private_dir(cfg))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_check_config(args) -> int:
+    _config(args)
+    print(f"{args.config}: valid")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurovfm", description="neurovfm: steps of the NeuroVFM reproduction that users run by hand.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default="config.yaml", help="run configuration (default: config.yaml)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a configuration value, e.g. --set synth.n_studies=20 (repeatable)")
+        p.add_argument("--log", help="also write the log to this file")
+
+    p = sub.add_parser("synth", help="write the embedded synthetic health system (a PACS export)")
+    common(p)
+    p.add_argument("--out", help="export folder (default: results/{run}/pacs_export)")
+    p.add_argument("--workers", type=int, help="processes (default: synth.workers or all cores)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("ingest", help="header-only ingestion of a DICOM export into de-identified manifests")
+    common(p)
+    p.add_argument("--dicom-dir", help="export root (default: input.dicom_dir or the synthetic export)")
+    p.add_argument("--reports-csv", help="report CSV (default: input.reports_csv or the synthetic one)")
+    p.add_argument("--out", help="output folder (default: results/{run}/ingest)")
+    p.add_argument("--workers", type=int, help="processes (default: ingest.workers or all cores)")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("labels", help="diagnosis labels and key findings from the ingested reports")
+    common(p)
+    p.add_argument("--reports", help="private reports.jsonl written by ingest")
+    p.add_argument("--studies", help="studies.csv written by ingest")
+    p.add_argument("--out", help="output folder (default: results/{run}/labels)")
+    p.set_defaults(func=_cmd_labels)
+
+    p = sub.add_parser("check-config", help="validate a configuration file against the schema")
+    common(p)
+    p.set_defaults(func=_cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "log", None))
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"neurovfm: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

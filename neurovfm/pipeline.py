@@ -1,0 +1,69 @@
+"""One function per workflow step. The Snakemake scripts and the ``neurovfm`` CLI both call these,
+so a step behaves the same whether a rule or a person runs it."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from neurovfm.ingest.deid import resolve_key
+from neurovfm.utils.atomic import atomic_dir, write_csv
+
+log = logging.getLogger("neurovfm")
+
+
+def _workers(section_value, threads: int | None) -> int:
+    return int(section_value or threads or os.cpu_count() or 1)
+
+
+def _existing(path: str | None, what: str) -> Path:
+    if path is None:
+        raise FileNotFoundError(f"{what} is not configured")
+    p = Path(os.path.expandvars(str(path)))
+    if not p.exists():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist (expanded: {p})")
+    return p
+
+
+def synth(cfg: dict, out_dir: str | Path, threads: int | None = None) -> dict:
+    """Write the embedded health system's PACS export into ``out_dir`` (atomically, as one folder)."""
+    from neurovfm.synth.export import write_export
+
+    workers = _workers(cfg["synth"]["workers"], threads)
+    with atomic_dir(out_dir) as tmp:
+        manifest = write_export(Path(tmp), cfg["synth"], seed=cfg["seed"], workers=workers)
+    log.info("synthetic export written to %s", out_dir)
+    return manifest
+
+
+def ingest(cfg: dict, dicom_dir, reports_csv, out_dir, private_dir, threads: int | None = None) -> dict:
+    key = resolve_key(cfg["deid"], cfg["run"])
+    workers = _workers(cfg["ingest"]["workers"], threads)
+    if cfg["input"]["kind"] == "nifti":
+        from neurovfm.ingest.run import run_ingest_nifti
+
+        return run_ingest_nifti(_existing(cfg["input"]["nifti_dir"], "input.nifti_dir"),
+                                _existing(cfg["input"]["nifti_csv"], "input.nifti_csv"),
+                                Path(out_dir), Path(private_dir), cfg, key)
+    from neurovfm.ingest.run import run_ingest
+
+    reports = _existing(reports_csv, "input.reports_csv") if reports_csv else None
+    return run_ingest(_existing(dicom_dir, "input.dicom_dir"), reports, Path(out_dir), Path(private_dir),
+                      cfg, key, workers)
+
+
+def labels(cfg: dict, reports_jsonl, studies_csv, out_dir, private_dir) -> dict:
+    from neurovfm.labels.run import run_labels
+
+    return run_labels(Path(reports_jsonl), Path(studies_csv), Path(out_dir), cfg, Path(private_dir))
+
+
+def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> None:
+    from neurovfm.labels.evaluate import evaluate_extractor
+
+    key = resolve_key(cfg["deid"], cfg["run"])
+    table = evaluate_extractor(Path(labels_dir), Path(truth_dir), Path(studies_csv), key)
+    write_csv(out_csv, table)
+    macro = table[table["label"] == "macro"]
+    for _, row in macro.iterrows():
+        log.info("extractor macro F1 %s: %.4f", row["modality"], row["f1"])

@@ -1,0 +1,40 @@
+# Path helpers shared by every rule file. All paths derive from config; nothing is hard-coded.
+import os
+from pathlib import Path
+
+RUN = config["run"]
+RES = f"{config['paths']['results']}/{RUN}"
+PRIV = f"{os.path.expandvars(config['paths']['private'])}/{RUN}"
+SYNTHETIC = config["input"]["kind"] == "dicom" and config["input"]["dicom_dir"] is None
+
+
+def export_dir():
+    """The DICOM tree ingest reads: the synthetic export, or the user's PACS export."""
+    if SYNTHETIC:
+        return f"{RES}/pacs_export/dicom"
+    return os.path.expandvars(config["input"]["dicom_dir"])
+
+
+def reports_csv():
+    if SYNTHETIC:
+        return f"{RES}/pacs_export/reports.csv"
+    path = config["input"]["reports_csv"]
+    return os.path.expandvars(path) if path else None
+
+
+def synthetic_export():
+    """Input of ingest: the synth rule's output when synthetic, nothing tracked otherwise (an
+    external export is an immutable snapshot; its existence is checked when the job runs)."""
+    return [f"{RES}/pacs_export"] if SYNTHETIC else []
+
+
+def all_targets():
+    targets = [
+        f"{RES}/ingest/series.csv",
+        f"{RES}/labels/ct.csv",
+        f"{RES}/labels/mri.csv",
+        f"{RES}/labels/findings.jsonl",
+    ]
+    if SYNTHETIC:
+        targets.append(f"{RES}/labels/extractor_eval.csv")
+    return targets

@@ -1,0 +1,14 @@
+rule synth:
+    """The embedded health system: a synthetic PACS export, reports and ground truth."""
+    output:
+        directory(f"{RES}/pacs_export"),
+    log:
+        f"{RES}/logs/synth.log",
+    benchmark:
+        f"{RES}/benchmarks/synth.tsv"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/synth.py"
