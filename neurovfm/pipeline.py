@@ -67,3 +67,26 @@ def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> No
     macro = table[table["label"] == "macro"]
     for _, row in macro.iterrows():
         log.info("extractor macro F1 %s: %.4f", row["modality"], row["f1"])
+
+
+def preprocess(cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None) -> dict:
+    """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards."""
+    from neurovfm.preprocess.run import run_preprocess
+
+    workers = _workers(cfg["preprocess"]["workers"], threads)
+    root = _existing(export_root, "export root")
+    kind = cfg["input"]["kind"]
+    return run_preprocess(Path(series_csv), Path(files_csv), root, Path(out_dir), cfg, workers=workers, kind=kind)
+
+
+def fig_ed_preprocessing(cfg: dict, series_csv, files_csv, export_root, shards_dir, out_png) -> None:
+    from neurovfm.plots.ed_preprocessing import make_figure
+
+    make_figure(cfg, Path(series_csv), Path(files_csv), _existing(export_root, "export root"), Path(shards_dir),
+                Path(out_png))
+
+
+def fig_ed_dataset(cfg: dict, series_csv, studies_csv, shards_dir, labels_dir, out_png) -> None:
+    from neurovfm.plots.ed_dataset import make_figure
+
+    make_figure(cfg, Path(series_csv), Path(studies_csv), Path(shards_dir), Path(labels_dir), Path(out_png))

@@ -1,0 +1,263 @@
+"""Preprocess every included series of ``series.csv`` into per-split memory-mapped shards.
+
+Flow: plan every series from its header geometry alone (output grid and record size; geometric
+exclusions), assign studies to shards (greedy on bytes, a study never spans two shards), then per shard:
+skip it if already finished, else allocate the temporary file and let a process pool load, process and
+write each series straight into its byte range (only small metadata returns to the parent, so memory
+depends on the worker count, not on the export), commit, write the sidecar. Finally the exclusion
+ledger, train statistics and one ``index.json`` per split (written last).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurovfm.preprocess import source
+from neurovfm.preprocess.orient import Grid
+from neurovfm.preprocess.volume import PreprocessError, channel_layout, n_planes, plan, process
+from neurovfm.store import index as idx
+from neurovfm.store import writer
+from neurovfm.store.stats import compute_stats, write_stats
+from neurovfm.utils.atomic import write_csv, write_text
+from neurovfm.utils.progress import Progress
+
+log = logging.getLogger("neurovfm")
+
+SPLITS = ("train", "val", "test")
+LEDGER_COLUMNS = ["unit", "file_id", "series_id", "study_id", "n_files", "reason", "detail", "stage"]
+META_COLUMNS = ("series_id", "study_id", "patient_id", "modality", "sequence", "orientation", "split")
+
+
+@dataclass
+class Job:
+    meta: dict  # META_COLUMNS of series.csv
+    affine: list  # 16 floats
+    shape: tuple  # (n_slices, rows, cols)
+    files: tuple  # (byte offset into files.csv, n rows)
+    grid: Grid
+    nbytes: int
+    shard: int = -1
+    offset: int = -1
+
+
+def exclusion(meta: dict, n_files: int, reason: str, detail: str) -> dict:
+    return {"unit": "series", "file_id": "", "series_id": meta["series_id"], "study_id": meta["study_id"],
+            "n_files": int(n_files), "reason": reason, "detail": detail, "stage": "preprocess"}
+
+
+def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job], list[dict]]:
+    jobs, excluded = [], []
+    for row in series.to_dict("records"):
+        meta = {k: ("" if pd.isna(row.get(k)) else row.get(k)) for k in META_COLUMNS}
+        shape = (int(row["n_slices"]), int(row["rows"]), int(row["cols"]))
+        where = files.get(meta["series_id"])
+        n_files = where[1] if where else 0
+        if meta["split"] not in SPLITS:
+            excluded.append(exclusion(meta, n_files, "unknown_split", f"split {meta['split']!r}"))
+            continue
+        if where is None:
+            excluded.append(exclusion(meta, 0, "missing_files", "no rows in files.csv"))
+            continue
+        try:
+            affine = [float(v) for v in json.loads(row["affine_lps"])]
+            if len(affine) != 16:
+                raise PreprocessError("bad_affine", f"{len(affine)} values instead of 16")
+            grid = plan(affine, shape, pcfg)
+        except (PreprocessError, json.JSONDecodeError, TypeError, ValueError) as err:
+            reason = err.reason if isinstance(err, PreprocessError) else "bad_affine"
+            excluded.append(exclusion(meta, n_files, reason, getattr(err, "detail", str(err))))
+            continue
+        planes = n_planes(channel_layout(meta["modality"], pcfg)) if meta["modality"] in ("CT", "MR") else 1
+        jobs.append(Job(meta, affine, shape, where, grid, idx.record_nbytes(grid.shape, pcfg["patch"], planes)))
+    return jobs, excluded
+
+
+def assign_shards(jobs: list[Job], n_shards: int) -> list[list[Job]]:
+    """Greedy by bytes over studies (largest first, ties by id); records ordered by study, series."""
+    n = max(1, min(int(n_shards), len(jobs)))
+    studies: dict[str, list[Job]] = {}
+    for j in jobs:
+        studies.setdefault(j.meta["study_id"], []).append(j)
+    load = [0] * n
+    shards: list[list[Job]] = [[] for _ in range(n)]
+    sized = sorted(studies.items(), key=lambda kv: (-sum(j.nbytes for j in kv[1]), kv[0]))
+    for _, group in sized:
+        s = min(range(n), key=lambda i: (load[i], i))
+        shards[s].extend(group)
+        load[s] += sum(idx.aligned(j.nbytes) for j in group)
+    for s, group in enumerate(shards):
+        group.sort(key=lambda j: (j.meta["study_id"], j.meta["series_id"]))
+        offset = 0
+        for j in group:
+            j.shard, j.offset = s, offset
+            offset += idx.aligned(j.nbytes)
+    return [g for g in shards if g]
+
+
+def shard_size(group: list[Job]) -> int:
+    last = group[-1]
+    return last.offset + last.nbytes
+
+
+def _entry(job: Job, res, pcfg: dict) -> dict:
+    g = job.grid
+    return {**job.meta, "shard": job.shard, "offset": job.offset, "nbytes": job.nbytes, "shape": list(g.shape),
+            "mask": {"offset": idx.mask_offset(g.shape, len(res.planes)), "shape": list(res.token_mask.shape),
+                     "n_foreground": int(res.token_mask.sum())},
+            "direction_lps": np.round(g.direction, 6).tolist(), "origin_lps": np.round(g.origin, 4).tolist(),
+            "fit": {"mode": g.fit, "full_shape": list(g.full_shape), "margin_vox": list(g.margin)},
+            "obliquity_deg": round(g.obliquity_deg, 3),
+            "intensity": {k: round(v, 4) for k, v in res.intensity.items()}, "moments": res.moments}
+
+
+def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, shard_tmp: str) -> dict:
+    """Worker: load, process, write into the shard. Returns {"entry": ...} or {"exclusion": ...}."""
+    from neurovfm.ingest.volume import VolumeError
+
+    try:
+        paths = [Path(export_root) / p for p in source.read_paths(files_csv, *job.files)]
+        array = loader(paths, np.asarray(job.affine).reshape(4, 4), job.shape)
+        res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
+                      pcfg, expected_shape=job.shape)
+        del array
+    except PreprocessError as err:
+        return {"exclusion": exclusion(job.meta, job.files[1], err.reason, err.detail)}
+    except (VolumeError, OSError, ValueError) as err:
+        return {"exclusion": exclusion(job.meta, job.files[1], "unreadable_pixels", f"{type(err).__name__}: {err}")}
+    writer.write_record(shard_tmp, job.offset, res.planes, res.token_mask)
+    return {"entry": _entry(job, res, pcfg)}
+
+
+def _shard_fingerprint(split: str, group: list[Job], pcfg: dict, kind: str) -> str:
+    return idx.fingerprint({"format": idx.FORMAT, "version": idx.VERSION, "split": split, "kind": kind,
+                            "preprocess": {k: v for k, v in pcfg.items() if k != "workers"},
+                            "records": [[j.meta, j.affine, j.files[1], j.offset, j.nbytes] for j in group]})
+
+
+class _Pool:
+    """Run tasks inline (one worker) or in a process pool with a bounded number in flight."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.ex = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+                   if workers > 1 else None)
+
+    def map(self, fn, items, *args):
+        if self.ex is None:
+            for it in items:
+                yield fn(it, *args)
+            return
+        pending, it = set(), iter(items)
+        for item in it:
+            pending.add(self.ex.submit(fn, item, *args))
+            if len(pending) >= 2 * self.workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+
+    def close(self):
+        if self.ex is not None:
+            self.ex.shutdown()
+
+
+def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool: _Pool, files_csv: str,
+                export_root: str, loader, pcfg: dict, kind: str, progress: Progress) -> tuple[list, list, list]:
+    """Write (or reuse) the split's shards; returns (shard infos, entries, exclusions)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards_info, entries, excluded = [], [], []
+    for s, group in enumerate(assign_shards(jobs, n_shards) if jobs else []):
+        final, sidecar = out_dir / idx.shard_file(s), out_dir / idx.sidecar_file(s)
+        fp = _shard_fingerprint(split, group, pcfg, kind)
+        done = writer.finished(final, sidecar, fp)
+        if done is None:
+            tmp = writer.temp_path(final)
+            writer.allocate(tmp, shard_size(group))
+            found, lost = [], []
+            for out in pool.map(process_job, group, files_csv, export_root, loader, pcfg, str(tmp)):
+                (found if "entry" in out else lost).append(out.get("entry") or out.get("exclusion"))
+                progress.update()
+            found.sort(key=lambda e: e["offset"])
+            writer.commit(tmp, final)
+            done = {"fingerprint": fp, "file": final.name, "nbytes": shard_size(group), "volumes": found,
+                    "exclusions": sorted(lost, key=lambda e: e["series_id"])}
+            writer.write_sidecar(sidecar, done)
+        else:
+            log.info("%s %s already finished (%d volumes), skipped", split, final.name, len(done["volumes"]))
+            progress.update(len(group))
+        shards_info.append({"file": final.name, "nbytes": done["nbytes"], "n_volumes": len(done["volumes"]),
+                            "fingerprint": fp})
+        entries += done["volumes"]
+        excluded += done["exclusions"]
+    return shards_info, entries, excluded
+
+
+def _layouts(pcfg: dict) -> dict:
+    out = {}
+    for m in ("CT", "MR"):
+        chans = channel_layout(m, pcfg)
+        out[m] = {"planes": n_planes(chans), "channels": [c.as_dict() for c in chans]}
+    return out
+
+
+def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, workers: int = 1,
+                   kind: str = "dicom", loader=None) -> dict:
+    """Write ``out_dir/{split}/index.json`` (+ shards), ``out_dir/train/stats.json``,
+    ``out_dir/exclusions.csv`` and ``out_dir/summary.json``. ``loader(paths, affine, shape)`` overrides
+    the ingest loader of ``kind`` (tests, benchmarks)."""
+    pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
+    out_dir = Path(out_dir)
+    for split in SPLITS:  # an interrupted rerun must never leave an index describing replaced shards
+        (out_dir / split / idx.INDEX_NAME).unlink(missing_ok=True)
+    series = pd.read_csv(series_csv, dtype={"series_id": str, "study_id": str, "patient_id": str})
+    files = source.index_files_csv(files_csv)
+    jobs, excluded = plan_jobs(series, files, pcfg)
+    log.info("preprocess: %d series planned, %d excluded from geometry, %d workers", len(jobs), len(excluded), workers)
+    loader = loader or source.LOADERS[kind]
+    progress = Progress(len(jobs), "preprocess", log, unit="series")
+    pool = _Pool(max(1, int(workers)))
+    results = {}
+    try:
+        for split in SPLITS:
+            split_jobs = [j for j in jobs if j.meta["split"] == split]
+            results[split] = write_split(split, split_jobs, out_dir / split, n_shards[split], pool, str(files_csv),
+                                         str(export_root), loader, pcfg, kind, progress)
+    finally:
+        pool.close()
+    progress.close()
+    for split in SPLITS:
+        excluded += results[split][2]
+    ledger = pd.DataFrame(sorted(excluded, key=lambda e: (e["series_id"], e["reason"])), columns=LEDGER_COLUMNS)
+    write_csv(out_dir / "exclusions.csv", ledger)
+    write_stats(out_dir / "train" / "stats.json", compute_stats(results["train"][1], "train"))
+    summary = {"n_series_in": int(len(series)), "n_excluded": int(len(ledger)),
+               "excluded_by_reason": {str(k): int(v) for k, v in ledger["reason"].value_counts().sort_index().items()},
+               "splits": {}}
+    for split in SPLITS:
+        shards_info, entries, _ = results[split]
+        summary["splits"][split] = {
+            "volumes": len(entries), "shards": len(shards_info), "bytes": int(sum(s["nbytes"] for s in shards_info)),
+            "tokens": int(sum(int(np.prod(e["mask"]["shape"])) for e in entries)),
+            "foreground_tokens": int(sum(e["mask"]["n_foreground"] for e in entries)),
+            "by_modality": {m: sum(e["modality"] == m for e in entries) for m in ("CT", "MR")}}
+    n_out = sum(s["volumes"] for s in summary["splits"].values())
+    if n_out + len(ledger) != len(series):
+        raise RuntimeError(f"accounting error: {len(series)} series in, {n_out} written + {len(ledger)} excluded")
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+    for split in SPLITS:  # last: an index exists only once everything it names is in place
+        shards_info, entries, _ = results[split]
+        idx.write_index(out_dir / split / idx.INDEX_NAME, {
+            "format": idx.FORMAT, "version": idx.VERSION, "split": split, "axis_order": idx.AXIS_ORDER,
+            "spacing_mm": [float(s) for s in pcfg["spacing_mm"]], "patch": [int(p) for p in pcfg["patch"]],
+            "align": idx.ALIGN, "layouts": _layouts(pcfg), "shards": shards_info, "volumes": entries})
+    log.info("preprocess: %d volumes written, %d excluded", n_out, len(ledger))
+    return summary

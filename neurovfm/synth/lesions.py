@@ -1,0 +1,202 @@
+"""Drawing primitives for findings: the patient canvas, soft-edged shapes, tissue layers and warps.
+
+Everything works in the patient's native frame (template space in LPS mm, see ``anatomy``). A finding
+either edits the base tissue fractions (fracture lines, enlarged ventricles), moves tissue with a smooth
+backward displacement field (mass effect, midline shift, tonsillar descent), or adds a *layer*: a
+fractional map of a lesion tissue inside a box that replaces whatever lies beneath it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from .anatomy import BRAIN_CHANNELS, CH, Anatomy
+
+SIZE_INDEX = {"small": 0, "medium": 1, "large": 2}
+BRAIN_CENTRE = np.array([0.0, 18.0, 15.0])  # native mm, near the foramina of Monro
+# outward directions (native, for the left side: +x) towards named convexities
+CONVEXITY = {
+    "frontal": (0.55, -0.75, 0.45), "frontoparietal": (0.75, -0.2, 0.65), "parietal": (0.7, 0.25, 0.7),
+    "temporal": (1.0, -0.1, -0.25), "temporoparietal": (0.95, 0.2, 0.2), "occipital": (0.45, 0.9, 0.2),
+}
+
+
+@dataclass(eq=False)
+class Layer:
+    tissue: str
+    box: tuple  # (z, y, x) slices into the anatomy grid
+    frac: np.ndarray  # float32 in [0, 1], shape of the box
+
+
+@dataclass(eq=False)
+class Canvas:
+    """A patient while it is being built: its own copy of the base fractions plus lesion layers."""
+    anat: Anatomy
+    frac: np.ndarray
+    vent: np.ndarray
+    layers: list = field(default_factory=list)
+
+    def coords(self, box):
+        return self.anat.axes_native(box)
+
+    def parenchyma(self, box) -> np.ndarray:
+        return (self.frac[CH["gm"]][box].astype(np.float32) + self.frac[CH["wm"]][box]) / 255.0
+
+    def channel(self, name: str, box) -> np.ndarray:
+        return self.frac[CH[name]][box].astype(np.float32) / 255.0
+
+    def add(self, tissue: str, box, frac: np.ndarray) -> float:
+        """Add a lesion layer; returns its volume in mm^3 (native)."""
+        frac = np.clip(frac, 0.0, 1.0).astype(np.float32)
+        self.layers.append(Layer(tissue, box, frac))
+        return float(frac.sum())
+
+    def replace_base(self, box, frac: np.ndarray, channel: str) -> None:
+        """Turn a fraction of each voxel of the base maps into one base tissue (e.g. bone -> soft)."""
+        f = np.clip(frac, 0.0, 1.0)
+        hit = f > 0.002
+        if not hit.any():
+            return
+        sub = self.frac[(slice(None),) + tuple(box)]
+        w = f[hit].astype(np.float32)
+        vals = sub[:, hit].astype(np.float32) * (1.0 - w)
+        vals[CH[channel]] += 255.0 * w
+        sub[:, hit] = np.clip(np.round(vals), 0, 255).astype(np.uint8)
+
+    def warp(self, box, u, channels=BRAIN_CHANNELS, with_vent: bool = True, tol_mm: float = 0.05) -> None:
+        """Move tissue by a native-mm displacement field ``u = (ux, uy, uz)`` given on ``box``:
+        the new map at p is the old map at p - u(p). Only voxels moving more than ``tol_mm`` are resampled."""
+        shape_box = tuple(s.stop - s.start for s in box)
+        ux, uy, uz = (np.broadcast_to(np.asarray(c, np.float32), shape_box) for c in u)
+        moving = (np.abs(ux) + np.abs(uy) + np.abs(uz)) > tol_mm
+        if not moving.any():
+            return
+        nz = np.nonzero(moving)
+        kz, ky, kx = (nz[n].astype(np.float32) + box[n].start for n in range(3))
+        mx, my, mz = ux[moving], uy[moving], uz[moving]
+        # native (x, y, z) = (-kx - ox, -ky - oy, kz + oz), so p - u in index space is:
+        sx, sy, sz = kx + mx, ky + my, kz - mz
+        lo = [int(max(0, np.floor(v.min()) - 1)) for v in (sz, sy, sx)]
+        hi = [int(min(n, np.ceil(v.max()) + 2)) for v, n in zip((sz, sy, sx), self.anat.shape)]
+        big = tuple(slice(a, b) for a, b in zip(lo, hi))
+        chans = list(channels)
+        src = self.frac[chans][(slice(None),) + big].astype(np.float32)
+        if with_vent:
+            src = np.concatenate([src, self.vent[big][None].astype(np.float32)])
+        dims = [b - a for a, b in zip(lo, hi)]
+        grid = np.stack([2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1, 2 * (sy - lo[1]) / max(dims[1] - 1, 1) - 1,
+                         2 * (sz - lo[0]) / max(dims[0] - 1, 1) - 1], axis=-1).astype(np.float32)
+        out = torch.nn.functional.grid_sample(torch.from_numpy(src)[None], torch.from_numpy(grid)[None, None, None],
+                                              mode="bilinear", padding_mode="border", align_corners=True)
+        out = out[0, :, 0, 0].numpy()
+        for n, c in enumerate(chans):
+            self.frac[c][box][moving] = np.clip(np.round(out[n]), 0, 255).astype(np.uint8)
+        if with_vent:
+            self.vent[box][moving] = out[-1] > 0.5
+
+
+def pick(size: str, values, rng: np.random.Generator, jitter: float = 0.15) -> float:
+    if size not in SIZE_INDEX:
+        raise ValueError(f"unknown size {size!r}; expected small, medium or large")
+    return float(values[SIZE_INDEX[size]] * rng.uniform(1.0 - jitter, 1.0 + jitter))
+
+
+def side_sign(side: str) -> float:
+    """+1 for the patient's left (native +x), -1 for the right."""
+    return 1.0 if side == "left" else -1.0
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def jitter_dir(v, rng: np.random.Generator, sd: float = 0.15) -> np.ndarray:
+    return unit(unit(v) + rng.normal(0.0, sd, 3))
+
+
+def inner_table_point(anat: Anatomy, direction, origin=BRAIN_CENTRE, offset_mm: float = 0.0) -> np.ndarray:
+    """March from ``origin`` along ``direction`` to the inner table of the skull (sdist = 0), then move
+    ``offset_mm`` further along the ray (negative: back inside)."""
+    d = unit(direction)
+    for t in np.arange(0.0, 160.0, 0.5):
+        p = origin + t * d
+        idx = np.round(anat.native_to_index(p)).astype(int)
+        if np.any(idx < 0) or np.any(idx >= anat.shape) or anat.sdist[tuple(idx)] >= 0:
+            return origin + (t + offset_mm) * d
+    raise RuntimeError(f"no inner table found along {direction}")
+
+
+def blob(cv: Canvas, box, center, radii, rng: np.random.Generator, rough: float = 0.2, axes=None,
+         edge_mm: float = 1.0) -> np.ndarray:
+    """Soft-edged irregular ellipsoid: radius modulated by a few random low-frequency lobes."""
+    x, y, z = cv.coords(box)
+    rot = np.eye(3) if axes is None else np.asarray(axes, dtype=float)
+    d = [x - center[0], y - center[1], z - center[2]]
+    q = [sum(rot[r, c] * d[c] for c in range(3)) / radii[r] for r in range(3)]
+    rho = np.sqrt(q[0] ** 2 + q[1] ** 2 + q[2] ** 2) + 1e-6
+    mod = np.ones_like(rho)
+    for _ in range(4):
+        k = rng.normal(size=3)
+        mod = mod + rough / 2 * np.sin((k[0] * q[0] + k[1] * q[1] + k[2] * q[2]) / rho * 2.0 + rng.uniform(0, 6.3))
+    mean_r = float(np.mean(radii))
+    return np.clip((mod - rho) * mean_r / edge_mm + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def inside_cavity(cv: Canvas, box, margin_mm: float = 0.5) -> np.ndarray:
+    return np.clip(-cv.anat.sdist[box] - margin_mm + 0.5, 0.0, 1.0)
+
+
+def push(cv: Canvas, center, radius: float, amount: float, side: float | None = None) -> None:
+    """Radial mass effect: tissue at ``radius`` moves outward by ``amount`` mm, decaying with distance,
+    fading to zero at the inner table and (for a lateral mass, ``side`` = its sign) at the falx."""
+    if amount <= 0.1:
+        return
+    box = cv.anat.box(center, 2.6 * radius)
+    x, y, z = cv.coords(box)
+    d = [x - center[0], y - center[1], z - center[2]]
+    rho = np.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2) + 1e-3
+    g = np.where(rho < radius, rho / radius, (radius / rho) ** 3) * amount / rho
+    g = g * np.clip(-cv.anat.sdist[box] / 8.0, 0, 1)
+    if side is not None:
+        g = g * np.clip(side * x / 10.0, 0, 1)
+    cv.warp(box, (g * d[0], g * d[1], g * d[2]))
+
+
+def centroid(cv: Canvas, box, frac: np.ndarray) -> np.ndarray:
+    x, y, z = cv.coords(box)
+    w = float(frac.sum())
+    if w <= 0:
+        raise RuntimeError("empty lesion: nothing was drawn")
+    return np.array([(frac * x).sum() / w, (frac * y).sum() / w, (frac * z).sum() / w])
+
+
+def normal_at(anat: Anatomy, p) -> np.ndarray:
+    """Outward normal of the inner table near a native point (gradient of the signed distance)."""
+    idx = np.round(anat.native_to_index(p)).astype(int)
+    sl = tuple(slice(max(i - 2, 0), i + 3) for i in idx)
+    gz, gy, gx = (g.mean() for g in np.gradient(anat.sdist[sl]))
+    return unit([-gx, -gy, gz])
+
+
+def ventricle_dilate(cv: Canvas, radius: float, box=None, side: float | None = None) -> None:
+    """Enlarge the ventricles by ``radius`` mm (turn the surrounding parenchyma into CSF), sparing the
+    septum pellucidum and the posterior fossa."""
+    if radius <= 0.05:
+        return
+    if box is None:
+        nz = np.argwhere(cv.vent)
+        lo, hi = nz.min(0), nz.max(0) + 1
+        r = int(np.ceil(radius)) + 2
+        box = tuple(slice(max(0, a - r), min(n, b + r)) for a, b, n in zip(lo, hi, cv.anat.shape))
+    dist = ndi.distance_transform_edt(~cv.vent[box]).astype(np.float32)
+    x, y, z = cv.coords(box)
+    f = np.clip(radius - dist + 0.5, 0, 1) * (cv.anat.sdist[box] < -6)
+    f = f * (np.abs(x) > 1.2) * ~cv.anat.region("posterior_fossa")[box]
+    if side is not None:
+        f = f * np.clip(side * x / 4.0, 0, 1)
+    cv.replace_base(box, f, "csf")
+    cv.vent[box] |= f > 0.5

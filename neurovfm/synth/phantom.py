@@ -1,0 +1,186 @@
+"""Synthetic patients and the scanner that images them.
+
+``build_patient`` turns (age, sex, findings) into a patient: the template head with per-patient pose,
+size and atrophy, plus one drawing per finding. ``render`` images it for one ``Acquisition``: it builds
+the sequence's intensity volume on the 1-mm native grid once (cached on the patient), then resamples it
+with a single trilinear pass through acquisition voxel -> LPS -> native pose -> template index, averaging
+a few samples across the slice thickness, and adds the scanner's noise (and, for MR, bias field and gain).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .anatomy import CHANNELS, load_anatomy
+from .catalog import CATALOG
+from .contrast import bias_field, check_sequence, ct_finish, mr_finish, tissue_value
+from .geometry import Acquisition, _rotation
+from .lesions import Canvas, ventricle_dilate
+from .lesions_kinds import RENDERERS, STAGE, erode
+
+SIZES = ("small", "medium", "large")
+
+
+@dataclass(eq=False)
+class Patient:
+    age: float
+    sex: str
+    findings: list
+    head_center_lps: tuple
+    head_extent_mm: tuple
+    native_to_lps: np.ndarray  # 4x4 pose: native (template LPS) mm -> scanner LPS mm
+    frac: np.ndarray  # uint8 (C, Z, Y, X) base tissue fractions of this patient
+    layers: list
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def lps_to_native(self, p) -> np.ndarray:
+        return (np.linalg.inv(self.native_to_lps) @ np.r_[np.asarray(p, float), 1.0])[:3]
+
+    def to_lps(self, p) -> np.ndarray:
+        return (self.native_to_lps @ np.r_[np.asarray(p, float), 1.0])[:3]
+
+    def clear_cache(self) -> None:
+        """Drop the cached per-sequence volumes (about 35 MB each)."""
+        self._cache.clear()
+
+
+def _validate(findings) -> list[dict]:
+    out = []
+    for n, f in enumerate(findings):
+        if not isinstance(f, dict) or "kind" not in f:
+            raise ValueError(f"finding #{n} must be a dict with a 'kind': {f!r}")
+        if f["kind"] not in CATALOG:
+            raise ValueError(f"finding #{n}: unknown kind {f['kind']!r}; expected one of {sorted(CATALOG)}")
+        g = dict(f)
+        g.setdefault("size", "medium")
+        if g["size"] not in SIZES:
+            raise ValueError(f"finding #{n} ({g['kind']}): size {g['size']!r} not in {SIZES}")
+        if g.get("side") not in (None, "left", "right", "bilateral"):
+            raise ValueError(f"finding #{n} ({g['kind']}): side {g['side']!r} not left/right/bilateral/None")
+        out.append(g)
+    return out
+
+
+def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list[dict],
+                  pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1),
+                  age_atrophy_mm: float = 1.2) -> Patient:
+    """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
+
+    Lateralised findings given without a side get a random one; ``bilateral`` draws both sides.
+    """
+    findings = _validate(findings)
+    anat = load_anatomy()
+    # pose: per-axis scale, small rotation and translation of the head in the scanner
+    lo, hi = scale_range
+    g = rng.uniform(lo + 0.03, hi - 0.03) * (1.02 if str(sex).upper().startswith("M") else 0.98)
+    scale = np.clip(g * rng.uniform(0.97, 1.03, 3), lo, hi)
+    rot = _rotation(tuple(rng.uniform(-pose_deg, pose_deg, 3)))
+    centre_lps = rng.uniform(-shift_mm, shift_mm, 3)
+    c_native = np.array([0.0, 18.0, 10.0])
+    pose = np.eye(4)
+    pose[:3, :3] = rot @ np.diag(scale)
+    pose[:3, 3] = centre_lps - pose[:3, :3] @ c_native
+    cv = Canvas(anat, anat.frac.copy(), anat.vent.copy())
+    # ageing and normal variation of the ventricles
+    a = float(np.clip((age - 45.0) / 45.0, 0.0, 1.0))
+    erode(cv, age_atrophy_mm * a * rng.uniform(0.6, 1.2))
+    ventricle_dilate(cv, max(0.0, 2.0 * a + rng.normal(0.0, 0.6)))
+    enriched = [None] * len(findings)
+    order = sorted(range(len(findings)), key=lambda n: STAGE.get(findings[n]["kind"], 3))
+    for n in order:
+        enriched[n] = _draw(cv, findings[n], rng, pose, scale)
+    extent = np.array([170.0, 200.0, 180.0]) * scale
+    return Patient(age=float(age), sex=str(sex), findings=enriched, head_center_lps=tuple(map(float, centre_lps)),
+                   head_extent_mm=tuple(map(float, extent)), native_to_lps=pose, frac=cv.frac, layers=cv.layers)
+
+
+def _draw(cv: Canvas, f: dict, rng, pose, scale) -> dict:
+    kind = CATALOG[f["kind"]]
+    side = f.get("side")
+    if kind.lateralised and side is None:
+        side = "left" if rng.random() < 0.5 else "right"
+    sides = ["left", "right"] if (kind.lateralised and side == "bilateral") else [side]
+    if f["kind"] == "midline_shift" and len(sides) == 2:
+        raise ValueError("midline_shift cannot be bilateral: side is the direction the midline moves")
+    parts = [RENDERERS[f["kind"]](cv, dict(f, side=s), rng) for s in sides]
+    out = dict(f, side=side)
+    loc = parts[0]["location"]
+    if len(parts) == 2:
+        loc = "bilateral " + loc.split(" ", 1)[1] if loc.startswith(("left ", "right ")) else loc
+    centre = np.mean([p["center"] for p in parts], axis=0)
+    out["location"] = loc
+    out["center_lps"] = [round(float(v), 1) for v in (pose @ np.r_[centre, 1.0])[:3]]
+    out["volume_ml"] = round(sum(p["volume_mm3"] for p in parts) * float(np.prod(scale)) / 1000.0, 2)
+    for key in ("max_thickness_mm", "shift_mm", "length_mm"):
+        vals = [p[key] for p in parts if key in p]
+        if vals:
+            out[key] = round(float(max(vals)) * float(np.mean(scale)), 1)
+    return out
+
+
+def _volume(patient: Patient, sequence: str, field_strength: float | None) -> tuple[np.ndarray, float]:
+    """Intensity volume of one sequence on the native grid, minus the air value (so air = 0)."""
+    key = (sequence, field_strength)
+    if key not in patient._cache:
+        air = tissue_value("air", sequence)
+        vol = np.zeros(patient.frac.shape[1:], np.float32)
+        tmp = np.empty_like(vol)
+        for c, name in enumerate(CHANNELS):
+            w = (tissue_value(name, sequence, field_strength) - air) / 255.0
+            np.multiply(patient.frac[c], np.float32(w), out=tmp, dtype=np.float32)
+            vol += tmp
+        for layer in patient.layers:
+            sub = vol[layer.box]
+            v = np.float32(tissue_value(layer.tissue, sequence, field_strength) - air)
+            sub += layer.frac * (v - sub)
+        patient._cache[key] = (vol, air)
+    return patient._cache[key]
+
+
+def render(patient: Patient, modality: str, sequence: str, acq: Acquisition,
+           rng: np.random.Generator, scanner: dict | None = None, sub_mm: float = 1.5,
+           max_sub: int = 3) -> np.ndarray:
+    """Image the patient: float32 HU for CT, non-negative signal for MR, shape (slices, rows, cols).
+
+    ``scanner`` keys (all optional): field_strength (T, MR contrast and noise), scale (MR gain),
+    noise (MR noise sd as a fraction of white matter signal), bias (MR bias-field strength),
+    noise_hu (CT noise sd). Each slice averages ``ceil(thickness / sub_mm)`` (<= max_sub) samples.
+    """
+    check_sequence(modality, sequence)
+    scanner = scanner or {}
+    fs = scanner.get("field_strength")
+    fs = float(fs) if fs is not None and modality == "MR" else None
+    vol, air = _volume(patient, sequence, fs)
+    anat = load_anatomy()
+    a = patient.native_to_lps @ anat.index_to_native  # (kx, ky, kz) -> LPS
+    m = np.linalg.inv(a) @ acq.voxel_to_lps()  # (i, j, k) -> (kx, ky, kz)
+    n_sub = int(np.clip(np.ceil(acq.slice_thickness / sub_mm - 1e-6), 1, max_sub))
+    offs = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    step = (np.linalg.inv(a)[:3, :3] @ acq.slice_normal) * acq.slice_thickness
+    dims = np.array(vol.shape[::-1], dtype=np.float64)  # x, y, z sizes
+    i = np.arange(acq.cols, dtype=np.float32)[None, None, :]
+    j = np.arange(acq.rows, dtype=np.float32)[None, :, None]
+    k = np.arange(acq.n_slices, dtype=np.float32)[:, None, None]
+    grid = np.empty((n_sub, acq.n_slices, acq.rows, acq.cols, 3), np.float32)
+    for s, o in enumerate(offs):
+        for r in range(3):
+            sc = 2.0 / (dims[r] - 1)
+            grid[s, ..., r] = (np.float32(m[r, 0] * sc) * i + np.float32(m[r, 1] * sc) * j
+                               + np.float32(m[r, 2] * sc) * k + np.float32((m[r, 3] + step[r] * o) * sc - 1.0))
+    src = torch.from_numpy(vol)[None, None]
+    g = torch.from_numpy(grid.reshape(1, n_sub * acq.n_slices, acq.rows, acq.cols, 3))
+    out = torch.nn.functional.grid_sample(src, g, mode="bilinear", padding_mode="zeros", align_corners=True)
+    img = out[0, 0].numpy().reshape(n_sub, acq.n_slices, acq.rows, acq.cols).mean(0)
+    img += np.float32(air)
+    if modality == "CT":
+        return ct_finish(img, rng, float(scanner.get("noise_hu", 5.0)))
+    gain = float(scanner.get("scale", 1.0))
+    field_s = float(scanner.get("bias", 0.2))
+    noise = float(scanner.get("noise", 0.018 if (fs or 1.5) >= 2.0 else 0.028))
+    if field_s > 0:
+        img *= bias_field(img.shape, acq.voxel_to_lps(), patient.head_center_lps, rng, field_s)
+    img *= np.float32(gain)
+    sigma = noise * tissue_value("wm", sequence, fs) * gain
+    return mr_finish(img, rng, sigma)

@@ -1,0 +1,27 @@
+rule preprocess:
+    """Resample (1 x 1 x 4 mm), window, quantise and mask every included series into memory-mapped shards."""
+    input:
+        series=f"{RES}/ingest/series.csv",
+        files=f"{PRIV}/files.csv",
+    output:
+        train=f"{RES}/shards/train/index.json",
+        val=f"{RES}/shards/val/index.json",
+        test=f"{RES}/shards/test/index.json",
+        stats=f"{RES}/shards/train/stats.json",
+        exclusions=f"{RES}/shards/exclusions.csv",
+        summary=f"{RES}/shards/summary.json",
+    params:
+        export_root=lambda wildcards: export_dir() if config["input"]["kind"] == "dicom" else os.path.expandvars(
+            config["input"]["nifti_dir"]
+        ),
+        out_dir=f"{RES}/shards",
+    log:
+        f"{RES}/logs/preprocess.log",
+    benchmark:
+        f"{RES}/benchmarks/preprocess.tsv"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    script:
+        "../scripts/preprocess.py"

@@ -1,0 +1,7 @@
+from neurovfm import pipeline
+from neurovfm.utils.progress import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+pipeline.fig_ed_preprocessing(snakemake.config, snakemake.input.series, snakemake.input.files, p.export_root,
+                              p.shards_dir, snakemake.output.png)
