@@ -47,3 +47,16 @@ def run_dir(cfg: dict) -> Path:
 
 def private_dir(cfg: dict) -> Path:
     return Path(cfg["paths"]["private"]) / cfg["run"]
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base`` (as Snakemake merges --configfile over config.yaml)."""
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def default_config(**sections) -> dict:
+    """The repository's config.yaml with ``sections`` deep-merged over it, validated (for tests and notebooks)."""
+    return validate(merged(load_config(SCHEMA_PATH.parent.parent.parent / "config.yaml"), sections))

@@ -8,6 +8,8 @@ import shutil
 import pandas as pd
 import pydicom
 import pytest
+
+from neurovfm.config import default_config
 from dicom_factory import (BASIC_TEXT_SR, CR_SOP, ENHANCED_MR_SOP, PDF_SOP, SECONDARY_CAPTURE, Spec, Study,
                            truncate, write_dicomdir, write_non_image, write_raw, write_series)
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
@@ -15,9 +17,9 @@ from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 from neurovfm.ingest.discover import read_header
 from neurovfm.ingest.run import run_ingest
 
-CFG = {"seed": 3, "ingest": {"min_slices": 8, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
+CFG = default_config(**{"seed": 3, "ingest": {"min_slices": 8, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
                              "exclude_description_patterns": ["mip", "adc", "screen ?save", "3-plane"]},
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}}
+       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}})
 
 
 def _export(root: str) -> dict:
@@ -166,3 +168,18 @@ def test_parallel_run_identical(run, tmp_path):
     for name in ("series.csv", "studies.csv", "exclusions.csv", "summary.json"):
         assert (tmp / "out" / name).read_bytes() == (tmp_path / "out" / name).read_bytes(), name
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n_files_seen"] > 0
+
+
+def test_load_series_volume_errors(tmp_path):
+    import numpy as np
+
+    from neurovfm.ingest.volume import VolumeError, load_series_volume
+    spec = Spec(n=3, slope=2.0, intercept=-5.0)
+    p = write_series(str(tmp_path), spec, Study(), folder="v")
+    vol = load_series_volume(p, spec.affine())
+    np.testing.assert_array_equal(vol[2], spec.pixels(2).astype(np.float32) * 2 - 5)
+    with pytest.raises(VolumeError, match="position"):
+        load_series_volume(p[::-1], spec.affine())  # order disagrees with the affine
+    truncate(p[1], 30)
+    with pytest.raises(VolumeError, match="slice 1"):
+        load_series_volume(p, spec.affine())

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+
+from neurovfm.config import default_config
 import SimpleITK as sitk
 from dicom_factory import Spec, Study, write_series
 
@@ -19,9 +21,9 @@ with __import__("warnings").catch_warnings():
 from neurovfm.ingest.run import run_ingest
 from neurovfm.ingest.volume import load_series_volume
 
-CFG = {"seed": 1, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
+CFG = default_config(**{"seed": 1, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
                              "exclude_description_patterns": ["mip"]},
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}}
+       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}})
 
 CASES = {
     "axial": Spec(plane="axial"),

@@ -7,13 +7,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
+from neurovfm.config import default_config
 import SimpleITK as sitk
 
 from neurovfm.ingest.nifti import run_ingest_nifti
 from neurovfm.ingest.volume import VolumeError, load_nifti_volume
 
-CFG = {"seed": 2, "ingest": {"min_slices": 4, "max_tilt_deg": 30.0},
-       "deid": {"age_cap": 90}, "splits": {"val_per_modality": 1}}
+CFG = default_config(**{"seed": 2, "ingest": {"min_slices": 4, "max_tilt_deg": 30.0},
+       "deid": {"age_cap": 90}, "splits": {"val_per_modality": 1}})
 
 
 def _affine_ras():

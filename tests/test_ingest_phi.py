@@ -8,10 +8,11 @@ import pandas as pd
 from dicom_factory import Spec, Study, write_series
 
 from neurovfm.ingest.run import run_ingest
+from neurovfm.config import default_config
 
-CFG = {"seed": 5, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
+CFG = default_config(**{"seed": 5, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
                              "exclude_description_patterns": []},
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 1}}
+       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 1}})
 
 PLANTED = {"family": "Zyxwvut", "given": "Quentinella", "mrn": "MRN98765432", "accession": "ACC55555123",
            "street": "77 Sunset Boulevard", "city": "Ypsilantiville", "dob": "19251231"}

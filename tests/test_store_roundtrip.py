@@ -33,7 +33,7 @@ GOOD = [  # series, study, modality, split, acquisition
     ("s07", "st5", "MR", "test", Acquisition("axial", (22, 90, 90), (1.4, 1.4), 5.0, flip_rows=True)),
 ]
 BAD = {"b_nan": "non_finite_values", "b_const": "constant_image", "b_tiny": "smaller_than_patch",
-       "b_corrupt": "unreadable_pixels", "b_nofiles": "missing_files"}
+       "b_corrupt": "unreadable_pixels", "b_nofiles": "missing_files", "b_modality": "unknown_modality"}
 
 
 def npy_loader(paths, affine, shape):
@@ -79,7 +79,7 @@ def export(tmp_path_factory):
         np.save(root / f"{sid}.npy", arr)
         if sid == "b_corrupt":
             (root / f"{sid}.npy").write_bytes(b"not an array")
-        rows.append(_row(sid, "st9", "CT", "train", acq))
+        rows.append(_row(sid, "st9", "PT" if sid == "b_modality" else "CT", "train", acq))
     for r in rows:
         if r["series_id"] != "b_nofiles":
             files.append({"file_id": "f" + r["series_id"], "series_id": r["series_id"], "slice_index": 0,

@@ -83,9 +83,9 @@ def _volume_row(path: str, modality: str, sequence_text: str, params: dict):
 
 
 def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: str, cfg: dict, key: bytes) -> dict:
-    icfg, dcfg, scfg = cfg.get("ingest", {}) or {}, cfg.get("deid", {}) or {}, cfg.get("splits", {}) or {}
-    params = {"min_slices": int(icfg.get("min_slices", 10)), "max_tilt_deg": float(icfg.get("max_tilt_deg", 30.0)),
-              "oblique_deg": float(icfg.get("oblique_deg") or 30.0)}
+    icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
+    params = {"min_slices": int(icfg["min_slices"]), "max_tilt_deg": float(icfg["max_tilt_deg"]),
+              "oblique_deg": float(icfg["oblique_deg"])}
     df = pd.read_csv(nifti_csv, dtype=str, keep_default_na=False)
     missing = [c for c in ("file", "subject_id") if c not in df.columns]
     if missing:
@@ -125,7 +125,7 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
             sex = (row.get("sex", "") or "").strip().upper()[:1]
             studies[study_id] = {
                 "study_id": study_id, "patient_id": keyed_hash(row["subject_id"], key, "patient"), "modality": mod,
-                "study_year": None, "age": cap_age(None if pd.isna(age) else float(age), int(dcfg.get("age_cap", 90))),
+                "study_year": None, "age": cap_age(None if pd.isna(age) else float(age), int(dcfg["age_cap"])),
                 "sex": sex if sex in ("M", "F", "O") else "", "ethnicity": "", "site": row.get("site", ""),
                 "manufacturer": "", "field_strength": None, "n_series": 0, "has_report": False,
                 "split": (row.get("split", "") or "").strip().lower(), "study_date": dt.date(1900, 1, 1)}
@@ -138,8 +138,8 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
         need = ~st["split"].isin(SPLITS)
         if need.any():
             st.loc[need, "split"] = assign_splits(st[need], "2999-01-01", "2999-12-31",
-                                                  int(scfg.get("val_per_modality", 0)), int(cfg.get("seed", 0)),
-                                                  float(scfg.get("max_val_fraction", 0.5)))
+                                                  int(scfg["val_per_modality"]), int(cfg["seed"]),
+                                                  float(scfg["max_val_fraction"]))
         vol_df["split"] = vol_df["study_id"].map(dict(zip(st["study_id"], st["split"])))
     summary = write_outputs(out_dir, private_dir, vol_df, st, ledger, files, [], n_files_seen=n_seen,
                             n_files_included=len(vols), input_kind="nifti")

@@ -185,20 +185,20 @@ def _reports(reports_csv, studies: pd.DataFrame, col: Collector):
 def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_dir: str, cfg: dict, key: bytes,
                workers: int = 1) -> dict:
     """Ingest a DICOM export. Returns the summary dict (also written to ``out_dir/summary.json``)."""
-    icfg, dcfg, scfg = cfg.get("ingest", {}) or {}, cfg.get("deid", {}) or {}, cfg.get("splits", {}) or {}
+    icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
     params = SeriesParams.from_config(icfg)
-    modalities = tuple(icfg.get("modalities") or ("CT", "MR"))
+    modalities = tuple(icfg["modalities"])
     ledger = Ledger()
     files, links = walk(dicom_dir)
     log.info("ingest: %d files found (%d symbolic links skipped)", len(files), links)
     col = Collector(key, ledger)
     for rec in read_headers(dicom_dir, files, workers=max(1, int(workers or 1)),
-                            chunk_size=int(icfg.get("chunk_size") or 256), modalities=modalities):
+                            chunk_size=int(icfg["chunk_size"]), modalities=modalities):
         col.add(rec)
 
-    rows, file_rows = _assemble(col, params, key, float(icfg.get("oblique_deg") or 30.0), ledger)
+    rows, file_rows = _assemble(col, params, key, float(icfg["oblique_deg"]), ledger)
     vols = pd.DataFrame(rows)
-    studies = _study_table(col, vols, key, int(dcfg.get("age_cap", 90))) if len(vols) else pd.DataFrame(
+    studies = _study_table(col, vols, key, int(dcfg["age_cap"])) if len(vols) else pd.DataFrame(
         columns=["study_uid", "study_id", "study_date"])
     has_report, report_rows, report_counts = _reports(reports_csv, studies, col)
 
@@ -206,9 +206,9 @@ def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_di
         studies["has_report"] = studies["study_uid"].map(lambda u: bool(has_report.get(u, False)))
         dated = studies["study_date"].notna()
         split = pd.Series(index=studies.index, dtype=object)
-        split[dated] = assign_splits(studies[dated], scfg.get("cutoff", "2023-06-01"),
-                                     scfg.get("test_end", "2024-05-31"), int(scfg.get("val_per_modality", 0)),
-                                     int(cfg.get("seed", 0)), float(scfg.get("max_val_fraction", 0.5)))
+        split[dated] = assign_splits(studies[dated], scfg["cutoff"],
+                                     scfg["test_end"], int(scfg["val_per_modality"]),
+                                     int(cfg["seed"]), float(scfg["max_val_fraction"]))
         split[~dated] = "no_study_date"
         studies["split"] = split
         for _, s in studies[studies["split"].isin([AFTER_WINDOW, "no_study_date"])].iterrows():

@@ -115,7 +115,7 @@ ORBIT_OR_SOFT = _rx("orbit\\w*", "subperiosteal", "scalp", "subgaleal", "soft[- 
                     "neck", "submandibular", "parotid", "masticator", "buccal")
 MASTOID = _rx("mastoid\\w*")
 MIDDLE_EAR = _rx("middle ear", "tympan\\w*")
-PEDIATRIC_PF_DEFAULT = _rx("medulloblastoma", "ependymoma", "pilocytic", "atrt", "atypical teratoid")
+MINOR = _rx("mild", "minimal", "minor", "trace", "slight", "scattered", "small", "few")
 
 
 def _has(rx: re.Pattern, text: str) -> bool:
@@ -341,6 +341,8 @@ def herniation(modality, ctx):
 
 def ent_site(modality, ctx):
     text = ctx.local + " " + ctx.mention
+    if re.search(r"mucosal|mucoperiosteal", ctx.mention, re.I) and _has(MINOR, text):
+        return []  # minimal mucosal thickening is seen in many asymptomatic people
     if _has(MASTOID, text):
         return ["mastoid_effusion"]
     if _has(MIDDLE_EAR, text):

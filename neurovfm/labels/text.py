@@ -1,7 +1,8 @@
 """Report text structure: sections (indication, findings, impression, ...) and sentences.
 
-Section headers are recognised at the start of a line in any case ("Findings:") or anywhere when
-written in capitals ("... IMPRESSION: ..."), because exports often flatten a report onto one line.
+Section headers are recognised at the start of a line in any case ("Findings:"), as a line of their
+own without a colon ("FINDINGS"), or anywhere when written in capitals with a colon ("... IMPRESSION: ..."),
+because exports often flatten a report onto one line.
 Text before the first header counts as findings (many short reports have no headers at all).
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ DIAGNOSTIC_SECTIONS = ("findings", "impression")
 
 _HEADER_WORDS = "|".join(sorted((re.escape(k) for k in SECTION_ALIASES), key=len, reverse=True))
 _HEADER_LINE = re.compile(rf"(?im)^[ \t]*(?P<h>{_HEADER_WORDS})[ \t]*:")
+_HEADER_ALONE = re.compile(rf"(?im)^[ \t]*(?P<h>{_HEADER_WORDS})[ \t]*:?[ \t]*$")
 _HEADER_CAPS = re.compile(rf"(?<![A-Za-z])(?P<h>{_HEADER_WORDS.upper()})[ \t]*:")
 
 # abbreviations whose period does not end a sentence
@@ -51,7 +53,7 @@ def split_sections(report: str) -> list[Section]:
     """Sections in report order; text before any header is ``findings``."""
     report = report or ""
     hits = {}
-    for rx in (_HEADER_LINE, _HEADER_CAPS):
+    for rx in (_HEADER_LINE, _HEADER_ALONE, _HEADER_CAPS):
         for m in rx.finditer(report):
             hits.setdefault(m.start("h"), m)
     marks = sorted(hits.values(), key=lambda m: m.start("h"))

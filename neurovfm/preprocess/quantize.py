@@ -12,11 +12,14 @@ import numpy as np
 NIBBLE_TO_BYTE = 17  # 255 / 15
 
 
-def quantize(v: np.ndarray, bits: int) -> np.ndarray:
+def quantize(v: np.ndarray, bits: int, inplace: bool = False) -> np.ndarray:
+    """Levels of ``v`` (values in [0, 1]); with ``inplace`` the float buffer ``v`` is reused as scratch."""
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, not {bits}")
-    levels = np.float32((1 << bits) - 1)
-    return np.floor(v * levels + np.float32(0.5)).astype(np.uint8)
+    work = v if inplace else v.astype(np.float32, copy=True)
+    np.multiply(work, np.float32((1 << bits) - 1), out=work)
+    np.add(work, np.float32(0.5), out=work)
+    return work.astype(np.uint8)  # truncation == floor for the non-negative values here
 
 
 def pack_nibbles(high: np.ndarray, low: np.ndarray | None) -> np.ndarray:

@@ -66,6 +66,9 @@ def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job],
         if where is None:
             excluded.append(exclusion(meta, 0, "missing_files", "no rows in files.csv"))
             continue
+        if meta["modality"] not in ("CT", "MR"):
+            excluded.append(exclusion(meta, n_files, "unknown_modality", f"modality {meta['modality']!r}"))
+            continue
         try:
             affine = [float(v) for v in json.loads(row["affine_lps"])]
             if len(affine) != 16:
@@ -75,7 +78,7 @@ def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job],
             reason = err.reason if isinstance(err, PreprocessError) else "bad_affine"
             excluded.append(exclusion(meta, n_files, reason, getattr(err, "detail", str(err))))
             continue
-        planes = n_planes(channel_layout(meta["modality"], pcfg)) if meta["modality"] in ("CT", "MR") else 1
+        planes = n_planes(channel_layout(meta["modality"], pcfg))
         jobs.append(Job(meta, affine, shape, where, grid, idx.record_nbytes(grid.shape, pcfg["patch"], planes)))
     return jobs, excluded
 
@@ -125,13 +128,14 @@ def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, 
     try:
         paths = [Path(export_root) / p for p in source.read_paths(files_csv, *job.files)]
         array = loader(paths, np.asarray(job.affine).reshape(4, 4), job.shape)
-        res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
-                      pcfg, expected_shape=job.shape)
-        del array
-    except PreprocessError as err:
-        return {"exclusion": exclusion(job.meta, job.files[1], err.reason, err.detail)}
     except (VolumeError, OSError, ValueError) as err:
         return {"exclusion": exclusion(job.meta, job.files[1], "unreadable_pixels", f"{type(err).__name__}: {err}")}
+    try:
+        res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
+                      pcfg, expected_shape=job.shape)
+    except PreprocessError as err:
+        return {"exclusion": exclusion(job.meta, job.files[1], err.reason, err.detail)}
+    del array
     writer.write_record(shard_tmp, job.offset, res.planes, res.token_mask)
     return {"entry": _entry(job, res, pcfg)}
 
@@ -198,7 +202,17 @@ def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool:
                             "fingerprint": fp})
         entries += done["volumes"]
         excluded += done["exclusions"]
+    _remove_stale(out_dir, len(shards_info))
     return shards_info, entries, excluded
+
+
+def _remove_stale(out_dir: Path, n_shards: int) -> None:
+    """Shards of an earlier run with more shards than this one (never named by the new index)."""
+    for path in sorted(out_dir.glob("shard-*.*")):
+        stem = path.name.split(".")[0]
+        if path.suffix in (".bin", ".json") and int(stem.split("-")[1]) >= n_shards:
+            log.info("removing stale %s", path)
+            path.unlink()
 
 
 def _layouts(pcfg: dict) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 
 from neurovfm.preprocess import foreground, quantize, windows
 from neurovfm.preprocess.orient import Grid, GeometryError, as_affine, native_spacing, plan_grid
-from neurovfm.preprocess.resample import antialias, box_widths, resample
+from neurovfm.preprocess.resample import resample
 
 MR_CHANNEL = "mri"
 
@@ -131,7 +131,7 @@ def process(array: np.ndarray, affine, modality: str, grid: Grid, pcfg: dict,
         mask = foreground.ct_foreground(hu, pcfg["ct_foreground_hu"])
         levels = {}
         for ch in channels:
-            q = quantize.quantize(windows.ct_window(hu, ch.width, ch.level), ch.bits)
+            q = quantize.quantize(windows.ct_window(hu, ch.width, ch.level), ch.bits, inplace=True)
             levels[ch.name] = quantize.dequantize_levels(q, ch.bits)
             if ch.nibble is None:
                 planes[ch.plane] = q
@@ -143,14 +143,12 @@ def process(array: np.ndarray, affine, modality: str, grid: Grid, pcfg: dict,
         intensity = {}
     else:
         fill = float(array.min())
-        if smooth:
-            antialias(array, box_widths(a, grid))
         lo, hi = windows.percentile_bounds(array, pcfg["mr_percentiles"])
         if not hi > lo:
             raise PreprocessError("constant_image", f"percentile range [{lo:g}, {hi:g}] is empty")
-        vals = resample(array, a, grid, order, cval=fill, smooth=False)
+        vals = resample(array, a, grid, order, cval=fill, smooth=smooth)
         del array
-        q = quantize.quantize(windows.scale_to_unit(vals, lo, hi), 8)
+        q = quantize.quantize(windows.scale_to_unit(vals, lo, hi), 8, inplace=True)
         del vals
         try:
             mask = foreground.mr_foreground(q)

@@ -2,8 +2,9 @@
 
 CT: a window of width W and level L keeps HU in [L - W/2, L + W/2]:  v = clip((HU - (L - W/2)) / W, 0, 1).
 MRI: the 0.5th and 99.5th percentiles (config) of the volume's voxels are the bounds:
-v = clip((x - p_lo) / (p_hi - p_lo), 0, 1). Percentiles are taken over the native voxels (before
-interpolation, so fill values outside the field of view never count), over every voxel up to
+v = clip((x - p_lo) / (p_hi - p_lo), 0, 1). Percentiles are taken over the native voxels as decoded
+(before any filtering or interpolation, so fill values outside the field of view never count), over every
+voxel up to
 ``MAX_PERCENTILE_SAMPLES`` voxels and over a regular stride of the flattened volume beyond that
 (deterministic; the bounds then move by far less than one 8-bit level).
 """
@@ -18,7 +19,7 @@ def ct_window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-MAX_PERCENTILE_SAMPLES = 1 << 20
+MAX_PERCENTILE_SAMPLES = 1 << 18
 
 
 def percentile_bounds(values: np.ndarray, percentiles) -> tuple[float, float]:

@@ -42,8 +42,7 @@ def write_record(path: str | Path, offset: int, planes: list[np.ndarray], token_
     for p, plane in enumerate(planes):
         mm[p * n_vox:(p + 1) * n_vox] = plane.reshape(-1)
     mm[len(planes) * n_vox:] = token_mask.reshape(-1).astype(np.uint8)
-    mm.flush()
-    del mm
+    del mm  # dirty pages stay in the page cache; commit() fsyncs the whole file once
     return nbytes
 
 

@@ -280,6 +280,13 @@ def _jsonable(f: dict) -> dict:
     return out
 
 
+def _init_worker(threads: int) -> None:
+    """One compute thread per worker process: the pool already uses every core."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _export_study_args(args):
     return export_study(*args)
 
@@ -301,7 +308,7 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
             results.append(_export_study_args(job))
             progress.update()
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(1,)) as pool:
             for res in pool.map(_export_study_args, jobs, chunksize=1):
                 results.append(res)
                 progress.update()

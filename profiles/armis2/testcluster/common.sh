@@ -15,6 +15,7 @@ testcluster_init() {
     CLUSTER="${NEUROVFM_TESTCLUSTER_NAME:-neurovfmtest}"
     ACCOUNT="${NEUROVFM_TESTCLUSTER_ACCOUNT:-neurovfm_test}"
     PARTITION="${NEUROVFM_TESTCLUSTER_PARTITION:-neurovfm}"
+    SYSTEM_CONF=/etc/slurm/slurm.conf   # Slurm's compiled-in default path (Debian)
     local base="${NEUROVFM_TESTCLUSTER_PORT_BASE:-16817}"
     CTLD_PORT="$base"
     SLURMD_PORT="$((base + 1))"
@@ -53,7 +54,15 @@ node_ready() {
     local state
     state="$(sinfo -h -n "$1" -o %t 2>/dev/null)"
     case "$state" in
+        *'*') return 1 ;;  # not responding
         idle* | mix* | alloc*) return 0 ;;
         *) return 1 ;;
     esac
+}
+
+# node_registered NODE: slurmctld has heard from slurmd (state no longer unknown/not responding)
+node_registered() {
+    local state
+    state="$(sinfo -h -n "$1" -o %t 2>/dev/null)"
+    [ -n "$state" ] && case "$state" in *'*' | unk*) return 1 ;; *) return 0 ;; esac
 }

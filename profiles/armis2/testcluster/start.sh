@@ -8,7 +8,9 @@
 #   profiles/armis2/testcluster/stop.sh [STATE_DIR]
 #
 # Everything (configs, munge key and socket, database, spool, logs, PID files) lives under
-# STATE_DIR; nothing under /etc or /run is touched. Idempotent: daemons already running from
+# STATE_DIR. The one thing outside it: a symlink /etc/slurm/slurm.conf -> STATE_DIR/etc/slurm.conf
+# (created only if that path is free, removed by stop.sh), because the executor's job step runs
+# `srun` without SLURM_CONF. Idempotent: daemons already running from
 # STATE_DIR (checked through their PID files) are left alone. Needs root (slurmd launches jobs).
 #
 # The node is declared with SlurmdParameters=config_overrides, CPUs/RealMemory large enough for
@@ -62,6 +64,18 @@ export NEUROVFM_SLURM_GPU_PARTITION="$PARTITION"
 export NEUROVFM_SLURM_GPU_MODEL="$GPU_MODEL"
 EOF
 export SLURM_CONF="$D/etc/slurm.conf"
+
+# The SLURM executor's job step (snakemake-executor-plugin-slurm-jobstep) drops SLURM_CONF before
+# its nested `srun`, so inside a job the clients must find the config at Slurm's default path.
+# Link it there, unless another cluster's config is already in place.
+if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$D/etc/slurm.conf" ]; then
+    :
+elif [ -e "$SYSTEM_CONF" ] || [ -L "$SYSTEM_CONF" ]; then
+    die "$SYSTEM_CONF exists and is not this test cluster's; refusing to start (jobs' srun would use it)"
+else
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -s "$D/etc/slurm.conf" "$SYSTEM_CONF"
+fi
 # slurmdbd's MariaDB client reads no option file; this variable names the server's socket
 export MYSQL_UNIX_PORT="$D/mysql/mysqld.sock"
 
@@ -116,7 +130,15 @@ fi
 if ! is_running slurmd; then
     slurmd -f "$D/etc/slurm.conf" -N "$NODE"
 fi
-wait_for "node $NODE idle" 60 node_ready "$NODE"
+# a drain/down state saved by an earlier run (e.g. an older config) survives restarts: clear it
+# once slurmd has registered, then the node must become usable
+wait_for "slurmd registration" 30 node_registered "$NODE"
+case "$(sinfo -h -n "$NODE" -o %t)" in
+    drain* | drng* | down* | inval*)
+        scontrol update NodeName="$NODE" State=RESUME || die "cannot resume $NODE: $(sinfo -h -R -n "$NODE")"
+        ;;
+esac
+wait_for "node $NODE idle" 30 node_ready "$NODE"
 
 echo "testcluster: up in $D (cluster $CLUSTER, partition $PARTITION, account $ACCOUNT, node $NODE: $CPUS CPUs, ${MEM_MB} MB, gpu:$GPU_MODEL:2)"
 echo "testcluster: run 'source $D/env.sh' before sbatch/snakemake"

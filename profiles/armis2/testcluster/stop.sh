@@ -47,6 +47,11 @@ for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
     stop_daemon "$daemon"
 done
 
+if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$D/etc/slurm.conf" ]; then
+    rm -f "$SYSTEM_CONF"
+    echo "testcluster: removed link $SYSTEM_CONF"
+fi
+
 if [ "$purge" -eq 1 ] && [ -d "$D" ]; then
     rm -rf "$D"
     echo "testcluster: removed $D"
