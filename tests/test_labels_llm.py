@@ -139,3 +139,10 @@ def test_parse_json_reply_variants():
     assert parse_json_reply('Sure! {"a": {"b": 2}} Hope this helps.') == {"a": {"b": 2}}
     with pytest.raises(LLMError):
         parse_json_reply("[1, 2]")
+
+
+def test_server_without_json_mode_falls_back(tmp_path):
+    with Server([(400, "response_format is not supported", 0), (200, good_reply(), 0)]) as srv:
+        res = LLMExtractor(client(srv, tmp_path)).extract(REPORT, "CT")
+    assert res["acute_subdural_hematoma"]["present"]
+    assert "response_format" in srv.requests[0]["body"] and "response_format" not in srv.requests[1]["body"]

@@ -112,8 +112,13 @@ def test_parents_by_implication(rx):
 def test_sites_and_resolvers(rx):
     assert "extra_axial_brain_tumor" in pos(rx, "Dural-based enhancing mass along the left convexity, likely meningioma.")
     assert "meningioma" in pos(rx, "Dural-based enhancing mass along the left convexity, likely meningioma.", "MR")
-    p = pos(rx, "Depressed fracture of the right parietal bone. Nondisplaced fracture of the left temporal bone.")
-    assert {"displaced_skull_fracture", "skull_base_fracture"} <= p
+    p = pos(rx, "Depressed fracture of the right parietal bone. Longitudinal fracture of the left petrous temporal bone.")
+    assert {"displaced_skull_fracture", "skull_base_fracture"} <= p and "nondisplaced_skull_fracture" not in p
+    # the temporal bone without a petrous / otic cue is its squamous (calvarial) part
+    assert pos(rx, "Linear non-\ndisplaced fracture of the left temporal bone.") == {"nondisplaced_skull_fracture"}
+    # "ICH" with a parenchymal site is an intracerebral hemorrhage
+    assert "intraparenchymal_hemorrhage" in pos(rx, "Left basal ganglia ICH, approximately 7 mL.", "MR")
+    assert "intraparenchymal_hemorrhage" not in pos(rx, "No ICH.")
     assert "sinusitis" in pos(rx, "Mucosal thickening of the bilateral maxillary sinuses.")
     assert "mastoid_effusion" in pos(rx, "Opacification of the right mastoid air cells.")
     assert pos(rx, "Left periorbital soft tissue edema.") == set()

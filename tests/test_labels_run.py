@@ -36,6 +36,10 @@ def test_findings_filter_dedup_and_order():
     assert "Left frontal scalp hematoma." in items and "Mild chronic small vessel ischemic changes." in items
     assert not any(i.startswith("Acute left subdural hematoma") for i in items)  # impression restates findings
     assert sum("small vessel" in i for i in items) == 1
+    items = FindingsExtractor().extract("FINDINGS: Questionable subtle hypodensity in the left insula, likely artifact. "
+                                        "A few nonspecific punctate FLAIR foci. Enhancing nodule in the left cerebellopontine "
+                                        "angle cistern.", "MR")
+    assert items == ["Enhancing nodule in the left cerebellopontine angle cistern."]  # unknown to the lexicon, kept
     assert FindingsExtractor().extract("FINDINGS: Normal study. IMPRESSION: No acute intracranial abnormality.", "MR") == []
 
 

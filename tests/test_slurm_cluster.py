@@ -355,15 +355,15 @@ def demo_dag_runs(slurm_cluster, tmp_path_factory):
     env = slurm_cluster["env"]
     local, remote = _workflow_copy(base / "local"), _workflow_copy(base / "slurm")
     started = time.monotonic()
-    rc_local, out_local = _snakemake(["--profile", "profiles/local", "--configfile", "slurmtest.yaml", "all"],
+    rc_local, out_local = _snakemake(["all", "--profile", "profiles/local", "--configfile", "slurmtest.yaml"],
                                      cwd=local, env=env, timeout=240)
     t_local = time.monotonic() - started
     assert rc_local == 0, f"the local run failed, nothing to compare:\n{out_local[-6000:]}"
     started = time.monotonic()
     # the armis2 profile as users run it, with paper.yaml kept and this small run layered on top
-    rc, out = _snakemake(["--profile", "profiles/armis2",
-                          "--configfile", "profiles/armis2/paper.yaml", "slurmtest.yaml",
-                          *FAST_STATUS, "all"], cwd=remote, env=env, timeout=300)
+    rc, out = _snakemake(["all", "--profile", "profiles/armis2", *FAST_STATUS,
+                          "--configfile", "profiles/armis2/paper.yaml", "slurmtest.yaml"],
+                         cwd=remote, env=env, timeout=300)
     return {"local": local, "slurm": remote, "rc": rc, "output": out, "env": env,
             "seconds": {"local": t_local, "slurm": time.monotonic() - started}}
 

@@ -1,7 +1,8 @@
 """Structured key findings of a report (offline rules).
 
 Items are the findings / impression sentences (split at ';') that state something abnormal: a
-positive diagnosis mention, or abnormal wording the lexicon does not know. Removed: normal /
+positive diagnosis mention, or abnormal wording the lexicon does not know (unless called nonspecific,
+incidental, artifact or only possible). Removed: normal /
 unremarkable statements, negated tails ("..., without midline shift"), comparison phrases ("compared
 to the prior study"), bare measurements, and an impression item that restates a finding already
 kept. Ordered by urgency (an urgent diagnosis of the ontology first), then by report order.
@@ -20,6 +21,8 @@ _NORMAL = re.compile(r"(?i)\b(?:unremarkable|normal|within normal limits|no acut
 _ABNORMAL = re.compile(r"(?i)\b(?:lesions?|abnormal\w*|enhanc\w+|hyperintens\w*|hypointens\w*|hyperdens\w*|hypodens\w*|"
                        r"thicken\w*|collections?|nodul\w+|opacif\w*|signal abnormalit\w+|restrict\w*|calcifi\w+|"
                        r"enlarg\w+|narrow\w*|stenos\w+|focus|foci|cyst\w*|deformit\w+|erosion|destruct\w+)\b")
+_NOT_KEY = re.compile(r"(?i)\b(?:non-?specific|incidental|artifacts?|artefacts?|normal variants?|of no clinical significance|"
+                      r"questionable|possible|equivocal|indeterminate|cannot be excluded|may represent|nonspecific)\b")
 _NEGATION_WORD = re.compile(r"(?i)\b(?:no|not|without|negative|free of|resolved|absent)\b")
 _COMPARISON_LEAD = re.compile(r"(?i)^\s*(?:(?:as )?compared (?:to|with)|in comparison (?:to|with)|relative to|since|"
                               r"when compared (?:to|with))\s+(?:the\s+)?(?:prior|previous|most recent|recent|last)\b[^,]*,\s*")
@@ -73,7 +76,7 @@ class FindingsExtractor:
             key = frozenset((lab, m.side) for m in positive for lab in m.labels)
         else:
             if mentions or _NEGATION_WORD.search(text) or _NORMAL.search(text) or _PURE_COMPARISON.match(text) \
-                    or not _ABNORMAL.search(text):
+                    or _NOT_KEY.search(text) or not _ABNORMAL.search(text):
                 return None
             rank, key = 2, frozenset()
         text = _clean(text)

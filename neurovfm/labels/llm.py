@@ -78,7 +78,8 @@ class LLMClient:
                 raise _Retryable(f"HTTP {err.code}", wait) from err
             if err.code == 400 and "response_format" in body and "response_format" in detail:
                 raise _Retryable("server does not support response_format", 0.0) from err
-            raise LLMError(f"HTTP {err.code} from the LLM server: {detail}") from err
+            # the server's message is not repeated: it may echo report text, and errors reach results/
+            raise LLMError(f"HTTP {err.code} from the LLM server") from err
         except (socket.timeout, TimeoutError) as err:
             raise _Retryable(f"timeout after {self.timeout_s} s") from err
         except urllib.error.URLError as err:
@@ -112,7 +113,7 @@ class LLMClient:
             try:
                 return reply["choices"][0]["message"]["content"]
             except (KeyError, IndexError, TypeError) as err:
-                raise LLMError(f"unexpected response shape from the LLM server: {str(reply)[:200]}") from err
+                raise LLMError("unexpected response shape from the LLM server (no choices[0].message.content)") from err
         raise LLMError(f"LLM request failed after {self.retries + 1} attempts: {last}")
 
     # -- cache ---------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ PARENCHYMA = _rx("parenchym\\w*", "intra-?axial", "(?:frontal|parietal|temporal|
                  "lobar", "basal ganglia", "thalam\\w*", "putam\\w*", "caudate", "capsul\\w*", "cerebell\\w*", "pons", "pontine",
                  "brainstem", "brain stem", "midbrain", "medulla", "corona radiata", "centrum semiovale", "white matter",
                  "hemispher\\w*", "lentiform", "gyr\\w*", "cortical", "corpus callosum", "splenium", "hippocamp\\w*")
+LOBE_ADJ = _rx("frontal", "parietal", "temporal", "occipital", "insular", "frontoparietal", "temporoparietal",
+               "parieto-?occipital", "temporo-?occipital", "fronto-?temporal")
+EXTRA_AXIAL_SPACE = _rx("convexity", "extra-?axial", "subdural", "epidural", "extradural", "sulc\\w*", "subarachnoid",
+                        "cistern\\w*", "tentori\\w*", "falx", "falcine", "scalp", "subgaleal")
 VENTRICLE = _rx("intra-?ventricular", "ventricles?", "ventricular system", "occipital horns?", "temporal horns?", "frontal horns?",
                 "atria", "atrium")
 SULCAL = _rx("sulc\\w*", "cistern\\w*", "sylvian", "subarachnoid", "interhemispheric fissure")
@@ -53,13 +57,14 @@ EXTRACRANIAL_SOFT = _rx("scalp", "subgaleal", "galeal", "soft[- ]tissues?", "sub
                         "face", "forehead", "cheek", "muscle\\w*", "masticator", "nasal", "sinus\\w*", "retropharyngeal", "neck",
                         "mucosa\\w*", "orbit\\w*", "eyelid", "ear", "mastoid", "lip", "chin", "skin", "prevertebral")
 
-SKULL_BASE = _rx("skull base", "basilar skull", "clivus", "clival", "sphenoid", "petrous", "temporal bone", "occipital condyles?",
+SKULL_BASE = _rx("skull base", "basilar skull", "clivus", "clival", "sphenoid", "petrous", "occipital condyles?",
+                 "otic", "ossicular", "longitudinal", "transverse(?! process)", "middle ear", "internal auditory",
                  "cribriform", "anterior cranial fossa", "middle cranial fossa", "carotid canal", "foramen magnum", "jugular foramen",
                  "otic capsule", "mastoid", "planum sphenoidale", "sella")
 ORBIT = _rx("orbit\\w*", "blow-?out", "globe", "lamina papyracea", "orbital floor", "orbital roof", "intraorbital")
 FACE = _rx("facial", "face", "mandib\\w*", "maxill\\w*", "zygom\\w*", "zmc", "nasal", "nose", "le ?fort", "tripod",
            "pterygoid", "septal", "alveolar", "palat\\w*", "frontal sinus", "naso-?orbito", "noe", "tmj", "condyl(?:e|ar) (?:of|neck)")
-CALVARIUM = _rx("skull", "calvari\\w*", "cranial vault", "(?:frontal|parietal|occipital|squamous temporal) bone", "depressed",
+CALVARIUM = _rx("skull(?! base)", "calvari\\w*", "cranial vault", "(?:frontal|parietal|occipital|temporal) bone", "depressed",
                 "parietal", "frontal", "occipital", "vertex", "diastatic", "suture")
 CERVICAL = _rx("cervical", "c-?spine", "c[1-7]", "odontoid", "dens", "vertebra\\w*", "spinous", "lamina", "transverse process",
                "atlas", "axis")
@@ -168,10 +173,18 @@ def bleed_site(modality, ctx):
         return sah_cause(modality, ctx)
     if _has(VENTRICLE, text) and not _has(PARENCHYMA, text):
         return ["intraventricular_hemorrhage"]
-    if _has(PARENCHYMA, text):
+    if _has(PARENCHYMA, text) or _has(LOBE_ADJ, text):
         return ["intraparenchymal_hemorrhage"]
     if re.search(r"hematoma|haematoma|blood products?", ctx.mention, re.I):
         return []  # a hematoma of unknown site is not necessarily intracranial
+    return ["intracranial_hemorrhage"]
+
+
+def ich_site(modality, ctx):
+    """'ICH' is both intracranial and intracerebral hemorrhage: with a parenchymal site it is the latter."""
+    text = ctx.local
+    if not _has(EXTRA_AXIAL_SPACE, text) and (_has(PARENCHYMA, text) or _has(LOBE_ADJ, text)):
+        return ["intraparenchymal_hemorrhage"]
     return ["intracranial_hemorrhage"]
 
 
@@ -193,9 +206,12 @@ def fracture_site(modality, ctx):
         out.append("orbital_trauma")
     if _has(FACE, text):
         out.append("craniofacial_injury")
-    if _has(CERVICAL, text) and not (out or _has(CALVARIUM, text)):
+    calvarial = [m.group().lower() for m in CALVARIUM.finditer(text)]
+    if "skull_base_fracture" in out:  # "petrous temporal bone": the temporal bone is the skull base here
+        calvarial = [c for c in calvarial if c != "temporal bone"]
+    if _has(CERVICAL, text) and not (out or calvarial):
         return []  # a spine fracture: no label in the head CT ontology
-    if _has(CALVARIUM, text) or not out:
+    if calvarial or not out:
         displaced = _has(DISPLACED, text) and not _has(NONDISPLACED, text)
         out.append("displaced_skull_fracture" if displaced else "nondisplaced_skull_fracture")
     return out
@@ -350,6 +366,6 @@ def ent_site(modality, ctx):
     return ["sinusitis"]
 
 
-RESOLVERS = {f.__name__: f for f in (sdh_acuity, sdh_mr, sah_cause, bleed_site, contusion, fracture_site, gas_site,
+RESOLVERS = {f.__name__: f for f in (sdh_acuity, sdh_mr, sah_cause, bleed_site, ich_site, contusion, fracture_site, gas_site,
                                      stroke_acuity, lacune, tumor_site, glioma_grade, pf_tumor, abscess_site, encephalitis,
                                      ventricles, edema_site, atrophy_site, herniation, ent_site)}

@@ -83,6 +83,9 @@ def split_sentences(text: str) -> list[str]:
     """Sentences of a section: ends at . ! ? (not in decimals or abbreviations), list markers and line
     breaks that start a new item."""
     text = (text or "").replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"(?<=[A-Za-z])-[ \t]*\n[ \t]*(?=[A-Za-z])", "-", text)  # a word hyphenated across a line break
+    text = re.sub(r"(?i)\b(non|un|post|pre|intra|extra|sub|peri|para|hyper|hypo|iso|mid|semi|re)-[ \t]+(?=[a-z])",
+                  r"\1-", text)  # "non- displaced": a stray space after a prefix hyphen
     text = _INLINE_NUM.sub("\n", text)
     pieces: list[str] = []
     for block in re.split(r"\n\s*\n", text):

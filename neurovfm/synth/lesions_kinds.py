@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import CH, describe, lobe_of
+from .anatomy import CH, describe
 from .lesions import (BRAIN_CENTRE, CONVEXITY, Canvas, blob, centroid, inner_table_point, inside_cavity,
                       jitter_dir, normal_at, pick, push, side_sign, unit, ventricle_dilate)
 
@@ -115,7 +115,6 @@ def ivh(cv, f, rng):
 
 
 def ventriculomegaly(cv, f, rng):
-    before = cv.vent.sum()
     ventricle_dilate(cv, pick(f["size"], (2.5, 4.0, 5.5), rng))
     return {"location": "lateral and third ventricles", "center": BRAIN_CENTRE.copy(),
             "volume_mm3": float(cv.vent.sum())}
