@@ -16,6 +16,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/labels.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ from neurovfm.labels.evaluate import evaluate_extractor, score_matrix
 from neurovfm.labels.findings import FindingsExtractor
 from neurovfm.labels.ontology import load_ontology
 from neurovfm.labels.run import run_labels
+from neurovfm.config import default_config
 
 CT_REPORT = """EXAM: CT HEAD WITHOUT CONTRAST
 CLINICAL HISTORY: Fall on anticoagulation, r/o bleed.
@@ -66,7 +67,7 @@ def tiny_run(tmp_path):
         (truth / f"{uids[name]}.json").write_text(json.dumps(
             {"study_instance_uid": uids[name], "modality": mod, "labels": labels, "report_present": True}))
     summary = run_labels(tmp_path / "reports.jsonl", tmp_path / "studies.csv", tmp_path / "labels",
-                         {"labels": {"extractor": "rules", "llm": {}}}, tmp_path / "private")
+                         default_config(), tmp_path / "private")
     return tmp_path, sid, key, summary
 
 

@@ -147,8 +147,8 @@ def client_from_config(llm_cfg: dict, cache_dir: str | os.PathLike | None) -> LL
         raise LLMConfigError("labels.llm.model is not set")
     key_env = llm_cfg.get("api_key_env")
     return LLMClient(endpoint=endpoint, model=model, api_key=os.environ.get(key_env) if key_env else None,
-                     timeout_s=float(llm_cfg.get("timeout_s", 120)), retries=int(llm_cfg.get("retries", 3)),
-                     backoff_s=float(llm_cfg.get("backoff_s", 1.0)),
+                     timeout_s=float(llm_cfg["timeout_s"]), retries=int(llm_cfg["retries"]),
+                     backoff_s=float(llm_cfg["backoff_s"]),
                      cache_dir=Path(cache_dir) if cache_dir else None)
 
 

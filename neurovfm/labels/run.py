@@ -81,10 +81,10 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
     todo.sort(key=lambda r: r["study_id"])
 
     rules = RuleExtractor()
-    extractor_kind = cfg.get("extractor", "rules")
+    extractor_kind = cfg["extractor"]
     client = None
     if extractor_kind == "llm":
-        client = client_from_config(cfg.get("llm") or {}, Path(private_dir) / "llm_cache")
+        client = client_from_config(cfg["llm"], Path(private_dir) / "llm_cache")
         extractor = LLMExtractor(client)
     elif extractor_kind == "rules":
         extractor = rules
@@ -100,7 +100,7 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
         return res
 
     if client is not None:
-        outcomes = map_reports(one, todo, int((cfg.get("llm") or {}).get("max_workers", 1)))
+        outcomes = map_reports(one, todo, int(cfg["llm"]["max_workers"]))
     else:
         outcomes = []
         for r in todo:
@@ -110,7 +110,7 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
                 outcomes.append((None, f"{type(err).__name__}: {err}"))
     prog.close()
 
-    findings_mode = cfg.get("findings", "rules")
+    findings_mode = cfg["findings"]
     finder = FindingsExtractor(rules)
     rows = {m: [] for m in _TABLES}
     lines = []

@@ -48,7 +48,7 @@ def resolved_cfg(synth_cfg: dict) -> dict:
     return cfg
 
 
-def benchmark_cfg(synth_cfg: dict, target_files: int = 20000, files_per_study: float = 75.0) -> dict:
+def benchmark_cfg(synth_cfg: dict, target_files: int = 20000, files_per_study: float = 130.0) -> dict:
     """A ``synth`` override for the ingest benchmark: tiny 32x32 matrices, enough studies for ``target_files``.
 
     Keys changed: n_studies, mr_matrix, ct_matrix, mprage_fraction (0: no 150-slice 3D series),

@@ -15,6 +15,13 @@ def export_dir():
     return os.path.expandvars(config["input"]["dicom_dir"])
 
 
+def pixel_root():
+    """Folder that the paths of private/{run}/files.csv are relative to."""
+    if config["input"]["kind"] == "nifti":
+        return os.path.expandvars(config["input"]["nifti_dir"])
+    return export_dir()
+
+
 def reports_csv():
     if SYNTHETIC:
         return f"{RES}/pacs_export/reports.csv"
@@ -34,6 +41,9 @@ def all_targets():
         f"{RES}/labels/ct.csv",
         f"{RES}/labels/mri.csv",
         f"{RES}/labels/findings.jsonl",
+        *[f"{RES}/shards/{split}/index.json" for split in ("train", "val", "test")],
+        f"{RES}/figures/ed_preprocessing.png",
+        f"{RES}/figures/ed_dataset.png",
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")

@@ -9,9 +9,7 @@ rule fig_ed_preprocessing:
         pdf=f"{RES}/figures/ed_preprocessing.pdf",
         csv=f"{RES}/figures/ed_preprocessing.csv",
     params:
-        export_root=lambda wildcards: export_dir() if config["input"]["kind"] == "dicom" else os.path.expandvars(
-            config["input"]["nifti_dir"]
-        ),
+        export_root=lambda wildcards: pixel_root(),
         shards_dir=f"{RES}/shards",
     log:
         f"{RES}/logs/fig_ed_preprocessing.log",

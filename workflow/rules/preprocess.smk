@@ -11,9 +11,7 @@ rule preprocess:
         exclusions=f"{RES}/shards/exclusions.csv",
         summary=f"{RES}/shards/summary.json",
     params:
-        export_root=lambda wildcards: export_dir() if config["input"]["kind"] == "dicom" else os.path.expandvars(
-            config["input"]["nifti_dir"]
-        ),
+        export_root=lambda wildcards: pixel_root(),
         out_dir=f"{RES}/shards",
     log:
         f"{RES}/logs/preprocess.log",
