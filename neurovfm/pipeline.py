@@ -27,11 +27,11 @@ def _existing(path: str | None, what: str) -> Path:
 
 def synth(cfg: dict, out_dir: str | Path, threads: int | None = None) -> dict:
     """Write the embedded health system's PACS export into ``out_dir`` (atomically, as one folder)."""
-    from neurovfm.synth.export import write_export
+    from neurovfm.synth.export import synth_settings, write_export
 
     workers = _workers(cfg["synth"]["workers"], threads)
     with atomic_dir(out_dir) as tmp:
-        manifest = write_export(Path(tmp), cfg["synth"], seed=cfg["seed"], workers=workers)
+        manifest = write_export(Path(tmp), synth_settings(cfg), seed=cfg["seed"], workers=workers)
     log.info("synthetic export written to %s", out_dir)
     return manifest
 

@@ -15,7 +15,8 @@ import yaml
 from neurovfm.synth import bad_inputs as bad
 from neurovfm.synth import dicom_writer as dw
 from neurovfm.synth.cohort import build_cohort
-from neurovfm.synth.export import write_export
+from neurovfm.config import default_config
+from neurovfm.synth.export import synth_settings, write_export
 from neurovfm.synth.geometry import Acquisition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ PHI_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "
 
 
 def tiny_cfg(n_studies: int = 6) -> dict:
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["synth"]
+    cfg = synth_settings(default_config())
     cfg.update(n_studies=n_studies, mr_matrix=[32], ct_matrix=[32], max_slices=16, mprage_fraction=0.0,
                bad_inputs=True)
     return cfg

@@ -14,9 +14,11 @@ from neurovfm.synth import phrases as P
 from neurovfm.synth.catalog import CATALOG
 from neurovfm.synth.cohort import build_cohort
 from neurovfm.synth.reports import relevance_order, write_report
+from neurovfm.config import default_config
+from neurovfm.synth.export import synth_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = yaml.safe_load((ROOT / "config.yaml").read_text())["synth"]
+CFG = synth_settings(default_config())
 SEED = 20251128
 # Words a reader would look for, per finding kind (written for the test, not taken from the bank).
 KIND_WORDS = {

@@ -6,21 +6,24 @@ keyword must match at word boundaries (so ``mpr`` does not match ``mprage``).
 
 ImageType: ``LOCALIZER`` anywhere -> localizer; the pair ``DERIVED`` + ``SECONDARY`` (reformats,
 MIPs, screenshots made after the exam) -> derived. ``DERIVED\\PRIMARY`` is kept, because scanners
-label trace-weighted diffusion that way; ADC and other maps are caught by description patterns.
+label trace-weighted diffusion that way; parametric maps are caught by their ImageType value
+(``ADC``, ``FA``, ``EADC``, ``EXP``) or by description patterns. Philips-style prefixes of the
+orientation letter (``sT1W``, ``aT2W``) count as T1/T2.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
+DERIVED_MAP_TYPES = frozenset({"ADC", "FA", "EADC", "EXP", "TRACE_ADC"})
 LOCALIZER_PATTERNS = ("scout", "locali[sz]er", "topogram", "survey", "3 plane", "tri plane", "3plane")
 
 _DWI = ("dwi", "diff", "diffusion", "dti", "trace", "tracew", "ep2d diff", "b1000", "b 1000")
 _SWI = ("swi", "swan", "susc", "susceptibility", r"t2\*", "t2star", "t2 star", "hemo", "mpgr", "swip", "venobold")
 _GRE = ("gre", "fl2d", "ffe", "gradient echo")
 _FLAIR = ("flair", "dark fluid", "tirm", "t2fl")
-_T1 = ("t1", "t1w", "mprage", "mp rage", "spgr", "fspgr", "bravo", "tfl", "vibe", "tfe", "t1 se", "t1tse")
-_T2 = ("t2", "t2w", "tse", "fse", "haste", "ssfse", "propeller", "blade", "ciss", "fiesta")
+_T1 = (r"[astc]?t1w?", "mprage", "mp rage", "spgr", "fspgr", "bravo", "tfl", "vibe", "tfe", "t1 se", "t1tse")
+_T2 = (r"[astc]?t2w?", "tse", "fse", "haste", "ssfse", "propeller", "blade", "ciss", "fiesta")
 _CONTRAST_YES = (r"post", r"\+c", r"c\+", r"w contrast", r"w/ ?contrast", r"with", r"gad", r"gd", r"contrast",
                  r"cta", r"angio", r"cect", r"postcontrast", r"enhanced", r"w/")
 _CONTRAST_NO = (r"wo", r"w/o", r"without", r"non ?con", r"noncontrast", r"non contrast", r"pre", r"precontrast",
@@ -55,6 +58,8 @@ def exclusion_reason(description: str | None, image_type, exclude_patterns,
         return "localizer", "description names a localizer/scout"
     if len(itype) >= 2 and itype[0] == "DERIVED" and itype[1] == "SECONDARY":
         return "derived", "ImageType DERIVED\\SECONDARY"
+    if itype and itype[0] == "DERIVED" and DERIVED_MAP_TYPES.intersection(itype):
+        return "derived", "ImageType names a parametric map"
     pats = [normalise(p).strip() if not any(ch in p for ch in "?*[]()\\|") else p for p in exclude_patterns]
     if matches(desc, pats):
         return "derived", "description matches an excluded pattern"

@@ -444,17 +444,17 @@ def build_cohort(synth_cfg: dict, seed: int) -> list[StudyPlan]:
     """All studies of the embedded health system, sorted by study date (index = position)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0]))
     n_studies = int(synth_cfg["n_studies"])
-    lo, hi = (int(v) for v in synth_cfg.get("studies_per_patient", [1, 3]))
+    lo, hi = (int(v) for v in synth_cfg["studies_per_patient"])
     start, end = (dt.date.fromisoformat(str(d)) for d in synth_cfg["date_range"])
-    recent_from = dt.date.fromisoformat(str(synth_cfg.get("recent_from", "2023-06-01")))
-    recent_fraction = float(synth_cfg.get("recent_fraction", 0.17))
+    recent_from = dt.date.fromisoformat(str(synth_cfg["recent_from"]))
+    recent_fraction = float(synth_cfg["recent_fraction"])
     sites = list(synth_cfg["sites"])
-    normal_fraction = float(synth_cfg.get("normal_fraction", 0.3))
-    missing = float(synth_cfg.get("report_missing_fraction", 0.0))
-    phi_fraction = float(synth_cfg.get("report_phi_fraction", 0.1))
-    comorbidity_p = float(synth_cfg.get("comorbidity_fraction", 0.75))
-    deck_size = int(synth_cfg.get("scenario_deck_size", 60))
-    calcification_p = float(synth_cfg.get("incidental_calcification_fraction", 0.08))
+    normal_fraction = float(synth_cfg["normal_fraction"])
+    missing = float(synth_cfg["report_missing_fraction"])
+    phi_fraction = float(synth_cfg["report_phi_fraction"])
+    comorbidity_p = float(synth_cfg["comorbidity_fraction"])
+    deck_size = int(synth_cfg["scenario_deck_size"])
+    calcification_p = float(synth_cfg["incidental_calcification_fraction"])
     if not start < recent_from <= end:
         raise ValueError(f"synth.recent_from {recent_from} must lie inside date_range {start}..{end}")
 
@@ -470,7 +470,7 @@ def build_cohort(synth_cfg: dict, seed: int) -> list[StudyPlan]:
         p_index += 1
     visits = visits[:n_studies]
     # 2. modality: exactly round(n * ct_fraction) CTs
-    n_ct = int(round(n_studies * float(synth_cfg.get("ct_fraction", 0.5))))
+    n_ct = int(round(n_studies * float(synth_cfg["ct_fraction"])))
     modalities = np.array(["CT"] * n_ct + ["MR"] * (n_studies - n_ct))[rng.permutation(n_studies)]
     # 3. findings per patient, walking through the visits in date order
     decks = {m: ScenarioDeck(rng, SCENARIO_WEIGHTS[m], deck_size) for m in SCENARIO_WEIGHTS}

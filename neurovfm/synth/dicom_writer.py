@@ -123,57 +123,62 @@ def image_datasets(study, series, volume: np.ndarray, base: dict, series_uid: st
     for acq in series.acqs:
         positions = acq.slice_positions()
         normal = acq.slice_normal
-        iop = [round(v, 8) for v in acq.iop()]
+        # One dataset per acquisition: the elements shared by its slices are set once, and each yielded
+        # slice only changes what differs (UIDs, position, number, pixels). Callers write it before asking
+        # for the next slice, so reusing the object is safe and saves most of the per-file encoding time.
+        ds = Dataset()
+        for key, value in base.items():
+            setattr(ds, key, value)
+        ds.SOPClassUID = sop_class
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_uid
+        ds.Modality = series.modality
+        ds.SeriesNumber = series.number
+        ds.AcquisitionNumber = 1
+        ds.SeriesDescription = series.description
+        ds.ProtocolName = series.description
+        ds.ImageType = list(series.image_type)
+        ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = ds.StudyDate
+        ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series_time
+        ds.ImageOrientationPatient = [round(v, 8) for v in acq.iop()]
+        ds.PixelSpacing = [round(float(v), 8) for v in acq.pixel_spacing]
+        ds.SliceThickness = round(float(acq.slice_thickness), 6)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.WindowCenter, ds.WindowWidth = window
+        if series.contrast_agent:
+            ds.ContrastBolusAgent = series.contrast_agent
+        if ct:
+            ds.RescaleSlope, ds.RescaleType = 1.0, "HU"
+            ds.KVP = 120.0
+            ds.ConvolutionKernel = series.kernel or "STANDARD"
+            ds.GantryDetectorTilt = round(float(acq.gantry_tilt_deg), 4)
+        else:
+            ds.PixelRepresentation = 0
+            ds.SpacingBetweenSlices = round(float(acq.spacing_between_slices), 6)
+            tr, te, ti = series.timing or (None, None, None)
+            if tr is not None:
+                ds.RepetitionTime, ds.EchoTime = tr, te
+            if ti is not None:
+                ds.InversionTime = ti
+            if series.b_value is not None:
+                ds.DiffusionBValue = series.b_value
         for k in range(acq.n_slices):
-            ds = Dataset()
             ds.file_meta = _file_meta(sop_class, sop_uids[k_global])
-            for key, value in base.items():
-                setattr(ds, key, value)
-            ds.SOPClassUID = sop_class
             ds.SOPInstanceUID = sop_uids[k_global]
-            ds.SeriesInstanceUID = series_uid
-            ds.FrameOfReferenceUID = frame_uid
-            ds.Modality = series.modality
-            ds.SeriesNumber = series.number
-            ds.AcquisitionNumber = 1
             ds.InstanceNumber = k_global + 1
-            ds.SeriesDescription = series.description
-            ds.ProtocolName = series.description
-            ds.ImageType = list(series.image_type)
-            ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = ds.StudyDate
-            ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series_time
             ds.ImagePositionPatient = [round(float(v), 6) for v in positions[k]]
-            ds.ImageOrientationPatient = iop
-            ds.PixelSpacing = [round(float(v), 8) for v in acq.pixel_spacing]
-            ds.SliceThickness = round(float(acq.slice_thickness), 6)
             ds.SliceLocation = round(float(np.dot(positions[k], normal)), 6)
             ds.Rows, ds.Columns = acq.rows, acq.cols
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.BitsAllocated = ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.WindowCenter, ds.WindowWidth = window
-            if series.contrast_agent:
-                ds.ContrastBolusAgent = series.contrast_agent
             img = volume[k_global]
             if ct:
                 stored, rep, intercept = encode_ct(img, study.vendor)
                 ds.PixelRepresentation = rep
-                ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = intercept, 1.0, "HU"
-                ds.KVP = 120.0
-                ds.ConvolutionKernel = series.kernel or "STANDARD"
-                ds.GantryDetectorTilt = round(float(acq.gantry_tilt_deg), 4)
+                ds.RescaleIntercept = intercept
             else:
                 stored = encode_mr(img, scale)
-                ds.PixelRepresentation = 0
-                ds.SpacingBetweenSlices = round(float(acq.spacing_between_slices), 6)
-                tr, te, ti = series.timing or (None, None, None)
-                if tr is not None:
-                    ds.RepetitionTime, ds.EchoTime = tr, te
-                if ti is not None:
-                    ds.InversionTime = ti
-                if series.b_value is not None:
-                    ds.DiffusionBValue = series.b_value
             ds.PixelData = np.ascontiguousarray(stored).tobytes()
             yield ds
             k_global += 1

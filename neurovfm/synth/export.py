@@ -31,21 +31,28 @@ log = logging.getLogger("neurovfm")
 REPORT_COLUMNS = ["accession_number", "patient_id", "study_date", "modality", "exam_description", "indication",
                   "report_text"]
 # Optional ``synth`` keys and their defaults (config.yaml may set any of them).
-DEFAULTS = {
-    "recent_from": "2023-06-01", "recent_fraction": 0.17, "report_phi_fraction": 0.1, "comorbidity_fraction": 0.75,
-    "incidental_calcification_fraction": 0.08, "scenario_deck_size": 60, "max_slices": 40, "mprage_fraction": 0.03,
-    "tilt_fraction": 0.2, "bone_fraction": 0.6, "reformat_fraction": 0.3, "dose_fraction": 0.5,
-    "short_series_fraction": 0.05, "reverse_fraction": 0.2, "ingest_min_slices": 10, "ingest_max_tilt_deg": 30.0,
-    "bad_inputs_per_kind": 1, "mr_stored_max": [1200, 4000],
-}
+# Keys of the synth section that other sections own: the generator writes the expected ingest outcome
+# and the prospective share of studies, so it must use the same thresholds as ingest and splits.
+DERIVED_KEYS = ("recent_from", "ingest_min_slices", "ingest_max_tilt_deg")
+
+
 WINDOWS = {"ct": (40.0, 80.0), "ct_contrast": (50.0, 150.0), "bone": (600.0, 2800.0), "localizer": (50.0, 500.0)}
 _NAME_CHARS = list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
-def resolved_cfg(synth_cfg: dict) -> dict:
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in synth_cfg.items() if v is not None})
-    return cfg
+def synth_settings(cfg: dict) -> dict:
+    """The ``synth`` section of a whole run configuration plus the keys owned by ``ingest`` and ``splits``."""
+    out = dict(cfg["synth"])
+    out.update(recent_from=cfg["splits"]["cutoff"], ingest_min_slices=cfg["ingest"]["min_slices"],
+               ingest_max_tilt_deg=cfg["ingest"]["max_tilt_deg"])
+    return out
+
+
+def _check(synth_cfg: dict) -> dict:
+    missing = [k for k in DERIVED_KEYS if k not in synth_cfg]
+    if missing:
+        raise KeyError(f"synth settings lack {missing}: build them with synth_settings(whole_config)")
+    return synth_cfg
 
 
 def benchmark_cfg(synth_cfg: dict, target_files: int = 20000, files_per_study: float = 130.0) -> dict:
@@ -99,13 +106,14 @@ def _derived_volume(role: str, source: np.ndarray, rng: np.random.Generator) -> 
     raise ValueError(f"no derived volume for role {role!r}")
 
 
-def _render_series(series, patient, study, rng, volumes: dict) -> np.ndarray:
+def _render_series(series, patient, study, rng, volumes: dict, slice_samples: int) -> np.ndarray:
     from neurovfm.synth.phantom import render  # the renderer is imported in the worker process
 
     if series.role in ("bone", "adc"):
         return _derived_volume(series.role, volumes[series.source], rng)
     scanner = {"manufacturer": study.manufacturer, "model": study.model, "field_strength": study.field_strength}
-    parts = [render(patient, series.modality, series.sequence, acq, rng, scanner=scanner) for acq in series.acqs]
+    parts = [render(patient, series.modality, series.sequence, acq, rng, scanner=scanner,
+                    max_sub=slice_samples) for acq in series.acqs]
     return np.concatenate(parts, axis=0).astype(np.float32)
 
 
@@ -166,7 +174,7 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
             dw.write_dataset(ds, path)
             written.append(path)
         else:
-            volume = _render_series(s, patient, plan, rng_px, volumes)
+            volume = _render_series(s, patient, plan, rng_px, volumes, int(cfg["slice_samples"]))
             if s.number in needed_sources:
                 volumes[s.number] = volume
             n = volume.shape[0]
@@ -292,9 +300,9 @@ def _export_study_args(args):
 
 
 def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) -> dict:
-    """Write ``out_dir/{dicom/, reports.csv, truth/, manifest.json}``; returns the manifest."""
+    """``synth_cfg`` comes from :func:`synth_settings`. Write ``out_dir/{dicom/, reports.csv, truth/, manifest.json}``; returns the manifest."""
     out_dir = Path(out_dir)
-    cfg = resolved_cfg(synth_cfg)
+    cfg = _check(synth_cfg)
     plans = build_cohort(cfg, seed)
     if cfg.get("bad_inputs"):
         bad.assign_study_defects(plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])),
@@ -308,6 +316,9 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
             results.append(_export_study_args(job))
             progress.update()
     else:
+        from neurovfm.synth.phantom import load_anatomy
+
+        load_anatomy()  # derived once here; forked workers inherit it instead of each spending ~10 s
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(1,)) as pool:
             for res in pool.map(_export_study_args, jobs, chunksize=1):
                 results.append(res)
