@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from neurovfm.ingest.discover import read_headers, walk  # noqa: E402
 from neurovfm.ingest.run import run_ingest  # noqa: E402
+from neurovfm.config import default_config  # noqa: E402
 
 
 def craft_export(root: str, n_files: int, slices_per_series: int = 100, series_per_study: int = 10) -> None:
@@ -95,8 +96,7 @@ def main(argv=None) -> dict:
         "bare_files_per_cpu_s": n / t["bare"][1], "ours_1_worker_files_per_cpu_s": n / t["ours1"][1],
         "ratio_ours1_over_bare_cpu": t["ours1"][1] / t["bare"][1]})
     if args.full:
-        cfg = {"seed": 0, "ingest": {"min_slices": 10}, "deid": {"age_cap": 90},
-               "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 5}}
+        cfg = default_config(splits={"val_per_modality": 5})
         out = os.path.join(work, "out")
         t_full = interleaved({"full": lambda: run_ingest(root, None, out, os.path.join(work, "private"), cfg,
                                                          b"bench", 1)}, 1)["full"]

@@ -48,7 +48,7 @@ def test_snakemake_rejects_bad_config_at_start(tmp_path):
 
 
 def test_local_profile_dry_run():
-    res = _snakemake("-n", "--profile", "profiles/local", "all")
+    res = _snakemake("-n", "--forceall", "--profile", "profiles/local", "all")
     assert res.returncode == 0, res.stderr
     for rule in ("synth", "ingest", "labels", "extractor_eval"):
         assert rule in res.stdout
@@ -56,7 +56,7 @@ def test_local_profile_dry_run():
 
 def test_armis2_profile_dry_run_without_slurm():
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROVFM_")}
-    res = _snakemake("-n", "--profile", "profiles/armis2", "all", env=env)
+    res = _snakemake("-n", "--forceall", "--profile", "profiles/armis2", "all", env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the paper config reads a real export: no synthetic export, no self-scoring
     assert "ingest" in res.stdout and "synth" not in res.stdout.split("Job stats")[-1]

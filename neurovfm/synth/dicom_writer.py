@@ -184,14 +184,20 @@ def image_datasets(study, series, volume: np.ndarray, base: dict, series_uid: st
             k_global += 1
 
 
-def secondary_capture(study, series, base: dict, series_uid: str, sop_uid: str, image: np.ndarray) -> Dataset:
-    """A dose page as vendors export it: a Secondary Capture picture of a table (not a volume)."""
+def _object_dataset(sop_class: str, sop_uid: str, base: dict, series_uid: str) -> Dataset:
+    """A dataset with file meta, the study/patient attributes of ``base`` and its identifying UIDs."""
     ds = Dataset()
-    ds.file_meta = _file_meta(SECONDARY_CAPTURE, sop_uid)
+    ds.file_meta = _file_meta(sop_class, sop_uid)
     for key, value in base.items():
         setattr(ds, key, value)
-    ds.SOPClassUID, ds.SOPInstanceUID = SECONDARY_CAPTURE, sop_uid
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
     ds.SeriesInstanceUID = series_uid
+    return ds
+
+
+def secondary_capture(study, series, base: dict, series_uid: str, sop_uid: str, image: np.ndarray) -> Dataset:
+    """A dose page as vendors export it: a Secondary Capture picture of a table (not a volume)."""
+    ds = _object_dataset(SECONDARY_CAPTURE, sop_uid, base, series_uid)
     ds.Modality = study.modality
     ds.ConversionType = "WSD"
     ds.SeriesNumber, ds.InstanceNumber = series.number, 1
@@ -221,12 +227,7 @@ def dose_page(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 def basic_text_sr(base: dict, series_uid: str, sop_uid: str, series_number: int, text: str) -> Dataset:
     """A Basic Text Structured Report (a non-image object that sits in a study)."""
-    ds = Dataset()
-    ds.file_meta = _file_meta(BASIC_TEXT_SR, sop_uid)
-    for key, value in base.items():
-        setattr(ds, key, value)
-    ds.SOPClassUID, ds.SOPInstanceUID = BASIC_TEXT_SR, sop_uid
-    ds.SeriesInstanceUID = series_uid
+    ds = _object_dataset(BASIC_TEXT_SR, sop_uid, base, series_uid)
     ds.Modality = "SR"
     ds.SeriesNumber, ds.InstanceNumber = series_number, 1
     ds.SeriesDescription = "Preliminary report"
@@ -244,12 +245,7 @@ def basic_text_sr(base: dict, series_uid: str, sop_uid: str, series_number: int,
 
 def encapsulated_pdf(base: dict, series_uid: str, sop_uid: str, series_number: int, pdf_bytes: bytes) -> Dataset:
     """A scanned requisition stored as Encapsulated PDF (another non-image object)."""
-    ds = Dataset()
-    ds.file_meta = _file_meta(ENCAPSULATED_PDF, sop_uid)
-    for key, value in base.items():
-        setattr(ds, key, value)
-    ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF, sop_uid
-    ds.SeriesInstanceUID = series_uid
+    ds = _object_dataset(ENCAPSULATED_PDF, sop_uid, base, series_uid)
     ds.Modality = "DOC"
     ds.SeriesNumber, ds.InstanceNumber = series_number, 1
     ds.SeriesDescription = "Requisition"
