@@ -16,6 +16,7 @@ import yaml
 
 from neurovfm import pipeline
 from neurovfm.config import ConfigError, load_config, private_dir, run_dir, validate
+from neurovfm.ingest.deid import MissingKeyError
 from neurovfm.utils.progress import setup_logging
 
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(getattr(args, "log", None))
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, MissingKeyError, FileNotFoundError) as err:
         print(f"neurovfm: {err}", file=sys.stderr)
         return 2
 

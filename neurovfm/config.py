@@ -10,7 +10,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 
 
 class ConfigError(ValueError):
-    pass
+    """A configuration that does not match the schema (the message names the key)."""
 
 
 def load_schema() -> dict:

@@ -16,7 +16,7 @@ HASH_HEX_CHARS = 20  # 80 bits: collision-free in practice for 10^8 identifiers
 
 
 class MissingKeyError(RuntimeError):
-    pass
+    """No de-identification key is configured for this run."""
 
 
 def resolve_key(deid_cfg: dict, run: str) -> bytes:

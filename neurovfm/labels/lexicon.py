@@ -18,7 +18,7 @@ _B0, _B1 = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
 
 
 class LexiconError(ValueError):
-    pass
+    """A lexicon entry that names an unknown diagnosis or has a bad pattern."""
 
 
 @dataclass(frozen=True)

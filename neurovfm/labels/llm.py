@@ -31,11 +31,11 @@ log = logging.getLogger("neurovfm.labels.llm")
 
 
 class LLMConfigError(ValueError):
-    pass
+    """The LLM extractor was chosen but its endpoint or model is not configured."""
 
 
 class LLMError(RuntimeError):
-    pass
+    """A request that failed after all retries, or a reply that could not be parsed."""
 
 
 class _Retryable(Exception):

@@ -19,7 +19,7 @@ _FILES = {"CT": "ct.yaml", "MR": "mri.yaml"}
 
 
 class OntologyError(ValueError):
-    pass
+    """An ontology data file that is missing, malformed or inconsistent."""
 
 
 @dataclass(frozen=True)
