@@ -24,10 +24,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # test-volume factory shared with the tests
 
 from neurovfm.config import load_config  # noqa: E402
 from neurovfm.ingest.volume import load_series_volume  # noqa: E402
-from neurovfm.preprocess.phantom import Acquisition, volume, write_dicom_series  # noqa: E402
+from volume_factory import Acquisition, volume, write_dicom_series  # noqa: E402
 from neurovfm.preprocess.run import run_preprocess  # noqa: E402
 from neurovfm.store.reader import ShardReader  # noqa: E402
 

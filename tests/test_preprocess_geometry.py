@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 
 from neurovfm.preprocess.orient import index_map, plan_grid
-from neurovfm.preprocess.phantom import Acquisition, lps_grid, ramp, volume
+from volume_factory import Acquisition, lps_grid, ramp, volume
 from neurovfm.preprocess.resample import resample
 
 SPACING, PATCH = (4.0, 1.0, 1.0), (4, 16, 16)

@@ -7,7 +7,7 @@ from skimage.filters import threshold_otsu
 
 from neurovfm.config import load_config
 from neurovfm.preprocess import foreground, quantize, windows
-from neurovfm.preprocess.phantom import Acquisition, volume
+from volume_factory import Acquisition, volume
 from neurovfm.preprocess.resample import resample
 from neurovfm.preprocess.volume import PreprocessError, channel_layout, plan, process
 

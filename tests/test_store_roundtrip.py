@@ -11,7 +11,7 @@ import torch
 
 from neurovfm.config import load_config
 from neurovfm.ingest.volume import VolumeError
-from neurovfm.preprocess.phantom import Acquisition, volume
+from volume_factory import Acquisition, volume
 from neurovfm.preprocess.run import run_preprocess
 from neurovfm.preprocess.volume import plan, process
 from neurovfm.store.dataset import VolumeDataset

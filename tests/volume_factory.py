@@ -1,4 +1,4 @@
-"""Analytic head phantoms on arbitrary acquisition geometries, for tests and the preprocessing benchmark.
+"""Analytic head phantoms on arbitrary acquisition geometries (tests and benchmarks/preprocess.py only).
 
 A phantom is a function of LPS position (so any orientation, obliquity or gantry tilt samples the same
 anatomy): air outside an ellipsoidal head, a skull shell, brain, and a small dense blob. Volumes are
