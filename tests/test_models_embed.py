@@ -1,0 +1,60 @@
+"""Patchify / unpatchify and the 3D sine-cosine position encoding."""
+import pytest
+import torch
+
+from neurovfm.models import PatchEmbed3D, patchify, sincos_3d, unpatchify
+
+PATCH = (4, 16, 16)
+
+
+def test_patchify_round_trip_and_coords():
+    vol = torch.randn(2, 8, 32, 48)
+    patches, coords = patchify(vol, PATCH)
+    assert patches.shape == (2 * 2 * 3, 2 * 4 * 16 * 16) and coords.dtype == torch.long
+    # C order over (z, y, x)
+    assert coords.tolist()[:4] == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0]]
+    for row, (z, y, x) in zip(patches, coords.tolist()):
+        block = vol[:, z * 4:(z + 1) * 4, y * 16:(y + 1) * 16, x * 16:(x + 1) * 16]
+        assert torch.equal(row, block.reshape(-1))
+    assert torch.equal(unpatchify(patches, (2, 2, 3), PATCH, 2), vol)
+
+
+def test_patchify_rejects_non_multiples():
+    with pytest.raises(ValueError, match="multiple"):
+        patchify(torch.zeros(1, 6, 32, 32), PATCH)
+
+
+def test_patch_embed_is_linear_on_1024_values():
+    emb = PatchEmbed3D(PATCH, in_chans=1, embed_dim=32)
+    assert emb.patch_dim == 1024
+    x = torch.randn(5, 1024)
+    torch.testing.assert_close(emb(x), x @ emb.proj.weight.T + emb.proj.bias)
+    with pytest.raises(ValueError):
+        emb(torch.randn(5, 1000))
+
+
+def test_sincos_distinct_bounded_and_defined_for_large_coords():
+    grid = torch.stack(torch.meshgrid(*(torch.arange(12),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    for dim in (128, 130, 768):
+        pe = sincos_3d(grid, dim)
+        assert pe.shape == (grid.shape[0], dim) and pe.dtype == torch.float32
+        assert torch.cdist(pe, pe).add(torch.eye(len(pe)) * 1e3).min() > 1e-3   # all codes distinct
+        if dim % 6:
+            assert torch.all(pe[:, 6 * (dim // 6):] == 0)
+    big = torch.tensor([[0, 0, 0], [5000, 70000, 123456], [5000, 70000, 123457]])
+    pe = sincos_3d(big, 96)
+    assert torch.isfinite(pe).all() and pe.abs().max() <= 1
+    assert (pe[1] - pe[2]).abs().max() > 1e-2
+
+
+def test_sincos_axis_layout():
+    """Each axis owns its own block: changing z only changes the z channels."""
+    dim = 48
+    a = sincos_3d(torch.tensor([[1, 2, 3]]), dim)
+    b = sincos_3d(torch.tensor([[7, 2, 3]]), dim)
+    changed = (a != b)[0].nonzero().flatten()
+    assert changed.min() >= 0 and changed.max() < dim // 3
+    # value check against the formula for axis x, first frequency (1.0)
+    c = sincos_3d(torch.tensor([[0, 0, 3]]), dim)
+    per_axis = 2 * (dim // 6)
+    assert torch.isclose(c[0, 2 * per_axis], torch.sin(torch.tensor(3.0)))
