@@ -18,6 +18,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/pretrain.smk"
 
 
 rule all:

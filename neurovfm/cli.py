@@ -70,6 +70,29 @@ def _cmd_labels(args) -> int:
     return 0
 
 
+def _cmd_jepa_train(args) -> int:
+    import logging
+    import os
+
+    from neurovfm.jepa.train import NonFiniteLossError
+
+    cfg = _config(args)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:      # under torchrun only rank 0 reports progress and the result
+        logging.getLogger("neurovfm").setLevel(logging.WARNING)
+    shards = run_dir(cfg) / "shards" / "train"
+    out = Path(args.out) if args.out else run_dir(cfg) / "pretrain" / args.model
+    try:
+        result = pipeline.pretrain(cfg, args.model, args.index or shards / "index.json",
+                                   args.stats or shards / "stats.json", out, threads=args.threads)
+    except NonFiniteLossError as err:
+        print(f"neurovfm: {err}", file=sys.stderr)
+        return 3
+    if rank == 0:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def _cmd_check_config(args) -> int:
     _config(args)
     print(f"{args.config}: valid")
@@ -106,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--studies", help="studies.csv written by ingest")
     p.add_argument("--out", help="output folder (default: results/{run}/labels)")
     p.set_defaults(func=_cmd_labels)
+
+    p = sub.add_parser("jepa", help="Vol-JEPA pretraining")
+    jepa = p.add_subparsers(dest="jepa_command", required=True)
+    p = jepa.add_parser("train", help="pretrain an encoder (one process, or one rank under torchrun)")
+    common(p)
+    p.add_argument("--model", required=True, help="a key of pretrain.models, e.g. tiny")
+    p.add_argument("--index", help="train index.json (default: results/{run}/shards/train/index.json)")
+    p.add_argument("--stats", help="train stats.json (default: next to the train index)")
+    p.add_argument("--out", help="output folder (default: results/{run}/pretrain/{model})")
+    p.add_argument("--threads", type=int, help="CPU threads of this process (default: torch's choice)")
+    p.set_defaults(func=_cmd_jepa_train)
 
     p = sub.add_parser("check-config", help="validate a configuration file against the schema")
     common(p)

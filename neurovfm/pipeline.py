@@ -90,3 +90,53 @@ def fig_ed_dataset(cfg: dict, series_csv, studies_csv, shards_dir, labels_dir, o
     from neurovfm.plots.ed_dataset import make_figure
 
     make_figure(cfg, Path(series_csv), Path(studies_csv), Path(shards_dir), Path(labels_dir), Path(out_png))
+
+
+def pretrain(cfg: dict, model: str, train_index, stats_json, out_dir, threads: int | None = None) -> dict:
+    """Vol-JEPA pretraining of ``pretrain.models[model]`` on the train split (this process; under torchrun,
+    one rank). Writes checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
+    from neurovfm.jepa.train import train
+    from neurovfm.store.dataset import VolumeDataset
+
+    dataset = VolumeDataset(_existing(train_index, "train index"), _existing(stats_json, "train statistics"),
+                            ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=cfg["seed"])
+    return train(cfg, model, dataset, Path(out_dir), threads=threads)
+
+
+def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: int = 0, nodes: int = 1,
+                 threads: int | None = None) -> None:
+    """The workflow's pretraining job: in this process on the CPU (gpus 0), else ``torchrun`` over the GPUs
+    (and ``srun`` over the nodes of a multi-node SLURM job) running ``neurovfm jepa train``; the child's
+    output is relayed to this process's log handlers (the rule's log)."""
+    import subprocess
+
+    import yaml
+
+    from neurovfm.jepa.launch import launch_command, slurm_head_node
+    from neurovfm.utils.atomic import write_text
+
+    if gpus <= 0:
+        pretrain(cfg, model, train_index, stats_json, out_dir, threads=threads)
+        return
+    out_dir = Path(out_dir)
+    run_config = out_dir / "run_config.yaml"
+    write_text(run_config, yaml.safe_dump(cfg, sort_keys=False))
+    args = ["jepa", "train", "--config", str(run_config), "--model", model, "--index", str(train_index),
+            "--stats", str(stats_json), "--out", str(out_dir)]
+    head = slurm_head_node() if nodes > 1 else None
+    cmd = launch_command(args, gpus=gpus, nodes=nodes, head=head, job_id=os.environ.get("SLURM_JOB_ID"))
+    log.info("launching: %s", " ".join(cmd))
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            for handler in log.handlers:
+                handler.stream.write(line)
+                handler.flush()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pretraining of {model!r} failed (exit {proc.returncode}); its output is in the log")
+
+
+def fig_ed_masking(cfg: dict, train_index, stats_json, out_png) -> dict:
+    from neurovfm.plots.ed_masking import make_figure
+
+    return make_figure(cfg, _existing(train_index, "train index"), _existing(stats_json, "train statistics"),
+                       Path(out_png))

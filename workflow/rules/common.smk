@@ -7,6 +7,11 @@ RES = f"{config['paths']['results']}/{RUN}"
 PRIV = f"{os.path.expandvars(config['paths']['private'])}/{RUN}"
 SYNTHETIC = config["input"]["kind"] == "dicom" and config["input"]["dicom_dir"] is None
 
+_unknown = sorted(set(config["pretrain"]["train"]) - set(config["pretrain"]["models"]))
+if _unknown:
+    raise ValueError(f"pretrain.train names {_unknown}, which are not keys of pretrain.models "
+                     f"({sorted(config['pretrain']['models'])})")
+
 
 def export_dir():
     """The DICOM tree ingest reads: the synthetic export, or the user's PACS export."""
@@ -44,6 +49,8 @@ def all_targets():
         *[f"{RES}/shards/{split}/index.json" for split in ("train", "val", "test")],
         f"{RES}/figures/ed_preprocessing.png",
         f"{RES}/figures/ed_dataset.png",
+        *[f"{RES}/pretrain/{model}/encoder.pt" for model in config["pretrain"]["train"]],
+        f"{RES}/figures/ed_masking.png",
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")

@@ -1,0 +1,312 @@
+"""Vol-JEPA pretraining loop: one process, or one per GPU under ``torchrun`` (DDP, env:// rendezvous).
+
+Per step: the student (encoder + predictor, DDP-wrapped) predicts the latents of the target tokens from
+the context tokens; the teacher (EMA of the student encoder, no gradients) encodes all foreground tokens
+of the same augmented crops; smooth L1 against the layer-normalised teacher latents; AdamW with warm-up +
+cosine learning rate, scheduled weight decay, gradient clipping; then the EMA update.
+
+A run resumes from ``checkpoint.pt`` in its output folder when that checkpoint belongs to the same
+settings and is not finished, and then ends with the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from neurovfm.jepa import checkpoint as ckpt
+from neurovfm.jepa.build import Student, build_models, model_config
+from neurovfm.jepa.collate import Collator, JepaBatch
+from neurovfm.jepa.ema import ema_update
+from neurovfm.jepa.loss import embedding_spread, jepa_loss, teacher_targets
+from neurovfm.jepa.metrics import MetricsLog, modality_means, sample_rows
+from neurovfm.jepa.schedules import Schedules
+from neurovfm.jepa.stream import BatchStream, EpochItems
+from neurovfm.utils.progress import Progress
+
+log = logging.getLogger("neurovfm")
+
+# pretrain keys that do not change the trained weights (left out of the resume fingerprint)
+_BOOKKEEPING = {"train", "workers", "checkpoint_every", "log_every", "sample_log_every", "progress_every_s",
+                "figure_samples"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Dist(rank=rank, world_size=world, device=device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA and fp32 on CPU for ``auto``; None means no autocast."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def param_groups(module: torch.nn.Module) -> list[dict]:
+    """Weight decay on matrices only: biases, norm scales and the mask token are not decayed."""
+    decay, no_decay = [], []
+    for _, p in module.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
+
+
+def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> str:
+    settings = {k: v for k, v in pretrain.items() if k not in _BOOKKEEPING and k != "models"}
+    blob = json.dumps({"model": model, "pretrain": settings, "seed": seed,
+                       "volumes": [v["series_id"] for v in volumes]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, amp: torch.dtype | None) -> dict:
+    """One optimisation step (without the EMA update). Returns loss, grad norm and teacher spread as tensors."""
+    device_type = batch.patches.device.type
+    ctx = torch.autocast(device_type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    with ctx:
+        pred = student(batch.patches, batch.coords, batch.ctx_idx, batch.cu_ctx, batch.max_ctx, batch.tgt_idx,
+                       batch.cu_tgt)
+        with torch.no_grad():
+            latents = teacher(batch.patches, batch.coords, batch.cu, batch.max_len)
+    targets = teacher_targets(latents[batch.tgt_idx])      # LayerNorm is per token: select first
+    loss = jepa_loss(pred, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "spread": embedding_spread(targets).detach()}
+
+
+def _all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.enabled:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+def _gather(obj, d: Dist) -> list:
+    if not d.enabled:
+        return [obj]
+    out = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: dict, model_name: str, dataset, out_dir: str | Path, d: Dist | None = None):
+        self.cfg, self.p = cfg, cfg["pretrain"]
+        self.d = d or Dist()
+        self.out = Path(out_dir)
+        self.dataset = dataset
+        self.model = model_config(self.p, model_name, cfg["preprocess"]["patch"])
+        self.total = int(self.p["steps"])
+        if int(self.p["batch_size"]) % self.d.world_size:
+            raise ValueError(f"pretrain.batch_size {self.p['batch_size']} is not divisible by the "
+                             f"{self.d.world_size} processes")
+        self.local_batch = int(self.p["batch_size"]) // self.d.world_size
+        self.fingerprint = fingerprint(self.model, self.p, int(cfg["seed"]), dataset.volumes)
+        self.schedules = Schedules(self.p, self.total)
+        self.amp = autocast_dtype(self.p["precision"], self.d.device)
+
+        seed_everything(int(cfg["seed"]))
+        encoder, predictor, self.teacher = build_models(self.model)
+        self.student = Student(encoder, predictor).to(self.d.device)
+        self.teacher.to(self.d.device).eval()
+        opt = self.p["optimizer"]
+        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=opt["lr"]["start"],
+                                           betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"]["start"])
+        self.ddp = (DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda"
+                                            else None) if self.d.enabled else self.student)
+        self.metrics = MetricsLog(self.out)
+        self.step, self.position = 0, (0, 0)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    @property
+    def modules(self) -> dict:
+        return {"encoder": self.student.encoder, "predictor": self.student.predictor, "teacher": self.teacher}
+
+    def try_resume(self) -> bool:
+        path = self.out / ckpt.CHECKPOINT
+        if not path.is_file():
+            return False
+        state = ckpt.load(path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.info("%s belongs to other settings or data: training from scratch", path)
+            return False
+        if state["step"] >= self.total:
+            log.info("%s is a finished run (step %d): training again from scratch", path, state["step"])
+            return False
+        ckpt.restore(state, self.modules, self.optimizer)
+        self.step = int(state["step"])
+        if state["world_size"] == self.d.world_size:
+            mine = state["ranks"][self.d.rank]
+            self.position = tuple(mine["position"])
+            ckpt.set_rng_state(mine["rng"])
+        else:
+            epoch = max(r["position"][0] for r in state["ranks"]) + 1
+            self.position = (epoch, 0)
+            log.warning("checkpoint was written by %d processes, this run has %d: data order restarts at "
+                        "epoch %d (weights and optimizer state are resumed)", state["world_size"],
+                        self.d.world_size, epoch)
+        self.metrics.resume(self.step)
+        log.info("resumed from %s at step %d of %d", path, self.step, self.total)
+        return True
+
+    def save_checkpoint(self) -> None:
+        ranks = _gather({"position": list(self.position), "rng": ckpt.rng_state()}, self.d)
+        if self.d.rank == 0:
+            state = ckpt.training_state(self.step, self.modules, self.optimizer, ranks,
+                                        {"fingerprint": self.fingerprint, "model": self.model})
+            ckpt.save(self.out / ckpt.CHECKPOINT, state)
+            self.metrics.write()
+        if self.d.enabled:
+            dist.barrier()
+
+    # -- loop --------------------------------------------------------------------------------------
+    def loader(self) -> DataLoader:
+        stream = BatchStream(self.dataset.volumes, self.local_batch, seed=int(self.cfg["seed"]), rank=self.d.rank,
+                             world_size=self.d.world_size, ct_fraction=self.p["ct_fraction"],
+                             min_foreground=int(self.p["min_foreground_tokens"]), start=self.position)
+        collate = Collator(self.p, self.cfg["preprocess"]["patch"], seed=int(self.cfg["seed"]), rank=self.d.rank)
+        workers = int(self.p["workers"])
+        # its own generator: creating the iterator must not draw from the global torch RNG (which drop-path
+        # uses and which a resume restores), or a resumed run would diverge
+        generator = torch.Generator().manual_seed(int(self.cfg["seed"]))
+        return DataLoader(EpochItems(self.dataset), batch_sampler=stream, collate_fn=collate, num_workers=workers,
+                          pin_memory=self.d.device.type == "cuda", persistent_workers=False,
+                          prefetch_factor=2 if workers else None, generator=generator)
+
+    def set_schedules(self, values: dict) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = values["lr"]
+            if group["decay"]:
+                group["weight_decay"] = values["wd"]
+
+    def log_step(self, batch: JepaBatch, values: dict, out: dict, reduced: torch.Tensor, step_s: float) -> None:
+        loss, n_tokens, spread = (float(x) for x in reduced)
+        every_log = (self.step % int(self.p["log_every"]) == 0) or self.step + 1 == self.total
+        every_sample = self.step % int(self.p["sample_log_every"]) == 0
+        if not (every_log or every_sample):
+            return
+        parts = _gather((batch.modality, batch.mode.tolist(), batch.n_foreground.tolist(),
+                         batch.n_context.tolist()), self.d)
+        if self.d.rank != 0:
+            return
+        modality = [m for p in parts for m in p[0]]
+        fraction = np.concatenate([np.asarray(p[3], float) / np.asarray(p[2], float) for p in parts])
+        if every_log:
+            self.metrics.add_step({"step": self.step, "loss": loss, **values, "grad_norm": float(out["grad_norm"]),
+                                   "tokens_per_s": n_tokens / step_s, "step_s": step_s, "n_volumes": len(modality),
+                                   "n_tokens": int(n_tokens), **modality_means(modality, fraction),
+                                   "teacher_spread": spread})
+        if every_sample:
+            for r, p in enumerate(parts):
+                self.metrics.add_samples(sample_rows(self.step, r, *p))
+
+    def run(self, stop_after: int | None = None) -> dict:
+        """Train to ``pretrain.steps``. ``stop_after`` (tests) returns after that many steps of this call
+        without the final save, as a killed job would."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        progress = Progress(self.total - self.step, f"pretrain {self.model['name']}", unit="steps",
+                            every_s=float("inf"))
+        every_s, last_line = float(self.p["progress_every_s"]), time.monotonic()
+        data = iter(self.loader())
+        done_here, first_loss, loss = 0, None, float("nan")
+        while self.step < self.total:
+            t0 = time.perf_counter()
+            batch = next(data).to(self.d.device)
+            values = self.schedules.at(self.step)
+            self.set_schedules(values)
+            out = jepa_step(self.ddp, self.teacher, batch, self.optimizer, float(self.p["optimizer"]["grad_clip"]),
+                            self.amp)
+            reduced = _all_sum(torch.stack([out["loss"].float(), torch.tensor(float(batch.patches.shape[0]),
+                                            device=self.d.device), out["spread"].float()]), self.d)
+            reduced[0] /= self.d.world_size
+            reduced[2] /= self.d.world_size
+            loss = float(reduced[0])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"pretraining stopped: the loss is {loss} at step {self.step} "
+                                         f"(model {self.model['name']}); the last good checkpoint is "
+                                         f"{self.out / ckpt.CHECKPOINT}")
+            self.optimizer.step()
+            ema_update(self.teacher, self.student.encoder, values["momentum"])
+            if self.d.device.type == "cuda":
+                torch.cuda.synchronize(self.d.device)
+            self.log_step(batch, values, out, reduced.cpu(), time.perf_counter() - t0)
+            first_loss = loss if first_loss is None else first_loss
+            self.step += 1
+            self.position = batch.position
+            done_here += 1
+            progress.update()
+            if self.d.rank == 0 and time.monotonic() - last_line >= every_s:
+                last_line = time.monotonic()
+                log.info("%s, loss %.4f, lr %.2e", progress.line(), loss, values["lr"])
+            if stop_after is not None and done_here >= stop_after:
+                return {"step": self.step, "stopped": True}
+            if self.step % int(self.p["checkpoint_every"]) == 0 or self.step == self.total:
+                self.save_checkpoint()
+        if self.d.rank == 0:
+            ckpt.save_encoder(self.out / ckpt.ENCODER, self.teacher, self.model, self.step)
+            progress.close()
+            log.info("pretraining %s finished: step %d, loss %.4f -> %.4f; encoder written to %s",
+                     self.model["name"], self.step, first_loss, loss, self.out / ckpt.ENCODER)
+        if self.d.enabled:
+            dist.barrier()
+        return {"step": self.step, "stopped": False, "first_loss": first_loss, "last_loss": loss}
+
+
+def train(cfg: dict, model_name: str, dataset, out_dir: str | Path, threads: int | None = None,
+          stop_after: int | None = None) -> dict:
+    """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface),
+    writing checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    d = init_distributed()
+    try:
+        return Trainer(cfg, model_name, dataset, out_dir, d).run(stop_after=stop_after)
+    finally:
+        if d.enabled and dist.is_initialized():
+            dist.destroy_process_group()

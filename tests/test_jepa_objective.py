@@ -1,0 +1,70 @@
+"""EMA update, schedules and the loss."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurovfm.config import default_config
+from neurovfm.jepa.ema import ema_update
+from neurovfm.jepa.loss import embedding_spread, jepa_loss, teacher_targets
+from neurovfm.jepa.schedules import Schedules, learning_rate, momentum
+
+
+def test_ema_update_formula():
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    teacher = copy.deepcopy(student)
+    for p in student.parameters():
+        p.data.add_(torch.randn_like(p))
+    student[1].running_mean.fill_(0.5)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    ema_update(teacher, student, 0.9)
+    for name, p in teacher.named_parameters():
+        expected = 0.9 * before[name] + 0.1 * dict(student.named_parameters())[name]
+        assert torch.allclose(p, expected, atol=1e-7)
+    assert torch.equal(teacher[1].running_mean, student[1].running_mean)
+    ema_update(teacher, student, 1.0)            # momentum 1: the teacher no longer moves
+    assert torch.allclose(teacher[0].weight, 0.9 * before["0.weight"] + 0.1 * student[0].weight)
+
+
+def test_learning_rate_schedule():
+    total, warm = 1000, 100
+    lr = [learning_rate(s, total, 1e-4, 3.75e-4, 1e-6, warm) for s in range(total + 1)]
+    assert lr[0] == pytest.approx(1e-4)
+    assert lr[50] == pytest.approx(1e-4 + 0.5 * 2.75e-4)
+    assert lr[warm] == pytest.approx(3.75e-4) and max(lr) == pytest.approx(3.75e-4)
+    assert lr[total] == pytest.approx(1e-6)
+    assert lr[550] == pytest.approx(1e-6 + 0.5 * (3.75e-4 - 1e-6))    # half-way through the cosine
+    assert all(a >= b for a, b in zip(lr[warm:], lr[warm + 1:]))
+
+
+def test_schedules_from_config():
+    cfg = default_config()
+    s = Schedules(cfg["pretrain"], 200)
+    assert s.warmup == 20
+    first, last = s.at(0), s.at(200)
+    assert first["momentum"] == pytest.approx(0.994) and last["momentum"] == pytest.approx(1.0)
+    assert s.at(100)["momentum"] == pytest.approx(0.997)
+    assert first["wd"] == pytest.approx(0.05) and last["wd"] == pytest.approx(0.05)
+    assert momentum(50, 100, 0.9, 1.0) == pytest.approx(0.95)
+
+
+def test_loss_is_smooth_l1_to_normalised_teacher():
+    torch.manual_seed(1)
+    teacher = torch.randn(10, 8) * 3 + 2
+    pred = torch.randn(10, 8)
+    target = teacher_targets(teacher)
+    manual = (teacher - teacher.mean(-1, keepdim=True)) / torch.sqrt(teacher.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    assert torch.allclose(target, manual, atol=1e-5)
+    diff = (pred - manual).abs()
+    expected = torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).mean()
+    assert jepa_loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert jepa_loss(pred, target).item() == pytest.approx(F.smooth_l1_loss(pred, target).item())
+
+
+def test_spread_alarm():
+    assert embedding_spread(teacher_targets(torch.ones(5, 4) * torch.arange(4.0))).item() == pytest.approx(0.0, abs=1e-6)
+    assert embedding_spread(teacher_targets(torch.randn(50, 16))).item() > 0.5
+    assert math.isfinite(embedding_spread(torch.randn(3, 4)).item())
