@@ -40,8 +40,8 @@ def test_no_phi_under_results(demo_run):
     for path in res.rglob("*"):
         if not path.is_file() or export in path.parents:
             continue
-        text = path.read_bytes().decode("utf-8", errors="ignore")
-        leaks += [(str(path.relative_to(res)), v) for v in phi if v in text]
+        data = path.read_bytes()  # raw bytes: decoding binaries with errors="ignore" splices random letters
+        leaks += [(str(path.relative_to(res)), v) for v in phi if v.encode() in data]
     assert not leaks, f"PHI found under results/: {leaks[:10]}"
 
 

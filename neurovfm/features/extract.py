@@ -1,0 +1,199 @@
+"""The extraction loop: every volume of a split, whole (no crop, no truncation), each CT window as its own
+single-channel pass, normalised exactly as in pretraining (``voxel / 255``, then z-scored with the train split's
+statistics per modality and channel), through a frozen encoder; only foreground tokens (the shard's token mask)
+are encoded and kept, with their integer (slice, row, col) token coordinates.
+
+Sequences (one per volume and window) are packed back to back up to ``max_tokens`` tokens per forward pass
+(a sequence longer than the budget is encoded alone, whole); each attends only to itself, so packing does not
+change the features. bf16 autocast on CUDA, fp32 on CPU (``precision: auto``).
+
+Volumes are grouped into chunks of about ``chunk_tokens`` stored tokens, whole studies at a time, in index
+order; chunks are the unit of resumption (see :mod:`neurovfm.features.store`).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurovfm.features import store
+from neurovfm.models.packing import cu_seqlens_from_lengths
+from neurovfm.models.patch_embed import patchify
+from neurovfm.store.dataset import VolumeDataset
+from neurovfm.utils.progress import Progress
+
+log = logging.getLogger("neurovfm")
+
+DEFAULTS = {"max_tokens": 16384, "chunk_tokens": 262144, "precision": "auto", "progress_every_s": 10.0}
+
+
+def windows(reader, i: int) -> list[str]:
+    """Channels encoded for volume ``i``: every CT window, or the single MR channel."""
+    return reader.channels(i)
+
+
+def plan_chunks(reader, chunk_tokens: int) -> list[list[int]]:
+    """Volume positions per chunk: whole studies (in order of first appearance), a new chunk once the
+    current one holds ``chunk_tokens`` stored tokens (foreground tokens x windows) or more."""
+    studies: dict[str, list[int]] = {}
+    for i, v in enumerate(reader.volumes):
+        studies.setdefault(v["study_id"], []).append(i)
+    chunks, cur, n = [], [], 0
+    for members in studies.values():
+        if cur and n >= chunk_tokens:
+            chunks.append(cur)
+            cur, n = [], 0
+        cur.extend(members)
+        n += sum(reader.volumes[i]["mask"]["n_foreground"] * len(windows(reader, i)) for i in members)
+    if cur or not chunks:
+        chunks.append(cur)
+    return chunks
+
+
+def volume_items(dataset: VolumeDataset, i: int, patch) -> list[dict]:
+    """One item per window of volume ``i``: ``meta`` (index entry fields), ``patches`` float32 [n, prod(patch)]
+    and ``coords`` int64 [n, 3] of the foreground tokens, in C order over the token grid."""
+    item = dataset[i]
+    mask = item["token_mask"].reshape(-1)
+    entry = dataset.volumes[i]
+    out = []
+    for c, name in enumerate(item["channels"]):
+        patches, coords = patchify(item["image"][c:c + 1], patch)
+        out.append({"meta": {"series_id": entry["series_id"], "study_id": entry["study_id"],
+                             "modality": entry["modality"], "sequence": entry.get("sequence"), "window": name,
+                             "grid": list(item["token_mask"].shape)},
+                    "patches": patches[mask], "coords": coords[mask]})
+    return out
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA for ``auto``/``bf16``; plain fp32 otherwise (always on CPU for ``auto``)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def encode_pack(encoder, items: list[dict], device: torch.device, precision: str = "auto") -> list[torch.Tensor]:
+    """Encode several items as one packed sequence batch -> per item fp32 features [n_i, D] on the CPU."""
+    lengths = [it["patches"].shape[0] for it in items]
+    patches = torch.cat([it["patches"] for it in items]).to(device, non_blocking=True)
+    coords = torch.cat([it["coords"] for it in items]).to(device, non_blocking=True)
+    cu, max_len = cu_seqlens_from_lengths(lengths, device=device)
+    with autocast(device, precision):
+        x = encoder(patches, coords, cu, max_len)
+    return list(x.float().cpu().split(lengths))
+
+
+def encode_items(encoder, items, max_tokens: int, device: torch.device, precision: str = "auto"):
+    """Yield ``(item, features fp32 [n, D])`` in input order, encoding packs of up to ``max_tokens`` tokens
+    (an item above the budget alone; items without tokens are not encoded)."""
+    dim = encoder.embed_dim
+    pack, n = [], 0
+
+    def flush():
+        feats = encode_pack(encoder, pack, device, precision)
+        return list(zip(pack, feats))
+
+    for it in items:
+        k = it["patches"].shape[0]
+        if pack and n + k > max_tokens:
+            yield from flush()
+            pack, n = [], 0
+        if k == 0:
+            if pack:          # keep the order: flush what precedes the empty item first
+                yield from flush()
+                pack, n = [], 0
+            yield it, torch.zeros(0, dim)
+            continue
+        pack.append(it)
+        n += k
+    if pack:
+        yield from flush()
+
+
+def chunk_fingerprint(split: str, header: dict, reader, members: list[int], stats: dict) -> str:
+    mods = sorted({reader.volumes[i]["modality"] for i in members})
+    key = {"format": store.FORMAT, "version": store.VERSION, "split": split, "weights": header["weights_sha256"],
+           "patch": header["patch"], "dtype": np.dtype(store.DTYPE).name,
+           "stats": {m: stats.get(m) for m in mods},
+           "volumes": [[reader.volumes[i][k] for k in ("series_id", "shard", "offset", "nbytes")]
+                       + [reader.volumes[i]["mask"]["n_foreground"]] for i in members]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def extract_split(encoder, split: str, index_path, stats: dict, out_dir, header: dict, device: torch.device,
+                  max_tokens: int = DEFAULTS["max_tokens"], chunk_tokens: int = DEFAULTS["chunk_tokens"],
+                  precision: str = "auto", progress_every_s: float = 10.0) -> dict:
+    """Extract one split into ``out_dir`` (resuming finished chunks); returns a summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / store.INDEX_NAME).unlink(missing_ok=True)     # written last again
+    dataset = VolumeDataset(index_path, stats)
+    reader = dataset.reader
+    patch = tuple(reader.index["patch"])
+    chunks = plan_chunks(reader, int(chunk_tokens))
+    store.remove_stale(out_dir, len(chunks))
+    header = {**header, "split": split, "patch": list(patch)}
+    total = sum(v["mask"]["n_foreground"] * len(windows(reader, i)) for i, v in enumerate(reader.volumes))
+    prog = Progress(total, f"features {header['encoder']}/{split}", log, every_s=progress_every_s, unit="tokens")
+    sidecars, done, encoded = [], 0, 0
+    for c, members in enumerate(chunks):
+        fp = chunk_fingerprint(split, header, reader, members, stats)
+        side = store.finished(out_dir, c, fp)
+        if side is not None:
+            sidecars.append(side)
+            done += 1
+            prog.update(side["n_tokens"])
+            continue
+        items = (it for i in members for it in volume_items(dataset, i, patch))
+        with store.ChunkWriter(out_dir, c, header["dim"], fp) as w:
+            for it, feats in encode_items(encoder, items, int(max_tokens), device, precision):
+                w.add(it["meta"], feats.numpy(), it["coords"].numpy())
+                prog.update(feats.shape[0])
+                encoded += feats.shape[0]
+        sidecars.append(w.sidecar())
+    prog.close()
+    index = store.write_index(out_dir, header, sidecars)
+    reader.close()
+    return {"split": split, "volumes": len(reader.volumes), "entries": len(index["entries"]),
+            "tokens": sum(s["n_tokens"] for s in sidecars), "tokens_encoded": encoded, "chunks": len(chunks),
+            "chunks_reused": done}
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def extract(encoder, name: str, model_cfg: dict, shard_indices: dict, stats_json, out_dir,
+            device: str | torch.device | None = None, **settings) -> dict:
+    """Every split of ``shard_indices`` (split -> shards index.json) into ``out_dir/{split}/``."""
+    from neurovfm.features.encoders import weights_digest
+    from neurovfm.store.stats import load_stats
+
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    encoder = encoder.to(device).eval()
+    stats = load_stats(stats_json)
+    opts = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    header = {"encoder": name, "model": model_cfg, "weights_sha256": weights_digest(encoder),
+              "dim": int(encoder.embed_dim),
+              "normalisation": {"scale": "voxel / 255", "zscore": "train split stats per modality and channel",
+                                "stats": stats}}
+    out = {}
+    for split, index_path in shard_indices.items():
+        out[split] = extract_split(encoder, split, index_path, stats, Path(out_dir) / split, header, device,
+                                   max_tokens=opts["max_tokens"], chunk_tokens=opts["chunk_tokens"],
+                                   precision=opts["precision"], progress_every_s=opts["progress_every_s"])
+        log.info("features %s/%s: %s", name, split, out[split])
+    return out
