@@ -19,6 +19,7 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/features.smk"
 
 
 rule all:

@@ -140,3 +140,29 @@ def fig_ed_masking(cfg: dict, train_index, stats_json, out_png) -> dict:
 
     return make_figure(cfg, _existing(train_index, "train index"), _existing(stats_json, "train statistics"),
                        Path(out_png))
+
+
+def features(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, encoder_pt=None,
+             threads: int | None = None, device: str | None = None) -> dict:
+    """Frozen features of every volume of every split (``shard_indices``: split -> shards index.json) under
+    ``out_dir/{split}/`` (``results/{run}/features/{encoder}/``). ``encoder``: a key of ``pretrain.models``
+    (``encoder_pt`` its encoder.pt) or ``random`` (the architecture of the first of ``pretrain.train``, weights
+    from ``features.seed``, default ``seed``). Settings from the ``features`` config section:
+    ``max_tokens`` (tokens per forward pass), ``chunk_tokens``, ``precision``, ``progress_every_s``."""
+    import torch
+
+    from neurovfm.features.encoders import RANDOM, load_frozen
+    from neurovfm.features.extract import extract, resolve_device
+
+    fcfg = cfg["features"]
+    if threads and not torch.cuda.is_available():
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    indices = {s: _existing(p, f"{s} shards index") for s, p in shard_indices.items()}
+    stats = _existing(stats_json, "train statistics")
+    pt = None if encoder == RANDOM else _existing(encoder_pt, f"encoder.pt of {encoder!r}")
+    enc, model_cfg = load_frozen(encoder, cfg, pt, seed=fcfg["seed"], device=dev)
+    log.info("features with encoder %r (%s) on %s", encoder, model_cfg.get("encoder"), dev)
+    return extract(enc, encoder, model_cfg, indices, stats, Path(out_dir), device=dev,
+                   max_tokens=fcfg["max_tokens"], chunk_tokens=fcfg["chunk_tokens"],
+                   precision=fcfg["precision"], progress_every_s=fcfg["progress_every_s"])

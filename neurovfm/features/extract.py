@@ -29,8 +29,6 @@ from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
 
-DEFAULTS = {"max_tokens": 16384, "chunk_tokens": 262144, "precision": "auto", "progress_every_s": 10.0}
-
 
 def windows(reader, i: int) -> list[str]:
     """Channels encoded for volume ``i``: every CT window, or the single MR channel."""
@@ -132,8 +130,7 @@ def chunk_fingerprint(split: str, header: dict, reader, members: list[int], stat
 
 
 def extract_split(encoder, split: str, index_path, stats: dict, out_dir, header: dict, device: torch.device,
-                  max_tokens: int = DEFAULTS["max_tokens"], chunk_tokens: int = DEFAULTS["chunk_tokens"],
-                  precision: str = "auto", progress_every_s: float = 10.0) -> dict:
+                  max_tokens: int, chunk_tokens: int, precision: str, progress_every_s: float) -> dict:
     """Extract one split into ``out_dir`` (resuming finished chunks); returns a summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +182,7 @@ def extract(encoder, name: str, model_cfg: dict, shard_indices: dict, stats_json
     device = device if isinstance(device, torch.device) else resolve_device(device)
     encoder = encoder.to(device).eval()
     stats = load_stats(stats_json)
-    opts = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    opts = dict(settings)  # max_tokens, chunk_tokens, precision, progress_every_s (config section `features`)
     header = {"encoder": name, "model": model_cfg, "weights_sha256": weights_digest(encoder),
               "dim": int(encoder.embed_dim),
               "normalisation": {"scale": "voxel / 255", "zscore": "train split stats per modality and channel",

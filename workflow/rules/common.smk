@@ -51,6 +51,8 @@ def all_targets():
         f"{RES}/figures/ed_dataset.png",
         *[f"{RES}/pretrain/{model}/encoder.pt" for model in config["pretrain"]["train"]],
         f"{RES}/figures/ed_masking.png",
+        *[f"{RES}/features/{encoder}/{split}/index.json" for encoder in [*config["pretrain"]["train"], "random"]
+          for split in ("train", "val", "test")],
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")

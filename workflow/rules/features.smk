@@ -1,0 +1,39 @@
+# Frozen feature extraction: one job per encoder ({encoder}: a key of pretrain.models, or "random").
+# "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
+# bound for frozen-feature probes); a pretrained encoder is its exported EMA teacher (pretrain/{model}/encoder.pt).
+import re
+
+FEATURE_SPLITS = ("train", "val", "test")
+
+
+def _feature_encoder_pt(wildcards):
+    if wildcards.encoder == "random":
+        return []
+    return [f"{RES}/pretrain/{wildcards.encoder}/encoder.pt"]
+
+
+rule features:
+    """Encode every volume of every split (whole volume, every CT window, foreground tokens) with a frozen
+    encoder into results/{run}/features/{encoder}/{split}/; resumes finished chunks after a kill."""
+    input:
+        shards=expand(f"{RES}/shards/{{split}}/index.json", split=FEATURE_SPLITS),
+        stats=f"{RES}/shards/train/stats.json",
+        encoder=_feature_encoder_pt,
+    output:
+        index=[f"{RES}/features/{{encoder}}/{split}/index.json" for split in FEATURE_SPLITS],
+    params:
+        out_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
+        splits=FEATURE_SPLITS,
+    log:
+        f"{RES}/logs/features_{{encoder}}.log",
+    benchmark:
+        f"{RES}/benchmarks/features_{{encoder}}.tsv"
+    wildcard_constraints:
+        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/features.py"
