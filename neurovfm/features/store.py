@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from neurovfm.utils.atomic import atomic_open, write_text
+from neurovfm.utils.jsonlines import dumps_listed
 
 FORMAT = "neurovfm-features"
 VERSION = 1
@@ -55,12 +56,7 @@ def sidecar_file(i: int) -> str:
 
 def dumps(obj: dict, list_key: str = "entries") -> str:
     """JSON with header keys one per line and one ``list_key`` item per line."""
-    head = {k: v for k, v in obj.items() if k != list_key}
-    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
-    items = obj.get(list_key, [])
-    body = ",\n".join("  " + json.dumps(v, separators=(",", ":")) for v in items)
-    lines.append(f' "{list_key}": [' + ("\n" + body + "\n ]" if items else "]"))
-    return "\n".join(lines) + "\n}\n"
+    return dumps_listed(obj, list_key)
 
 
 class ChunkWriter:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from neurovfm.utils.atomic import write_text
+from neurovfm.utils.jsonlines import dumps_listed
 
 FORMAT = "neurovfm-shards"
 VERSION = 1
@@ -66,15 +67,7 @@ def fingerprint(obj) -> str:
 
 def dumps(obj) -> str:
     """JSON with the header keys one per line and, when present, one ``volumes`` entry per line."""
-    head = {k: v for k, v in obj.items() if k != "volumes"}
-    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
-    if "volumes" not in obj:
-        lines[-1] = lines[-1].rstrip(",")
-        return "\n".join(lines) + "\n}\n"
-    vols = obj["volumes"]
-    body = ",\n".join("  " + json.dumps(v, separators=(",", ":")) for v in vols)
-    lines.append(' "volumes": [' + ("\n" + body + "\n ]" if vols else "]"))
-    return "\n".join(lines) + "\n}\n"
+    return dumps_listed(obj, "volumes")
 
 
 def write_index(path: str | Path, index: dict) -> None:
