@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .packing import segment_ids, seqlens
+from .packing import segment_ids
 
 PROBE_KINDS = ("classify_then_aggregate", "gated_attention")
 
