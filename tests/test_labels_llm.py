@@ -47,7 +47,7 @@ class Server:
                     pass  # the client gave up (timeout test)
 
             def log_message(self, *args):
-                pass
+                """Keep the test output free of the server's access log."""
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

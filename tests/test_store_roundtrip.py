@@ -44,7 +44,7 @@ def npy_loader(paths, affine, shape):
 
 
 class Boom(RuntimeError):
-    pass
+    """Simulates a job killed in the middle of writing a shard."""
 
 
 def exploding_loader(paths, affine, shape):
