@@ -20,6 +20,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -40,7 +40,7 @@ def ingest(cfg: dict, dicom_dir, reports_csv, out_dir, private_dir, threads: int
     key = resolve_key(cfg["deid"], cfg["run"])
     workers = _workers(cfg["ingest"]["workers"], threads)
     if cfg["input"]["kind"] == "nifti":
-        from neurovfm.ingest.run import run_ingest_nifti
+        from neurovfm.ingest.nifti import run_ingest_nifti
 
         return run_ingest_nifti(_existing(cfg["input"]["nifti_dir"], "input.nifti_dir"),
                                 _existing(cfg["input"]["nifti_csv"], "input.nifti_csv"),
@@ -166,3 +166,96 @@ def features(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, 
     return extract(enc, encoder, model_cfg, indices, stats, Path(out_dir), device=dev,
                    max_tokens=fcfg["max_tokens"], chunk_tokens=fcfg["chunk_tokens"],
                    precision=fcfg["precision"], progress_every_s=fcfg["progress_every_s"])
+
+
+def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -> dict:
+    """The demo's external dataset (``analysis.external.synthetic``): NIfTI volumes of a second synthetic
+    site plus ``subjects.csv`` (the NIfTI ingest's CSV form) under ``out_dir``
+    (``results/{run}/external/{dataset}/``), written atomically as one folder."""
+    from neurovfm.synth.external import write_external
+
+    ecfg = cfg["analysis"]["external"]["synthetic"]
+    if dataset is not None and dataset != ecfg["name"]:
+        raise ValueError(f"no synthetic external dataset {dataset!r}; configured: {ecfg['name']!r}")
+    with atomic_dir(out_dir) as tmp:
+        summary = write_external(Path(tmp), ecfg, seed=int(cfg["seed"]),
+                                 progress_every_s=float(cfg["analysis"]["progress_every_s"]))
+    log.info("external dataset %s: %d subjects, %d scans -> %s", ecfg["name"], summary["n_subjects"],
+             summary["n_scans"], out_dir)
+    return summary
+
+
+# -- report generation (neurovfm.reportgen) ---------------------------------------------------------
+def _torch_threads(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads or 1)))  # more threads than cores oversubscribes the CPU
+
+
+def reportgen_train(cfg: dict, size, train_index, findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir,
+                    threads: int | None = None) -> None:
+    """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint)."""
+    from neurovfm.reportgen.run import train
+
+    _torch_threads(threads)
+    train(cfg, int(size), _existing(train_index, "feature index"), findings_jsonl, ct_csv, mri_csv, reports_jsonl,
+          out_dir)
+
+
+def reportgen_generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jsonl,
+                       threads: int | None = None) -> None:
+    from neurovfm.reportgen.run import generate
+
+    _torch_threads(threads)
+    generate(cfg, model_dir, _existing(index, "feature index"), findings_jsonl, reports_jsonl, out_jsonl)
+
+
+def reportgen_triage_set(cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth_dir, studies_csv, out_set,
+                         out_acuity) -> None:
+    """Balanced triage set; acuity from the synthetic truth files when ``truth_dir`` is given."""
+    from neurovfm.labels.evaluate import load_truth
+    from neurovfm.reportgen.run import triage_set
+
+    truth = None
+    if truth_dir:
+        import pandas as pd
+
+        ingested = set(pd.read_csv(studies_csv, dtype={"study_id": str})["study_id"])
+        key = resolve_key(cfg["deid"], cfg["run"])
+        truth = {s: r for s, r in load_truth(truth_dir, key).items() if s in ingested}
+    triage_set(cfg, findings_jsonl, ct_csv, mri_csv, index, truth, out_set, out_acuity)
+
+
+def reportgen_frontier_inputs(cfg: dict, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir,
+                              out_counts, out_generations) -> None:
+    from neurovfm.reportgen.run import frontier_inputs
+
+    frontier_inputs(cfg, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts,
+                    out_generations)
+
+
+def reportgen_triage(cfg: dict, generations: dict, frontier_jsonl, findings_jsonl, reports_jsonl, triage_set_csv,
+                     acuity_csv, cache_dir, out_predictions, out_validation) -> None:
+    from neurovfm.reportgen.run import triage
+
+    triage(cfg, generations, frontier_jsonl, findings_jsonl, reports_jsonl, triage_set_csv, acuity_csv, cache_dir,
+           out_predictions, out_validation)
+
+
+def reportgen_eval(cfg: dict, generations: dict, frontier_jsonl, predictions_csv, triage_set_csv, findings_jsonl,
+                   ct_csv, mri_csv, out_text, out_triage, out_cost, out_scaling) -> None:
+    from neurovfm.reportgen.run import evaluate
+
+    evaluate(cfg, generations, frontier_jsonl, predictions_csv, triage_set_csv, findings_jsonl, ct_csv, mri_csv,
+             out_text, out_triage, out_cost, out_scaling)
+
+
+def fig_reportgen(cfg: dict, name: str, table_csv, out_png) -> None:
+    """fig4b / fig4c (triage table), fig4d (text metrics table) or ed_reportgen_scaling (scaling table)."""
+    from neurovfm.plots import reportgen as plots
+    from neurovfm.reportgen.run import main_model
+
+    if name == "ed_reportgen_scaling":
+        plots.ed_scaling(table_csv, out_png)
+    else:
+        getattr(plots, name)(table_csv, main_model(cfg), out_png)

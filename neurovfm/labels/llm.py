@@ -91,10 +91,13 @@ class LLMClient:
 
     def chat(self, system: str, user: str) -> str:
         """The assistant message's content; retries with exponential backoff on 429/5xx/timeouts."""
+        return self.chat_messages([{"role": "system", "content": system}, {"role": "user", "content": user}])
+
+    def chat_messages(self, messages: list[dict]) -> str:
+        """:meth:`chat` for any message list (e.g. user content parts with images)."""
         last = None
         for attempt in range(self.retries + 1):
-            body = {"model": self.model, "temperature": 0,
-                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+            body = {"model": self.model, "temperature": 0, "messages": messages}
             if self.json_mode:
                 body["response_format"] = {"type": "json_object"}
             try:
