@@ -20,7 +20,9 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/probes.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/reportgen.smk"
 
 
 rule all:

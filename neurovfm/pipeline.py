@@ -168,6 +168,84 @@ def features(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, 
                    precision=fcfg["precision"], progress_every_s=fcfg["progress_every_s"])
 
 
+def probe_encoders(cfg: dict) -> list[str]:
+    """Encoders the diagnostic tables and figures compare: ``probes.encoders``, else pretrain.train + random."""
+    return list(cfg["probes"]["encoders"] or [*cfg["pretrain"]["train"], "random"])
+
+
+def probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, findings_jsonl, out_dir,
+          threads: int | None = None) -> dict:
+    """Study-level probe of one (encoder, modality ``ct``/``mri``): fit on train, choose on val, predict val and
+    test (``results/{run}/probes/{encoder}/{modality}/``)."""
+    import torch
+
+    from neurovfm.probes.run import run_probe
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return run_probe(cfg, encoder, modality, _existing(feature_dir, "feature folder"),
+                     _existing(labels_csv, "label table"), out_dir, findings_jsonl=findings_jsonl)
+
+
+def _eval_seed(cfg: dict) -> int:
+    seed = cfg["probes"]["eval"]["seed"]
+    return int(cfg["seed"] if seed is None else seed)
+
+
+def diagnosis_table(cfg: dict, modality: str, predictions_csv, thresholds_csv, out_csv, out_categories_csv) -> None:
+    """``tables/diagnosis_{modality}_{encoder}.csv`` (per class) and ``..._categories.csv`` (category means)."""
+    from neurovfm.probes.evaluate import diagnosis_tables
+
+    ev = cfg["probes"]["eval"]
+    per_class, cats = diagnosis_tables(predictions_csv, thresholds_csv, modality, n_boot=ev["n_boot"],
+                                       seed=_eval_seed(cfg), min_pos=ev["min_pos"], alpha=ev["alpha"])
+    write_csv(out_csv, per_class)
+    write_csv(out_categories_csv, cats)
+    row = cats[cats["category"] == "all"].iloc[0]
+    log.info("%s: mean test AUROC %.3f [%.3f, %.3f] over %d classes (%d not evaluable)", out_csv, row["auroc"],
+             row["auroc_lo"], row["auroc_hi"], row["n_classes"], row["n_excluded"])
+
+
+def encoder_comparison(cfg: dict, modality: str, encoder_a: str, encoder_b: str, predictions_a, predictions_b,
+                       out_csv) -> None:
+    """``tables/diagnosis_{modality}_{a}_vs_{b}.csv``: paired bootstrap of AUROC(a) - AUROC(b)."""
+    from neurovfm.probes.evaluate import encoder_difference
+
+    ev = cfg["probes"]["eval"]
+    table = encoder_difference(predictions_a, predictions_b, encoder_a, encoder_b, n_boot=ev["n_boot"],
+                               seed=_eval_seed(cfg), min_pos=ev["min_pos"], alpha=ev["alpha"])
+    write_csv(out_csv, table)
+    row = table.iloc[0]
+    log.info("%s %s - %s: mean AUROC difference %.3f [%.3f, %.3f] over %d classes", modality, encoder_a, encoder_b,
+             row["delta"], row["delta_lo"], row["delta_hi"], row["n_classes"])
+
+
+def fig_diagnosis(cfg: dict, which: str, tables_dir, out_png) -> None:
+    """Fig. 2a (``which`` = fig2a) or Fig. 2c (fig2c) from the diagnosis tables of :func:`probe_encoders`."""
+    from neurovfm.plots.diagnosis import fig2a, fig2c
+
+    encoders = probe_encoders(cfg)
+    tables_dir = Path(tables_dir)
+    cats = {(e, m): tables_dir / f"diagnosis_{m}_{e}_categories.csv" for e in encoders for m in ("ct", "mri")}
+    if which == "fig2a":
+        classes = {(e, m): tables_dir / f"diagnosis_{m}_{e}.csv" for e in encoders for m in ("ct", "mri")}
+        fig2a(cats, classes, encoders, out_png)
+    elif which == "fig2c":
+        fig2c(cats, encoders, out_png)
+    else:
+        raise ValueError(f"unknown diagnosis figure {which!r}")
+
+
+def fig3d(cfg: dict, encoder: str, probes_dir, findings_jsonl, shard_index, out_png) -> None:
+    """Fig. 3d: class attention of ``encoder``'s CT and MRI probes over a lateralised test finding."""
+    from neurovfm.plots.attention_overlay import fig3d as draw
+
+    probes_dir = Path(probes_dir)
+    draw({m: probes_dir / m / "attention.npz" for m in ("ct", "mri")},
+         {m: probes_dir / m / "predictions.csv" for m in ("ct", "mri")}, findings_jsonl, shard_index,
+         tuple(cfg["preprocess"]["patch"]), encoder, out_png)
+
+
 def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -> dict:
     """The demo's external dataset (``analysis.external.synthetic``): NIfTI volumes of a second synthetic
     site plus ``subjects.csv`` (the NIfTI ingest's CSV form) under ``out_dir``

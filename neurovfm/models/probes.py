@@ -10,6 +10,9 @@ per-study reductions are segment operations (scatter amax, index_add), with no P
 * :class:`GatedAttentionPool` -- gated AB-MIL aggregate-then-classify: one gated attention score per token,
   softmax per study, pooled embedding, LayerNorm, MLP to class logits.
 * :func:`build_probe` -- construct either by name.
+
+Both heads start with :class:`Standardize` (per-dimension statistics of the training tokens; identity by default),
+so that the optimiser sees unit-scale inputs whatever the encoder's output scale.
 """
 from __future__ import annotations
 
@@ -55,6 +58,23 @@ def segment_sum(x: Tensor, cu_seqlens: Tensor) -> Tensor:
     return out.index_add(0, seg, x)
 
 
+class Standardize(nn.Module):
+    """Fixed per-dimension standardisation of frozen features, ``(x - mean) / std``, with the statistics of the
+    training tokens (set by :meth:`set_stats`; identity until then). Buffers, so they travel with the weights."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_stats(self, mean, std, eps: float = 1e-6) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).clamp_min(eps))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
 class GatedAttentionScores(nn.Module):
     """Gated attention network W(tanh(V x) * sigmoid(U x)) -> ``n_out`` scores per token (Ilse et al. 2018)."""
 
@@ -79,6 +99,7 @@ class ClassifyThenAggregate(nn.Module):
     def __init__(self, dim: int, n_classes: int, hidden: int = 384, attn_hidden: int = 512, dropout: float = 0.0):
         super().__init__()
         self.dim, self.n_classes = dim, n_classes
+        self.input_norm = Standardize(dim)
         self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
                                         nn.Linear(hidden, n_classes))
         self.attention = GatedAttentionScores(dim, attn_hidden, n_classes, dropout)
@@ -95,6 +116,7 @@ class ClassifyThenAggregate(nn.Module):
 
     def forward(self, tokens: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
         _check_pack(tokens, cu_seqlens)
+        tokens = self.input_norm(tokens)
         alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)     # [N, K]
         bag = segment_sum(alpha * self.token_logits(tokens), cu_seqlens)       # [B, K]
         return bag * self.scale + self.bias, alpha
@@ -110,6 +132,7 @@ class GatedAttentionPool(nn.Module):
     def __init__(self, dim: int, n_classes: int, hidden: int = 384, attn_hidden: int = 512, dropout: float = 0.0):
         super().__init__()
         self.dim, self.n_classes = dim, n_classes
+        self.input_norm = Standardize(dim)
         self.attention = GatedAttentionScores(dim, attn_hidden, 1, dropout)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
@@ -122,6 +145,7 @@ class GatedAttentionPool(nn.Module):
     def pool(self, tokens: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
         """(pooled study embeddings [B, D] before the LayerNorm, attention [N, 1])."""
         _check_pack(tokens, cu_seqlens)
+        tokens = self.input_norm(tokens)
         alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)     # [N, 1]
         return segment_sum(alpha * tokens, cu_seqlens), alpha
 
@@ -139,5 +163,5 @@ def build_probe(kind: str, dim: int, n_classes: int, **kw) -> nn.Module:
     raise ValueError(f"unknown probe kind {kind!r}; choose one of {', '.join(PROBE_KINDS)}")
 
 
-__all__ = ["ClassifyThenAggregate", "GatedAttentionPool", "GatedAttentionScores", "PROBE_KINDS", "build_probe",
+__all__ = ["Standardize", "ClassifyThenAggregate", "GatedAttentionPool", "GatedAttentionScores", "PROBE_KINDS", "build_probe",
            "segment_softmax", "segment_sum"]

@@ -40,6 +40,12 @@ def synthetic_export():
     return [f"{RES}/pacs_export"] if SYNTHETIC else []
 
 
+def _comparison_tables():
+    """Every encoder of the diagnostic comparison against the last one (random weights by default)."""
+    encoders = list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+    return [f"{RES}/tables/diagnosis_{m}_{a}_vs_{encoders[-1]}.csv" for a in encoders[:-1] for m in ("ct", "mri")]
+
+
 def all_targets():
     targets = [
         f"{RES}/ingest/series.csv",
@@ -53,7 +59,10 @@ def all_targets():
         f"{RES}/figures/ed_masking.png",
         *[f"{RES}/features/{encoder}/{split}/index.json" for encoder in [*config["pretrain"]["train"], "random"]
           for split in ("train", "val", "test")],
+        *[f"{RES}/figures/{fig}.png" for fig in ("fig2a", "fig2c", "fig3d")],
+        *_comparison_tables(),
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")
+    targets += [f"{RES}/figures/{name}.png" for name in ("fig4b", "fig4c", "fig4d", "ed_reportgen_scaling")]
     return targets

@@ -1,0 +1,90 @@
+"""Fig. 2a (mean test AUROC per encoder and modality) and Fig. 2c (mean AUROC per diagnostic category).
+
+Both read the category tables of :func:`neurovfm.probes.evaluate.diagnosis_tables` (``..._categories.csv``):
+the ``all`` row is the mean over every evaluable class with a study-level bootstrap interval. Fig. 2a also shows
+each evaluable class's AUROC as a dot (from the per-class tables).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import save_figure
+
+MODALITY_TITLES = {"ct": "CT", "mri": "MRI"}
+
+
+def _load(category_csvs: dict) -> pd.DataFrame:
+    """``category_csvs``: {(encoder, modality): path} -> one long table."""
+    frames = []
+    for (enc, mod), path in category_csvs.items():
+        t = pd.read_csv(path)
+        t.insert(0, "modality", mod)
+        t.insert(0, "encoder", enc)
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _bars(ax, table: pd.DataFrame, groups: list, encoders: list[str], group_col: str) -> None:
+    width = 0.8 / max(len(encoders), 1)
+    colors = plt.get_cmap("tab10")
+    for k, enc in enumerate(encoders):
+        sub = table[table["encoder"] == enc].set_index(group_col).reindex(groups)
+        x = np.arange(len(groups)) + (k - (len(encoders) - 1) / 2) * width
+        y = sub["auroc"].to_numpy(float)
+        err = np.vstack([y - sub["auroc_lo"].to_numpy(float), sub["auroc_hi"].to_numpy(float) - y])
+        ax.bar(x, np.nan_to_num(y), width, color=colors(k), label=enc, alpha=0.85)
+        ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), fmt="none", ecolor="black", capsize=2, lw=0.8)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0.3, 1.0)
+    ax.set_ylabel("test AUROC")
+
+
+def fig2a(category_csvs: dict, class_csvs: dict, encoders: list[str], out_png: str | Path) -> pd.DataFrame:
+    t = _load(category_csvs)
+    t = t[t["category"] == "all"]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
+    for ax, mod in zip(axes, ("ct", "mri")):
+        sub = t[t["modality"] == mod]
+        _bars(ax, sub.assign(group="all"), ["all"], encoders, "group")
+        width = 0.8 / max(len(encoders), 1)
+        for k, enc in enumerate(encoders):
+            path = class_csvs.get((enc, mod))
+            if path is None:
+                continue
+            c = pd.read_csv(path)
+            y = c.loc[c["status"] == "ok", "auroc"].to_numpy(float)
+            x = (k - (len(encoders) - 1) / 2) * width + np.linspace(-width / 4, width / 4, max(len(y), 1))[:len(y)]
+            ax.scatter(x, y, s=8, color="black", alpha=0.5, zorder=3)
+        n = sub["n_classes"].max() if len(sub) else 0
+        ax.set_title(f"{MODALITY_TITLES[mod]} ({int(n)} evaluable classes)")
+        ax.set_xticks([])
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle("Mean test AUROC per encoder (95% study-level bootstrap CI)")
+    table = t[["encoder", "modality", "n_test", "n_classes", "n_excluded", "auroc", "auroc_lo", "auroc_hi",
+               "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi"]].reset_index(drop=True)
+    save_figure(fig, out_png, table)
+    return table
+
+
+def fig2c(category_csvs: dict, encoders: list[str], out_png: str | Path) -> pd.DataFrame:
+    t = _load(category_csvs)
+    t = t[(t["category"] != "all") & (t["n_classes"] > 0)]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7))
+    for ax, mod in zip(axes, ("ct", "mri")):
+        sub = t[t["modality"] == mod]
+        groups = list(dict.fromkeys(sub["category"]))
+        _bars(ax, sub, groups, encoders, "category")
+        ax.set_xticks(np.arange(len(groups)))
+        ax.set_xticklabels([g.replace("_", " ") for g in groups], rotation=25, ha="right", fontsize=8)
+        ax.set_title(MODALITY_TITLES[mod])
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Mean test AUROC by diagnostic category (95% study-level bootstrap CI)")
+    fig.tight_layout()
+    table = t[["encoder", "modality", "category", "n_classes", "n_excluded", "auroc", "auroc_lo",
+               "auroc_hi"]].reset_index(drop=True)
+    save_figure(fig, out_png, table)
+    return table

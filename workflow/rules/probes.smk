@@ -1,0 +1,123 @@
+# Study-level attentive probes on frozen features, test-set diagnostic tables, Fig. 2a / 2c / 3d.
+# {encoder}: a key of pretrain.models or "random"; {modality}: ct | mri.
+PROBE_FILES = ("probe.pt", "predictions.csv", "thresholds.csv", "selection.csv", "history.csv", "unmatched.csv",
+               "attention.npz")
+
+
+def probe_encoders():
+    return list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+
+
+wildcard_constraints:
+    modality="ct|mri",
+
+
+rule probe:
+    """Fit the probe on train, choose epoch / hyperparameters / thresholds on val, then predict val and test."""
+    input:
+        features=expand(f"{RES}/features/{{{{encoder}}}}/{{split}}/index.json", split=("train", "val", "test")),
+        labels=f"{RES}/labels/{{modality}}.csv",
+        findings=f"{RES}/labels/findings.jsonl",
+    output:
+        [f"{RES}/probes/{{encoder}}/{{modality}}/{name}" for name in PROBE_FILES],
+    params:
+        feature_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
+        out_dir=lambda wildcards: f"{RES}/probes/{wildcards.encoder}/{wildcards.modality}",
+    log:
+        f"{RES}/logs/probe_{{encoder}}_{{modality}}.log",
+    benchmark:
+        f"{RES}/benchmarks/probe_{{encoder}}_{{modality}}.tsv"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/probe.py"
+
+
+rule diagnosis_table:
+    """Per-class test metrics with bootstrap CIs, and category means."""
+    input:
+        predictions=f"{RES}/probes/{{encoder}}/{{modality}}/predictions.csv",
+        thresholds=f"{RES}/probes/{{encoder}}/{{modality}}/thresholds.csv",
+    output:
+        table=f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}.csv",
+        categories=f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}_categories.csv",
+    log:
+        f"{RES}/logs/diagnosis_table_{{modality}}_{{encoder}}.log",
+    wildcard_constraints:
+        encoder="[^_/]+",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/diagnosis_table.py"
+
+
+rule encoder_comparison:
+    """Paired study-level bootstrap of the AUROC difference between two encoders (same test studies)."""
+    input:
+        a=f"{RES}/probes/{{a}}/{{modality}}/predictions.csv",
+        b=f"{RES}/probes/{{b}}/{{modality}}/predictions.csv",
+    output:
+        f"{RES}/tables/diagnosis_{{modality}}_{{a}}_vs_{{b}}.csv",
+    log:
+        f"{RES}/logs/encoder_comparison_{{modality}}_{{a}}_vs_{{b}}.log",
+    wildcard_constraints:
+        a="[^_/]+",
+        b="[^_/]+",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/encoder_comparison.py"
+
+
+rule fig_diagnosis:
+    """Fig. 2a (mean AUROC per encoder) and Fig. 2c (by diagnostic category)."""
+    input:
+        expand(f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}{{suffix}}.csv", modality=("ct", "mri"),
+               encoder=probe_encoders(), suffix=("", "_categories")),
+    output:
+        png=f"{RES}/figures/{{fig}}.png",
+        pdf=f"{RES}/figures/{{fig}}.pdf",
+        csv=f"{RES}/figures/{{fig}}.csv",
+    params:
+        tables_dir=f"{RES}/tables",
+    log:
+        f"{RES}/logs/{{fig}}.log",
+    wildcard_constraints:
+        fig="fig2a|fig2c",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/fig_diagnosis.py"
+
+
+rule fig3d:
+    """Fig. 3d: class attention over a lateralised test finding (first pretrained encoder's probes)."""
+    input:
+        probes=expand(f"{RES}/probes/{{encoder}}/{{modality}}/{{name}}", encoder=probe_encoders()[0],
+                      modality=("ct", "mri"), name=("attention.npz", "predictions.csv")),
+        findings=f"{RES}/labels/findings.jsonl",
+        shards=f"{RES}/shards/{config['probes']['attention']['split']}/index.json",
+    output:
+        png=f"{RES}/figures/fig3d.png",
+        pdf=f"{RES}/figures/fig3d.pdf",
+        csv=f"{RES}/figures/fig3d.csv",
+    params:
+        encoder=probe_encoders()[0],
+        probes_dir=f"{RES}/probes/{probe_encoders()[0]}",
+    log:
+        f"{RES}/logs/fig3d.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/fig3d.py"
