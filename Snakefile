@@ -22,6 +22,8 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/analyses_diagnostic.smk"
+include: "workflow/rules/analyses_anatomy.smk"
 include: "workflow/rules/reportgen.smk"
 
 

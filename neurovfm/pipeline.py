@@ -263,6 +263,155 @@ def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -
     return summary
 
 
+def analysis_encoders(cfg: dict, section: str) -> list[str]:
+    """Encoders of an analysis section (``analysis.{section}.encoders``), else :func:`probe_encoders`."""
+    return list(cfg["analysis"][section]["encoders"] or probe_encoders(cfg))
+
+
+def _encoder_files(cfg: dict, encoders: list[str]) -> dict:
+    res = Path(cfg["paths"]["results"]) / cfg["run"]
+    return {e: None if e == "random" else res / "pretrain" / e / "encoder.pt" for e in encoders}
+
+
+def anatomy(cfg: dict, shard_index, stats_json, feature_indices: dict, truth_dir, out_table, out_fig3a, out_fig3b,
+            out_kmeans, threads: int | None = None) -> None:
+    """Fig. 3a / 3b, Extended Data Fig. 13e and ``tables/anatomy.csv`` (``analysis.anatomy``) on the synthetic
+    health system (token regions come from the generator's anatomy). ``feature_indices``: encoder -> the split's
+    feature index."""
+    from neurovfm.analysis.anatomy_run import run_anatomy
+    from neurovfm.plots.anatomy import ed_kmeans, fig3a, fig3b
+
+    _torch_threads(threads)
+    encoders = list(feature_indices)
+    out = run_anatomy(cfg, _encoder_files(cfg, encoders), _existing(shard_index, "shards index"),
+                      _existing(stats_json, "train statistics"), feature_indices, _existing(truth_dir, "truth folder"))
+    write_csv(out_table, out["table"])
+    fig3a(out["tsne"], encoders[0], out_fig3a)
+    fig3b(out["table"], out["matching"], out_fig3b)
+    ed_kmeans(out["kmeans"], out["table"], out_kmeans)
+    for _, r in out["table"][out["table"]["group"] == "all"].iterrows():
+        log.info("anatomy %s %s %s: %.3f [%.3f, %.3f] (n %d)", r["analysis"], r["encoder"], r["metric"], r["value"],
+                 r["lo"], r["hi"], r["n"])
+
+
+def external_source(cfg: dict, dataset: str) -> tuple[str, str]:
+    """(NIfTI folder, subjects CSV) of ``analysis.external.datasets[dataset]``; null paths name the synthetic site
+    (``results/{run}/external/{dataset}/source/``)."""
+    d = cfg["analysis"]["external"]["datasets"][dataset]
+    if d["nifti_dir"] is None or d["csv"] is None:
+        src = Path(cfg["paths"]["results"]) / cfg["run"] / "external" / dataset / "source"
+        return str(src), str(src / "subjects.csv")  # the CSV's file paths are relative to the site folder
+    return os.path.expandvars(d["nifti_dir"]), os.path.expandvars(d["csv"])
+
+
+def external_benchmark(cfg: dict, dataset: str, stats_json, work_dir, private_dir, out_table,
+                       transfer_dirs: dict | None = None, threads: int | None = None) -> None:
+    """``tables/external_{dataset}.csv``: ingest -> preprocess -> frozen features -> 20% stratified test, 8-fold
+    CV, fold-ensembled probes with subject-level CIs, per encoder of ``analysis.external.encoders`` and task
+    (:mod:`neurovfm.analysis.external_run`); ``work_dir`` (``external/{dataset}/benchmark``) written as one
+    folder."""
+    from neurovfm.analysis.external_run import benchmark, prepare
+
+    _torch_threads(threads)
+    encoders = analysis_encoders(cfg, "external")
+    nifti_dir, csv = external_source(cfg, dataset)
+    seed = int(cfg["seed"] if cfg["analysis"]["seed"] is None else cfg["analysis"]["seed"])
+    if transfer_dirs is None:  # the workflow's layout: results/{run}/external/{source}/benchmark
+        res = Path(cfg["paths"]["results"]) / cfg["run"] / "external"
+        transfer_dirs = {(t["dataset"], t["task"]): res / t["dataset"] / "benchmark"
+                         for t in cfg["analysis"]["external"]["datasets"][dataset]["transfer_from"]}
+    with atomic_dir(work_dir) as tmp:
+        prepare(cfg, _existing(nifti_dir, "NIfTI folder"), _existing(csv, "subjects CSV"), tmp, private_dir,
+                _encoder_files(cfg, encoders), _existing(stats_json, "train statistics"))
+        table = benchmark(cfg, dataset, tmp, encoders, transfer_dirs, seed)
+    write_csv(out_table, table)
+    for _, r in table.iterrows():
+        log.info("external %s (trained on %s) %s %s %s %s: %.3f [%.3f, %.3f]", dataset, r["trained_on"], r["encoder"],
+                 r["task"], r["metric"], r["label"], r["value"], r["lo"], r["hi"])
+
+
+# -- diagnostic analyses (neurovfm.analysis.diagnostic, .laterality_run) ---------------------------
+def laterality_encoders(cfg: dict) -> list[str]:
+    """Encoders of the laterality check: ``analysis.laterality.encoders``, else ``pretrain.train`` (re-encoding
+    is the costly step, so the random baseline is opt-in)."""
+    return list(cfg["analysis"]["laterality"]["encoders"] or cfg["pretrain"]["train"])
+
+
+def _probe_files(probes_dir, encoders, name: str) -> dict:
+    return {(e, m): Path(probes_dir) / e / m / name for e in encoders for m in ("ct", "mri")}
+
+
+def label_efficiency(cfg: dict, probes_dir, labels_dir, out_csv, out_models_csv) -> None:
+    """``tables/label_efficiency.csv`` (per encoder, modality and class) and ``label_efficiency_models.csv``
+    (OLS with HC3 per encoder, ANCOVA across encoders, label-equivalence folds)."""
+    from neurovfm.analysis.diagnostic import label_efficiency as run
+
+    encoders = probe_encoders(cfg)
+    labels = {m: Path(labels_dir) / f"{m}.csv" for m in ("ct", "mri")}
+    table, models = run(cfg, encoders, _probe_files(probes_dir, encoders, "predictions.csv"), labels)
+    write_csv(out_csv, table)
+    write_csv(out_models_csv, models)
+    log.info("label efficiency: %d of %d classes included", int(table["included"].sum()), len(table))
+    for r in models[models["section"] == "label_equivalence"].itertuples():
+        log.info("label equivalence %s: fold %.3f [%.3f, %.3f] %s", r.encoder, r.coef, r.ci_lo, r.ci_hi, r.note)
+
+
+def cross_modal(cfg: dict, probes_dir, features_dir, labels_dir, out_csv) -> None:
+    """``tables/cross_modal.csv``: every encoder's CT probe on MRI test studies and back, vs the native probe."""
+    from neurovfm.analysis.diagnostic import cross_modal as run
+
+    labels = {m: Path(labels_dir) / f"{m}.csv" for m in ("ct", "mri")}
+    write_csv(out_csv, run(cfg, probe_encoders(cfg), probes_dir, features_dir, labels))
+
+
+def subgroups(cfg: dict, probes_dir, studies_csv, out_csv, out_means_csv) -> None:
+    """``tables/subgroups.csv`` (per class and subgroup cell) and ``subgroups_means.csv``."""
+    from neurovfm.analysis.diagnostic import subgroups as run
+
+    encoders = probe_encoders(cfg)
+    cells, means = run(cfg, encoders, _probe_files(probes_dir, encoders, "predictions.csv"), studies_csv)
+    write_csv(out_csv, cells)
+    write_csv(out_means_csv, means)
+
+
+def laterality(cfg: dict, probes_dir, features_dir, labels_dir, findings_jsonl, test_index, stats_json,
+               pretrain_dir, out_csv, out_studies_csv, threads: int | None = None) -> None:
+    """``tables/laterality.csv`` (AUROCs per encoder and modality, pooled ``all``) and ``laterality_studies.csv``
+    (logits before and after the left-right flip per re-encoded test study)."""
+    import torch
+
+    from neurovfm.analysis.laterality_run import laterality as run
+    from neurovfm.features.encoders import RANDOM
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    encoders = laterality_encoders(cfg)
+    pts = {e: Path(pretrain_dir) / e / "encoder.pt" for e in encoders if e != RANDOM}
+    labels = {m: Path(labels_dir) / f"{m}.csv" for m in ("ct", "mri")}
+    summary, studies = run(cfg, encoders, probes_dir, features_dir, labels, findings_jsonl, test_index, stats_json,
+                           pts)
+    write_csv(out_csv, summary)
+    write_csv(out_studies_csv, studies)
+
+
+def fig_diagnostic_analysis(cfg: dict, name: str, tables: dict, out_png) -> None:
+    """fig2e, fig3c, ed_subgroups or ed_laterality from its tables (``tables``: the rule's named inputs)."""
+    from neurovfm.analysis.diagnostic import reference_encoder
+    from neurovfm.plots import diagnostic_analyses as plots
+
+    ref = reference_encoder(cfg)
+    if name == "fig2e":
+        plots.fig2e(tables["table"], tables["models"], probe_encoders(cfg), out_png)
+    elif name == "fig3c":
+        plots.fig3c(tables["table"], ref, out_png)
+    elif name == "ed_subgroups":
+        plots.ed_subgroups(tables["table"], ref, cfg["analysis"]["subgroups"]["band"], out_png)
+    elif name == "ed_laterality":
+        plots.ed_laterality(tables["table"], tables["studies"], out_png)
+    else:
+        raise ValueError(f"unknown diagnostic analysis figure {name!r}")
+
+
 # -- report generation (neurovfm.reportgen) ---------------------------------------------------------
 def _torch_threads(threads: int | None) -> None:
     import torch

@@ -104,6 +104,14 @@ class FitResult:
     val_auroc: float
     val_loss: float
     history: list = field(default_factory=list)
+    target_scale: tuple | None = None  # regression: (mean, std) of the training targets the outputs are in units of
+
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs -> predictions: logits as they are (classification), targets' units (regression)."""
+        if self.target_scale is None:
+            return outputs
+        mean, std = self.target_scale
+        return outputs * std + mean
 
 
 def _val_key(val_auroc: float, val_loss: float) -> tuple:
@@ -114,7 +122,8 @@ def _val_key(val_auroc: float, val_loss: float) -> tuple:
 def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int) -> FitResult:
     """Train one probe for ``settings['epochs']`` epochs; keep the epoch with the best validation score.
 
-    ``settings``: the ``probes`` config section (kind, standardize, min_train_pos, hidden, attn_hidden, batch_size, epochs, lr, warmup_fraction,
+    ``settings``: the ``probes`` config section (optional ``task``: classification, or regression -- MSE on
+    standardised targets, :meth:`FitResult.decode` maps outputs back; kind, standardize, min_train_pos, hidden, attn_hidden, batch_size, epochs, lr, warmup_fraction,
     betas, pos_weight, pos_weight_max, max_train_tokens, eval_max_tokens, min_val_pos, grad_clip,
     progress_every_s). ``hparams``: this candidate's values of ``GRID_KEYS``.
     """
@@ -131,16 +140,26 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(hparams["weight_decay"])},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=float(settings["lr"]["start"]), betas=tuple(settings["betas"]))
-    pos_w = torch.tensor(class_pos_weight(train.labels, settings["pos_weight"], settings["pos_weight_max"]),
-                         dtype=torch.float32)
-    learnable = train.labels.sum(axis=0) >= settings["min_train_pos"]
-    if not learnable.any():
-        raise ValueError(f"no class has {settings['min_train_pos']} training positives: nothing to learn")
-    class_mask = torch.from_numpy(learnable.astype(np.float32))
+    regression = settings.get("task", "classification") == "regression"  # the diagnostic probes classify
+    scale = None
+    if regression:  # mean squared error on standardised targets; selection by validation loss
+        mean, std = train.labels.mean(axis=0), train.labels.std(axis=0)
+        scale = (mean.astype(np.float64), np.where(std > 0, std, 1.0).astype(np.float64))
+        centre, spread = (torch.tensor(v, dtype=torch.float32) for v in scale)
 
-    def loss_fn(logits, target):
-        per = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_w, reduction="none")
-        return (per * class_mask).sum() / (class_mask.sum() * per.shape[0])
+        def loss_fn(logits, target):
+            return nn.functional.mse_loss(logits, (target - centre) / spread)
+    else:
+        pos_w = torch.tensor(class_pos_weight(train.labels, settings["pos_weight"], settings["pos_weight_max"]),
+                             dtype=torch.float32)
+        learnable = train.labels.sum(axis=0) >= settings["min_train_pos"]
+        if not learnable.any():
+            raise ValueError(f"no class has {settings['min_train_pos']} training positives: nothing to learn")
+        class_mask = torch.from_numpy(learnable.astype(np.float32))
+
+        def loss_fn(logits, target):
+            per = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_w, reduction="none")
+            return (per * class_mask).sum() / (class_mask.sum() * per.shape[0])
     bs = int(settings["batch_size"])
     steps_per_epoch = math.ceil(len(train) / bs)
     epochs = int(settings["epochs"])
@@ -175,7 +194,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
             step += 1
         val_logits = predict(model, val, settings["eval_max_tokens"])
         val_loss = float(loss_fn(torch.from_numpy(val_logits).float(), torch.from_numpy(y_val)))
-        val_auc, n_scored = mean_auroc(val_logits, y_val, settings["min_val_pos"])
+        val_auc, n_scored = (float("nan"), 0) if regression else mean_auroc(val_logits, y_val, settings["min_val_pos"])
         history.append({"epoch": epoch, "step": step, "lr": lr, "train_loss": float(np.mean(losses)),
                         "val_loss": val_loss, "val_mean_auroc": val_auc, "val_classes_scored": n_scored})
         if best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]):
@@ -184,7 +203,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     prog.close()
     model.load_state_dict(best[3], strict=True)
     model.eval()
-    return FitResult(model, dict(hparams), best[0], best[1], best[2], history)
+    return FitResult(model, dict(hparams), best[0], best[1], best[2], history, scale)
 
 
 def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int

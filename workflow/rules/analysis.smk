@@ -6,7 +6,7 @@ EXTERNAL_SYNTH = config["analysis"]["external"]["synthetic"]["name"]
 rule synth_external:
     """A second synthetic site as a public-benchmark-style dataset: NIfTI volumes + subjects.csv."""
     output:
-        directory(f"{RES}/external/{{dataset}}"),
+        directory(f"{RES}/external/{{dataset}}/source"),
     wildcard_constraints:
         dataset=EXTERNAL_SYNTH,
     log:

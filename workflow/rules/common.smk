@@ -64,5 +64,10 @@ def all_targets():
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")
+        targets += [f"{RES}/figures/{fig}.png" for fig in ("fig3a", "fig3b", "ed_kmeans")]
+    # external datasets: those with their own NIfTI folder, and the synthetic site only in synthetic runs
+    targets += [f"{RES}/tables/external_{d}.csv" for d, v in config["analysis"]["external"]["datasets"].items()
+                if SYNTHETIC or (v["nifti_dir"] is not None and v["csv"] is not None)]
     targets += [f"{RES}/figures/{name}.png" for name in ("fig4b", "fig4c", "fig4d", "ed_reportgen_scaling")]
+    targets += [f"{RES}/figures/{name}.png" for name in ("fig2e", "fig3c", "ed_subgroups", "ed_laterality")]
     return targets

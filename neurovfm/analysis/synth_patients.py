@@ -1,0 +1,58 @@
+"""The synthetic patients behind a run's studies, rebuilt deterministically (no change to the export).
+
+The generator draws each study's patient (pose, head size, atrophy, findings) from a random stream keyed by
+(run seed, study index), and names the study with a UID derived from the same pair. Rebuilding the cohort plan
+and the patient therefore recovers exactly the patient that was imaged; as a guard against the generator and this
+module drifting apart, every rebuilt finding centre is compared with the ground-truth file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("neurovfm")
+
+
+class TruthMismatch(RuntimeError):
+    """A rebuilt patient does not reproduce the ground truth the export recorded."""
+
+
+def truth_by_study_id(truth_dir: str | Path, key: bytes) -> dict[str, dict]:
+    """De-identified study id -> ground-truth record (``pacs_export/truth/*.json``)."""
+    from neurovfm.labels.evaluate import load_truth
+
+    return load_truth(truth_dir, key)
+
+
+def rebuild_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None) -> dict:
+    """StudyInstanceUID -> :class:`neurovfm.synth.phantom.Patient` for the requested studies.
+
+    ``truth``: optional UID -> ground-truth record; rebuilt finding centres must equal the recorded ones.
+    """
+    from neurovfm.synth import dicom_writer as dw
+    from neurovfm.synth.cohort import build_cohort
+    from neurovfm.synth.export import _stream, synth_settings
+    from neurovfm.synth.phantom import build_patient
+
+    wanted = set(study_uids)
+    seed = int(cfg["seed"])
+    out = {}
+    for plan in build_cohort(synth_settings(cfg), seed):
+        uid = dw.make_uid(seed, plan.index, "study")
+        if uid not in wanted:
+            continue
+        patient = build_patient(_stream(seed, plan.index, "patient"), plan.age, plan.patient.sex,
+                                [dict(f) for f in plan.findings])
+        if truth is not None and uid in truth:
+            got = [f["center_lps"] for f in patient.findings]
+            want = [f["center_lps"] for f in truth[uid]["findings"]]
+            if len(got) != len(want) or not np.allclose(np.asarray(got, float).reshape(-1, 3),
+                                                        np.asarray(want, float).reshape(-1, 3), atol=0.11):
+                raise TruthMismatch(f"study {uid}: rebuilt findings {got} differ from the truth file {want}")
+        out[uid] = patient
+    missing = wanted - set(out)
+    if missing:
+        raise TruthMismatch(f"{len(missing)} studies are not in this configuration's cohort (e.g. {sorted(missing)[0]})")
+    return out

@@ -1,0 +1,82 @@
+"""Study -> series token tensors from a feature store, and the text side of each study.
+
+A series is one feature entry: an MRI volume, or a CT volume in one of ``reportgen.ct_windows`` (each
+window its own series of latents, as the frontier inputs treat CT windows). Series keep the index's order
+and are capped at ``reportgen.max_series``; a series longer than ``max_tokens_per_series`` keeps evenly
+strided tokens.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurovfm.features.store import FeatureReader
+
+
+def series_entries(reader: FeatureReader, study_id: str, ct_windows, max_series: int) -> list[int]:
+    keep = []
+    for i in reader.study_entries(study_id):
+        e = reader.entries[i]
+        if e["n_tokens"] < 1:
+            continue
+        if e["modality"] == "CT" and e["window"] not in ct_windows:
+            continue
+        keep.append(i)
+    return keep[:max_series]
+
+
+def series_tokens(reader: FeatureReader, idxs: list[int], max_tokens: int | None) -> list[torch.Tensor]:
+    out = []
+    for i in idxs:
+        f = reader.features(i)
+        if max_tokens and f.shape[0] > max_tokens:
+            f = f[np.linspace(0, f.shape[0] - 1, max_tokens).round().astype(int)]
+        out.append(torch.from_numpy(np.asarray(f, dtype=np.float32)))
+    return out
+
+
+class StudyTokens:
+    """Series token tensors of a split's studies, per the ``reportgen`` config."""
+
+    def __init__(self, index_path: str | Path, rg: dict):
+        self.reader = FeatureReader(index_path)
+        self.ct_windows, self.max_series = list(rg["ct_windows"]), int(rg["max_series"])
+        self.max_tokens = rg["max_tokens_per_series"]
+
+    @property
+    def dim(self) -> int:
+        return self.reader.dim
+
+    def entries(self, study_id: str) -> list[int]:
+        return series_entries(self.reader, study_id, self.ct_windows, self.max_series)
+
+    def has(self, study_id: str) -> bool:
+        return bool(self.entries(study_id))
+
+    def __call__(self, study_id: str) -> list[torch.Tensor]:
+        return series_tokens(self.reader, self.entries(study_id), self.max_tokens)
+
+
+def load_findings(path: str | Path) -> dict[str, dict]:
+    """{study_id: findings record} of labels/findings.jsonl."""
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                out[rec["study_id"]] = rec
+    return out
+
+
+def load_indications(reports_jsonl: str | Path) -> dict[str, str]:
+    """{study_id: indication} from the private reports (PHI-bearing: keep in memory, never write under results)."""
+    out = {}
+    with open(reports_jsonl, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                out[rec["study_id"]] = (rec.get("indication") or "").strip()
+    return out

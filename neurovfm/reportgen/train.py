@@ -1,0 +1,247 @@
+"""Two-stage vision-instruction tuning (LLaVA-1.5 style) over frozen encoder tokens.
+
+Stage 1 trains the connector only, on the findings as one string; stage 2 trains the connector and the LLM
+(all weights, or LoRA adapters through peft) on the fixed instruction, answering a JSON list. AdamW, linear
+warm-up then half-cosine decay per stage. The order of the training items is a pure function of (seed,
+stage, epoch), so a run resumed from ``checkpoint.pt`` (weights, optimiser, RNG, stage and step) continues
+exactly as an uninterrupted run would. Outputs: ``lm/`` (the LLM, LoRA merged, with its tokenizer),
+``connector.pt`` (written last), ``metrics.csv`` and ``curated.csv`` (the drawn study ids).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neurovfm.jepa.checkpoint import load as load_checkpoint
+from neurovfm.jepa.checkpoint import rng_state, save as save_checkpoint, set_rng_state
+from neurovfm.jepa.schedules import learning_rate
+from neurovfm.utils.atomic import atomic_path, write_csv
+from neurovfm.utils.progress import Progress
+
+from . import lm as lm_mod
+from .connector import IGNORE, Connector, inputs_embeds
+from .prompt import encode, stage1_target, stage2_target
+from .tokenizer import IMAGE, token_id
+
+log = logging.getLogger("neurovfm")
+CHECKPOINT, CONNECTOR, LM_DIR = "checkpoint.pt", "connector.pt", "lm"
+
+
+def seed_of(cfg: dict) -> int:
+    rg = cfg["reportgen"]
+    return int(rg["seed"] if rg["seed"] is not None else cfg["seed"])
+
+
+def stage_steps(size: int, stage: dict) -> int:
+    return max(1, math.ceil(size * float(stage["epochs"]) / int(stage["batch_size"])))
+
+
+def batch_items(items: list, step: int, batch_size: int, seed: int, stage: int) -> list:
+    """Items of ``step``: consecutive positions of the per-epoch permutations (seed, stage, epoch)."""
+    n, out = len(items), []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, k = divmod(pos, n)
+        perm = np.random.default_rng([seed, stage, epoch]).permutation(n)
+        out.append(items[perm[k]])
+    return out
+
+
+def trainable_state(module: torch.nn.Module) -> dict:
+    return {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def load_trainable(module: torch.nn.Module, state: dict) -> None:
+    params = dict(module.named_parameters())
+    missing = sorted(set(state) - set(params))
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if missing or trainable != set(state):
+        raise ValueError(f"checkpoint does not match the model's trainable parameters "
+                         f"(unknown {missing[:3]}, differing {sorted(trainable ^ set(state))[:3]})")
+    with torch.no_grad():
+        for n, v in state.items():
+            params[n].copy_(v)
+
+
+def collate(examples, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, labels and attention mask of a batch."""
+    T = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.long)
+    for b, e in enumerate(examples):
+        ids[b, :len(e.ids)] = torch.tensor(e.ids)
+        labels[b, :len(e.labels)] = torch.tensor(e.labels)
+        mask[b, :len(e.ids)] = 1
+    return ids.to(device), labels.to(device), mask.to(device)
+
+
+class Trainer:
+    """Holds the model parts and the data of one run; :meth:`run` trains both stages."""
+
+    def __init__(self, cfg: dict, studies, findings: dict, indications: dict, curated: list[str], out_dir: Path,
+                 model=None, tokenizer=None):
+        self.cfg, self.rg = cfg, cfg["reportgen"]
+        self.studies, self.findings, self.indications = studies, findings, indications
+        self.curated, self.out = curated, Path(out_dir)
+        self.seed = seed_of(cfg)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch.manual_seed(self.seed)
+        if model is None:
+            texts = self.tokenizer_texts()
+            model, tokenizer = lm_mod.build(self.rg["lm"], texts, self.seed)
+        self.model, self.tokenizer = model.to(self.device), tokenizer
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)
+            self.connector = Connector(studies.dim, model.config.hidden_size, self.rg["perceiver"]).to(self.device)
+        self.image_id = token_id(tokenizer, IMAGE)
+        self.rows: list[dict] = []
+        self.fingerprint = self._fingerprint()
+        precision = self.rg["precision"]
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                         if self.device.type == "cuda" and precision in ("auto", "bf16") else nullcontext())
+
+    def tokenizer_texts(self) -> list[str]:
+        p = self.rg["prompt"]
+        texts = [p["system"], p["instruction"], p["normal_text"], "Indication:"]
+        for sid in sorted(set(self.curated)):
+            f = self.findings[sid]["findings"]
+            texts += [stage1_target(f, p["normal_text"]), stage2_target(f)]
+        return texts
+
+    def _fingerprint(self) -> str:
+        blob = json.dumps({"reportgen": {k: v for k, v in self.rg.items()
+                                         if k not in ("progress_every_s", "generation", "triage", "frontier",
+                                                      "cost", "eval")},
+                           "seed": self.seed, "curated": self.curated}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    # -- one step ---------------------------------------------------------------------------------
+    def example(self, sid: str, stage: int):
+        p = self.rg["prompt"]
+        n_series = len(self.studies.entries(sid))
+        f = self.findings[sid]["findings"]
+        target = stage1_target(f, p["normal_text"]) if stage == 1 else stage2_target(f)
+        return encode(self.tokenizer, p["system"], n_series, self.indications.get(sid),
+                      None if stage == 1 else p["instruction"], target, self.connector.n_latents,
+                      int(self.rg["max_seq_len"]))
+
+    def loss(self, sids: list[str], stage: int) -> torch.Tensor:
+        examples = [self.example(s, stage) for s in sids]
+        ids, labels, mask = collate(examples, self.tokenizer.pad_token_id, self.device)
+        with self.autocast:
+            visual = [self.connector([t.to(self.device) for t in self.studies(s)]) for s in sids]
+            embeds = inputs_embeds(self.model.get_input_embeddings(), ids, self.image_id, visual)
+            return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+
+    # -- stages -----------------------------------------------------------------------------------
+    def setup_stage(self, stage: int) -> list[torch.nn.Parameter]:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if stage == 2:
+            if self.rg["stage2"]["finetune"] == "lora":
+                from peft import LoraConfig, get_peft_model
+
+                lc = self.rg["lora"]
+                self.model = get_peft_model(self.model, LoraConfig(
+                    r=int(lc["r"]), lora_alpha=float(lc["alpha"]), lora_dropout=float(lc["dropout"]),
+                    target_modules=list(lc["target_modules"]), task_type="CAUSAL_LM"))
+            else:
+                for p in self.model.parameters():
+                    p.requires_grad_(True)
+        params = list(self.connector.parameters()) + [p for p in self.model.parameters() if p.requires_grad]
+        return params
+
+    def run(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = self._resume_state()
+        for stage in (1, 2):
+            sc = self.rg[f"stage{stage}"]
+            total = stage_steps(len(self.curated), sc)
+            if state is not None and state["stage"] > stage:
+                log.info("stage %d finished in the checkpoint", stage)
+                continue
+            params = self.setup_stage(stage)
+            opt_cfg = self.rg["optimizer"]
+            optimizer = torch.optim.AdamW(params, lr=float(sc["lr"]), betas=tuple(opt_cfg["betas"]),
+                                          weight_decay=float(opt_cfg["weight_decay"]))
+            start = 0
+            if state is not None and state["stage"] == stage:
+                self.restore(state, optimizer)
+                start = state["step"]
+                log.info("resuming stage %d at step %d/%d", stage, start, total)
+            self.train_stage(stage, total, start, optimizer, params)
+        self.export()
+
+    def train_stage(self, stage: int, total: int, start: int, optimizer, params) -> None:
+        sc, opt_cfg = self.rg[f"stage{stage}"], self.rg["optimizer"]
+        peak = float(sc["lr"])
+        warmup = int(round(float(opt_cfg["warmup_fraction"]) * total))
+        bs = int(sc["batch_size"])
+        self.model.train()
+        self.connector.train()
+        progress = Progress(total - start, f"report generation stage {stage}", log,
+                            every_s=float(self.rg["progress_every_s"]), unit="steps")
+        for step in range(start, total):
+            lr = learning_rate(step, total, 0.0, peak, peak * float(opt_cfg["final_lr_fraction"]), warmup)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            t0 = time.perf_counter()
+            loss = self.loss(batch_items(self.curated, step, bs, self.seed, stage), stage)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if float(opt_cfg["grad_clip"]) > 0:
+                torch.nn.utils.clip_grad_norm_(params, float(opt_cfg["grad_clip"]))
+            optimizer.step()
+            self.rows.append({"stage": stage, "step": step + 1, "loss": float(loss.detach()), "lr": lr,
+                              "seconds": time.perf_counter() - t0})
+            progress.update()
+            if (step + 1) % int(self.rg["checkpoint_every"]) == 0 or step + 1 == total:
+                self.checkpoint(stage, step + 1, optimizer)
+        progress.close()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint(self, stage: int, step: int, optimizer) -> None:
+        save_checkpoint(self.out / CHECKPOINT, {
+            "fingerprint": self.fingerprint, "stage": stage, "step": step,
+            "connector": self.connector.state_dict(), "lm_trainable": trainable_state(self.model),
+            "optimizer": optimizer.state_dict(), "rng": rng_state(), "rows": list(self.rows)})
+
+    def _resume_state(self) -> dict | None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            return None
+        state = load_checkpoint(path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s was written with another configuration; starting over", path)
+            return None
+        return state
+
+    def restore(self, state: dict, optimizer) -> None:
+        self.connector.load_state_dict(state["connector"], strict=True)
+        load_trainable(self.model, state["lm_trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.rows = list(state["rows"])
+
+    def export(self) -> None:
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(self.out / LM_DIR)
+        self.tokenizer.save_pretrained(self.out / LM_DIR)
+        write_csv(self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr", "seconds"]))
+        write_csv(self.out / "curated.csv", pd.DataFrame({"study_id": self.curated}))
+        with atomic_path(self.out / CONNECTOR) as tmp:
+            torch.save({"format": "neurovfm-reportgen-connector", "version": 1, "dim_in": self.studies.dim,
+                        "llm_dim": int(model.config.hidden_size), "perceiver": dict(self.rg["perceiver"]),
+                        "state_dict": {k: v.cpu() for k, v in self.connector.state_dict().items()}}, tmp)
+        log.info("report generator written to %s", self.out)

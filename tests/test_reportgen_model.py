@@ -1,0 +1,161 @@
+"""Perceiver, connector placement, prompts, the local-path LM loader, training resume and generation."""
+import json
+
+import pytest
+import torch
+
+from neurovfm.reportgen.connector import IGNORE, Connector, expand_placeholders, inputs_embeds
+from neurovfm.reportgen.perceiver import PerceiverResampler
+from neurovfm.reportgen.prompt import encode, stage1_target, stage2_target
+from neurovfm.reportgen.tokenizer import IMAGE, IM_END, token_id, train_bpe
+from reportgen_fixtures import make_inputs, tiny_config
+
+torch.set_num_threads(1)
+
+
+def test_perceiver_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    p = PerceiverResampler(dim_in=8, width=16, latents=5, depth=2, heads=2, ff_mult=2).eval()
+    series = [torch.randn(n, 8) for n in (3, 17, 1)]
+    out = p(series)
+    assert out.shape == (3, 5, 16)
+    for k, s in enumerate(series):  # a series' latents do not depend on the padding of its batch
+        torch.testing.assert_close(p([s])[0], out[k], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        p([torch.zeros(0, 8)])
+
+
+def test_expand_placeholders_masks_visual_slots():
+    ids, labels, n = expand_placeholders([1, 9, 2, 9, 3], [IGNORE, IGNORE, IGNORE, IGNORE, 3], 9, 3)
+    assert n == 2
+    assert ids == [1, 9, 9, 9, 2, 9, 9, 9, 3]
+    assert labels == [IGNORE] * 8 + [3]
+
+
+def test_inputs_embeds_places_visual_tokens_in_order():
+    embed = torch.nn.Embedding(10, 4)
+    ids = torch.tensor([[1, 9, 9, 2, 9, 9, 3]])
+    visual = torch.arange(16, dtype=torch.float32).reshape(4, 4)
+    out = inputs_embeds(embed, ids, 9, [visual])
+    torch.testing.assert_close(out[0, [1, 2, 4, 5]], visual)          # series after series, where the slots are
+    torch.testing.assert_close(out[0, [0, 3, 6]], embed(torch.tensor([1, 2, 3])))  # text untouched
+    with pytest.raises(ValueError):
+        inputs_embeds(embed, ids, 9, [visual[:3]])
+
+
+def test_connector_output_rows_per_series():
+    c = Connector(8, 12, {"latents": 4, "depth": 1, "heads": 2, "width": 16, "ff_mult": 2})
+    out = c([torch.randn(5, 8), torch.randn(2, 8)])
+    assert out.shape == (8, 12)
+
+
+def test_prompt_masks_everything_but_the_answer():
+    tok = train_bpe(["Acute hemorrhage.", "No key positive findings.", '["A finding."]'], 300)
+    ex = encode(tok, "sys", 2, "Headache.", "List findings.", '["Acute hemorrhage."]', 3, 512)
+    image = token_id(tok, IMAGE)
+    assert ex.n_images == 2 and ex.ids.count(image) == 6
+    answer = [t for t, lab in zip(ex.ids, ex.labels) if lab != IGNORE]
+    assert answer[-1] == token_id(tok, IM_END)
+    assert tok.decode(answer[:-1]) == '["Acute hemorrhage."]'
+    assert "Headache." in tok.decode(ex.ids) and "List findings." in tok.decode(ex.ids)
+    cut = encode(tok, "sys", 2, None, None, "x " * 200, 3, 60)
+    assert cut.truncated and len(cut.ids) == 60
+    with pytest.raises(ValueError):
+        encode(tok, "sys", 30, None, None, "x", 3, 60)
+    assert stage1_target([], "Normal.") == "Normal." and json.loads(stage2_target(["a ", ""])) == ["a"]
+
+
+def test_local_lm_roundtrip_adds_image_token(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    from neurovfm.reportgen.lm import load_local, tiny_qwen3
+
+    cfg = tiny_config(tmp_path)
+    tok = train_bpe(["some findings text"], 300)
+    model = tiny_qwen3(cfg["reportgen"]["lm"]["tiny"], tok, seed=0)
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=IM_END)
+    plain.save_pretrained(tmp_path / "lm")  # saved without the image token: the loader must add it
+    model.save_pretrained(tmp_path / "lm")
+    loaded, tokenizer = load_local(str(tmp_path / "lm"))
+    assert token_id(tokenizer, IMAGE) < loaded.get_input_embeddings().num_embeddings
+    with pytest.raises(FileNotFoundError):
+        load_local(str(tmp_path / "missing"))
+
+
+def _trainer(cfg, paths, out):
+    from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
+    from neurovfm.reportgen.run import curated_ids, training_pool
+    from neurovfm.reportgen.train import Trainer
+
+    studies = StudyTokens(paths["train"], cfg["reportgen"])
+    findings = load_findings(paths["findings"])
+    curated = curated_ids(cfg, training_pool(findings, studies), paths["ct"], paths["mri"], 8)
+    return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out)
+
+
+def test_training_resumes_exactly_and_generates(tmp_path):
+    from neurovfm.reportgen.run import generate
+
+    paths = make_inputs(tmp_path / "in")
+    cfg = tiny_config(tmp_path)
+    full = _trainer(cfg, paths, tmp_path / "full")
+    full.run()
+    # interrupted run: stop after stage 1 plus one stage-2 step (the checkpoint of that step), then resume
+    part = _trainer(cfg, paths, tmp_path / "part")
+    part.train_stage = _stop_after(part, stage=2, steps=1)
+    with pytest.raises(KeyboardInterrupt):
+        part.run()
+    resumed = _trainer(cfg, paths, tmp_path / "part")
+    resumed.run()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    for k, v in full.connector.state_dict().items():
+        torch.testing.assert_close(v, resumed.connector.state_dict()[k], atol=0, rtol=0)
+    assert [r["loss"] for r in full.rows] == [r["loss"] for r in resumed.rows]
+    out = tmp_path / "gen.jsonl"
+    generate(cfg, tmp_path / "full", paths["test"], paths["findings"], paths["reports"], out)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 12 and {r["variant"] for r in rows} == {"indication", "no_indication"}
+    assert all(r["status"] in ("ok", "malformed") and (r["status"] == "ok" or r["error"]) for r in rows)
+    _evaluate_without_phi(cfg, paths, {"fake/n8": out}, tmp_path)
+
+
+def _evaluate_without_phi(cfg, paths, gens, tmp_path):
+    """Triage set -> judges -> tables on the generated answers; no indication reaches the result files."""
+    import pandas as pd
+
+    from neurovfm.reportgen.run import evaluate, triage, triage_set
+
+    res = tmp_path / "results"
+    frontier = res / "frontier.jsonl"
+    frontier.parent.mkdir(parents=True)
+    frontier.write_text("")
+    cfg["reportgen"]["encoders"], cfg["reportgen"]["sizes"] = ["fake"], [8]
+    triage_set(cfg, paths["findings"], paths["ct"], paths["mri"], paths["test"], None, res / "set.csv",
+               res / "acuity.csv")
+    chosen = pd.read_csv(res / "set.csv")
+    assert len(chosen) == 6 and chosen.groupby(["modality", "acuity"]).size().eq(1).all()
+    validation = triage(cfg, gens, frontier, paths["findings"], paths["reports"], res / "set.csv",
+                        res / "acuity.csv", tmp_path / "private" / "cache", res / "pred.csv", res / "val.csv")
+    assert validation.passes.all()  # the rule judge reproduces the label-derived acuity of the references
+    evaluate(cfg, gens, frontier, res / "pred.csv", res / "set.csv", paths["findings"], paths["ct"], paths["mri"],
+             res / "text.csv", res / "triage.csv", res / "cost.csv", res / "scaling.csv")
+    tri = pd.read_csv(res / "triage.csv")
+    ref = tri[(tri.model == "reference") & (tri.stratum == "all") & (tri.variant == "indication")]
+    assert ref.accuracy.iloc[0] == 1.0
+    assert set(pd.read_csv(res / "text.csv").metric) == {"BLEU-2", "ROUGE-L", "METEOR"}
+    assert len(pd.read_csv(res / "scaling.csv")) == 1
+    for f in res.iterdir():
+        assert "Zebra" not in f.read_text(), f"indication text leaked into {f.name}"
+
+
+def _stop_after(trainer, stage: int, steps: int):
+    original = trainer.train_stage
+
+    def patched(st, total, start, optimizer, params):
+        if st != stage:
+            return original(st, total, start, optimizer, params)
+        original(st, min(total, start + steps), start, optimizer, params)
+        raise KeyboardInterrupt
+    return patched

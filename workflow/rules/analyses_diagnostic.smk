@@ -1,0 +1,135 @@
+# Diagnostic analyses on the probes: label efficiency (Fig. 2e), cross-modal transfer (Fig. 3c), subgroups and
+# laterality (Extended Data). Tables under results/{run}/tables/, figures under results/{run}/figures/.
+_PROBE_MODS = ("ct", "mri")
+
+
+def _probe_inputs(name, encoders):
+    return expand(f"{RES}/probes/{{encoder}}/{{modality}}/{name}", encoder=encoders, modality=_PROBE_MODS)
+
+
+def _laterality_encoders():
+    return list(config["analysis"]["laterality"]["encoders"] or config["pretrain"]["train"])
+
+
+rule label_efficiency:
+    """Platt-calibrated test F1 per class vs training positives; OLS (HC3), ANCOVA, label-equivalence folds."""
+    input:
+        predictions=_probe_inputs("predictions.csv", probe_encoders()),
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+    output:
+        table=f"{RES}/tables/label_efficiency.csv",
+        models=f"{RES}/tables/label_efficiency_models.csv",
+    params:
+        probes_dir=f"{RES}/probes",
+        labels_dir=f"{RES}/labels",
+    log:
+        f"{RES}/logs/label_efficiency.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/label_efficiency.py"
+
+
+rule cross_modal:
+    """Each CT probe scored zero-shot on the MRI test studies (and back) vs the native probe."""
+    input:
+        probes=_probe_inputs("probe.pt", probe_encoders()),
+        predictions=_probe_inputs("predictions.csv", probe_encoders()),
+        features=expand(f"{RES}/features/{{encoder}}/test/index.json", encoder=probe_encoders()),
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+    output:
+        f"{RES}/tables/cross_modal.csv",
+    params:
+        probes_dir=f"{RES}/probes",
+        features_dir=f"{RES}/features",
+        labels_dir=f"{RES}/labels",
+    log:
+        f"{RES}/logs/cross_modal.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/cross_modal.py"
+
+
+rule subgroups:
+    """AUROC differential of each subgroup against the full test set (paired study-level bootstrap)."""
+    input:
+        predictions=_probe_inputs("predictions.csv", probe_encoders()),
+        studies=f"{RES}/ingest/studies.csv",
+    output:
+        table=f"{RES}/tables/subgroups.csv",
+        means=f"{RES}/tables/subgroups_means.csv",
+    params:
+        probes_dir=f"{RES}/probes",
+    log:
+        f"{RES}/logs/subgroups.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/subgroups.py"
+
+
+rule laterality:
+    """Left-right flip of correctly detected lateralised test findings, re-encoded and re-scored."""
+    input:
+        probes=_probe_inputs("probe.pt", _laterality_encoders()),
+        predictions=_probe_inputs("predictions.csv", _laterality_encoders()),
+        thresholds=_probe_inputs("thresholds.csv", _laterality_encoders()),
+        features=expand(f"{RES}/features/{{encoder}}/{{split}}/index.json", encoder=_laterality_encoders(),
+                        split=("train", "val", "test")),
+        encoders=[f"{RES}/pretrain/{e}/encoder.pt" for e in _laterality_encoders() if e != "random"],
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+        findings=f"{RES}/labels/findings.jsonl",
+        shards=f"{RES}/shards/test/index.json",
+        stats=f"{RES}/shards/train/stats.json",
+    output:
+        table=f"{RES}/tables/laterality.csv",
+        studies=f"{RES}/tables/laterality_studies.csv",
+    params:
+        probes_dir=f"{RES}/probes",
+        features_dir=f"{RES}/features",
+        labels_dir=f"{RES}/labels",
+        pretrain_dir=f"{RES}/pretrain",
+    log:
+        f"{RES}/logs/laterality.log",
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/laterality.py"
+
+
+_ANALYSIS_FIGURE_TABLES = {
+    "fig2e": {"table": f"{RES}/tables/label_efficiency.csv", "models": f"{RES}/tables/label_efficiency_models.csv"},
+    "fig3c": {"table": f"{RES}/tables/cross_modal.csv"},
+    "ed_subgroups": {"table": f"{RES}/tables/subgroups.csv"},
+    "ed_laterality": {"table": f"{RES}/tables/laterality.csv", "studies": f"{RES}/tables/laterality_studies.csv"},
+}
+
+
+rule fig_diagnostic_analysis:
+    """Fig. 2e, Fig. 3c, the subgroup and the laterality figures, each from its tables."""
+    input:
+        unpack(lambda wildcards: _ANALYSIS_FIGURE_TABLES[wildcards.fig]),
+    output:
+        png=f"{RES}/figures/{{fig}}.png",
+        pdf=f"{RES}/figures/{{fig}}.pdf",
+        csv=f"{RES}/figures/{{fig}}.csv",
+    log:
+        f"{RES}/logs/{{fig}}.log",
+    wildcard_constraints:
+        fig="|".join(_ANALYSIS_FIGURE_TABLES),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/fig_diagnostic_analysis.py"

@@ -1,0 +1,195 @@
+# Report generation (LLaVA-style model over frozen encoder tokens) and its triage evaluation.
+# {encoder}: a feature encoder (reportgen.encoders, default the first name of pretrain.train); {size}: a curated
+# training-set size of reportgen.sizes. Indications are read from PRIV and never written under RES.
+import re
+
+RG_ENCODERS = config["reportgen"]["encoders"] or config["pretrain"]["train"][:1]
+RG_SIZES = [int(s) for s in config["reportgen"]["sizes"]]
+RG_SPLIT = config["reportgen"]["generation"]["split"]
+
+
+def rg_generations(wildcards=None):
+    return {f"{e}/n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+
+
+def rg_truth_dir():
+    return f"{RES}/pacs_export/truth" if SYNTHETIC else None
+
+
+rule reportgen_train:
+    """Stage 1 (connector) and stage 2 (connector + LLM) on {size} curated pairs; resumes from checkpoint.pt."""
+    input:
+        features=f"{RES}/features/{{encoder}}/train/index.json",
+        findings=f"{RES}/labels/findings.jsonl",
+        ct=f"{RES}/labels/ct.csv",
+        mri=f"{RES}/labels/mri.csv",
+        reports=f"{PRIV}/reports.jsonl",
+    output:
+        connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
+        metrics=f"{RES}/reportgen/{{encoder}}/n{{size}}/metrics.csv",
+    params:
+        out_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
+    log:
+        f"{RES}/logs/reportgen_train_{{encoder}}_n{{size}}.log",
+    benchmark:
+        f"{RES}/benchmarks/reportgen_train_{{encoder}}_n{{size}}.tsv"
+    wildcard_constraints:
+        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+        size=r"\d+",
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/reportgen_train.py"
+
+
+rule reportgen_generate:
+    """Findings (JSON lists, malformed answers kept) for the generation split, with and without indication."""
+    input:
+        connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
+        features=f"{RES}/features/{{encoder}}/{RG_SPLIT}/index.json",
+        findings=f"{RES}/labels/findings.jsonl",
+        reports=f"{PRIV}/reports.jsonl",
+    output:
+        f"{RES}/reportgen/{{encoder}}/n{{size}}/generations.jsonl",
+    params:
+        model_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
+    log:
+        f"{RES}/logs/reportgen_generate_{{encoder}}_n{{size}}.log",
+    benchmark:
+        f"{RES}/benchmarks/reportgen_generate_{{encoder}}_n{{size}}.tsv"
+    wildcard_constraints:
+        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+        size=r"\d+",
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/reportgen_generate.py"
+
+
+rule triage_set:
+    """Balanced triage test set (equal studies per modality and acuity) and the acuity of every reported study."""
+    input:
+        findings=f"{RES}/labels/findings.jsonl",
+        ct=f"{RES}/labels/ct.csv",
+        mri=f"{RES}/labels/mri.csv",
+        studies=f"{RES}/ingest/studies.csv",
+        features=f"{RES}/features/{RG_ENCODERS[0]}/{RG_SPLIT}/index.json",
+        export=synthetic_export(),
+    output:
+        triage_set=f"{RES}/tables/reportgen_triage_set.csv",
+        acuity=f"{RES}/reportgen/acuity.csv",
+    params:
+        truth_dir=lambda wildcards: rg_truth_dir(),
+    log:
+        f"{RES}/logs/triage_set.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/triage_set.py"
+
+
+rule frontier_inputs:
+    """2D payloads for frontier models (private); sent, and answers recorded, only for configured endpoints."""
+    input:
+        triage_set=f"{RES}/tables/reportgen_triage_set.csv",
+        series=f"{RES}/ingest/series.csv",
+        shards=f"{RES}/shards/{RG_SPLIT}/index.json",
+        reports=f"{PRIV}/reports.jsonl",
+    output:
+        counts=f"{RES}/tables/reportgen_frontier_inputs.csv",
+        generations=f"{RES}/reportgen/frontier/generations.jsonl",
+    params:
+        payload_dir=f"{PRIV}/reportgen/frontier",
+    log:
+        f"{RES}/logs/frontier_inputs.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/frontier_inputs.py"
+
+
+rule triage:
+    """Every judge on the reference findings (validation) and on every model's answers for the triage set."""
+    input:
+        unpack(lambda wildcards: {"gen_" + k.replace("/", "_"): v for k, v in rg_generations().items()}),
+        frontier=f"{RES}/reportgen/frontier/generations.jsonl",
+        findings=f"{RES}/labels/findings.jsonl",
+        reports=f"{PRIV}/reports.jsonl",
+        triage_set=f"{RES}/tables/reportgen_triage_set.csv",
+        acuity=f"{RES}/reportgen/acuity.csv",
+    output:
+        predictions=f"{RES}/reportgen/triage_predictions.csv",
+        validation=f"{RES}/tables/reportgen_judge_validation.csv",
+    params:
+        generations=rg_generations(),
+        cache_dir=f"{PRIV}/reportgen/judge_cache",
+    log:
+        f"{RES}/logs/triage.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/triage.py"
+
+
+rule reportgen_eval:
+    """Text metrics, triage accuracy (per model, judge, modality, pathology, indication), cost and scaling."""
+    input:
+        unpack(lambda wildcards: {"gen_" + k.replace("/", "_"): v for k, v in rg_generations().items()}),
+        frontier=f"{RES}/reportgen/frontier/generations.jsonl",
+        predictions=f"{RES}/reportgen/triage_predictions.csv",
+        triage_set=f"{RES}/tables/reportgen_triage_set.csv",
+        findings=f"{RES}/labels/findings.jsonl",
+        ct=f"{RES}/labels/ct.csv",
+        mri=f"{RES}/labels/mri.csv",
+    output:
+        text=f"{RES}/tables/reportgen_text_metrics.csv",
+        triage=f"{RES}/tables/reportgen_triage.csv",
+        cost=f"{RES}/tables/reportgen_cost.csv",
+        scaling=f"{RES}/tables/reportgen_scaling.csv",
+    params:
+        generations=rg_generations(),
+    log:
+        f"{RES}/logs/reportgen_eval.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/reportgen_eval.py"
+
+
+RG_FIGURES = {"fig4b": "triage", "fig4c": "triage", "fig4d": "text_metrics", "ed_reportgen_scaling": "scaling"}
+
+for _name, _table in RG_FIGURES.items():
+
+    rule:
+        name:
+            _name
+        input:
+            table=f"{RES}/tables/reportgen_{_table}.csv",
+        output:
+            png=f"{RES}/figures/{_name}.png",
+            pdf=f"{RES}/figures/{_name}.pdf",
+            csv=f"{RES}/figures/{_name}.csv",
+        params:
+            name=_name,
+        log:
+            f"{RES}/logs/{_name}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../scripts/fig_reportgen.py"

@@ -1,0 +1,8 @@
+from neurovfm import pipeline
+from neurovfm.utils.progress import setup_logging
+
+setup_logging(snakemake.log[0])
+pipeline.laterality(snakemake.config, snakemake.params.probes_dir, snakemake.params.features_dir,
+                    snakemake.params.labels_dir, snakemake.input.findings, snakemake.input.shards,
+                    snakemake.input.stats, snakemake.params.pretrain_dir, snakemake.output.table,
+                    snakemake.output.studies, threads=snakemake.threads)
