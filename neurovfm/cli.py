@@ -93,6 +93,25 @@ def _cmd_jepa_train(args) -> int:
     return 0
 
 
+def _cmd_reportgen_train(args) -> int:
+    import logging
+    import os
+
+    from neurovfm.reportgen.run import encoders
+
+    cfg = _config(args)
+    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports progress
+        logging.getLogger("neurovfm").setLevel(logging.WARNING)
+    encoder = args.encoder or encoders(cfg)[0]
+    labels = run_dir(cfg) / "labels"
+    pipeline.reportgen_train(
+        cfg, args.size, args.features or run_dir(cfg) / "features" / encoder / "train" / "index.json",
+        args.findings or labels / "findings.jsonl", args.ct or labels / "ct.csv", args.mri or labels / "mri.csv",
+        args.reports or private_dir(cfg) / "reports.jsonl",
+        args.out or run_dir(cfg) / "reportgen" / encoder / f"n{args.size}", threads=args.threads)
+    return 0
+
+
 def _cmd_check_config(args) -> int:
     _config(args)
     print(f"{args.config}: valid")
@@ -140,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: results/{run}/pretrain/{model})")
     p.add_argument("--threads", type=int, help="CPU threads of this process (default: torch's choice)")
     p.set_defaults(func=_cmd_jepa_train)
+
+    p = sub.add_parser("reportgen", help="report generation")
+    rg = p.add_subparsers(dest="reportgen_command", required=True)
+    p = rg.add_parser("train", help="train the report generator (one process, or one rank under torchrun)")
+    common(p)
+    p.add_argument("--size", type=int, required=True, help="curated training-set size, e.g. a value of reportgen.sizes")
+    p.add_argument("--encoder", help="feature encoder (default: the first of reportgen.encoders / pretrain.train)")
+    p.add_argument("--features", help="train feature index.json (default: results/{run}/features/{encoder}/train/)")
+    p.add_argument("--findings", help="findings.jsonl (default: results/{run}/labels/findings.jsonl)")
+    p.add_argument("--ct", help="CT label table (default: results/{run}/labels/ct.csv)")
+    p.add_argument("--mri", help="MRI label table (default: results/{run}/labels/mri.csv)")
+    p.add_argument("--reports", help="private reports.jsonl (default: private/{run}/reports.jsonl)")
+    p.add_argument("--out", help="output folder (default: results/{run}/reportgen/{encoder}/n{size})")
+    p.add_argument("--threads", type=int, help="CPU threads of this process (default: 1)")
+    p.set_defaults(func=_cmd_reportgen_train)
 
     p = sub.add_parser("check-config", help="validate a configuration file against the schema")
     common(p)

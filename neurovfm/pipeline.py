@@ -108,8 +108,6 @@ def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: 
     """The workflow's pretraining job: in this process on the CPU (gpus 0), else ``torchrun`` over the GPUs
     (and ``srun`` over the nodes of a multi-node SLURM job) running ``neurovfm jepa train``; the child's
     output is relayed to this process's log handlers (the rule's log)."""
-    import subprocess
-
     import yaml
 
     from neurovfm.jepa.launch import launch_command, slurm_head_node
@@ -125,6 +123,13 @@ def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: 
             "--stats", str(stats_json), "--out", str(out_dir)]
     head = slurm_head_node() if nodes > 1 else None
     cmd = launch_command(args, gpus=gpus, nodes=nodes, head=head, job_id=os.environ.get("SLURM_JOB_ID"))
+    _relay(cmd, f"pretraining of {model!r}")
+
+
+def _relay(cmd: list[str], what: str) -> None:
+    """Run ``cmd`` with its output copied to this process's log handlers (the rule's log); raise if it fails."""
+    import subprocess
+
     log.info("launching: %s", " ".join(cmd))
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
@@ -132,7 +137,7 @@ def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: 
                 handler.stream.write(line)
                 handler.flush()
     if proc.returncode != 0:
-        raise RuntimeError(f"pretraining of {model!r} failed (exit {proc.returncode}); its output is in the log")
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); its output is in the log")
 
 
 def fig_ed_masking(cfg: dict, train_index, stats_json, out_png) -> dict:
@@ -420,10 +425,25 @@ def _torch_threads(threads: int | None) -> None:
 
 
 def reportgen_train(cfg: dict, size, train_index, findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir,
-                    threads: int | None = None) -> None:
-    """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint)."""
+                    threads: int | None = None, gpus: int = 0) -> None:
+    """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint): in this
+    process (gpus 0), else ``torchrun`` over ``gpus`` GPUs of this node running ``neurovfm reportgen train``
+    (``reportgen.distributed.strategy``), its output relayed to the rule's log."""
     from neurovfm.reportgen.run import train
 
+    if gpus > 0:
+        import yaml
+
+        from neurovfm.jepa.launch import launch_command
+        from neurovfm.utils.atomic import write_text
+
+        run_config = Path(out_dir) / "run_config.yaml"
+        write_text(run_config, yaml.safe_dump(cfg, sort_keys=False))
+        args = ["reportgen", "train", "--config", str(run_config), "--size", str(int(size)), "--features",
+                str(train_index), "--findings", str(findings_jsonl), "--ct", str(ct_csv), "--mri", str(mri_csv),
+                "--reports", str(reports_jsonl), "--out", str(out_dir)]
+        _relay(launch_command(args, gpus=gpus), f"report-generation training (n{size})")
+        return
     _torch_threads(threads)
     train(cfg, int(size), _existing(train_index, "feature index"), findings_jsonl, ct_csv, mri_csv, reports_jsonl,
           out_dir)

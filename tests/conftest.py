@@ -33,3 +33,15 @@ def demo_run(tmp_path_factory):
     pipeline.extractor_eval(cfg, res / "labels", export / "truth", res / "ingest" / "studies.csv",
                             res / "labels" / "extractor_eval.csv")
     return {"cfg": cfg, "results": res, "private": priv, "export": export, "ingest_summary": summary}
+
+
+@pytest.fixture()
+def one_thread():
+    """Bitwise-equal reruns (resume, refits) need a fixed reduction order: multi-threaded BLAS may split sums
+    differently when the machine is busy, so such tests run torch on one thread."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -93,7 +93,7 @@ def _trainer(cfg, paths, out):
     return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out)
 
 
-def test_training_resumes_exactly_and_generates(tmp_path):
+def test_training_resumes_exactly_and_generates(tmp_path, one_thread):
     from neurovfm.reportgen.run import generate
 
     paths = make_inputs(tmp_path / "in")

@@ -7,7 +7,6 @@ image and the token attention (each token's weight spread over its 4 x 16 x 16 v
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,21 +14,10 @@ import numpy as np
 import pandas as pd
 
 from neurovfm.probes.attention import read_attention
-from neurovfm.probes.run import read_predictions
+from neurovfm.probes.run import laterality_map, read_predictions
 from neurovfm.store.reader import ShardReader
 
 from . import save_figure
-
-
-def _lateral(findings_jsonl) -> dict:
-    out = {}
-    with open(findings_jsonl) as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                if rec.get("laterality"):
-                    out[rec["study_id"]] = rec["laterality"]
-    return out
 
 
 def pick_case(index: dict, predictions: pd.DataFrame, lateral: dict) -> dict | None:
@@ -74,7 +62,7 @@ def fig3d(attention_npz: dict, predictions_csv: dict, findings_jsonl, shard_inde
           out_png: str | Path) -> pd.DataFrame:
     """``attention_npz`` / ``predictions_csv``: {modality: path} of one encoder's probes; ``shard_index``: the
     attention split's shards index."""
-    lateral = _lateral(findings_jsonl)
+    lateral = laterality_map(findings_jsonl)
     shards = ShardReader(shard_index)
     cases = []
     for mod in ("ct", "mri"):

@@ -18,7 +18,6 @@ Files written (each atomically):
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from neurovfm.eval.thresholds import apply_thresholds, select_thresholds
 from neurovfm.utils.atomic import write_csv
+from neurovfm.utils.jsonlines import read_jsonl
 
 from .attention import write_attention
 from .bags import BagSet, load_bagsets, read_label_table
@@ -69,16 +69,9 @@ def split_arrays(df: pd.DataFrame, names: list[str], split: str, what: str = "pr
 
 def laterality_map(findings_jsonl: str | Path | None) -> dict[str, dict]:
     """study_id -> {diagnosis: side} from ``labels/findings.jsonl`` (empty without the file)."""
-    out = {}
     if findings_jsonl is None:
-        return out
-    with open(findings_jsonl) as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                if rec.get("laterality"):
-                    out[rec["study_id"]] = rec["laterality"]
-    return out
+        return {}
+    return {rec["study_id"]: rec["laterality"] for rec in read_jsonl(findings_jsonl) if rec.get("laterality")}
 
 
 def attention_studies(bags: BagSet, lateral: dict[str, dict], max_studies: int | None) -> list[int]:

@@ -7,13 +7,13 @@ strided tokens.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from neurovfm.features.store import FeatureReader
+from neurovfm.utils.jsonlines import read_jsonl
 
 
 def series_entries(reader: FeatureReader, study_id: str, ct_windows, max_series: int) -> list[int]:
@@ -62,21 +62,9 @@ class StudyTokens:
 
 def load_findings(path: str | Path) -> dict[str, dict]:
     """{study_id: findings record} of labels/findings.jsonl."""
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                out[rec["study_id"]] = rec
-    return out
+    return {rec["study_id"]: rec for rec in read_jsonl(path)}
 
 
 def load_indications(reports_jsonl: str | Path) -> dict[str, str]:
     """{study_id: indication} from the private reports (PHI-bearing: keep in memory, never write under results)."""
-    out = {}
-    with open(reports_jsonl, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rec = json.loads(line)
-                out[rec["study_id"]] = (rec.get("indication") or "").strip()
-    return out
+    return {rec["study_id"]: (rec.get("indication") or "").strip() for rec in read_jsonl(reports_jsonl)}

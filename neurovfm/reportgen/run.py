@@ -44,7 +44,16 @@ def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, re
     curated = curated_ids(cfg, pool, ct_csv, mri_csv, int(size))
     log.info("report generation: %d curated pairs drawn from %d training studies (%d unique)", len(curated),
              len(pool), len(set(curated)))
-    Trainer(cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir)).run()
+    import torch
+
+    from neurovfm.jepa.train import init_distributed
+
+    d = init_distributed()   # joins the process group under torchrun (WORLD_SIZE > 1)
+    try:
+        Trainer(cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d).run()
+    finally:
+        if d.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jsonl) -> dict:

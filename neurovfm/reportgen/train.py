@@ -4,7 +4,9 @@ Stage 1 trains the connector only, on the findings as one string; stage 2 trains
 (all weights, or LoRA adapters through peft) on the fixed instruction, answering a JSON list. AdamW, linear
 warm-up then half-cosine decay per stage. The order of the training items is a pure function of (seed,
 stage, epoch), so a run resumed from ``checkpoint.pt`` (weights, optimiser, RNG, stage and step) continues
-exactly as an uninterrupted run would. Outputs: ``lm/`` (the LLM, LoRA merged, with its tokenizer),
+exactly as an uninterrupted run would. Under ``torchrun`` (``dist`` enabled) the model is sharded or replicated
+(:mod:`.distributed`), each rank trains on its slice of every batch and rank 0 writes gathered checkpoints in
+the same format. Outputs: ``lm/`` (the LLM, LoRA merged, with its tokenizer),
 ``connector.pt`` (written last), ``metrics.csv`` and ``curated.csv`` (the drawn study ids).
 """
 from __future__ import annotations
@@ -27,8 +29,9 @@ from neurovfm.jepa.schedules import learning_rate
 from neurovfm.utils.atomic import atomic_path, write_csv
 from neurovfm.utils.progress import Progress
 
+from . import distributed as dd
 from . import lm as lm_mod
-from .connector import IGNORE, Connector, inputs_embeds
+from .connector import IGNORE, Connector
 from .prompt import encode, stage1_target, stage2_target
 from .tokenizer import IMAGE, token_id
 
@@ -88,17 +91,24 @@ class Trainer:
     """Holds the model parts and the data of one run; :meth:`run` trains both stages."""
 
     def __init__(self, cfg: dict, studies, findings: dict, indications: dict, curated: list[str], out_dir: Path,
-                 model=None, tokenizer=None):
+                 model=None, tokenizer=None, dist=None):
         self.cfg, self.rg = cfg, cfg["reportgen"]
         self.studies, self.findings, self.indications = studies, findings, indications
         self.curated, self.out = curated, Path(out_dir)
         self.seed = seed_of(cfg)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dist = dist if dist is not None and dist.enabled else None
+        self.rank, self.world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
+        self.strategy = self.rg["distributed"]["strategy"]
+        if self.dist and self.rg["stage2"]["finetune"] == "lora":
+            raise ValueError("reportgen.stage2.finetune 'lora' is single-process only; use 'full' with torchrun")
+        self.device = self.dist.device if self.dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(self.seed)
         if model is None:
             texts = self.tokenizer_texts()
             model, tokenizer = lm_mod.build(self.rg["lm"], texts, self.seed)
-        self.model, self.tokenizer = model.to(self.device), tokenizer
+        # FSDP moves each layer to the GPU as it shards it: the whole LLM never sits on one GPU
+        self.model = model if self.dist and self.strategy == "fsdp" else model.to(self.device)
+        self.tokenizer = tokenizer
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.connector = Connector(studies.dim, model.config.hidden_size, self.rg["perceiver"]).to(self.device)
@@ -106,8 +116,15 @@ class Trainer:
         self.rows: list[dict] = []
         self.fingerprint = self._fingerprint()
         precision = self.rg["precision"]
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                         if self.device.type == "cuda" and precision in ("auto", "bf16") else nullcontext())
+        bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+        self.bf16 = bf16
+        self.step = self.plain_step = dd.LlavaStep(self.connector, self.model, self.image_id)
+        if self.dist:
+            dd.check_same_tokenizer(tokenizer)
+            if self.strategy == "fsdp":   # FSDP2 follows requires_grad changes; DDP is wrapped per stage
+                self.step = dd.wrap(self.plain_step, self.strategy, self.device, bf16)
+            log.info("%s over %d processes (rank %d on %s)", self.strategy, self.world, self.rank, self.device)
 
     def tokenizer_texts(self) -> list[str]:
         p = self.rg["prompt"]
@@ -120,7 +137,7 @@ class Trainer:
     def _fingerprint(self) -> str:
         blob = json.dumps({"reportgen": {k: v for k, v in self.rg.items()
                                          if k not in ("progress_every_s", "generation", "triage", "frontier",
-                                                      "cost", "eval")},
+                                                      "cost", "eval", "distributed")},
                            "seed": self.seed, "curated": self.curated}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -138,9 +155,7 @@ class Trainer:
         examples = [self.example(s, stage) for s in sids]
         ids, labels, mask = collate(examples, self.tokenizer.pad_token_id, self.device)
         with self.autocast:
-            visual = [self.connector([t.to(self.device) for t in self.studies(s)]) for s in sids]
-            embeds = inputs_embeds(self.model.get_input_embeddings(), ids, self.image_id, visual)
-            return self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+            return self.step(ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in sids])
 
     # -- stages -----------------------------------------------------------------------------------
     def setup_stage(self, stage: int) -> list[torch.nn.Parameter]:
@@ -154,10 +169,13 @@ class Trainer:
                 self.model = get_peft_model(self.model, LoraConfig(
                     r=int(lc["r"]), lora_alpha=float(lc["alpha"]), lora_dropout=float(lc["dropout"]),
                     target_modules=list(lc["target_modules"]), task_type="CAUSAL_LM"))
+                self.plain_step.lm = self.model
             else:
                 for p in self.model.parameters():
                     p.requires_grad_(True)
         params = list(self.connector.parameters()) + [p for p in self.model.parameters() if p.requires_grad]
+        if self.dist and self.strategy == "ddp":   # DDP reduces the parameters trainable when it is built
+            self.step = dd.wrap(self.plain_step, self.strategy, self.device, self.bf16)
         return params
 
     def run(self) -> None:
@@ -195,13 +213,15 @@ class Trainer:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            loss = self.loss(batch_items(self.curated, step, bs, self.seed, stage), stage)
+            items = batch_items(self.curated, step, bs, self.seed, stage)
+            loss = self.loss(dd.rank_items(items, self.rank, self.world) if self.dist else items, stage)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if float(opt_cfg["grad_clip"]) > 0:
                 torch.nn.utils.clip_grad_norm_(params, float(opt_cfg["grad_clip"]))
             optimizer.step()
-            self.rows.append({"stage": stage, "step": step + 1, "loss": float(loss.detach()), "lr": lr,
+            value = dd.mean_over_ranks(loss) if self.dist else float(loss.detach())
+            self.rows.append({"stage": stage, "step": step + 1, "loss": value, "lr": lr,
                               "seconds": time.perf_counter() - t0})
             progress.update()
             if (step + 1) % int(self.rg["checkpoint_every"]) == 0 or step + 1 == total:
@@ -210,10 +230,22 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoint(self, stage: int, step: int, optimizer) -> None:
-        save_checkpoint(self.out / CHECKPOINT, {
-            "fingerprint": self.fingerprint, "stage": stage, "step": step,
-            "connector": self.connector.state_dict(), "lm_trainable": trainable_state(self.model),
-            "optimizer": optimizer.state_dict(), "rng": rng_state(), "rows": list(self.rows)})
+        if self.dist:   # every rank gathers (collectives), rank 0 writes, all wait for the file
+            connector, optim = dd.full_state(self.connector.state_dict()), dd.full_optimizer_state(optimizer.state_dict())
+            lm_trainable = {n: dd.full(p) for n, p in self.model.named_parameters() if p.requires_grad}
+        else:
+            connector, optim = self.connector.state_dict(), optimizer.state_dict()
+            lm_trainable = trainable_state(self.model)
+        if self.rank == 0:
+            save_checkpoint(self.out / CHECKPOINT, {
+                "fingerprint": self.fingerprint, "stage": stage, "step": step,
+                "connector": connector, "lm_trainable": lm_trainable,
+                "optimizer": optim, "rng": rng_state(), "rows": list(self.rows)})
+        self.barrier()
+
+    def barrier(self) -> None:
+        if self.dist:
+            torch.distributed.barrier()
 
     def _resume_state(self) -> dict | None:
         path = self.out / CHECKPOINT
@@ -226,9 +258,22 @@ class Trainer:
         return state
 
     def restore(self, state: dict, optimizer) -> None:
-        self.connector.load_state_dict(state["connector"], strict=True)
-        load_trainable(self.model, state["lm_trainable"])
-        optimizer.load_state_dict(state["optimizer"])
+        if self.dist:
+            own = set(self.connector.state_dict())
+            if own != set(state["connector"]):
+                raise ValueError(f"checkpoint connector differs from the model's: {sorted(own ^ set(state['connector']))[:3]}")
+            dd.load_full(self.connector, state["connector"])
+            trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+            if trainable != set(state["lm_trainable"]):
+                raise ValueError("checkpoint does not match the model's trainable parameters "
+                                 f"(differing {sorted(trainable ^ set(state['lm_trainable']))[:3]})")
+            dd.load_full(self.model, state["lm_trainable"])
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            optimizer.load_state_dict(dd.shard_optimizer_state(state["optimizer"], params))
+        else:
+            self.connector.load_state_dict(state["connector"], strict=True)
+            load_trainable(self.model, state["lm_trainable"])
+            optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.rows = list(state["rows"])
 
@@ -236,12 +281,17 @@ class Trainer:
         model = self.model
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
-        model.save_pretrained(self.out / LM_DIR)
-        self.tokenizer.save_pretrained(self.out / LM_DIR)
-        write_csv(self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr", "seconds"]))
-        write_csv(self.out / "curated.csv", pd.DataFrame({"study_id": self.curated}))
-        with atomic_path(self.out / CONNECTOR) as tmp:
-            torch.save({"format": "neurovfm-reportgen-connector", "version": 1, "dim_in": self.studies.dim,
-                        "llm_dim": int(model.config.hidden_size), "perceiver": dict(self.rg["perceiver"]),
-                        "state_dict": {k: v.cpu() for k, v in self.connector.state_dict().items()}}, tmp)
-        log.info("report generator written to %s", self.out)
+        lm_state = dd.full_state(model.state_dict()) if self.dist else None   # gathered by every rank
+        connector = dd.full_state(self.connector.state_dict()) if self.dist else self.connector.state_dict()
+        if self.rank == 0:
+            model.save_pretrained(self.out / LM_DIR, state_dict=lm_state)
+            self.tokenizer.save_pretrained(self.out / LM_DIR)
+            write_csv(self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr",
+                                                                                 "seconds"]))
+            write_csv(self.out / "curated.csv", pd.DataFrame({"study_id": self.curated}))
+            with atomic_path(self.out / CONNECTOR) as tmp:
+                torch.save({"format": "neurovfm-reportgen-connector", "version": 1, "dim_in": self.studies.dim,
+                            "llm_dim": int(model.config.hidden_size), "perceiver": dict(self.rg["perceiver"]),
+                            "state_dict": {k: v.cpu() for k, v in connector.items()}}, tmp)
+            log.info("report generator written to %s", self.out)
+        self.barrier()

@@ -16,3 +16,9 @@ def dumps_listed(obj: dict, list_key: str) -> str:
     body = ",\n".join("  " + json.dumps(v, separators=(",", ":")) for v in items)
     lines.append(f" {json.dumps(list_key)}: [" + ("\n" + body + "\n ]" if items else "]"))
     return "\n".join(lines) + "\n}\n"
+
+
+def read_jsonl(path) -> list[dict]:
+    """The records of a JSON-lines file (one object per non-blank line)."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -38,7 +38,7 @@ rule reportgen_train:
         size=r"\d+",
     threads: 2
     resources:
-        gpu=0,
+        gpu=config["reportgen"]["distributed"]["gpus"],   # > 0: torchrun over that many GPUs (FSDP or DDP)
         mem_mb=8000,
         runtime=60,
     script:
