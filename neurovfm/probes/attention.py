@@ -26,8 +26,9 @@ def study_attention(model: nn.Module, bags: BagSet, i: int) -> list[dict]:
     ``coords``. Each attention column sums to 1 over the whole study (all entries together)."""
     model.eval()
     tokens, cu = bags.pack([i])
-    _, alpha = model(tokens, cu)
-    alpha = alpha.float().numpy()
+    dev = next(model.parameters()).device
+    _, alpha = model(tokens.to(dev), cu.to(dev))
+    alpha = alpha.float().cpu().numpy()
     out, start = [], 0
     for e, meta in zip(bags.entries[i], bags.entry_meta(i)):
         n = meta["n_tokens"]

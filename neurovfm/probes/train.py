@@ -16,7 +16,6 @@ Optimiser: AdamW; learning rate linear warm-up from ``lr.start`` to the candidat
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import math
@@ -84,15 +83,27 @@ def token_batches(bags: BagSet, max_tokens: int) -> list[list[int]]:
     return batches
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """``auto``/None: CUDA when available, else the CPU; or a torch device string."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def predict(model: nn.Module, bags: BagSet, max_tokens: int) -> np.ndarray:
-    """Study logits [n_studies, n_classes] over whole bags."""
+    """Study logits [n_studies, n_classes] over whole bags (on the model's device)."""
     model.eval()
+    dev = model_device(model)
     out = np.zeros((len(bags), len(bags.class_names)), dtype=np.float64)
     for batch in token_batches(bags, max_tokens):
         tokens, cu = bags.pack(batch)
-        logits, _ = model(tokens, cu)
-        out[batch] = logits.double().numpy()
+        logits, _ = model(tokens.to(dev), cu.to(dev))
+        out[batch] = logits.double().cpu().numpy()
     return out
 
 
@@ -131,10 +142,12 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
         raise ValueError(f"a probe needs training and validation studies (train {len(train)}, val {len(val)})")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = resolve_device(settings["device"])
     model = build_probe(settings["kind"], train.dim, len(train.class_names), hidden=settings["hidden"],
                         attn_hidden=settings["attn_hidden"], dropout=float(hparams["dropout"]))
     if settings["standardize"]:
         model.input_norm.set_stats(*train.token_stats())
+    model.to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(hparams["weight_decay"])},
@@ -145,17 +158,17 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     if regression:  # mean squared error on standardised targets; selection by validation loss
         mean, std = train.labels.mean(axis=0), train.labels.std(axis=0)
         scale = (mean.astype(np.float64), np.where(std > 0, std, 1.0).astype(np.float64))
-        centre, spread = (torch.tensor(v, dtype=torch.float32) for v in scale)
+        centre, spread = (torch.tensor(v, dtype=torch.float32, device=dev) for v in scale)
 
         def loss_fn(logits, target):
             return nn.functional.mse_loss(logits, (target - centre) / spread)
     else:
         pos_w = torch.tensor(class_pos_weight(train.labels, settings["pos_weight"], settings["pos_weight_max"]),
-                             dtype=torch.float32)
+                             dtype=torch.float32, device=dev)
         learnable = train.labels.sum(axis=0) >= settings["min_train_pos"]
         if not learnable.any():
             raise ValueError(f"no class has {settings['min_train_pos']} training positives: nothing to learn")
-        class_mask = torch.from_numpy(learnable.astype(np.float32))
+        class_mask = torch.from_numpy(learnable.astype(np.float32)).to(dev)
 
         def loss_fn(logits, target):
             per = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_w, reduction="none")
@@ -165,7 +178,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     epochs = int(settings["epochs"])
     total = steps_per_epoch * epochs
     warmup = int(round(settings["warmup_fraction"] * total))
-    y_train = torch.from_numpy(train.labels)
+    y_train = torch.from_numpy(train.labels).to(dev)
     y_val = val.labels
     best, history, step = None, [], 0
     prog = Progress(epochs, f"probe {settings['kind']} {hparams}", log, every_s=settings["progress_every_s"],
@@ -181,7 +194,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
             for g in opt.param_groups:
                 g["lr"] = lr
             tokens, cu = train.pack(idx, settings["max_train_tokens"], rng)
-            logits, _ = model(tokens, cu)
+            logits, _ = model(tokens.to(dev, non_blocking=True), cu.to(dev))
             loss = loss_fn(logits, y_train[idx])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"probe loss is {loss.item()} at epoch {epoch}, step {step}")
@@ -193,12 +206,12 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
             losses.append(loss.item())
             step += 1
         val_logits = predict(model, val, settings["eval_max_tokens"])
-        val_loss = float(loss_fn(torch.from_numpy(val_logits).float(), torch.from_numpy(y_val)))
+        val_loss = float(loss_fn(torch.from_numpy(val_logits).float().to(dev), torch.from_numpy(y_val).to(dev)))
         val_auc, n_scored = (float("nan"), 0) if regression else mean_auroc(val_logits, y_val, settings["min_val_pos"])
         history.append({"epoch": epoch, "step": step, "lr": lr, "train_loss": float(np.mean(losses)),
                         "val_loss": val_loss, "val_mean_auroc": val_auc, "val_classes_scored": n_scored})
         if best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]):
-            best = (epoch, val_auc, val_loss, copy.deepcopy(model.state_dict()))
+            best = (epoch, val_auc, val_loss, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         prog.update()
     prog.close()
     model.load_state_dict(best[3], strict=True)

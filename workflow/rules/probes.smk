@@ -27,7 +27,7 @@ rule probe:
         f"{RES}/logs/probe_{{encoder}}_{{modality}}.log",
     benchmark:
         f"{RES}/benchmarks/probe_{{encoder}}_{{modality}}.tsv"
-    threads: 2
+    threads: 1  # small matrices: one thread per probe is faster than two, and two probes run side by side
     resources:
         gpu=0,
         mem_mb=8000,
