@@ -71,3 +71,13 @@ def test_nifti_ingest_reads_geometry(external):
     assert len(studies) == len(table)
     labels = pd.read_csv(tmp / "ingest" / "nifti_labels.csv")
     assert set(labels.columns) >= {"study_id", "split", "atrophy", "meningioma", "brain_age"}
+
+
+def test_workflow_ingest_step_reads_nifti_input(external):
+    """The workflow's own ingest step with ``input.kind: nifti`` (the path a hospital with NIfTI exports uses)."""
+    cfg, out, summary, tmp = external
+    cfg = default_config(input={"kind": "nifti", "nifti_dir": str(out), "nifti_csv": str(out / "subjects.csv")},
+                         run="demo")
+    pipeline.ingest(cfg, None, None, tmp / "step" / "ingest", tmp / "step" / "private")
+    series = pd.read_csv(tmp / "step" / "ingest" / "series.csv")
+    assert len(series) == summary["n_scans"] and set(series["modality"]) == {"MR"}
