@@ -1,6 +1,7 @@
 """Extended Data Fig. 3 style overview of the preprocessed dataset: volumes by modality and sequence
 family, orientation, depth and in-plane size after preprocessing (medians marked), series per study,
-studies per year (development cut-off marked), age by sex, and label status per modality."""
+studies per year (development cut-off marked), age by sex, label status per modality, and (h-i) the number of
+positive studies per CT and MRI diagnosis."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,6 +42,14 @@ def _label_status(studies: pd.DataFrame, labels_dir: Path) -> pd.DataFrame:
     return studies.assign(label_status=status)
 
 
+def _prevalence(path: Path) -> pd.Series | None:
+    """Positive studies per diagnosis (ontology column order) of a label table, or None without the file."""
+    if not path.is_file():
+        return None
+    lab = pd.read_csv(path, dtype={"study_id": str})
+    return lab[[c for c in lab.columns if c not in ("study_id", "split")]].sum(axis=0).astype(int)
+
+
 def _bar(ax, table: pd.DataFrame, title: str):
     table.plot.bar(ax=ax, color=[COLORS.get(c, "gray") for c in table.columns], width=0.8)
     ax.set_title(title, fontsize=9)
@@ -60,7 +69,9 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
         for (cat, mod), val in frame.stack().items():
             table.append({"panel": panel, "category": str(cat), "modality": mod, "value": float(val)})
 
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9))
+    fig = plt.figure(figsize=(20, 14))
+    grid = fig.add_gridspec(3, 4, height_ratios=[1, 1, 1.1])
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(4)] for r in range(2)])
     a = series.pivot_table(index="sequence", columns="modality", values="series_id", aggfunc="count").fillna(0)
     _bar(axes[0, 0], a, "a  volumes by sequence family")
     keep("a_sequence", a)
@@ -94,6 +105,22 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
     g = studies.pivot_table(index="label_status", columns="modality", values="study_id", aggfunc="count").fillna(0)
     _bar(axes[1, 3], g, "g  label status")
     keep("g_label_status", g)
+    for name, mod, ax, letter in (("ct.csv", "CT", fig.add_subplot(grid[2, :2]), "h"),
+                                  ("mri.csv", "MR", fig.add_subplot(grid[2, 2:]), "i")):
+        prevalence = _prevalence(labels_dir / name)
+        if prevalence is None:
+            ax.text(0.5, 0.5, f"no {name}", ha="center", va="center")
+            continue
+        shown = prevalence[prevalence > 0]
+        ax.bar(range(len(shown)), shown.to_numpy(), color=COLORS.get(mod, "gray"))
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels([n.replace("_", " ") for n in shown.index], rotation=75, ha="right", fontsize=6)
+        ax.set_ylabel("positive studies")
+        ax.set_title(f"{letter}  {mod} diagnoses with positives: {len(shown)} of {len(prevalence)} "
+                     f"(ontology order; zero-count classes not drawn)", fontsize=9)
+        for label, n in prevalence.items():
+            table.append({"panel": f"{letter}_prevalence", "category": label, "modality": mod, "value": float(n)})
     fig.suptitle(f"Dataset overview: {len(vols)} preprocessed volumes, {len(studies)} studies", fontsize=11)
     fig.tight_layout()
     save_figure(fig, out_png, pd.DataFrame(table))
