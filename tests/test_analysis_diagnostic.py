@@ -140,7 +140,6 @@ def test_cross_modal_scores_the_source_probe_on_the_target_bags(tmp_path):
         folder = tmp_path / "features" / "toy" / "test"
         folder.mkdir(parents=True, exist_ok=True)
         bags[key] = {sid: rng.normal(size=(int(rng.integers(3, 9)), dim)).astype(np.float16) for sid in lab["study_id"]}
-        lab_by_id = lab.set_index("study_id")
         probe = build_probe(cfg["probes"]["kind"], dim, len(onto[mod]), hidden=4, attn_hidden=4)
         probe_dir = tmp_path / "probes" / "toy" / key
         save_probe(probe_dir / "probe.pt", probe, {"kind": cfg["probes"]["kind"], "dim": dim,

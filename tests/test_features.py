@@ -16,7 +16,6 @@ from neurovfm.features.encoders import load_frozen, random_encoder, weights_dige
 from neurovfm.features.store import FeatureReader, FeatureStoreError, chunk_file, coords_file, sidecar_file
 from neurovfm.jepa.checkpoint import save_encoder
 from neurovfm.models.patch_embed import patchify
-from neurovfm.preprocess.quantize import unpack_nibble
 from neurovfm.store.index import aligned, mask_offset, record_nbytes, shard_file, token_shape, write_index
 from neurovfm.store.reader import ShardReader
 from neurovfm.store.stats import write_stats

@@ -10,7 +10,6 @@ import pandas as pd
 import pydicom
 import pytest
 import SimpleITK as sitk
-import yaml
 
 from neurovfm.synth import bad_inputs as bad
 from neurovfm.synth import dicom_writer as dw

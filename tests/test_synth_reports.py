@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from neurovfm.synth import phrases as P
 from neurovfm.synth.catalog import CATALOG

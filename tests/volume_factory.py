@@ -93,7 +93,6 @@ def volume(acq: Acquisition, modality: str = "CT", noise: float = 0.0, seed: int
 def write_dicom_series(folder: str | Path, array: np.ndarray, affine: np.ndarray, modality: str,
                        uid_prefix: str = "1.2.826.0.1.3680043.8.498.") -> list[Path]:
     """Write ``array`` ([k, j, i], HU for CT) as uncompressed 16-bit DICOM slices; returns the paths in order."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
