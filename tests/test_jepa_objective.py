@@ -68,3 +68,22 @@ def test_spread_alarm():
     assert embedding_spread(teacher_targets(torch.ones(5, 4) * torch.arange(4.0))).item() == pytest.approx(0.0, abs=1e-6)
     assert embedding_spread(teacher_targets(torch.randn(50, 16))).item() > 0.5
     assert math.isfinite(embedding_spread(torch.randn(3, 4)).item())
+
+
+def test_effective_rank_sees_partial_collapse():
+    from neurovfm.jepa.loss import effective_rank
+
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(4000, 16, generator=g)
+    assert effective_rank(iso).item() > 14.0
+    # every token on one direction plus a little noise: rank near 1 although the spread after LayerNorm is not 0
+    one = torch.randn(4000, 1, generator=g) * torch.randn(1, 16, generator=g) + 0.01 * torch.randn(4000, 16, generator=g)
+    assert effective_rank(one).item() < 1.5
+    assert embedding_spread(teacher_targets(one)).item() > 0.5
+    # three equal directions: rank 3 (exp of the entropy of three equal singular values)
+    basis = torch.linalg.qr(torch.randn(16, 3, generator=g)).Q.T
+    three = torch.cat([torch.eye(3), -torch.eye(3)]).repeat(500, 1) @ basis
+    assert effective_rank(three).item() == pytest.approx(3.0, rel=1e-3)
+    # a strided subsample of many rows gives nearly the same value
+    assert math.isnan(effective_rank(torch.full((5, 4), float("nan"))).item())
+    assert effective_rank(iso.repeat(3, 1), max_rows=4000).item() == pytest.approx(effective_rank(iso).item(), rel=0.05)

@@ -33,6 +33,7 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     assert metrics["loss"].tail(5).mean() < 0.8 * metrics["loss"].head(5).mean()
     assert result["last_loss"] < result["first_loss"]
     assert metrics["teacher_spread"].gt(0.1).all()
+    assert metrics["teacher_erank"].between(1.0, 128.0).all()
     assert metrics[["lr", "wd", "momentum", "tokens_per_s"]].notna().all().all()
     assert metrics["context_fraction_MR"].between(0.1, 0.3).any() and metrics["context_fraction_CT"].notna().any()
     samples = pd.read_csv(tmp_path / "context_fractions.csv")
@@ -93,3 +94,31 @@ def test_nan_loss_stops_with_the_step(tmp_path):
     # volume 7 is all NaN; the epoch order puts it in some batch: the run stops there, naming the step
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step \d+"):
         train(config(steps=20), "t", data(nan_at=7), tmp_path, threads=1)
+
+
+def test_predictor_lr_scale_sets_the_predictors_rate_only():
+    from neurovfm.jepa.build import Student, build_models, model_config
+    from neurovfm.jepa.schedules import Schedules
+    from neurovfm.jepa.train import param_groups
+
+    cfg = default_config()
+    encoder, predictor, _ = build_models(model_config(cfg["pretrain"], "tiny", cfg["preprocess"]["patch"]))
+    student = Student(encoder, predictor)
+    groups = param_groups(student, predictor_lr_scale=4.0)
+    owner = {id(p): n for n, p in student.named_parameters()}
+    n_grouped = 0
+    for g in groups:
+        names = [owner[id(p)] for p in g["params"]]
+        n_grouped += len(names)
+        assert {n.startswith("predictor.") for n in names} == {g["lr_scale"] == 4.0}
+        assert all((p.ndim >= 2) == g["decay"] for p in g["params"])
+        assert g["decay"] or g["weight_decay"] == 0.0
+    assert n_grouped == len(owner)
+    # scale 1: the two groups of one shared rate, in the order older checkpoints stored them
+    plain = param_groups(student)
+    assert [(g["decay"], g["lr_scale"]) for g in plain] == [(True, 1.0), (False, 1.0)]
+    lr = Schedules(cfg["pretrain"], 100).at(50)["lr"]
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    for g in opt.param_groups:
+        g["lr"] = lr * g["lr_scale"]
+    assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx(sorted({lr, 4.0 * lr}))

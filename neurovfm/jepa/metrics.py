@@ -11,7 +11,8 @@ from neurovfm.jepa.masking import MODE_NAMES
 from neurovfm.utils.atomic import write_csv
 
 STEP_COLUMNS = ["step", "loss", "lr", "wd", "momentum", "grad_norm", "tokens_per_s", "step_s",
-                "n_volumes", "n_tokens", "context_fraction_MR", "context_fraction_CT", "teacher_spread"]
+                "n_volumes", "n_tokens", "context_fraction_MR", "context_fraction_CT", "teacher_spread",
+                "teacher_erank"]
 SAMPLE_COLUMNS = ["step", "rank", "sample", "modality", "config", "n_foreground", "n_context", "context_fraction"]
 
 

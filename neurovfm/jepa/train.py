@@ -31,7 +31,7 @@ from neurovfm.jepa import checkpoint as ckpt
 from neurovfm.jepa.build import Student, build_models, model_config
 from neurovfm.jepa.collate import Collator, JepaBatch
 from neurovfm.jepa.ema import ema_update
-from neurovfm.jepa.loss import embedding_spread, jepa_loss, teacher_targets
+from neurovfm.jepa.loss import effective_rank, embedding_spread, jepa_loss, teacher_targets
 from neurovfm.jepa.metrics import MetricsLog, modality_means, sample_rows
 from neurovfm.jepa.schedules import Schedules
 from neurovfm.jepa.stream import BatchStream, EpochItems
@@ -85,13 +85,20 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def param_groups(module: torch.nn.Module) -> list[dict]:
-    """Weight decay on matrices only: biases, norm scales and the mask token are not decayed."""
-    decay, no_decay = [], []
-    for _, p in module.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
+def param_groups(module: torch.nn.Module, predictor_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on matrices only: biases, norm scales and the mask token are not decayed. Parameters under
+    ``predictor.`` get ``predictor_lr_scale`` times the scheduled learning rate (1: one rate for all)."""
+    groups = {}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2
+        scale = float(predictor_lr_scale) if name.startswith("predictor.") else 1.0
+        if (decay, scale) not in groups:
+            groups[(decay, scale)] = {"params": [], "decay": decay, "lr_scale": scale,
+                                      **({} if decay else {"weight_decay": 0.0})}
+        groups[(decay, scale)]["params"].append(p)
+    return list(groups.values())
 
 
 def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> str:
@@ -116,7 +123,8 @@ def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, a
     loss.backward()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "spread": embedding_spread(targets).detach()}
+    return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "spread": embedding_spread(targets).detach(),
+            "erank": effective_rank(latents.detach())}
 
 
 def _all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -155,7 +163,8 @@ class Trainer:
         self.student = Student(encoder, predictor).to(self.d.device)
         self.teacher.to(self.d.device).eval()
         opt = self.p["optimizer"]
-        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=opt["lr"]["start"],
+        self.optimizer = torch.optim.AdamW(param_groups(self.student, opt.get("predictor_lr_scale", 1.0)),
+                                           lr=opt["lr"]["start"],
                                            betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"]["start"])
         self.ddp = (DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda"
                                             else None) if self.d.enabled else self.student)
@@ -220,12 +229,12 @@ class Trainer:
 
     def set_schedules(self, values: dict) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = values["lr"]
+            group["lr"] = values["lr"] * group["lr_scale"]
             if group["decay"]:
                 group["weight_decay"] = values["wd"]
 
     def log_step(self, batch: JepaBatch, values: dict, out: dict, reduced: torch.Tensor, step_s: float) -> None:
-        loss, n_tokens, spread = (float(x) for x in reduced)
+        loss, n_tokens, spread, erank = (float(x) for x in reduced)
         every_log = (self.step % int(self.p["log_every"]) == 0) or self.step + 1 == self.total
         every_sample = self.step % int(self.p["sample_log_every"]) == 0
         if not (every_log or every_sample):
@@ -240,7 +249,7 @@ class Trainer:
             self.metrics.add_step({"step": self.step, "loss": loss, **values, "grad_norm": float(out["grad_norm"]),
                                    "tokens_per_s": n_tokens / step_s, "step_s": step_s, "n_volumes": len(modality),
                                    "n_tokens": int(n_tokens), **modality_means(modality, fraction),
-                                   "teacher_spread": spread})
+                                   "teacher_spread": spread, "teacher_erank": erank})
         if every_sample:
             for r, p in enumerate(parts):
                 self.metrics.add_samples(sample_rows(self.step, r, *p))
@@ -263,9 +272,10 @@ class Trainer:
             out = jepa_step(self.ddp, self.teacher, batch, self.optimizer, float(self.p["optimizer"]["grad_clip"]),
                             self.amp)
             reduced = _all_sum(torch.stack([out["loss"].float(), torch.tensor(float(batch.patches.shape[0]),
-                                            device=self.d.device), out["spread"].float()]), self.d)
+                                            device=self.d.device), out["spread"].float(), out["erank"].float()]),
+                               self.d)
             reduced[0] /= self.d.world_size
-            reduced[2] /= self.d.world_size
+            reduced[2:] /= self.d.world_size
             loss = float(reduced[0])
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"pretraining stopped: the loss is {loss} at step {self.step} "
