@@ -17,7 +17,7 @@ from neurovfm.config import default_config
 from neurovfm.synth.export import synth_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = synth_settings(default_config())
+CFG = synth_settings(default_config(synth={"n_studies": 300}))  # fixed size: the demo default may change
 SEED = 20251128
 # Words a reader would look for, per finding kind (written for the test, not taken from the bank).
 KIND_WORDS = {
