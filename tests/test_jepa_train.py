@@ -99,7 +99,7 @@ def test_nan_loss_stops_with_the_step(tmp_path):
 def test_predictor_lr_scale_sets_the_predictors_rate_only():
     from neurovfm.jepa.build import Student, build_models, model_config
     from neurovfm.jepa.schedules import Schedules
-    from neurovfm.jepa.train import param_groups
+    from neurovfm.jepa.train import apply_schedules, param_groups
 
     cfg = default_config()
     encoder, predictor, _ = build_models(model_config(cfg["pretrain"], "tiny", cfg["preprocess"]["patch"]))
@@ -117,8 +117,9 @@ def test_predictor_lr_scale_sets_the_predictors_rate_only():
     # scale 1: the two groups of one shared rate, in the order older checkpoints stored them
     plain = param_groups(student)
     assert [(g["decay"], g["lr_scale"]) for g in plain] == [(True, 1.0), (False, 1.0)]
-    lr = Schedules(cfg["pretrain"], 100).at(50)["lr"]
+    values = Schedules(cfg["pretrain"], 100).at(50)
     opt = torch.optim.AdamW(groups, lr=1e-3)
-    for g in opt.param_groups:
-        g["lr"] = lr * g["lr_scale"]
+    apply_schedules(opt, values)
+    lr = values["lr"]
     assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx(sorted({lr, 4.0 * lr}))
+    assert all(g["weight_decay"] == (values["wd"] if g["decay"] else 0.0) for g in opt.param_groups)

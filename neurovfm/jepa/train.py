@@ -101,6 +101,14 @@ def param_groups(module: torch.nn.Module, predictor_lr_scale: float = 1.0) -> li
     return list(groups.values())
 
 
+def apply_schedules(optimizer: torch.optim.Optimizer, values: dict) -> None:
+    """This step's learning rate (times each group's ``lr_scale``) and weight decay (decayed groups only)."""
+    for group in optimizer.param_groups:
+        group["lr"] = values["lr"] * group["lr_scale"]
+        if group["decay"]:
+            group["weight_decay"] = values["wd"]
+
+
 def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> str:
     settings = {k: v for k, v in pretrain.items() if k not in _BOOKKEEPING and k != "models"}
     blob = json.dumps({"model": model, "pretrain": settings, "seed": seed,
@@ -163,7 +171,7 @@ class Trainer:
         self.student = Student(encoder, predictor).to(self.d.device)
         self.teacher.to(self.d.device).eval()
         opt = self.p["optimizer"]
-        self.optimizer = torch.optim.AdamW(param_groups(self.student, opt.get("predictor_lr_scale", 1.0)),
+        self.optimizer = torch.optim.AdamW(param_groups(self.student, opt["predictor_lr_scale"]),
                                            lr=opt["lr"]["start"],
                                            betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"]["start"])
         self.ddp = (DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda"
@@ -228,10 +236,7 @@ class Trainer:
                           prefetch_factor=2 if workers else None, generator=generator)
 
     def set_schedules(self, values: dict) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = values["lr"] * group["lr_scale"]
-            if group["decay"]:
-                group["weight_decay"] = values["wd"]
+        apply_schedules(self.optimizer, values)
 
     def log_step(self, batch: JepaBatch, values: dict, out: dict, reduced: torch.Tensor, step_s: float) -> None:
         loss, n_tokens, spread, erank = (float(x) for x in reduced)
