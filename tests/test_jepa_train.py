@@ -40,13 +40,23 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     assert len(samples) == 40 * 4
     assert samples.groupby("step")["config"].value_counts().eq(2).all()
     encoder, model = ckpt.load_encoder(tmp_path / "encoder.pt")
-    teacher = ckpt.load(tmp_path / ckpt.CHECKPOINT)["modules"]["teacher"]
-    assert model["encoder"] == "tiny" and all(torch.equal(v, teacher[k]) for k, v in encoder.state_dict().items())
+    modules = ckpt.load(tmp_path / ckpt.CHECKPOINT)["modules"]
+    student, teacher = modules["encoder"], modules["teacher"]
+    assert any(not torch.equal(v, teacher[k]) for k, v in student.items())  # the EMA lags: they differ
+    # pretrain.export: student (the paper's downstream encoder, the default)
+    assert model["encoder"] == "tiny" and all(torch.equal(v, student[k]) for k, v in encoder.state_dict().items())
     blob = torch.load(tmp_path / "encoder.pt", weights_only=False)
     blob["state_dict"]["unexpected"] = torch.zeros(1)
     torch.save(blob, tmp_path / "bad.pt")
     with pytest.raises(RuntimeError, match="Unexpected key"):
         ckpt.load_encoder(tmp_path / "bad.pt")
+
+
+def test_export_teacher_writes_the_ema_weights(tmp_path):
+    train(config(steps=4, export="teacher"), "t", data(), tmp_path, threads=2)
+    encoder, _ = ckpt.load_encoder(tmp_path / "encoder.pt")
+    teacher = ckpt.load(tmp_path / ckpt.CHECKPOINT)["modules"]["teacher"]
+    assert all(torch.equal(v, teacher[k]) for k, v in encoder.state_dict().items())
 
 
 def test_demo_settings_make_the_loss_fall(tmp_path):

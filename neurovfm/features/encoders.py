@@ -1,8 +1,8 @@
 """Which frozen encoder features come from.
 
-``name`` is either a key of ``pretrain.models`` (its exported EMA teacher, ``results/{run}/pretrain/{name}/
-encoder.pt``, loaded strictly by :func:`neurovfm.jepa.checkpoint.load_encoder`) or ``random``: the architecture
-of a pretrain model (by default the first name of ``pretrain.train``) with random weights drawn from a seed, the
+``name`` is either a key of ``pretrain.models`` (its exported encoder: the student by default, as in the paper, or
+the EMA teacher, ``pretrain.export``; ``results/{run}/pretrain/{name}/encoder.pt``, loaded strictly by
+:func:`neurovfm.jepa.checkpoint.load_encoder`) or ``random``: the architecture of a pretrain model (by default the first name of ``pretrain.train``) with random weights drawn from a seed, the
 usual lower bound for a frozen-feature probe. Either way the encoder is returned in eval mode with gradients off.
 """
 from __future__ import annotations

@@ -55,7 +55,8 @@ def restore(state: dict, modules: dict, optimizer) -> None:
 
 
 def save_encoder(path: str | Path, encoder: torch.nn.Module, model_config: dict, step: int) -> None:
-    """The EMA teacher's encoder weights with the configuration that rebuilds it."""
+    """An encoder's weights (the student or the EMA teacher, ``pretrain.export``) with the configuration that
+    rebuilds it."""
     weights = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     save(path, {"format": "neurovfm-encoder", "version": 1, "model": dict(model_config), "step": int(step),
                 "state_dict": weights})

@@ -184,6 +184,13 @@ class Trainer:
     def modules(self) -> dict:
         return {"encoder": self.student.encoder, "predictor": self.student.predictor, "teacher": self.teacher}
 
+    def exported_encoder(self) -> torch.nn.Module:
+        """What ``encoder.pt`` holds: the student (the paper's choice for downstream use) or the EMA teacher."""
+        which = self.p["export"]
+        if which not in ("student", "teacher"):
+            raise ValueError(f"pretrain.export must be 'student' or 'teacher', got {which!r}")
+        return self.student.encoder if which == "student" else self.teacher
+
     def try_resume(self) -> bool:
         path = self.out / ckpt.CHECKPOINT
         if not path.is_file():
@@ -304,7 +311,7 @@ class Trainer:
             if self.step % int(self.p["checkpoint_every"]) == 0 or self.step == self.total:
                 self.save_checkpoint()
         if self.d.rank == 0:
-            ckpt.save_encoder(self.out / ckpt.ENCODER, self.teacher, self.model, self.step)
+            ckpt.save_encoder(self.out / ckpt.ENCODER, self.exported_encoder(), self.model, self.step)
             progress.close()
             log.info("pretraining %s finished: step %d, loss %.4f -> %.4f; encoder written to %s",
                      self.model["name"], self.step, first_loss, loss, self.out / ckpt.ENCODER)

@@ -1,6 +1,6 @@
 # Frozen feature extraction: one job per encoder ({encoder}: a key of pretrain.models, or "random").
 # "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
-# bound for frozen-feature probes); a pretrained encoder is its exported EMA teacher (pretrain/{model}/encoder.pt).
+# bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export; pretrain/{model}/encoder.pt).
 import re
 
 FEATURE_SPLITS = ("train", "val", "test")
