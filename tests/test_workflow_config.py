@@ -30,6 +30,8 @@ def test_default_config_is_valid():
     (lambda c: c["splits"].__setitem__("cutoff", "June 2023"), "splits.cutoff"),
     (lambda c: c.__setitem__("colour", "red"), "colour"),
     (lambda c: c["labels"].__setitem__("extractor", "regex"), "labels.extractor"),
+    (lambda c: c["pretrain"].__setitem__("export", "ema"), "pretrain.export"),
+    (lambda c: c["pretrain"].pop("export"), "export"),
 ])
 def test_schema_names_the_bad_key(mutate, needle):
     cfg = copy.deepcopy(load_config(ROOT / "config.yaml"))

@@ -40,7 +40,7 @@ from neurovfm.utils.progress import Progress
 log = logging.getLogger("neurovfm")
 
 # pretrain keys that do not change the trained weights (left out of the resume fingerprint)
-_BOOKKEEPING = {"train", "workers", "checkpoint_every", "log_every", "sample_log_every", "progress_every_s",
+_BOOKKEEPING = {"train", "export", "workers", "checkpoint_every", "log_every", "sample_log_every", "progress_every_s",
                 "figure_samples"}
 
 
