@@ -8,7 +8,10 @@ run's train shards, encode the train and validation splits with its teacher, the
   validation);
 - the cross-validated mean AUROC of linear probes on pooled study features over the train + validation studies
   (:mod:`neurovfm.probes.pooled_cv`, 5 folds x 3 draws): the low-variance score that settings are chosen by,
-  since about 20 validation studies per modality move the attentive probe's score by several hundredths.
+  since about 20 validation studies per modality move the attentive probe's score by several hundredths;
+- with ``--attentive-cv``, the same folds for the workflow's attentive probe (its settings and grid;
+  :mod:`neurovfm.probes.attentive_cv`): the best mean held-out curve point over candidates and epochs (optimistic
+  by the choice among them, alike for every variant).
 The test split is never read.
 
 The variant named ``random`` encodes with seeded random weights (no pretraining): the floor to beat.
@@ -35,6 +38,7 @@ from neurovfm import pipeline
 from neurovfm.config import load_config, merged, run_dir, validate
 from neurovfm.jepa.loss import effective_rank
 from neurovfm.probes.bags import load_bagsets, read_label_table
+from neurovfm.probes.attentive_cv import cv_histories, mean_curves
 from neurovfm.probes.pooled_cv import cv_mean_auroc, pooled_matrix
 from neurovfm.probes.run import MODALITIES
 from neurovfm.probes.train import select_probe
@@ -48,7 +52,8 @@ def feature_rank(bags, stride: int) -> float:
     return float(effective_rank(torch.from_numpy(tokens), max_rows=len(tokens)))
 
 
-def run_variant(cfg: dict, name: str, work: Path, stride: int, threads: int, skip_attentive: bool = False) -> dict:
+def run_variant(cfg: dict, name: str, work: Path, stride: int, threads: int, skip_attentive: bool = False,
+                attentive_cv: bool = False) -> dict:
     res, out = run_dir(cfg), work / name
     model = cfg["pretrain"]["train"][0]
     encoder = "random" if name == "random" else model
@@ -69,6 +74,9 @@ def run_variant(cfg: dict, name: str, work: Path, stride: int, threads: int, ski
         row[f"erank_{mod}"] = round(feature_rank(bags["train"], stride), 2)
         x, y = pooled_matrix([bags["train"], bags["val"]])
         row[f"cv_auroc_{mod}"] = round(cv_mean_auroc(x, y, seed=seed)["mean_auroc"], 4)
+        if attentive_cv:
+            best = mean_curves(cv_histories([bags["train"], bags["val"]], cfg["probes"], seed)).iloc[0]
+            row[f"cv_attn_auroc_{mod}"] = round(float(best["held_mean_auroc"]), 4)
         if skip_attentive:
             continue
         fit, _, _ = select_probe(bags["train"], bags["val"], cfg["probes"], seed)
@@ -86,13 +94,16 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=5, help="every n-th training token enters the rank")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cv-only", action="store_true", help="skip the attentive probe's validation fit")
+    ap.add_argument("--attentive-cv", action="store_true",
+                    help="also cross-validate the attentive probe (folds x grid fits per modality: minutes)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = load_config(args.config)
     rows = []
     for name, override in args.variant:
         cfg = validate(merged(base, json.loads(override)))
-        rows.append({**run_variant(cfg, name, Path(args.work), args.stride, args.threads, args.cv_only), "override": override})
+        rows.append({**run_variant(cfg, name, Path(args.work), args.stride, args.threads, args.cv_only,
+                                    args.attentive_cv), "override": override})
         write_csv(args.out_csv, pd.DataFrame(rows))
     print(pd.DataFrame(rows).drop(columns="override").to_string(index=False))
 

@@ -228,3 +228,26 @@ def test_diagnosis_figures(toy, tmp_path):
     assert (tmp_path / "fig2a.pdf").is_file() and len(t) == 2
     t = fig2c(cats, ["toy"], tmp_path / "fig2c.png")
     assert (tmp_path / "fig2c.csv").is_file() and set(t["modality"]) == {"ct", "mri"}
+
+
+def test_attentive_cv_pools_train_and_val_and_finds_the_planted_signal(toy):
+    from neurovfm.probes.attentive_cv import StudySubset, cv_histories, mean_curves, pooled_items
+    from neurovfm.probes.bags import load_bagsets
+
+    labels, names = read_label_table(toy["labels_csv"], "CT")
+    sets = load_bagsets(toy["feat"], labels, names, "CT", splits=("train", "val"))
+    bagsets = [sets["train"], sets["val"]]
+    pool = StudySubset(bagsets, pooled_items(bagsets))
+    assert len(pool) == 47 + 24 and pool.study_ids == sets["train"].study_ids + sets["val"].study_ids
+    np.testing.assert_array_equal(pool.labels, np.concatenate([sets["train"].labels, sets["val"].labels]))
+    tokens, cu = pool.pack([0, 47])
+    expected = np.concatenate([sets["train"].bag(0), sets["val"].bag(0)]).astype(np.float32)
+    np.testing.assert_array_equal(tokens.numpy(), expected)
+    assert int(cu[-1]) == len(expected) and pool.dim == DIM
+    settings = {**toy["cfg"]["probes"], "epochs": 6, "grid": {"lr": [1e-2], "weight_decay": [0.0], "dropout": [0.0]}}
+    hist = cv_histories(bagsets, settings, seed=0, n_folds=3)
+    assert len(hist) == 3 * 6 and set(hist["fold"]) == {0, 1, 2}
+    curves = mean_curves(hist)
+    assert curves["held_mean_auroc"].iloc[0] == curves["held_mean_auroc"].max() > 0.8
+    with pytest.raises(ValueError, match="nothing to stratify"):
+        cv_histories(bagsets, settings, seed=0, min_pos=10_000)

@@ -75,3 +75,14 @@ def test_rare_classes_are_skipped_and_nothing_left_raises():
     assert cv_mean_auroc(x, y, min_pos=8, repeats=1)["classes"] == [0]
     with pytest.raises(ValueError, match="nothing to cross-validate"):
         cv_mean_auroc(x, y[:, 1:], min_pos=8)
+
+
+@pytest.mark.parametrize("n_cols", [1, 3])
+def test_folds_partition_the_studies(n_cols):
+    from neurovfm.probes.pooled_cv import stratified_folds
+
+    y = (np.random.default_rng(3).random((50, n_cols)) < 0.3).astype(int)
+    folds = stratified_folds(y, 5, seed=0)
+    held = np.concatenate([h for _, h in folds])
+    assert len(folds) == 5 and sorted(held) == list(range(50))
+    assert all(not set(t) & set(h) and len(t) + len(h) == 50 for t, h in folds)

@@ -41,6 +41,21 @@ def pooled_matrix(bagsets, percentiles=(1.0, 99.0)) -> tuple[np.ndarray, np.ndar
     return np.stack(xs), np.concatenate(ys).astype(int)
 
 
+def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) index pairs: iterative multi-label stratification over the columns of ``y``; with one
+    column, plain stratified folds (the iterative method needs two or more)."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # noqa: PLC0415 (optional at import)
+    from sklearn.model_selection import StratifiedKFold  # noqa: PLC0415
+
+    y = np.asarray(y).astype(int)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.shape[1] > 1:
+        folds = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        return list(folds.split(np.zeros(len(y)), y))
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(y)), y[:, 0]))
+
+
 def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int = 5, repeats: int = 3,
                   c: float = 0.01, seed: int = 0) -> dict:
     """Mean out-of-fold AUROC over the classes with at least ``min_pos`` positives and negatives.
@@ -48,9 +63,6 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
     Returns ``{"mean_auroc", "per_repeat", "classes"}`` (``classes``: indices scored). Folds are drawn ``repeats``
     times (seeds ``seed``, ``seed + 1``, ...); every class's probe is fitted on the training folds only.
     """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # noqa: PLC0415 (optional at import)
-    from sklearn.model_selection import StratifiedKFold  # noqa: PLC0415
-
     y = np.asarray(y).astype(int)
     n_pos = y.sum(axis=0)
     classes = np.where((n_pos >= min_pos) & (len(y) - n_pos >= min_pos))[0]
@@ -61,11 +73,7 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
     per_repeat = []
     for r in range(repeats):
         scores = np.zeros((len(y), len(classes)))
-        # iterative stratification needs two or more label columns; one class is plain stratification
-        kind = MultilabelStratifiedKFold if len(classes) > 1 else StratifiedKFold
-        folds = kind(n_splits=n_folds, shuffle=True, random_state=seed + r)
-        target = y[:, classes] if len(classes) > 1 else y[:, classes[0]]
-        for train, held in folds.split(x, target):
+        for train, held in stratified_folds(y[:, classes], n_folds, seed + r):
             for k, j in enumerate(classes):
                 if y[train, j].min() == y[train, j].max():  # a fold without both labels: an uninformative score
                     continue
