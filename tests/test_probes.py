@@ -72,6 +72,7 @@ def toy(tmp_path_factory):
     for s, split in enumerate(("train", "val", "test")):
         _write_split(feat / split, labels, split, names, seed=10 + s, drop={"train047"} if split == "train" else ())
     cfg = default_config(probes={"epochs": 20, "batch_size": 8, "hidden": 16, "attn_hidden": 16,
+                                 "selection": "validation",
                                  "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]},
                                  "progress_every_s": 1000, "min_val_pos": 2, "attention": {"max_studies": 4},
                                  "eval": {"n_boot": 200, "min_pos": 3}})
@@ -251,3 +252,25 @@ def test_attentive_cv_pools_train_and_val_and_finds_the_planted_signal(toy):
     assert curves["held_mean_auroc"].iloc[0] == curves["held_mean_auroc"].max() > 0.8
     with pytest.raises(ValueError, match="nothing to stratify"):
         cv_histories(bagsets, settings, seed=0, min_pos=10_000)
+
+
+def test_cross_validated_selection_keeps_the_chosen_epoch_of_a_train_only_fit(toy):
+    from neurovfm.probes.attentive_cv import cv_histories, mean_curves
+    from neurovfm.probes.bags import load_bagsets
+    from neurovfm.probes.train import select_probe
+
+    labels, names = read_label_table(toy["labels_csv"], "CT")
+    sets = load_bagsets(toy["feat"], labels, names, "CT", splits=("train", "val"))
+    settings = {**toy["cfg"]["probes"], "epochs": 5, "selection": "cv", "cv_folds": 3,
+                "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]}}
+    fit, rows, history = select_probe(sets["train"], sets["val"], settings, seed=0)
+    top = mean_curves(cv_histories([sets["train"], sets["val"]], settings, 0, n_folds=3)).iloc[0]
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["candidate"] == int(top["candidate"])
+    assert fit.best_epoch == int(top["epoch"]) == chosen[0]["best_epoch"]
+    final = [h for h in history if h["phase"] == "final"]
+    assert len(final) == 5 and len([h for h in history if h["phase"] == "cv"]) == 2 * 3 * 5
+    assert fit.val_auroc == final[fit.best_epoch - 1]["val_mean_auroc"]   # the kept weights are that epoch's
+    assert fit.val_auroc > 0.8
+    with pytest.raises(ValueError, match="selection"):
+        select_probe(sets["train"], sets["val"], {**settings, "selection": "test"}, seed=0)

@@ -130,8 +130,10 @@ def _val_key(val_auroc: float, val_loss: float) -> tuple:
     return (val_auroc if math.isfinite(val_auroc) else -math.inf, -val_loss)
 
 
-def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int) -> FitResult:
-    """Train one probe for ``settings['epochs']`` epochs; keep the epoch with the best validation score.
+def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int,
+              keep_epoch: int | None = None) -> FitResult:
+    """Train one probe for ``settings['epochs']`` epochs; keep the epoch with the best validation score, or the
+    weights after epoch ``keep_epoch`` when that was chosen elsewhere (cross-validation).
 
     ``settings``: the ``probes`` config section (optional ``task``: classification, or regression -- MSE on
     standardised targets, :meth:`FitResult.decode` maps outputs back; kind, standardize, min_train_pos, hidden, attn_hidden, batch_size, epochs, lr, warmup_fraction,
@@ -140,6 +142,8 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     """
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"a probe needs training and validation studies (train {len(train)}, val {len(val)})")
+    if keep_epoch is not None and not 1 <= keep_epoch <= int(settings["epochs"]):
+        raise ValueError(f"keep_epoch {keep_epoch} is outside the {settings['epochs']} training epochs")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = resolve_device(settings["device"])
@@ -210,7 +214,9 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
         val_auc, n_scored = (float("nan"), 0) if regression else mean_auroc(val_logits, y_val, settings["min_val_pos"])
         history.append({"epoch": epoch, "step": step, "lr": lr, "train_loss": float(np.mean(losses)),
                         "val_loss": val_loss, "val_mean_auroc": val_auc, "val_classes_scored": n_scored})
-        if best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]):
+        better = epoch == keep_epoch if keep_epoch is not None else (
+            best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]))
+        if better:
             best = (epoch, val_auc, val_loss, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         prog.update()
     prog.close()
@@ -221,11 +227,18 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
 
 def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
                  ) -> tuple[FitResult, list[dict], list[dict]]:
-    """Fit every grid candidate (same seed each) and keep the best on validation.
+    """Fit every grid candidate (same seed each) and keep the best on validation (``selection: validation``), or
+    choose candidate and epoch by cross-validation over train + validation (``selection: cv``, see
+    :func:`select_probe_cv`).
 
-    Returns the chosen fit, one row per candidate (its values, best epoch, validation AUROC and loss, chosen) and
+    Returns the chosen fit, one row per candidate (its values, best epoch, validation mean AUROC and loss, chosen) and
     the per-epoch history of every candidate.
     """
+    mode = settings.get("selection", "validation")
+    if mode == "cv":
+        return select_probe_cv(train, val, settings, seed)
+    if mode != "validation":
+        raise ValueError(f"probes.selection must be 'validation' or 'cv', got {mode!r}")
     rows, history, best = [], [], None
     for c, hp in enumerate(grid_candidates(settings["grid"])):
         fit = fit_probe(train, val, settings, hp, seed)
@@ -239,3 +252,32 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
     for r in rows:
         r["chosen"] = r["candidate"] == best[0]
     return best[1], rows, history
+
+
+def select_probe_cv(train: BagSet, val: BagSet, settings: dict, seed: int
+                    ) -> tuple[FitResult, list[dict], list[dict]]:
+    """Candidate and epoch with the best mean held-out AUROC over ``cv_folds`` folds of the pooled train +
+    validation studies (:mod:`neurovfm.probes.attentive_cv`); then the probe is fitted on train alone with that
+    candidate's full schedule and its weights after the chosen epoch are kept. The validation split still sets
+    the thresholds (its studies are not in this final fit). Meant for small validation splits, where the best of
+    many (epoch, candidate) points on a few studies is mostly noise."""
+    from .attentive_cv import cv_histories, mean_curves  # noqa: PLC0415 (it imports this module)
+
+    hist = cv_histories([train, val], settings, seed, n_folds=int(settings["cv_folds"]))
+    curves = mean_curves(hist)
+    top = curves.iloc[0]
+    chosen, epoch = int(top["candidate"]), int(top["epoch"])
+    candidates = grid_candidates(settings["grid"])
+    fit = fit_probe(train, val, settings, candidates[chosen], seed, keep_epoch=epoch)
+    log.info("cross-validated choice: candidate %d %s, epoch %d (held-out mean AUROC %.4f); validation %.4f",
+             chosen, candidates[chosen], epoch, top["held_mean_auroc"], fit.val_auroc)
+    rows = []
+    for c, hp in enumerate(candidates):
+        own = curves[curves["candidate"] == c].iloc[0]
+        rows.append({"candidate": c, **hp, "best_epoch": int(own["epoch"]), "cv_mean_auroc": own["held_mean_auroc"],
+                     "val_mean_auroc": fit.val_auroc if c == chosen else float("nan"),
+                     "val_loss": fit.val_loss if c == chosen else float("nan"), "chosen": c == chosen})
+    history = [{**r, "phase": "cv"} for r in hist.to_dict("records")]
+    history += [{"candidate": chosen, **h, "phase": "final"} for h in fit.history]
+    return fit, rows, history
+
