@@ -7,8 +7,10 @@ saved -- and only then is the test split opened and predicted.
 Files written (each atomically):
 
 - ``probe.pt`` -- :func:`neurovfm.probes.checkpoint.save_probe`;
-- ``selection.csv`` -- one row per grid candidate (values, best epoch, validation mean AUROC and loss, chosen);
-- ``history.csv`` -- per candidate and epoch: learning rate, train and validation loss, validation mean AUROC;
+- ``selection.csv`` -- one row per grid candidate (values, best epoch, validation mean AUROC and loss, chosen; with
+  ``selection: cv`` also its cross-validated mean AUROC);
+- ``history.csv`` -- per candidate and epoch: learning rate, train and validation loss, validation mean AUROC (with
+  ``selection: cv``: the folds' held-out curves, phase ``cv``, then the final train-only fit, phase ``final``);
 - ``thresholds.csv`` -- per class: the validation Youden threshold on the probability, validation positives and
   negatives;
 - ``predictions.csv`` -- one row per validation and test study: ``study_id``, ``split``, then per class

@@ -234,7 +234,7 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
     Returns the chosen fit, one row per candidate (its values, best epoch, validation mean AUROC and loss, chosen) and
     the per-epoch history of every candidate.
     """
-    mode = settings.get("selection", "validation")
+    mode = settings["selection"]
     if mode == "cv":
         return select_probe_cv(train, val, settings, seed)
     if mode != "validation":
