@@ -1,11 +1,12 @@
 """Representation check of Vol-JEPA pretraining settings, on the train and validation splits only.
 
 For each variant (a name and a JSON override of the config), pretrain the first model of ``pretrain.train`` on the
-run's train shards, encode the train and validation splits with its teacher, then report per modality
+run's train shards, encode the train and validation splits with its exported encoder (``pretrain.export``: the
+student by default), then report per modality
 - the effective rank (RankMe, :func:`neurovfm.jepa.loss.effective_rank`) of the training tokens' features (every
   ``--stride``-th token of every training study), a partial-collapse measure;
-- the validation mean AUROC of the study-level probe chosen exactly as the workflow chooses it (grid x epoch on
-  validation);
+- unless ``--cv-only``, the validation mean AUROC of the study-level probe chosen exactly as the workflow chooses
+  it (``probes.selection``: on validation, or by cross-validation then a train-only fit);
 - the cross-validated mean AUROC of linear probes on pooled study features over the train + validation studies
   (:mod:`neurovfm.probes.pooled_cv`, 5 folds x 3 draws): the low-variance score that settings are chosen by,
   since about 20 validation studies per modality move the attentive probe's score by several hundredths;
