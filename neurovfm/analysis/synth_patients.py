@@ -31,6 +31,12 @@ def rebuild_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None
 
     ``truth``: optional UID -> ground-truth record; rebuilt finding centres must equal the recorded ones.
     """
+    return dict(iter_patients(cfg, study_uids, truth))
+
+
+def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
+    """Yield ``(StudyInstanceUID, Patient)`` one at a time, in cohort order (a patient's tissue maps take about
+    70 MB: callers that visit hundreds of studies keep only the current one). Checks as :func:`rebuild_patients`."""
     from neurovfm.synth import dicom_writer as dw
     from neurovfm.synth.cohort import build_cohort
     from neurovfm.synth.export import _stream, synth_settings
@@ -38,7 +44,7 @@ def rebuild_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None
 
     wanted = set(study_uids)
     seed = int(cfg["seed"])
-    out = {}
+    seen = set()
     for plan in build_cohort(synth_settings(cfg), seed):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid not in wanted:
@@ -51,8 +57,8 @@ def rebuild_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None
             if len(got) != len(want) or not np.allclose(np.asarray(got, float).reshape(-1, 3),
                                                         np.asarray(want, float).reshape(-1, 3), atol=0.11):
                 raise TruthMismatch(f"study {uid}: rebuilt findings {got} differ from the truth file {want}")
-        out[uid] = patient
-    missing = wanted - set(out)
+        seen.add(uid)
+        yield uid, patient
+    missing = wanted - seen
     if missing:
         raise TruthMismatch(f"{len(missing)} studies are not in this configuration's cohort (e.g. {sorted(missing)[0]})")
-    return out

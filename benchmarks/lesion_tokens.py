@@ -1,0 +1,102 @@
+"""Token-level lesion check of frozen encoders on the demo's train + validation volumes (the test split is never
+read): can a linear probe tell a token that a lesion fills from the same volume's lesion-free tokens?
+
+Ground truth comes from the synthetic patients (:mod:`neurovfm.analysis.lesion_tokens`); folds keep each patient
+on one side; the AUROC of the pooled out-of-fold scores gets a 95% CI from patient resamples, and every encoder
+its paired difference from ``random``. ``raw`` (the token's voxels) is the pixel reference.
+
+    python benchmarks/lesion_tokens.py benchmarks/results/lesion_tokens.csv \\
+        --encoder random /tmp/jc2/random/features --encoder steps_600 /tmp/jc2/steps_600/features
+
+Each ``--encoder NAME DIR`` names a folder with ``train/index.json`` and ``val/index.json`` feature stores (as
+``benchmarks/jepa_collapse.py --work`` leaves them, or ``results/demo/features/<encoder>``). Writes the CSV and a
+figure next to it (``.png`` and ``.pdf``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neurovfm.analysis.lesion_tokens import collect_tokens, grouped_oof_scores, patient_bootstrap_auroc
+from neurovfm.config import load_config, run_dir
+from neurovfm.utils.atomic import write_csv
+
+log = logging.getLogger("neurovfm")
+SPLITS = ("train", "val")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out_csv")
+    ap.add_argument("--config", default="config.yaml")
+    ap.add_argument("--encoder", nargs=2, action="append", metavar=("NAME", "DIR"), required=True)
+    ap.add_argument("--positive", type=float, default=0.3, help="lesion tokens: a tissue fills at least this much")
+    ap.add_argument("--controls", type=int, default=3, help="control tokens per lesion token, same volume")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--min-tokens", type=int, default=30, help="lesion tokens a tissue needs for its own row")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_config(args.config)
+    seed = int(cfg["seed"])
+    res = Path(run_dir(cfg))
+    t0 = time.perf_counter()
+
+    def progress(done, total):
+        if done % 25 == 0 or done == total:
+            rate = done / (time.perf_counter() - t0)
+            log.info("lesion tokens: %d/%d studies, %.2f studies/s, ETA %.0f s", done, total, rate,
+                     (total - done) / rate)
+
+    data = collect_tokens(cfg, [res / f"shards/{s}/index.json" for s in SPLITS],
+                          {name: [Path(d) / s / "index.json" for s in SPLITS] for name, d in args.encoder},
+                          res / "pacs_export/truth", positive=args.positive, controls_per_lesion=args.controls,
+                          seed=seed, progress=progress)
+    rows = []
+    for modality in ("CT", "MR"):
+        m = data["modality"] == modality
+        y, groups, tissue = data["label"][m], data["patient"][m], data["tissue"][m]
+        scores = {name: grouped_oof_scores(x[m], y, groups, seed=seed) for name, x in data["features"].items()}
+        subsets = {"all": np.ones(len(y), bool)}
+        for t in sorted(set(tissue[y == 1])):
+            if (tissue == t).sum() >= args.min_tokens:  # that tissue's lesion tokens against every control token
+                subsets[t] = (tissue == t) | (y == 0)
+        for name, sub in subsets.items():
+            ci = patient_bootstrap_auroc(y[sub], {k: s[sub] for k, s in scores.items()}, groups[sub], args.n_boot,
+                                         seed)
+            for enc, (v, lo, hi) in ci.items():
+                rows.append({"modality": modality, "tissue": name, "encoder": enc, "auroc": round(v, 4),
+                             "auroc_lo": round(lo, 4), "auroc_hi": round(hi, 4),
+                             "n_lesion": int(y[sub].sum()), "n_control": int((y[sub] == 0).sum()),
+                             "n_patients": len(np.unique(groups[sub]))})
+        log.info("%s done", modality)
+    df = pd.DataFrame(rows)
+    write_csv(args.out_csv, df)
+    figure(df, Path(args.out_csv).with_suffix(""))
+    print(df[df.tissue == "all"].to_string(index=False))
+
+
+def figure(df: pd.DataFrame, stem: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from neurovfm.plots import save_figure
+
+    d = df[(df.tissue == "all") & ~df.encoder.str.contains("-")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, (mod, g) in zip(axes, d.groupby("modality")):
+        x = np.arange(len(g))
+        ax.errorbar(x, g.auroc, yerr=[g.auroc - g.auroc_lo, g.auroc_hi - g.auroc], fmt="o", capsize=3)
+        ax.set_xticks(x, g.encoder, rotation=30, ha="right")
+        ax.set_title(f"{mod}: lesion vs lesion-free tokens")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    axes[0].set_ylabel("token AUROC (patient-grouped CV)")
+    fig.tight_layout()
+    save_figure(fig, stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

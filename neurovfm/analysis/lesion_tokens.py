@@ -1,0 +1,208 @@
+"""Do an encoder's frozen token features show where a finding is? Token-level ground truth from the synthetic
+patients, and a grouped cross-validated linear probe of lesion tokens against the same volumes' other tokens.
+
+A diagnostic of the demo (the study-level probe's test AUROC mixes the encoder with the probe, the ontology's
+co-occurring labels and about 40 test studies per modality). Token level asks one question of the features alone.
+The ground truth is exact: every finding that adds a lesion tissue is a *layer* (a fractional map of that tissue
+in a box of the template grid, :class:`neurovfm.synth.lesions.Layer`); the layer maps are carried onto each
+preprocessed volume by the same index -> template map as the anatomy analysis
+(:func:`neurovfm.analysis.anatomy_regions.volume_to_template`) and averaged per token.
+
+Findings that only deform or thin tissue (atrophy, ventriculomegaly, midline shift, fractures of the base maps)
+have no layer and are not scored here: they have no single token where they "are".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from neurovfm.analysis import anatomy_regions as ar
+
+
+def layer_maps(patient, template_shape) -> dict[str, np.ndarray]:
+    """Lesion tissue -> float32 (Z, Y, X) fraction on the template grid (overlapping layers of one tissue: max)."""
+    out: dict[str, np.ndarray] = {}
+    for layer in patient.layers:
+        m = out.setdefault(layer.tissue, np.zeros(template_shape, np.float32))
+        np.maximum(m[layer.box], layer.frac, out=m[layer.box])
+    return out
+
+
+def token_means(voxels: np.ndarray, patch) -> np.ndarray:
+    """Mean of each token of a whole-patch volume (slices, rows, cols) -> (slices/ps, rows/pr, cols/pc)."""
+    ps, pr, pc = (int(p) for p in patch)
+    s, r, c = voxels.shape
+    if s % ps or r % pr or c % pc:
+        raise ValueError(f"volume {voxels.shape} is not a whole number of {tuple(patch)} tokens")
+    return voxels.reshape(s // ps, ps, r // pr, pr, c // pc, pc).mean(axis=(1, 3, 5))
+
+
+def volume_token_fractions(entry: dict, spacing, patch, patient, anat, maps: dict[str, np.ndarray]
+                           ) -> dict[str, np.ndarray]:
+    """Lesion tissue -> float32 token grid of the fraction of each token of the volume ``entry`` (a shard index
+    record) that the tissue fills."""
+    aff = ar.volume_to_template(entry, spacing, patient.native_to_lps, anat)
+    return {t: token_means(ar.sample(m, aff, entry["shape"], order=1).astype(np.float32), patch).astype(np.float32)
+            for t, m in maps.items()}
+
+
+def label_tokens(coords: np.ndarray, fractions: dict[str, np.ndarray], positive: float, negative: float,
+                 margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """For stored tokens at ``coords`` [n, 3]: (label [n] int8: 1 lesion, 0 control, -1 neither, tissue [n] object).
+
+    Lesion: some tissue fills at least ``positive`` of the token (the tissue that fills most is named). Control:
+    every tissue fills at most ``negative`` of the token and of its neighbours within ``margin`` tokens (so that
+    partial-volume edges count as neither).
+    """
+    from scipy import ndimage as ndi
+
+    n = len(coords)
+    label, tissue = np.full(n, -1, np.int8), np.full(n, "", object)
+    if not fractions:
+        label[:] = 0
+        return label, tissue
+    names = sorted(fractions)
+    stack = np.stack([fractions[t] for t in names])
+    idx = tuple(np.asarray(coords, int).T)
+    best = stack.max(axis=0)
+    near = ndi.maximum_filter(best, size=2 * margin + 1, mode="constant") if margin else best
+    at, near_at = best[idx], near[idx]
+    pos = at >= positive
+    label[pos] = 1
+    tissue[pos] = np.asarray(names, object)[stack.argmax(axis=0)[idx][pos]]
+    label[(near_at <= negative) & ~pos] = 0
+    return label, tissue
+
+
+def grouped_oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int = 5, c: float = 0.1,
+                  seed: int = 0) -> np.ndarray:
+    """Out-of-fold decision scores [n] of a standardised, class-weighted L2 logistic regression; folds keep each
+    group (patient) on one side (``StratifiedGroupKFold``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        raise ValueError("token labels need both lesion and control tokens")
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise ValueError(f"{n_groups} patients are too few for {n_folds} folds")
+    scores = np.full(len(y), np.nan)
+    for train, held in StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(x, y, groups):
+        if y[train].min() == y[train].max():
+            raise ValueError("a training fold holds tokens of one label only: too few lesion tokens for these folds")
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+        model.fit(x[train], y[train])
+        scores[held] = model.decision_function(x[held])
+    return scores
+
+
+def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups: np.ndarray, n_boot: int,
+                            seed: int, alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
+    """Name -> (AUROC, lo, hi) over the same patient resamples for every name; with a name ``random`` also
+    ``<name>-random`` paired differences."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.where(inv == g)[0] for g in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    reps = {k: [] for k in scores}
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        if y[idx].min() == y[idx].max():
+            continue
+        for k, s in scores.items():
+            reps[k].append(roc_auc_score(y[idx], s[idx]))
+    point = {k: float(roc_auc_score(y, s)) for k, s in scores.items()}
+    out = {k: (point[k], *np.quantile(reps[k], [alpha / 2, 1 - alpha / 2]).tolist()) for k in scores}
+    if "random" in scores:
+        for k in scores:
+            if k != "random":
+                d = np.asarray(reps[k]) - np.asarray(reps["random"])
+                out[f"{k}-random"] = (point[k] - point["random"], *np.quantile(d, [alpha / 2, 1 - alpha / 2]).tolist())
+    return out
+
+
+def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list], truth_dir, positive: float = 0.3,
+                   negative: float = 0.02, controls_per_lesion: int = 3, raw: bool = True, seed: int = 0,
+                   progress=None, max_studies: int | None = None) -> dict:
+    """Lesion and control tokens of every volume (of the given shard indices) whose study has a layer finding.
+
+    ``feature_dirs``: encoder -> feature index paths (one per shard index, same order); CT volumes are read in
+    the brain window. Per volume every lesion token is kept with ``controls_per_lesion`` times as many control
+    tokens of the same volume (seeded). Returns ``{"label", "tissue", "modality", "patient", "series",
+    "features": {encoder: [n, D]}}`` (plus ``"raw"``: the token's voxels, a pixel reference, when ``raw``).
+    """
+    from neurovfm.analysis.anatomy_run import truth_by_study
+    from neurovfm.analysis.synth_patients import iter_patients
+    from neurovfm.features.store import FeatureReader
+    from neurovfm.models.patch_embed import patchify
+    from neurovfm.store.reader import ShardReader
+    from neurovfm.synth.anatomy import load_anatomy
+
+    import torch
+
+    truth = truth_by_study(cfg, truth_dir)
+    readers = [ShardReader(p) for p in shard_indices]
+    feats = {enc: [FeatureReader(p) for p in paths] for enc, paths in feature_dirs.items()}
+    entry_of = {enc: [{(e["series_id"], e["window"]): k for k, e in enumerate(fr.entries)} for fr in frs]
+                for enc, frs in feats.items()}
+    vols_by_uid: dict[str, list] = {}
+    for r, reader in enumerate(readers):
+        for i, v in enumerate(reader.volumes):
+            rec = truth.get(v["study_id"])
+            if rec is not None and rec["findings"]:
+                vols_by_uid.setdefault(rec["study_instance_uid"], []).append((r, i))
+    if max_studies is not None:
+        vols_by_uid = {u: vols_by_uid[u] for u in sorted(vols_by_uid)[:max_studies]}
+    anat = load_anatomy()
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ("label", "tissue", "modality", "patient", "series")}
+    out_feats = {enc: [] for enc in feats} | ({"raw": []} if raw else {})
+    for n_done, (uid, patient) in enumerate(iter_patients(cfg, set(vols_by_uid))):
+        maps = layer_maps(patient, anat.shape)
+        if progress is not None:
+            progress(n_done + 1, len(vols_by_uid))
+        if not maps:
+            continue
+        for r, i in vols_by_uid[uid]:
+            reader, v = readers[r], readers[r].volumes[i]
+            window = "mri" if v["modality"] == "MR" else "brain"
+            fr_ = volume_token_fractions(v, reader.index["spacing_mm"], reader.index["patch"], patient, anat, maps)
+            ks = {enc: entry_of[enc][r].get((v["series_id"], window)) for enc in feats}
+            if any(k is None for k in ks.values()):
+                raise KeyError(f"series {v['series_id']} ({window}) is missing from a feature store")
+            coords = np.asarray(feats[next(iter(feats))][r].coords(ks[next(iter(feats))]), int)
+            for enc, k in ks.items():
+                if not np.array_equal(np.asarray(feats[enc][r].coords(k), int), coords):
+                    raise ValueError(f"encoder {enc}: token coordinates of series {v['series_id']} differ")
+            label, tissue = label_tokens(coords, fr_, positive, negative)
+            pos, neg = np.where(label == 1)[0], np.where(label == 0)[0]
+            if len(pos) == 0 or len(neg) == 0:
+                continue
+            neg = np.sort(rng.choice(neg, min(len(neg), controls_per_lesion * len(pos)), replace=False))
+            keep = np.concatenate([pos, neg])
+            for enc, k in ks.items():
+                out_feats[enc].append(np.asarray(feats[enc][r].features(k), np.float32)[keep])
+            if raw:
+                image = torch.from_numpy(np.asarray(reader.channel(i, window), np.float32)[None] / 255.0)
+                patches, grid = patchify(image, reader.index["patch"])
+                flat = np.ravel_multi_index(tuple(coords[keep].T), tuple(v["mask"]["shape"]))
+                out_feats["raw"].append(patches.numpy()[flat])
+            cols["label"].append(label[keep])
+            cols["tissue"].append(tissue[keep])
+            cols["modality"].append(np.full(len(keep), v["modality"], object))
+            cols["patient"].append(np.full(len(keep), v["patient_id"], object))
+            cols["series"].append(np.full(len(keep), v["series_id"], object))
+    for reader in readers:
+        reader.close()
+    for frs in feats.values():
+        for fr in frs:
+            fr.close()
+    if not cols["label"]:
+        raise ValueError("no volume has both lesion and control tokens")
+    res = {k: np.concatenate(v) for k, v in cols.items()}
+    res["features"] = {k: np.concatenate(v) for k, v in out_feats.items()}
+    return res
