@@ -1,12 +1,14 @@
 """Token-level lesion check of frozen encoders on the demo's train + validation volumes (the test split is never
-read): can a linear probe tell a token that a lesion fills from the same volume's lesion-free tokens?
+read): can a linear probe tell a token that a lesion fills from lesion-free brain tokens of the same volume?
 
 Ground truth comes from the synthetic patients (:mod:`neurovfm.analysis.lesion_tokens`); folds keep each patient
 on one side; the AUROC of the pooled out-of-fold scores gets a 95% CI from patient resamples, and every encoder
-its paired difference from ``random``. ``raw`` (the token's voxels) is the pixel reference.
+its paired difference from ``random``. ``raw`` (the token's voxels) is the pixel reference. Controls are tokens
+that grey and white matter fill to at least ``--control-brain`` (a negative value: any lesion-free token, which
+mostly measures brain against scalp and neck).
 
-    python benchmarks/lesion_tokens.py benchmarks/results/lesion_tokens.csv \\
-        --encoder random /tmp/jc2/random/features --encoder steps_600 /tmp/jc2/steps_600/features
+    python benchmarks/lesion_tokens.py /tmp/lesion_tokens.csv \\
+        --encoder random results/demo/features/random --encoder tiny results/demo/features/tiny
 
 Each ``--encoder NAME DIR`` names a folder with ``train/index.json`` and ``val/index.json`` feature stores (as
 ``benchmarks/jepa_collapse.py --work`` leaves them, or ``results/demo/features/<encoder>``). Writes the CSV and a
@@ -37,6 +39,9 @@ def main() -> None:
     ap.add_argument("--encoder", nargs=2, action="append", metavar=("NAME", "DIR"), required=True)
     ap.add_argument("--positive", type=float, default=0.3, help="lesion tokens: a tissue fills at least this much")
     ap.add_argument("--controls", type=int, default=3, help="control tokens per lesion token, same volume")
+    ap.add_argument("--control-brain", type=float, default=0.5,
+                    help="control tokens: grey + white matter fill at least this much (negative: any token)")
+    ap.add_argument("--no-raw", action="store_true", help="skip the voxel (pixel) reference")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--min-tokens", type=int, default=30, help="lesion tokens a tissue needs for its own row")
     args = ap.parse_args()
@@ -55,6 +60,7 @@ def main() -> None:
     data = collect_tokens(cfg, [res / f"shards/{s}/index.json" for s in SPLITS],
                           {name: [Path(d) / s / "index.json" for s in SPLITS] for name, d in args.encoder},
                           res / "pacs_export/truth", positive=args.positive, controls_per_lesion=args.controls,
+                          control_brain=None if args.control_brain < 0 else args.control_brain, raw=not args.no_raw,
                           seed=seed, progress=progress)
     rows = []
     for modality in ("CT", "MR"):
@@ -76,11 +82,11 @@ def main() -> None:
         log.info("%s done", modality)
     df = pd.DataFrame(rows)
     write_csv(args.out_csv, df)
-    figure(df, Path(args.out_csv).with_suffix(""))
+    figure(df, Path(args.out_csv).with_suffix(""), "normal-brain" if args.control_brain >= 0 else "lesion-free")
     print(df[df.tissue == "all"].to_string(index=False))
 
 
-def figure(df: pd.DataFrame, stem: Path) -> None:
+def figure(df: pd.DataFrame, stem: Path, controls: str) -> None:
     import matplotlib.pyplot as plt
 
     from neurovfm.plots import save_figure
@@ -91,7 +97,7 @@ def figure(df: pd.DataFrame, stem: Path) -> None:
         x = np.arange(len(g))
         ax.errorbar(x, g.auroc, yerr=[g.auroc - g.auroc_lo, g.auroc_hi - g.auroc], fmt="o", capsize=3)
         ax.set_xticks(x, g.encoder, rotation=30, ha="right")
-        ax.set_title(f"{mod}: lesion vs lesion-free tokens")
+        ax.set_title(f"{mod}: lesion vs {controls} tokens")
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     axes[0].set_ylabel("token AUROC (patient-grouped CV)")
     fig.tight_layout()

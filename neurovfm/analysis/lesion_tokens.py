@@ -98,35 +98,51 @@ def grouped_oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds
     return scores
 
 
-def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups: np.ndarray, n_boot: int,
-                            seed: int, alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
-    """Name -> (AUROC, lo, hi) over the same patient resamples for every name; with a name ``random`` also
-    ``<name>-random`` paired differences."""
-    from sklearn.metrics import roc_auc_score
+def weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC of ``scores`` [n] against ``y`` [n] under each column of token weights [n, R] (ties count one half):
+    sorted once, then per-score-value weight sums, so R replicates cost one pass."""
+    import scipy.sparse as sp
 
+    y = np.asarray(y).astype(bool)
+    uniq, inv = np.unique(np.asarray(scores, float), return_inverse=True)
+    w = np.asarray(weights, np.float64)
+    pos = sp.csr_matrix((np.ones(y.sum()), (inv[y], np.arange(y.sum()))), shape=(len(uniq), y.sum())) @ w[y]
+    neg = sp.csr_matrix((np.ones((~y).sum()), (inv[~y], np.arange((~y).sum()))),
+                        shape=(len(uniq), (~y).sum())) @ w[~y]
+    below = np.cumsum(neg, axis=0) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=0) / (pos.sum(axis=0) * neg.sum(axis=0))
+
+
+def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups: np.ndarray, n_boot: int,
+                            seed: int, alpha: float = 0.05, chunk: int = 200) -> dict[str, tuple[float, float, float]]:
+    """Name -> (AUROC, lo, hi) over the same patient resamples for every name (a resample without both labels is
+    skipped); with a name ``random`` also ``<name>-random`` paired differences."""
     y = np.asarray(y).astype(int)
     uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.where(inv == g)[0] for g in range(len(uniq))]
     rng = np.random.default_rng(seed)
+    draws = np.stack([np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
+                      for _ in range(n_boot)], axis=1)                      # [patients, R] multiplicities
     reps = {k: [] for k in scores}
-    for _ in range(n_boot):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
-        if y[idx].min() == y[idx].max():
-            continue
-        for k, s in scores.items():
-            reps[k].append(roc_auc_score(y[idx], s[idx]))
-    point = {k: float(roc_auc_score(y, s)) for k, s in scores.items()}
-    out = {k: (point[k], *np.quantile(reps[k], [alpha / 2, 1 - alpha / 2]).tolist()) for k in scores}
+    for c0 in range(0, n_boot, chunk):
+        w = draws[inv, c0:c0 + chunk]                                       # [tokens, r] token weights
+        ok = ((w * y[:, None]).sum(0) > 0) & ((w * (1 - y)[:, None]).sum(0) > 0)
+        for k, sc in scores.items():
+            reps[k].append(weighted_auroc(sc, y, w[:, ok]))
+    reps = {k: np.concatenate(v) for k, v in reps.items()}
+    point = {k: float(weighted_auroc(sc, y, np.ones((len(y), 1)))[0]) for k, sc in scores.items()}
+    q = [alpha / 2, 1 - alpha / 2]
+    out = {k: (point[k], *np.quantile(reps[k], q).tolist()) for k in scores}
     if "random" in scores:
         for k in scores:
             if k != "random":
-                d = np.asarray(reps[k]) - np.asarray(reps["random"])
-                out[f"{k}-random"] = (point[k] - point["random"], *np.quantile(d, [alpha / 2, 1 - alpha / 2]).tolist())
+                out[f"{k}-random"] = (point[k] - point["random"], *np.quantile(reps[k] - reps["random"], q).tolist())
     return out
 
 
 def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list], truth_dir, positive: float = 0.3,
-                   negative: float = 0.02, controls_per_lesion: int = 3, raw: bool = True, seed: int = 0,
+                   negative: float = 0.02, controls_per_lesion: int = 3, control_brain: float | None = 0.5,
+                   raw: bool = True, seed: int = 0,
                    progress=None, max_studies: int | None = None) -> dict:
     """Lesion and control tokens of every volume (of the given shard indices) whose study has a layer finding.
 
@@ -163,6 +179,7 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
     out_feats = {enc: [] for enc in feats} | ({"raw": []} if raw else {})
     for n_done, (uid, patient) in enumerate(iter_patients(cfg, set(vols_by_uid))):
         maps = layer_maps(patient, anat.shape)
+        brain = None if control_brain is None else ar.tissue_mask(patient.frac, ("gm", "wm"), 0.5).astype(np.float32)
         if progress is not None:
             progress(n_done + 1, len(vols_by_uid))
         if not maps:
@@ -179,6 +196,10 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
                 if not np.array_equal(np.asarray(feats[enc][r].coords(k), int), coords):
                     raise ValueError(f"encoder {enc}: token coordinates of series {v['series_id']} differ")
             label, tissue = label_tokens(coords, fr_, positive, negative)
+            if brain is not None:
+                aff = ar.volume_to_template(v, reader.index["spacing_mm"], patient.native_to_lps, anat)
+                in_brain = token_means(ar.sample(brain, aff, v["shape"], order=1), reader.index["patch"])
+                label[(label == 0) & (in_brain[tuple(coords.T)] < control_brain)] = -1
             pos, neg = np.where(label == 1)[0], np.where(label == 0)[0]
             if len(pos) == 0 or len(neg) == 0:
                 continue
