@@ -1,5 +1,6 @@
 """Report-generation training over two CPU processes (gloo) with FSDP2: the LLM is sharded, steps run, and
-rank 0's checkpoint (gathered tensors) loads into a single-process model and resumes there; the torchrun launch."""
+rank 0's checkpoint (gathered tensors) loads into a single-process model and resumes there; micro-batches with
+gradient sync on the last one only train the same weights; the torchrun launch."""
 import math
 import os
 import socket
@@ -61,12 +62,22 @@ def _worker(rank: int, port: int, tmp: str, paths: dict, strategy: str) -> None:
         optimizer = torch.optim.AdamW(params)
         again.restore(state, optimizer)
         restored = dd.full_optimizer_state(optimizer.state_dict())
+        # the same run in micro-batches of one study per rank: gradients reduced once per step, same result
+        cfg_micro = tiny_config(tmp, distributed={"strategy": strategy, "gpus": 0},
+                                stage1={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1},
+                                stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1,
+                                        "finetune": "full"})
+        micro = _trainer(cfg_micro, paths, os.path.join(tmp, "dist_micro"), d)
+        micro.run()
+        gathered_micro = dd.full_state(micro.model.state_dict())
         if rank == 0:
             ckpt = load_checkpoint(os.path.join(out, CHECKPOINT))
             same = all(torch.equal(v, restored["state"][i][k]) for i, s in ckpt["optimizer"]["state"].items()
                        for k, v in s.items())
-            torch.save({"gathered": gathered, "optimizer_roundtrip": same}, os.path.join(tmp, "gathered.pt"))
-        torch.save({"shards": shards, "rows": trainer.rows}, os.path.join(tmp, f"rank{rank}.pt"))
+            torch.save({"gathered": gathered, "optimizer_roundtrip": same, "gathered_micro": gathered_micro},
+                       os.path.join(tmp, "gathered.pt"))
+        torch.save({"shards": shards, "rows": trainer.rows, "rows_micro": micro.rows},
+                   os.path.join(tmp, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -92,6 +103,11 @@ def test_two_cpu_processes(tmp_path, strategy):
     extra = torch.load(tmp_path / "gathered.pt")
     gathered = extra["gathered"]
     assert extra["optimizer_roundtrip"]
+    # gradient accumulation over ranks (no_sync / FSDP2 gradient sync off until the last micro-batch)
+    assert [r["loss"] for r in r0["rows_micro"]] == pytest.approx([r["loss"] for r in r0["rows"]], rel=1e-5)
+    assert [r["loss"] for r in r0["rows_micro"]] == [r["loss"] for r in r1["rows_micro"]]
+    for k, v in gathered.items():
+        torch.testing.assert_close(extra["gathered_micro"][k], v, atol=2e-5, rtol=1e-4, msg=k)
 
     # rank 0's checkpoint and export load into one process, strictly, and equal the gathered weights
     cfg = tiny_config(tmp_path, distributed={"strategy": strategy, "gpus": 0})

@@ -1,4 +1,6 @@
-"""Perceiver, connector placement, prompts, the local-path LM loader, training resume and generation."""
+"""Perceiver, connector placement, prompts, the local-path LM loader, training resume and generation, gradient
+accumulation and checkpointing against one plain pass."""
+import copy
 import json
 
 import pytest
@@ -159,3 +161,66 @@ def _stop_after(trainer, stage: int, steps: int):
         original(st, min(total, start + steps), start, optimizer, params)
         raise KeyboardInterrupt
     return patched
+
+
+def _grads(trainer, sids, stage, micro):
+    for p in list(trainer.connector.parameters()) + list(trainer.model.parameters()):
+        p.grad = None
+    loss = trainer.accumulate(sids, stage, micro)
+    named = list(trainer.connector.named_parameters()) + list(trainer.model.named_parameters())
+    return float(loss), {n: p.grad.clone() for n, p in named if p.grad is not None}
+
+
+@pytest.mark.parametrize("micro", [1, 3])
+def test_micro_batches_accumulate_the_whole_batch_gradient(tmp_path, one_thread, micro):
+    """Examples of different answer lengths: micro-batches weighted by the batch's target tokens give the loss and
+    gradients of one pass over the whole batch (a plain mean of micro-batch means would not)."""
+    paths = make_inputs(tmp_path / "in")
+    trainer = _trainer(tiny_config(tmp_path), paths, tmp_path / "out")
+    trainer.setup_stage(2)
+    sids = trainer.curated[:5]
+    lengths = {len(trainer.example(s, 2).labels) for s in sids}
+    assert len(lengths) > 1, "the check needs answers of different lengths"
+    loss_full, g_full = _grads(trainer, sids, 2, micro=len(sids))
+    loss_mb, g_mb = _grads(trainer, sids, 2, micro=micro)
+    assert loss_mb == pytest.approx(loss_full, rel=1e-5)
+    assert g_full.keys() == g_mb.keys() and len(g_full) > 10
+    for n in g_full:
+        torch.testing.assert_close(g_mb[n], g_full[n], atol=1e-6, rtol=1e-4, msg=n)
+    # the naive alternative (mean of micro-batch means) differs here
+    naive = sum(float(trainer.accumulate(sids[a:a + micro], 2, micro)) * len(sids[a:a + micro])
+                for a in range(0, len(sids), micro)) / len(sids)
+    assert abs(naive - loss_full) > 1e-4
+
+
+def test_gradient_checkpointing_keeps_the_gradients(tmp_path, one_thread):
+    paths = make_inputs(tmp_path / "in")
+    cfg = tiny_config(tmp_path)
+    cfg_ckpt = copy.deepcopy(cfg)
+    cfg_ckpt["reportgen"]["lm"]["gradient_checkpointing"] = True
+    plain = _trainer(cfg, paths, tmp_path / "a")
+    ckpt = _trainer(cfg_ckpt, paths, tmp_path / "b")
+    from neurovfm.reportgen.lm import checkpointing_enabled
+
+    assert checkpointing_enabled(ckpt.model) and not checkpointing_enabled(plain.model)
+    for t in (plain, ckpt):
+        t.setup_stage(2)
+        t.model.train()
+    sids = plain.curated[:4]
+    la, ga = _grads(plain, sids, 2, micro=2)
+    lb, gb = _grads(ckpt, sids, 2, micro=2)
+    assert la == pytest.approx(lb, rel=1e-6) and ga.keys() == gb.keys()
+    for n in ga:
+        torch.testing.assert_close(gb[n], ga[n], atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_memory_settings_do_not_change_the_resume_fingerprint(tmp_path):
+    paths = make_inputs(tmp_path / "in")
+    cfg = tiny_config(tmp_path)
+    other = copy.deepcopy(cfg)
+    other["reportgen"]["stage2"]["micro_batch_size"] = 1
+    other["reportgen"]["lm"]["gradient_checkpointing"] = True
+    changed = copy.deepcopy(cfg)
+    changed["reportgen"]["stage2"]["batch_size"] = 2
+    fp = {k: _trainer(c, paths, tmp_path / k).fingerprint for k, c in (("a", cfg), ("b", other), ("c", changed))}
+    assert fp["a"] == fp["b"] != fp["c"]

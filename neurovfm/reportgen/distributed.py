@@ -29,10 +29,32 @@ class LlavaStep(nn.Module):
         self.connector, self.lm, self.image_id = connector, lm, image_id
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                series: list[list[torch.Tensor]]) -> torch.Tensor:
+                series: list[list[torch.Tensor]], num_items: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token loss of the batch; with ``num_items`` (target tokens of the whole accumulated batch) the
+        summed token loss divided by it, so that micro-batch losses add up to the whole batch's mean."""
         visual = [self.connector(s) for s in series]
         embeds = inputs_embeds(self.lm.get_input_embeddings(), ids, self.image_id, visual)
-        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+        extra = {} if num_items is None else {"num_items_in_batch": num_items}
+        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels, **extra).loss
+
+
+def gradient_sync(step: nn.Module, enabled: bool):
+    """Context for one micro-batch's backward: gradients are reduced across ranks only when ``enabled`` (the
+    last micro-batch of an optimiser step). DDP: ``no_sync``; FSDP2: ``set_requires_gradient_sync``."""
+    from contextlib import contextmanager, nullcontext
+
+    if hasattr(step, "no_sync"):
+        return nullcontext() if enabled else step.no_sync()
+    if hasattr(step, "set_requires_gradient_sync"):
+        @contextmanager
+        def fsdp_sync():
+            step.set_requires_gradient_sync(enabled)
+            try:
+                yield
+            finally:
+                step.set_requires_gradient_sync(True)
+        return fsdp_sync()
+    return nullcontext()
 
 
 def decoder_layers(lm: nn.Module) -> list[nn.Module]:

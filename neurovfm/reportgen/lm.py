@@ -59,3 +59,18 @@ def build(lm_cfg: dict, train_texts, seed: int):
     tokenizer = train_bpe(train_texts, lm_cfg["tokenizer_vocab"])
     model = tiny_qwen3(lm_cfg["tiny"], tokenizer, seed, lm_cfg["attn_implementation"])
     return model.to(DTYPES[lm_cfg["dtype"]]), tokenizer
+
+
+def enable_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in the backward pass (Hugging Face), non-reentrant so that it
+    works under FSDP2 and when the inputs do not require gradients (LoRA). transformers 5 renamed the method."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def checkpointing_enabled(model) -> bool:
+    flag = getattr(type(model), "is_activation_checkpointing", None) or getattr(type(model), "is_gradient_checkpointing")
+    return bool(flag.fget(model))

@@ -106,6 +106,8 @@ class Trainer:
         if model is None:
             texts = self.tokenizer_texts()
             model, tokenizer = lm_mod.build(self.rg["lm"], texts, self.seed)
+        if self.rg["lm"]["gradient_checkpointing"]:
+            lm_mod.enable_checkpointing(model)
         # FSDP moves each layer to the GPU as it shards it: the whole LLM never sits on one GPU
         self.model = model if self.dist and self.strategy == "fsdp" else model.to(self.device)
         self.tokenizer = tokenizer
@@ -135,10 +137,14 @@ class Trainer:
         return texts
 
     def _fingerprint(self) -> str:
-        blob = json.dumps({"reportgen": {k: v for k, v in self.rg.items()
-                                         if k not in ("progress_every_s", "generation", "triage", "frontier",
-                                                      "cost", "eval", "distributed")},
-                           "seed": self.seed, "curated": self.curated}, sort_keys=True)
+        """What the trained weights depend on. Memory settings (micro-batches, activation checkpointing) are left
+        out: a run that ran out of memory may resume with smaller micro-batches."""
+        rg = {k: v for k, v in self.rg.items()
+              if k not in ("progress_every_s", "generation", "triage", "frontier", "cost", "eval", "distributed")}
+        rg["lm"] = {k: v for k, v in rg["lm"].items() if k != "gradient_checkpointing"}
+        for stage in ("stage1", "stage2"):
+            rg[stage] = {k: v for k, v in rg[stage].items() if k != "micro_batch_size"}
+        blob = json.dumps({"reportgen": rg, "seed": self.seed, "curated": self.curated}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     # -- one step ---------------------------------------------------------------------------------
@@ -151,11 +157,24 @@ class Trainer:
                       None if stage == 1 else p["instruction"], target, self.connector.n_latents,
                       int(self.rg["max_seq_len"]))
 
-    def loss(self, sids: list[str], stage: int) -> torch.Tensor:
+    def accumulate(self, sids: list[str], stage: int, micro: int) -> torch.Tensor:
+        """Backward over ``sids`` in micro-batches of at most ``micro`` studies; each micro-batch's token-loss sum
+        is divided by the target tokens of all of ``sids``, so the gradients equal one pass over the whole batch.
+        Returns the batch's mean token loss (detached)."""
         examples = [self.example(s, stage) for s in sids]
-        ids, labels, mask = collate(examples, self.tokenizer.pad_token_id, self.device)
-        with self.autocast:
-            return self.step(ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in sids])
+        n_items = sum(int((torch.tensor(e.labels[1:]) != IGNORE).sum()) for e in examples)
+        num_items = torch.tensor(max(n_items, 1), device=self.device)
+        total = torch.zeros((), device=self.device)
+        starts = list(range(0, len(sids), micro))
+        for k, a in enumerate(starts):
+            part, ex = sids[a:a + micro], examples[a:a + micro]
+            ids, labels, mask = collate(ex, self.tokenizer.pad_token_id, self.device)
+            with dd.gradient_sync(self.step, k == len(starts) - 1), self.autocast:
+                loss = self.step(ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part],
+                                 num_items)
+                loss.backward()
+            total += loss.detach().float()
+        return total
 
     # -- stages -----------------------------------------------------------------------------------
     def setup_stage(self, stage: int) -> list[torch.nn.Parameter]:
@@ -204,6 +223,7 @@ class Trainer:
         peak = float(sc["lr"])
         warmup = int(round(float(opt_cfg["warmup_fraction"]) * total))
         bs = int(sc["batch_size"])
+        micro = int(sc["micro_batch_size"] or bs)
         self.model.train()
         self.connector.train()
         progress = Progress(total - start, f"report generation stage {stage}", log,
@@ -214,9 +234,8 @@ class Trainer:
                 g["lr"] = lr
             t0 = time.perf_counter()
             items = batch_items(self.curated, step, bs, self.seed, stage)
-            loss = self.loss(dd.rank_items(items, self.rank, self.world) if self.dist else items, stage)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self.accumulate(dd.rank_items(items, self.rank, self.world) if self.dist else items, stage, micro)
             if float(opt_cfg["grad_clip"]) > 0:
                 torch.nn.utils.clip_grad_norm_(params, float(opt_cfg["grad_clip"]))
             optimizer.step()
