@@ -150,11 +150,62 @@ def test_sharding_policy_and_batch_split(tmp_path):
         dd.wrap(dd.LlavaStep(torch.nn.Linear(2, 2), model, 0), "zero3", torch.device("cpu"), False)
 
 
-def test_lora_is_single_process_only(tmp_path):
+def test_lora_under_fsdp_is_refused(tmp_path):
     paths = make_inputs(tmp_path / "in")
-    cfg = tiny_config(tmp_path, stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "lora"})
-    with pytest.raises(ValueError, match="single-process"):
+    cfg = tiny_config(tmp_path, stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "lora"},
+                      distributed={"strategy": "fsdp", "gpus": 0})
+    with pytest.raises(ValueError, match="strategy 'ddp'"):
         _trainer(cfg, paths, tmp_path / "out", Dist(rank=0, world_size=2))
+
+
+def _lora_worker(rank: int, port: int, tmp: str, paths: dict) -> None:
+    from neurovfm.jepa.train import init_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    d = init_distributed()
+    try:
+        trainer = _trainer(_lora_config(tmp), paths, os.path.join(tmp, "dist"), d)
+        trainer.run()
+        merged = {n: p.detach().clone() for n, p in trainer.model.state_dict().items()}   # after the export
+        torch.save({"rows": trainer.rows, "merged": merged}, os.path.join(tmp, f"lora{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _lora_config(tmp):
+    return tiny_config(tmp, stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1,
+                                    "finetune": "lora"}, distributed={"strategy": "ddp", "gpus": 0})
+
+
+def test_lora_over_two_ddp_processes(tmp_path):
+    """LoRA adapters trained by DDP stay equal on both ranks, move away from their initial values, and the
+    exported LLM (adapters merged) loads into one process; a single process resumes the finished run."""
+    from transformers import AutoModelForCausalLM
+
+    paths = make_inputs(tmp_path / "in")
+    mp.spawn(_lora_worker, args=(_free_port(), str(tmp_path), paths), nprocs=WORLD, join=True)
+    r0, r1 = (torch.load(tmp_path / f"lora{r}.pt") for r in range(WORLD))
+    assert [r["loss"] for r in r0["rows"]] == [r["loss"] for r in r1["rows"]]
+    assert all(math.isfinite(r["loss"]) for r in r0["rows"]) and len(r0["rows"]) == 4
+    assert r0["merged"].keys() == r1["merged"].keys()
+    for k, v in r0["merged"].items():
+        assert torch.equal(v, r1["merged"][k]), k
+    from neurovfm.jepa.checkpoint import load as load_checkpoint
+    from neurovfm.reportgen.train import CHECKPOINT
+
+    adapters = {k: v for k, v in load_checkpoint(tmp_path / "dist" / CHECKPOINT)["lm_trainable"].items() if "lora_" in k}
+    assert adapters and all(k.split(".lora_")[0].endswith(("q_proj", "k_proj", "v_proj", "o_proj")) for k in adapters)
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapters.items()), "adapters did not train"
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "dist" / "lm", local_files_only=True)
+    assert not any("lora_" in n for n, _ in exported.named_parameters())
+    merged = {k.removeprefix("base_model.model."): v for k, v in r0["merged"].items()}   # the peft wrapper's names
+    for k, v in exported.state_dict().items():
+        torch.testing.assert_close(v, merged[k], msg=k)
+    resumed = _trainer(_lora_config(tmp_path), paths, tmp_path / "dist")
+    resumed.run()
+    assert [r["loss"] for r in resumed.rows] == [r["loss"] for r in r0["rows"]]
 
 
 def test_pipeline_launches_torchrun(tmp_path, monkeypatch):

@@ -99,8 +99,9 @@ class Trainer:
         self.dist = dist if dist is not None and dist.enabled else None
         self.rank, self.world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
         self.strategy = self.rg["distributed"]["strategy"]
-        if self.dist and self.rg["stage2"]["finetune"] == "lora":
-            raise ValueError("reportgen.stage2.finetune 'lora' is single-process only; use 'full' with torchrun")
+        if self.dist and self.strategy == "fsdp" and self.rg["stage2"]["finetune"] == "lora":
+            raise ValueError("reportgen.stage2.finetune 'lora' under torchrun needs distributed.strategy 'ddp' "
+                             "(the adapters are added after FSDP has sharded the LLM); or use finetune 'full'")
         self.device = self.dist.device if self.dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(self.seed)
         if model is None:
