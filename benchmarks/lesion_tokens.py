@@ -62,6 +62,7 @@ def main() -> None:
                           res / "pacs_export/truth", positive=args.positive, controls_per_lesion=args.controls,
                           control_brain=None if args.control_brain < 0 else args.control_brain, raw=not args.no_raw,
                           seed=seed, progress=progress)
+    log.info("volumes scored: %d; not scored: %s", data["volumes_used"], data["volumes_skipped"])
     rows = []
     for modality in ("CT", "MR"):
         m = data["modality"] == modality

@@ -149,7 +149,8 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
     ``feature_dirs``: encoder -> feature index paths (one per shard index, same order); CT volumes are read in
     the brain window. Per volume every lesion token is kept with ``controls_per_lesion`` times as many control
     tokens of the same volume (seeded). Returns ``{"label", "tissue", "modality", "patient", "series",
-    "features": {encoder: [n, D]}}`` (plus ``"raw"``: the token's voxels, a pixel reference, when ``raw``).
+    "features": {encoder: [n, D]}, "volumes_used", "volumes_skipped": {reason: count}}`` (plus
+    ``"raw"`` among the features: the token's voxels, a pixel reference, when ``raw``).
     """
     from neurovfm.analysis.anatomy_run import truth_by_study
     from neurovfm.analysis.synth_patients import iter_patients
@@ -176,13 +177,15 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
     anat = load_anatomy()
     rng = np.random.default_rng(seed)
     cols = {k: [] for k in ("label", "tissue", "modality", "patient", "series")}
+    skipped = {"no layer finding": 0, "no lesion token": 0, "no control token": 0}
     out_feats = {enc: [] for enc in feats} | ({"raw": []} if raw else {})
     for n_done, (uid, patient) in enumerate(iter_patients(cfg, set(vols_by_uid))):
         maps = layer_maps(patient, anat.shape)
         brain = None if control_brain is None else ar.tissue_mask(patient.frac, ("gm", "wm"), 0.5).astype(np.float32)
         if progress is not None:
             progress(n_done + 1, len(vols_by_uid))
-        if not maps:
+        if not maps:   # deformations only (atrophy, shift, fractures): nothing local to score
+            skipped["no layer finding"] += len(vols_by_uid[uid])
             continue
         for r, i in vols_by_uid[uid]:
             reader, v = readers[r], readers[r].volumes[i]
@@ -197,11 +200,12 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
                     raise ValueError(f"encoder {enc}: token coordinates of series {v['series_id']} differ")
             label, tissue = label_tokens(coords, fr_, positive, negative)
             if brain is not None:
-                aff = ar.volume_to_template(v, reader.index["spacing_mm"], patient.native_to_lps, anat)
-                in_brain = token_means(ar.sample(brain, aff, v["shape"], order=1), reader.index["patch"])
+                in_brain = volume_token_fractions(v, reader.index["spacing_mm"], reader.index["patch"], patient,
+                                                  anat, {"brain": brain})["brain"]
                 label[(label == 0) & (in_brain[tuple(coords.T)] < control_brain)] = -1
             pos, neg = np.where(label == 1)[0], np.where(label == 0)[0]
-            if len(pos) == 0 or len(neg) == 0:
+            if len(pos) == 0 or len(neg) == 0:   # e.g. a finding outside this volume's coverage
+                skipped["no lesion token" if len(pos) == 0 else "no control token"] += 1
                 continue
             neg = np.sort(rng.choice(neg, min(len(neg), controls_per_lesion * len(pos)), replace=False))
             keep = np.concatenate([pos, neg])
@@ -209,7 +213,7 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
                 out_feats[enc].append(np.asarray(feats[enc][r].features(k), np.float32)[keep])
             if raw:
                 image = torch.from_numpy(np.asarray(reader.channel(i, window), np.float32)[None] / 255.0)
-                patches, grid = patchify(image, reader.index["patch"])
+                patches, _ = patchify(image, reader.index["patch"])
                 flat = np.ravel_multi_index(tuple(coords[keep].T), tuple(v["mask"]["shape"]))
                 out_feats["raw"].append(patches.numpy()[flat])
             cols["label"].append(label[keep])
@@ -226,4 +230,6 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
         raise ValueError("no volume has both lesion and control tokens")
     res = {k: np.concatenate(v) for k, v in cols.items()}
     res["features"] = {k: np.concatenate(v) for k, v in out_feats.items()}
+    res["volumes_used"] = len(cols["label"])
+    res["volumes_skipped"] = skipped
     return res
