@@ -88,19 +88,31 @@ def main() -> None:
 
 
 def figure(df: pd.DataFrame, stem: Path, controls: str) -> None:
+    """Top: each encoder's token AUROC (patient-grouped CV); bottom: its paired difference from random weights
+    (same patient resamples)."""
     import matplotlib.pyplot as plt
 
     from neurovfm.plots import save_figure
 
-    d = df[(df.tissue == "all") & ~df.encoder.str.contains("-")]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
-    for ax, (mod, g) in zip(axes, d.groupby("modality")):
-        x = np.arange(len(g))
-        ax.errorbar(x, g.auroc, yerr=[g.auroc - g.auroc_lo, g.auroc_hi - g.auroc], fmt="o", capsize=3)
-        ax.set_xticks(x, g.encoder, rotation=30, ha="right")
-        ax.set_title(f"{mod}: lesion vs {controls} tokens")
+    d = df[df.tissue == "all"]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.6), sharex="col")
+    for col, (mod, g) in enumerate(d.groupby("modality")):
+        single = g[~g.encoder.str.contains("-")]
+        x = {e: k for k, e in enumerate(single.encoder)}
+        ax = axes[0, col]
+        ax.errorbar(list(x.values()), single.auroc, yerr=[single.auroc - single.auroc_lo,
+                                                          single.auroc_hi - single.auroc], fmt="o", capsize=3)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    axes[0].set_ylabel("token AUROC (patient-grouped CV)")
+        ax.set_title(f"{mod}: lesion vs {controls} tokens")
+        diff = g[g.encoder.str.endswith("-random") & (g.encoder != "raw-random")]   # pixels: a reference only
+        xs = [x[e.removesuffix("-random")] for e in diff.encoder]
+        ax = axes[1, col]
+        ax.errorbar(xs, diff.auroc, yerr=[diff.auroc - diff.auroc_lo, diff.auroc_hi - diff.auroc], fmt="o",
+                    capsize=3, color="C1")
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xticks(list(x.values()), list(x), rotation=30, ha="right")
+    axes[0, 0].set_ylabel("token AUROC")
+    axes[1, 0].set_ylabel("encoder - random (paired)")
     fig.tight_layout()
     save_figure(fig, stem.with_suffix(".png"))
 
