@@ -170,9 +170,10 @@ class Trainer:
         for k, a in enumerate(starts):
             part, ex = sids[a:a + micro], examples[a:a + micro]
             ids, labels, mask = collate(ex, self.tokenizer.pad_token_id, self.device)
-            with dd.gradient_sync(self.step, k == len(starts) - 1), self.autocast:
-                loss = self.step(ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part],
-                                 num_items)
+            with dd.gradient_sync(self.step, k == len(starts) - 1):
+                with self.autocast:   # the forward only: backward passes do not run under autocast
+                    loss = self.step(ids, mask, labels,
+                                     [[t.to(self.device) for t in self.studies(s)] for s in part], num_items)
                 loss.backward()
             total += loss.detach().float()
         return total
