@@ -7,7 +7,7 @@ its paired difference from ``random``. ``raw`` (the token's voxels) is the pixel
 that grey and white matter fill to at least ``--control-brain`` (a negative value: any lesion-free token, which
 mostly measures brain against scalp and neck).
 
-    python benchmarks/lesion_tokens.py /tmp/lesion_tokens.csv \\
+    python benchmarks/lesion_tokens.py /tmp/lesion_tokens.csv --tokens /tmp/lesion_tokens.npz \\
         --encoder random results/demo/features/random --encoder tiny results/demo/features/tiny
 
 Each ``--encoder NAME DIR`` names a folder with ``train/index.json`` and ``val/index.json`` feature stores (as
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurovfm.analysis.lesion_tokens import collect_tokens, grouped_oof_scores, patient_bootstrap_auroc
+from neurovfm.analysis.lesion_tokens import (collect_tokens, features_at, grouped_oof_scores, load_tokens,
+                                             patient_bootstrap_auroc, save_tokens)
 from neurovfm.config import load_config, run_dir
 from neurovfm.utils.atomic import write_csv
 
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--control-brain", type=float, default=0.5,
                     help="control tokens: grey + white matter fill at least this much (negative: any token)")
     ap.add_argument("--no-raw", action="store_true", help="skip the voxel (pixel) reference")
+    ap.add_argument("--tokens", help="token selection (.npz): read it if it exists (other encoders scored on the same "
+                    "tokens in a minute, no raw reference), else write it after collecting")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--min-tokens", type=int, default=30, help="lesion tokens a tissue needs for its own row")
     args = ap.parse_args()
@@ -57,12 +60,19 @@ def main() -> None:
             log.info("lesion tokens: %d/%d studies, %.2f studies/s, ETA %.0f s", done, total, rate,
                      (total - done) / rate)
 
-    data = collect_tokens(cfg, [res / f"shards/{s}/index.json" for s in SPLITS],
-                          {name: [Path(d) / s / "index.json" for s in SPLITS] for name, d in args.encoder},
-                          res / "pacs_export/truth", positive=args.positive, controls_per_lesion=args.controls,
-                          control_brain=None if args.control_brain < 0 else args.control_brain, raw=not args.no_raw,
-                          seed=seed, progress=progress)
-    log.info("volumes scored: %d; not scored: %s", data["volumes_used"], data["volumes_skipped"])
+    indices = {name: [Path(d) / s / "index.json" for s in SPLITS] for name, d in args.encoder}
+    if args.tokens and Path(args.tokens).is_file():   # the selection of an earlier run: other encoders, same tokens
+        data = load_tokens(args.tokens)
+        data["features"] = {name: features_at(data, paths) for name, paths in indices.items()}
+        log.info("token selection read from %s (%d tokens)", args.tokens, len(data["label"]))
+    else:
+        data = collect_tokens(cfg, [res / f"shards/{s}/index.json" for s in SPLITS], indices,
+                              res / "pacs_export/truth", positive=args.positive, controls_per_lesion=args.controls,
+                              control_brain=None if args.control_brain < 0 else args.control_brain,
+                              raw=not args.no_raw, seed=seed, progress=progress)
+        log.info("volumes scored: %d; not scored: %s", data["volumes_used"], data["volumes_skipped"])
+        if args.tokens:
+            save_tokens(args.tokens, data)
     rows = []
     for modality in ("CT", "MR"):
         m = data["modality"] == modality

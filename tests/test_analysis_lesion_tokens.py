@@ -157,3 +157,37 @@ def test_weighted_auroc_equals_sklearn_on_repeated_rows():
     for r in range(5):
         idx = np.repeat(np.arange(80), w[:, r].astype(int))
         assert got[r] == pytest.approx(roc_auc_score(y[idx], s[idx]))
+
+
+def test_token_selection_roundtrip_and_features_at(tmp_path):
+    from neurovfm.features import store
+
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "feat"
+    folder.mkdir()
+    stored = {}
+    with store.ChunkWriter(folder, 0, 6, "fp") as w:
+        for sid, win, n in (("s1", "brain", 9), ("s1", "blood", 9), ("s2", "mri", 5)):
+            f = rng.normal(size=(n, 6)).astype(np.float16)
+            c = np.stack([np.zeros(n), np.arange(n) // 3, np.arange(n) % 3], 1).astype(np.int16)
+            w.add({"series_id": sid, "study_id": sid, "modality": "CT", "sequence": "ct", "window": win,
+                   "grid": [1, 3, 3]}, f, c)
+            stored[(sid, win)] = (f.astype(np.float32), c.astype(int))
+    store.write_index(folder, {"split": "train", "encoder": "fake", "dim": 6}, [w.sidecar()])
+    sel = [("s2", "mri", 4), ("s1", "brain", 2), ("s1", "brain", 7), ("s2", "mri", 0)]
+    tokens = {"label": np.array([1, 0, 1, 0], np.int8), "tissue": np.array(["edema", "", "edema", ""], object),
+              "modality": np.array(["MR", "CT", "CT", "MR"], object), "patient": np.array(["p2", "p1", "p1", "p2"], object),
+              "series": np.array([s for s, _, _ in sel], object), "window": np.array([w_ for _, w_, _ in sel], object),
+              "position": np.array([p for _, _, p in sel]),
+              "coords": np.array([stored[(s, w_)][1][p] for s, w_, p in sel])}
+    lt.save_tokens(tmp_path / "sel.npz", tokens)
+    back = lt.load_tokens(tmp_path / "sel.npz")
+    assert back["tissue"].tolist() == ["edema", "", "edema", ""] and back["position"].tolist() == [4, 2, 7, 0]
+    got = lt.features_at(back, [folder / "index.json"])
+    for row, (s, w_, p) in enumerate(sel):
+        assert np.array_equal(got[row], stored[(s, w_)][0][p])
+    bad = dict(back, coords=back["coords"] + 1)
+    with pytest.raises(ValueError, match="coordinates differ"):
+        lt.features_at(bad, [folder / "index.json"])
+    with pytest.raises(KeyError, match="not in these feature stores"):
+        lt.features_at(dict(back, window=np.array(["bone"] * 4)), [folder / "index.json"])

@@ -176,7 +176,7 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
         vols_by_uid = {u: vols_by_uid[u] for u in sorted(vols_by_uid)[:max_studies]}
     anat = load_anatomy()
     rng = np.random.default_rng(seed)
-    cols = {k: [] for k in ("label", "tissue", "modality", "patient", "series")}
+    cols = {k: [] for k in ("label", "tissue", "modality", "patient", "series", "window", "position", "coords")}
     skipped = {"no layer finding": 0, "no lesion token": 0, "no control token": 0}
     out_feats = {enc: [] for enc in feats} | ({"raw": []} if raw else {})
     for n_done, (uid, patient) in enumerate(iter_patients(cfg, set(vols_by_uid))):
@@ -221,6 +221,9 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
             cols["modality"].append(np.full(len(keep), v["modality"], object))
             cols["patient"].append(np.full(len(keep), v["patient_id"], object))
             cols["series"].append(np.full(len(keep), v["series_id"], object))
+            cols["window"].append(np.full(len(keep), window, object))
+            cols["position"].append(keep)
+            cols["coords"].append(coords[keep])
     for reader in readers:
         reader.close()
     for frs in feats.values():
@@ -233,3 +236,56 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
     res["volumes_used"] = len(cols["label"])
     res["volumes_skipped"] = skipped
     return res
+
+
+TOKEN_KEYS = ("label", "tissue", "modality", "patient", "series", "window", "position", "coords")
+
+
+def save_tokens(path, tokens: dict) -> None:
+    """The token selection of :func:`collect_tokens` without features (``.npz``; strings stored as unicode)."""
+    from neurovfm.utils.atomic import atomic_path
+
+    arrays = {k: (np.asarray(tokens[k]).astype(str) if np.asarray(tokens[k]).dtype == object else tokens[k])
+              for k in TOKEN_KEYS}
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def load_tokens(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        missing = set(TOKEN_KEYS) - set(z.files)
+        if missing:
+            raise ValueError(f"{path} is not a token selection (missing {sorted(missing)})")
+        return {k: z[k] for k in TOKEN_KEYS}
+
+
+def features_at(tokens: dict, feature_indices: list) -> np.ndarray:
+    """[n, D] features of one encoder at the selected tokens; ``feature_indices``: that encoder's feature index
+    paths (any split order). The stored coordinates must match the selection's, token by token."""
+    from neurovfm.features.store import FeatureReader
+
+    readers = [FeatureReader(p) for p in feature_indices]
+    where = {(e["series_id"], e["window"]): (r, k) for r, fr in enumerate(readers) for k, e in enumerate(fr.entries)}
+    out = None
+    series, window = np.asarray(tokens["series"]).astype(str), np.asarray(tokens["window"]).astype(str)
+    order = np.lexsort((window, series))
+    bounds = np.flatnonzero(np.r_[True, (series[order][1:] != series[order][:-1])
+                                  | (window[order][1:] != window[order][:-1]), True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = order[a:b]
+        key = (series[idx[0]], window[idx[0]])
+        if key not in where:
+            raise KeyError(f"series {key[0]} ({key[1]}) is not in these feature stores")
+        r, k = where[key]
+        pos = np.asarray(tokens["position"])[idx]
+        if not np.array_equal(np.asarray(readers[r].coords(k), int)[pos], np.asarray(tokens["coords"])[idx]):
+            raise ValueError(f"series {key[0]}: stored token coordinates differ from the selection's")
+        feats = np.asarray(readers[r].features(k), np.float32)[pos]
+        if out is None:
+            out = np.zeros((len(series), feats.shape[1]), np.float32)
+        out[idx] = feats
+    for fr in readers:
+        fr.close()
+    if out is None:
+        raise ValueError("the token selection is empty")
+    return out
