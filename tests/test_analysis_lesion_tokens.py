@@ -1,6 +1,6 @@
 """Token-level lesion ground truth and probe: layer maps against the boxes, the lesion centre's token against
 SimpleITK's physical-point -> index, labels against hand counts, grouped folds keep patients apart, the paired
-bootstrap against a naive loop."""
+patient bootstrap (the project's cluster-bootstrap engine) against a naive loop."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -146,17 +146,6 @@ def test_patient_bootstrap_matches_a_naive_loop():
     assert got["enc"][0] == pytest.approx(roc_auc_score(y, a))
     assert got["enc"][1:] == pytest.approx(tuple(np.quantile(da, [0.025, 0.975])))
     assert got["enc-random"][1:] == pytest.approx(tuple(np.quantile(np.subtract(da, db), [0.025, 0.975])))
-
-
-def test_weighted_auroc_equals_sklearn_on_repeated_rows():
-    rng = np.random.default_rng(3)
-    s = np.round(rng.normal(size=80), 1)                     # ties on purpose
-    y = rng.integers(0, 2, 80)
-    w = rng.integers(0, 4, size=(80, 5)).astype(float)
-    got = lt.weighted_auroc(s, y, w)
-    for r in range(5):
-        idx = np.repeat(np.arange(80), w[:, r].astype(int))
-        assert got[r] == pytest.approx(roc_auc_score(y[idx], s[idx]))
 
 
 def test_token_selection_roundtrip_and_features_at(tmp_path):

@@ -98,45 +98,32 @@ def grouped_oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds
     return scores
 
 
-def weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC of ``scores`` [n] against ``y`` [n] under each column of token weights [n, R] (ties count one half):
-    sorted once, then per-score-value weight sums, so R replicates cost one pass."""
-    import scipy.sparse as sp
-
-    y = np.asarray(y).astype(bool)
-    uniq, inv = np.unique(np.asarray(scores, float), return_inverse=True)
-    w = np.asarray(weights, np.float64)
-    pos = sp.csr_matrix((np.ones(y.sum()), (inv[y], np.arange(y.sum()))), shape=(len(uniq), y.sum())) @ w[y]
-    neg = sp.csr_matrix((np.ones((~y).sum()), (inv[~y], np.arange((~y).sum()))),
-                        shape=(len(uniq), (~y).sum())) @ w[~y]
-    below = np.cumsum(neg, axis=0) - neg
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (pos * (below + 0.5 * neg)).sum(axis=0) / (pos.sum(axis=0) * neg.sum(axis=0))
-
-
 def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups: np.ndarray, n_boot: int,
-                            seed: int, alpha: float = 0.05, chunk: int = 200) -> dict[str, tuple[float, float, float]]:
-    """Name -> (AUROC, lo, hi) over the same patient resamples for every name (a resample without both labels is
-    skipped); with a name ``random`` also ``<name>-random`` paired differences."""
-    y = np.asarray(y).astype(int)
-    uniq, inv = np.unique(groups, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    draws = np.stack([np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
-                      for _ in range(n_boot)], axis=1)                      # [patients, R] multiplicities
+                            seed: int, alpha: float = 0.05, chunk: int = 256) -> dict[str, tuple[float, float, float]]:
+    """Name -> (AUROC, lo, hi) over the same patient resamples for every name (the project's cluster bootstrap,
+    :func:`neurovfm.analysis.resample.cluster_count_chunks` and :class:`~neurovfm.analysis.resample.SubsetAUROC`;
+    a resample without both labels gives NaN and is ignored); with a name ``random`` also ``<name>-random``
+    paired differences."""
+    from neurovfm.analysis.resample import SubsetAUROC, cluster_count_chunks
+    from neurovfm.eval.bootstrap import percentile_ci
+
+    engines = {k: SubsetAUROC(sc, y, np.ones((1, len(y)), bool)) for k, sc in scores.items()}
     reps = {k: [] for k in scores}
-    for c0 in range(0, n_boot, chunk):
-        w = draws[inv, c0:c0 + chunk]                                       # [tokens, r] token weights
-        ok = ((w * y[:, None]).sum(0) > 0) & ((w * (1 - y)[:, None]).sum(0) > 0)
-        for k, sc in scores.items():
-            reps[k].append(weighted_auroc(sc, y, w[:, ok]))
+    for counts in cluster_count_chunks(groups, n_boot, seed, chunk):
+        for k, eng in engines.items():
+            reps[k].append(eng(counts)[:, 0])
     reps = {k: np.concatenate(v) for k, v in reps.items()}
-    point = {k: float(weighted_auroc(sc, y, np.ones((len(y), 1)))[0]) for k, sc in scores.items()}
-    q = [alpha / 2, 1 - alpha / 2]
-    out = {k: (point[k], *np.quantile(reps[k], q).tolist()) for k in scores}
+    point = {k: float(eng.point()[0]) for k, eng in engines.items()}
+
+    def ci(values):
+        lo, hi = percentile_ci(values[:, None], alpha)
+        return float(lo[0]), float(hi[0])
+
+    out = {k: (point[k], *ci(reps[k])) for k in scores}
     if "random" in scores:
         for k in scores:
             if k != "random":
-                out[f"{k}-random"] = (point[k] - point["random"], *np.quantile(reps[k] - reps["random"], q).tolist())
+                out[f"{k}-random"] = (point[k] - point["random"], *ci(reps[k] - reps["random"]))
     return out
 
 
