@@ -106,17 +106,49 @@ def test_gated_attention_pool_hand_computation():
 
 @pytest.mark.parametrize("kind", PROBE_KINDS)
 def test_gradients_reach_both_networks(kind):
+    """Every parameter that can change the logits receives a gradient.
+
+    The scorer's output bias ``attention.W.bias`` cannot: each attention column goes through a softmax over the
+    study's tokens, which is invariant to adding a constant, so its gradient is zero in exact arithmetic and only
+    rounding decides whether float sums leave a tiny non-zero value. It is checked for what is true instead: a
+    gradient that is zero to rounding, and logits that do not move when it is shifted.
+    """
     probe = make(kind).train()
     x, cu, _ = pack(bags(7))
     logits, _ = probe(x, cu)
     target = torch.randint(0, 2, logits.shape, generator=torch.Generator().manual_seed(0)).double()
     torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
     other = probe.classifier if kind == "classify_then_aggregate" else probe.head
+    shift_invariant = {"W.bias"}
     for net in (probe.attention, other):
         for name, p in net.named_parameters():
-            assert p.grad is not None and p.grad.abs().sum() > 0, name
+            assert p.grad is not None, name
+            if net is probe.attention and name in shift_invariant:
+                scale = probe.attention.W.weight.grad.abs().max()
+                assert p.grad.abs().max() <= 1e-12 * max(1.0, float(scale)), name
+            else:
+                assert p.grad.abs().sum() > 0, name
     if kind == "classify_then_aggregate":
         assert probe.scale.grad.abs().sum() > 0 and probe.bias.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", PROBE_KINDS)
+def test_attention_output_bias_is_shift_invariant(kind):
+    """Why the scorer's output bias gets no gradient: shifting it leaves every logit and attention weight as is,
+    while shifting a weight that reaches the scores does change them (the positive control)."""
+    probe = make(kind)
+    x, cu, _ = pack(bags(3))
+    logits, attn = probe(x, cu)
+    with torch.no_grad():
+        probe.attention.W.bias.add_(3.7)
+    shifted_logits, shifted_attn = probe(x, cu)
+    torch.testing.assert_close(shifted_logits, logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(shifted_attn, attn, atol=1e-12, rtol=0)
+    with torch.no_grad():
+        probe.attention.W.weight.mul_(3.0)
+    moved_logits, moved_attn = probe(x, cu)
+    assert (moved_attn - attn).abs().max() > 1e-3
+    assert (moved_logits - logits).abs().max() > 1e-6
 
 
 @pytest.mark.parametrize("kind", PROBE_KINDS)
