@@ -1,15 +1,25 @@
 # neurovfm: the NeuroVFM paper as one DAG, from a PACS export to figures.
 #   snakemake --profile profiles/local all      (embedded synthetic health system)
 #   snakemake --profile profiles/armis2 all     (paper scale on SLURM)
-from snakemake.utils import min_version, validate
+import os
+import sys
+
+from snakemake.utils import min_version
+
+from neurovfm.config import ConfigError, validate as validate_config
 
 min_version("9.27")
 
 
-configfile: "config.yaml"
+# The checkout's defaults, found from the Snakefile (so --directory elsewhere works); a --configfile holds
+# only what it changes and is deep-merged over them.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate_config(config)  # the package's schema check: a few lines naming the key, never a schema dump
+except ConfigError as _err:
+    sys.exit(f"neurovfm: {_err}")
 
 
 include: "workflow/rules/common.smk"

@@ -114,7 +114,7 @@ def _cmd_reportgen_train(args) -> int:
 
 def _cmd_check_config(args) -> int:
     _config(args)
-    print(f"{args.config}: valid")
+    print(f"{args.config or 'default configuration'}: valid")
     return 0
 
 
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", default="config.yaml", help="run configuration (default: config.yaml)")
+        p.add_argument("--config", help="run configuration, deep-merged over the checkout's config.yaml (a file "
+                       "may hold only the keys it changes, as with snakemake --configfile; default: the defaults)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a configuration value, e.g. --set synth.n_studies=20 (repeatable)")
         p.add_argument("--log", help="also write the log to this file")

@@ -7,6 +7,9 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = SCHEMA_PATH.parent.parent.parent / "config.yaml"
+MAX_ERRORS = 5  # lines of a configuration error; the rest are counted, never dumped
+MAX_LINE = 160
 
 
 class ConfigError(ValueError):
@@ -20,24 +23,65 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def _explain(err) -> str:
+    """One line for one schema error: the key, what is wrong, and what is allowed (never the schema)."""
+    where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    if err.validator == "additionalProperties":
+        allowed = sorted((err.schema.get("properties") or {}).keys())
+        unknown = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        if unknown:
+            at = "" if where == "<top level>" else f"{where}."
+            return f"  {', '.join(at + u for u in unknown)}: unknown key; allowed here: {', '.join(allowed)}"
+    if err.validator == "enum":
+        return f"  {where}: {_short(err.instance)} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}"
+    if err.validator == "required":
+        return f"  {where}: {err.message}"
+    if err.validator == "type":
+        return f"  {where}: {_short(err.instance)} is not of type {err.validator_value}"
+    return f"  {where}: {_short(err.message)}"
+
+
+def _short(value) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
+
+
 def validate(cfg: dict) -> dict:
-    """Raise ConfigError naming the offending key when ``cfg`` does not match the schema."""
+    """Raise ConfigError naming the offending key(s) and the allowed values when ``cfg`` does not match the
+    schema (at most MAX_ERRORS lines)."""
     validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.path))
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  {where}: {err.message}")
+        lines = [_explain(err) for err in errors[:MAX_ERRORS]]
+        if len(errors) > MAX_ERRORS:
+            lines.append(f"  ... and {len(errors) - MAX_ERRORS} more")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     return cfg
 
 
-def load_config(path: str | Path) -> dict:
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh)
+def read_mapping(path: str | Path) -> dict:
+    """The YAML mapping in ``path`` (not validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with open(path) as fh:
+            cfg = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from err
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    return cfg
+
+
+def load_config(path: str | Path | None = None) -> dict:
+    """The defaults (the checkout's config.yaml) with ``path`` deep-merged over them, validated: a user file
+    holds only what it changes, as with Snakemake's ``--configfile``."""
+    cfg = read_mapping(DEFAULT_CONFIG)
+    if path is not None and Path(path).resolve() != DEFAULT_CONFIG.resolve():
+        cfg = merged(cfg, read_mapping(path))
     return validate(cfg)
 
 
@@ -59,4 +103,4 @@ def merged(base: dict, overrides: dict) -> dict:
 
 def default_config(**sections) -> dict:
     """The repository's config.yaml with ``sections`` deep-merged over it, validated (for tests and notebooks)."""
-    return validate(merged(load_config(SCHEMA_PATH.parent.parent.parent / "config.yaml"), sections))
+    return validate(merged(load_config(), sections))

@@ -2,8 +2,9 @@
 
 Storage layout of a record (``planes`` here, byte offsets in :mod:`neurovfm.store.index`):
 * MRI: one 8-bit plane, channel ``mri``.
-* CT: the configured windows in order; each 8-bit window is a plane of its own, 4-bit windows are paired
-  into one plane (first of a pair in the high nibble). With the paper's windows: plane 0 = brain (8 bit),
+* CT: the configured windows in a fixed order (:func:`ct_window_order`: 8-bit windows first, then 4-bit ones,
+  each group by name, whatever the order of the YAML keys); each 8-bit window is a plane of its own, 4-bit
+  windows are paired into one plane (first of a pair in the high nibble). With the paper's windows: plane 0 = brain (8 bit),
   plane 1 = blood (high nibble) | bone (low nibble).
 Rounding is documented in :mod:`neurovfm.preprocess.quantize`.
 """
@@ -44,11 +45,18 @@ class Channel:
         return out
 
 
+def ct_window_order(ct_windows: dict) -> list[str]:
+    """The storage order of the CT windows, independent of the order of the YAML keys: 8-bit windows first,
+    then 4-bit ones, each group by name (the paper's windows: brain; blood, bone)."""
+    return sorted(ct_windows, key=lambda name: (-int(ct_windows[name]["bits"]), name))
+
+
 def channel_layout(modality: str, pcfg: dict) -> list[Channel]:
     if modality == "MR":
         return [Channel(MR_CHANNEL, 8, 0, None)]
     chans, plane, pending = [], 0, None
-    for name, w in pcfg["ct_windows"].items():
+    for name in ct_window_order(pcfg["ct_windows"]):
+        w = pcfg["ct_windows"][name]
         width, level, bits = float(w["width"]), float(w["level"]), int(w["bits"])
         if bits == 8:
             chans.append(Channel(name, 8, plane, None, width, level))

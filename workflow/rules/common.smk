@@ -13,25 +13,31 @@ if _unknown:
                      f"({sorted(config['pretrain']['models'])})")
 
 
+def _expanded(path):
+    return os.path.expandvars(path) if path else None
+
+
 def export_dir():
-    """The DICOM tree ingest reads: the synthetic export, or the user's PACS export."""
+    """The DICOM tree ingest reads: the synthetic export, the user's PACS export, or None on the NIfTI route
+    (ingest then reads input.nifti_dir and input.nifti_csv)."""
     if SYNTHETIC:
         return f"{RES}/pacs_export/dicom"
-    return os.path.expandvars(config["input"]["dicom_dir"])
+    if config["input"]["kind"] == "nifti":
+        return None
+    return _expanded(config["input"]["dicom_dir"])
 
 
 def pixel_root():
     """Folder that the paths of private/{run}/files.csv are relative to."""
     if config["input"]["kind"] == "nifti":
-        return os.path.expandvars(config["input"]["nifti_dir"])
+        return _expanded(config["input"]["nifti_dir"])
     return export_dir()
 
 
 def reports_csv():
     if SYNTHETIC:
         return f"{RES}/pacs_export/reports.csv"
-    path = config["input"]["reports_csv"]
-    return os.path.expandvars(path) if path else None
+    return _expanded(config["input"]["reports_csv"])
 
 
 def synthetic_export():
