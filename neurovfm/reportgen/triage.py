@@ -50,6 +50,12 @@ class RuleJudge:
         cues = [re.escape(c) for c in downgrade_cues]
         self.downgrade = re.compile(rf"(?i)\b(?:{'|'.join(cues)})\b") if cues else None
 
+    @classmethod
+    def from_defaults(cls) -> "RuleJudge":
+        from neurovfm.config import default_config
+
+        return cls(default_config()["reportgen"]["triage"]["downgrade_cues"])
+
     def triage(self, findings: list[str], indication: str | None, modality: str) -> str:
         items = [f.strip() for f in findings if f and f.strip()]
         if not items:
