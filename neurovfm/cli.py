@@ -16,8 +16,8 @@ import yaml
 
 from neurovfm import pipeline
 from neurovfm.config import ConfigError, load_config, private_dir, run_dir, validate
-from neurovfm.ingest.deid import MissingKeyError
 from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import report
 
 
 def _apply_overrides(cfg: dict, pairs: list[str]) -> dict:
@@ -56,6 +56,20 @@ def _cmd_ingest(args) -> int:
                                    else cfg["input"]["reports_csv"])
     out = Path(args.out) if args.out else run_dir(cfg) / "ingest"
     summary = pipeline.ingest(cfg, dicom_dir, reports, out, private_dir(cfg), threads=args.workers)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_preprocess(args) -> int:
+    cfg = _config(args)
+    nifti = cfg["input"]["kind"] == "nifti"
+    synthetic = not nifti and cfg["input"]["dicom_dir"] is None
+    root = args.export_root or (cfg["input"]["nifti_dir"] if nifti else
+                                run_dir(cfg) / "pacs_export" / "dicom" if synthetic else cfg["input"]["dicom_dir"])
+    ingest = run_dir(cfg) / "ingest"
+    out = Path(args.out) if args.out else run_dir(cfg) / "shards"
+    summary = pipeline.preprocess(cfg, args.series or ingest / "series.csv", args.files or private_dir(cfg) / "files.csv",
+                                  root, out, threads=args.workers)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -143,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes (default: ingest.workers or all cores)")
     p.set_defaults(func=_cmd_ingest)
 
+    p = sub.add_parser("preprocess", help="resample, window and quantise the ingested series into shards")
+    common(p)
+    p.add_argument("--series", help="series.csv written by ingest (default: results/{run}/ingest/series.csv)")
+    p.add_argument("--files", help="private files.csv written by ingest (default: private/{run}/files.csv)")
+    p.add_argument("--export-root", help="folder the paths of files.csv are relative to (default: from input)")
+    p.add_argument("--out", help="output folder (default: results/{run}/shards)")
+    p.add_argument("--workers", type=int, help="processes (default: preprocess.workers or all cores)")
+    p.set_defaults(func=_cmd_preprocess)
+
     p = sub.add_parser("labels", help="diagnosis labels and key findings from the ingested reports")
     common(p)
     p.add_argument("--reports", help="private reports.jsonl written by ingest")
@@ -182,14 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stage(args) -> str:
+    sub = getattr(args, "jepa_command", None) or getattr(args, "reportgen_command", None)
+    return f"{args.command}_{sub}" if sub else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; any failure ends as one line on stderr (no traceback), a reason code and PHI-free
+    detail in the log, and the raw message in private/{run}/errors/ (neurovfm.utils.stage)."""
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "log", None))
     try:
         return args.func(args)
-    except (ConfigError, MissingKeyError, FileNotFoundError) as err:
-        print(f"neurovfm: {err}", file=sys.stderr)
-        return 2
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as err:  # every failure of a command ends here, whatever its type
+        try:
+            cfg = _config(args)
+        except ConfigError:
+            cfg = None
+        return report(_stage(args), err, cfg)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ MAX_LINE = 160
 class ConfigError(ValueError):
     """A configuration that does not match the schema (the message names the key)."""
 
+    reason = "invalid_config"  # neurovfm.utils.failure code
+
 
 def load_schema() -> dict:
     if not SCHEMA_PATH.is_file():

@@ -37,19 +37,23 @@ def synth(cfg: dict, out_dir: str | Path, threads: int | None = None) -> dict:
 
 
 def ingest(cfg: dict, dicom_dir, reports_csv, out_dir, private_dir, threads: int | None = None) -> dict:
+    from neurovfm.ingest import inputs
+    from neurovfm.ingest.reports import REQUIRED
+
     key = resolve_key(cfg["deid"], cfg["run"])
     workers = _workers(cfg["ingest"]["workers"], threads)
     if cfg["input"]["kind"] == "nifti":
-        from neurovfm.ingest.nifti import run_ingest_nifti
+        from neurovfm.ingest.nifti import REQUIRED_COLUMNS, run_ingest_nifti
 
-        return run_ingest_nifti(_existing(cfg["input"]["nifti_dir"], "input.nifti_dir"),
-                                _existing(cfg["input"]["nifti_csv"], "input.nifti_csv"),
-                                Path(out_dir), Path(private_dir), cfg, key)
+        nifti_dir = inputs.folder(cfg["input"]["nifti_dir"], "input.nifti_dir")
+        nifti_csv = inputs.table(cfg["input"]["nifti_csv"], "input.nifti_csv", REQUIRED_COLUMNS)
+        return run_ingest_nifti(nifti_dir, nifti_csv, Path(out_dir), Path(private_dir), cfg, key)
     from neurovfm.ingest.run import run_ingest
 
-    reports = _existing(reports_csv, "input.reports_csv") if reports_csv else None
-    return run_ingest(_existing(dicom_dir, "input.dicom_dir"), reports, Path(out_dir), Path(private_dir),
-                      cfg, key, workers)
+    root = inputs.folder(dicom_dir, "the DICOM export (input.dicom_dir / --dicom-dir)")
+    reports = inputs.table(reports_csv, "the reports CSV (input.reports_csv / --reports-csv)", REQUIRED) \
+        if reports_csv else None
+    return run_ingest(str(root), reports, Path(out_dir), Path(private_dir), cfg, key, workers)
 
 
 def labels(cfg: dict, reports_jsonl, studies_csv, out_dir, private_dir) -> dict:
@@ -70,11 +74,13 @@ def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> No
 
 
 def preprocess(cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None) -> dict:
-    """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards."""
+    """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards. A rerun keeps
+    finished shards and retries series excluded for transient reasons (README: When something goes wrong)."""
+    from neurovfm.ingest import inputs
     from neurovfm.preprocess.run import run_preprocess
 
     workers = _workers(cfg["preprocess"]["workers"], threads)
-    root = _existing(export_root, "export root")
+    root = inputs.folder(export_root, "the export root (input.dicom_dir / input.nifti_dir)")
     kind = cfg["input"]["kind"]
     return run_preprocess(Path(series_csv), Path(files_csv), root, Path(out_dir), cfg, workers=workers, kind=kind)
 

@@ -18,6 +18,8 @@ HASH_HEX_CHARS = 20  # 80 bits: collision-free in practice for 10^8 identifiers
 class MissingKeyError(RuntimeError):
     """No de-identification key is configured for this run."""
 
+    reason = "missing_key"  # neurovfm.utils.failure code
+
 
 def resolve_key(deid_cfg: dict, run: str) -> bytes:
     """The hashing key: environment variable, else key file, else the demo key (demo run only)."""

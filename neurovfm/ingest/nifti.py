@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from neurovfm.ingest import geometry as geo
+from neurovfm.ingest import inputs
 from neurovfm.ingest.classify import sequence_family
 from neurovfm.ingest.deid import cap_age, keyed_hash
 from neurovfm.ingest.discover import walk
@@ -28,6 +29,7 @@ from neurovfm.utils.atomic import write_csv
 
 log = logging.getLogger("neurovfm")
 
+REQUIRED_COLUMNS = ("file", "subject_id")
 KNOWN = {"file", "subject_id", "study_id", "modality", "sequence", "age", "sex", "site", "split"}
 FAMILIES = {"ct", "ct_contrast", "t1", "t1c", "t2", "flair", "dwi", "swi", "other"}
 SPLITS = {"train", "val", "test"}
@@ -86,10 +88,7 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
     icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
     params = {"min_slices": int(icfg["min_slices"]), "max_tilt_deg": float(icfg["max_tilt_deg"]),
               "oblique_deg": float(icfg["oblique_deg"])}
-    df = pd.read_csv(nifti_csv, dtype=str, keep_default_na=False)
-    missing = [c for c in ("file", "subject_id") if c not in df.columns]
-    if missing:
-        raise ValueError(f"NIfTI CSV lacks required column(s) {missing}; found {list(df.columns)}")
+    df = pd.read_csv(inputs.table(nifti_csv, "input.nifti_csv", REQUIRED_COLUMNS), dtype=str, keep_default_na=False)
     label_cols = [c for c in df.columns if c not in KNOWN]
     ledger = Ledger()
     on_disk = {p for p in walk(nifti_dir)[0] if _is_nifti(p)}
@@ -141,6 +140,7 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
                                                   int(scfg["val_per_modality"]), int(cfg["seed"]),
                                                   float(scfg["max_val_fraction"]))
         vol_df["split"] = vol_df["study_id"].map(dict(zip(st["study_id"], st["split"])))
+    inputs.require_volumes(n_seen, len(vol_df), ledger.files_by_reason(), bool(icfg["allow_empty"]), "NIfTI")
     summary = write_outputs(out_dir, private_dir, vol_df, st, ledger, files, [], n_files_seen=n_seen,
                             n_files_included=len(vols), input_kind="nifti")
     lab = pd.DataFrame(labels, columns=["study_id", *label_cols])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from neurovfm.ingest import geometry as geo
+from neurovfm.ingest import inputs
 from neurovfm.ingest.classify import has_contrast, sequence_family
 from neurovfm.ingest.deid import keyed_hash
 from neurovfm.ingest.demographics import age_years, parse_da
@@ -226,6 +227,7 @@ def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_di
     reports = [{"study_id": s["study_id"], "modality": s["modality"], "indication": report_rows[s["study_uid"]]["indication"],
                 "report_text": report_rows[s["study_uid"]]["text"]}
                for _, s in studies.iterrows() if s["study_uid"] in report_rows] if len(studies) else []
+    inputs.require_volumes(len(files), len(vols), ledger.files_by_reason(), bool(icfg["allow_empty"]))
     summary = write_outputs(out_dir, private_dir, vols, studies, ledger, file_rows, reports,
                             n_files_seen=len(files), symlinks_skipped=links, report_counts=report_counts)
     return summary

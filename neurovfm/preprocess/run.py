@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from neurovfm.store import index as idx
 from neurovfm.store import writer
 from neurovfm.store.stats import compute_stats, write_stats
 from neurovfm.utils.atomic import write_csv, write_text
+from neurovfm.utils.failure import Failure, check, describe, is_transient, keep_raw
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
@@ -47,9 +49,9 @@ class Job:
     offset: int = -1
 
 
-def exclusion(meta: dict, n_files: int, reason: str, detail: str) -> dict:
-    return {"unit": "series", "file_id": "", "series_id": meta["series_id"], "study_id": meta["study_id"],
-            "n_files": int(n_files), "reason": reason, "detail": detail, "stage": "preprocess"}
+def exclusion(meta: dict, n_files: int, reason: str, detail: str, file_id: str = "") -> dict:
+    return {"unit": "series", "file_id": file_id, "series_id": meta["series_id"], "study_id": meta["study_id"],
+            "n_files": int(n_files), "reason": check(reason), "detail": detail, "stage": "preprocess"}
 
 
 def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job], list[dict]]:
@@ -120,23 +122,68 @@ def _entry(job: Job, res, pcfg: dict) -> dict:
             "intensity": {k: round(v, 4) for k, v in res.intensity.items()}, "moments": res.moments}
 
 
-def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, shard_tmp: str) -> dict:
-    """Worker: load, process, write into the shard. Returns {"entry": ...} or {"exclusion": ...}."""
+def _load_failure(err: BaseException, rows: list[tuple[str, str]], export_root: str) -> tuple[Failure, str]:
+    """(reason code and PHI-free detail, file_id of the file at fault or "") of a failed pixel load."""
+    from neurovfm.ingest.volume import VolumeError
+
+    if isinstance(err, (VolumeError, OSError)):
+        failure = describe(err)
+    else:
+        failure = Failure("unreadable_pixels", f"pixel data could not be loaded ({type(err).__name__})", False)
+    file_id = ""
+    name = getattr(err, "filename", None)
+    if name is not None:
+        by_path = {str(Path(export_root) / p): fid for fid, p in rows}
+        file_id = by_path.get(str(name), "")
+    slice_k = getattr(err, "detail", "").split(":")[0] if isinstance(err, VolumeError) else ""
+    if not file_id and slice_k.startswith("slice "):
+        k = int(slice_k.split()[1])
+        file_id = rows[k][0] if 0 <= k < len(rows) else ""
+    return failure, file_id
+
+
+def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, shard_tmp: str,
+                private_dir: str | None = None) -> dict:
+    """Worker: load, process, write into the shard. Returns {"entry": ...} or {"exclusion": ...}. A failed
+    load is described by a reason code and PHI-free detail (:func:`neurovfm.utils.failure.describe`); the
+    raw message goes to ``private_dir/errors/preprocess.log``."""
+    rows = source.read_rows(files_csv, *job.files)
+    paths = [Path(export_root) / p for _, p in rows]
     from neurovfm.ingest.volume import VolumeError
 
     try:
-        paths = [Path(export_root) / p for p in source.read_paths(files_csv, *job.files)]
         array = loader(paths, np.asarray(job.affine).reshape(4, 4), job.shape)
-    except (VolumeError, OSError, ValueError) as err:
-        return {"exclusion": exclusion(job.meta, job.files[1], "unreadable_pixels", f"{type(err).__name__}: {err}")}
+    except (VolumeError, OSError, ValueError) as err:  # the data or the file system; anything else is a bug
+        failure, file_id = _load_failure(err, rows, export_root)
+        keep_raw(private_dir, "preprocess", err, subject=f"series {job.meta['series_id']}")
+        out = exclusion(job.meta, job.files[1], failure.reason, failure.detail, file_id)
+        return {"exclusion": {**out, "stamp": source.stamp(paths)}}
     try:
         res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
                       pcfg, expected_shape=job.shape)
     except PreprocessError as err:
-        return {"exclusion": exclusion(job.meta, job.files[1], err.reason, err.detail)}
+        return {"exclusion": {**exclusion(job.meta, job.files[1], err.reason, err.detail), "stamp": source.stamp(paths)}}
     del array
     writer.write_record(shard_tmp, job.offset, res.planes, res.token_mask)
     return {"entry": _entry(job, res, pcfg)}
+
+
+def to_retry(done: dict, group: list[Job], files_csv: str, export_root: str) -> list[Job]:
+    """Jobs of a finished shard to process again: excluded for a transient reason (the file system: missing,
+    permission, I/O, disk full), or for bad data whose files changed since (restored, re-exported)."""
+    by_series = {j.meta["series_id"]: j for j in group}
+    out = []
+    for ex in done["exclusions"]:
+        job = by_series.get(ex["series_id"])
+        if job is None:
+            continue
+        if is_transient(ex["reason"]):
+            out.append(job)
+            continue
+        paths = [Path(export_root) / p for p in source.read_paths(files_csv, *job.files)]
+        if ex.get("stamp") is not None and ex["stamp"] != source.stamp(paths):
+            out.append(job)
+    return sorted(out, key=lambda j: j.offset)
 
 
 def _shard_fingerprint(split: str, group: list[Job], pcfg: dict, kind: str) -> str:
@@ -174,7 +221,8 @@ class _Pool:
 
 
 def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool: _Pool, files_csv: str,
-                export_root: str, loader, pcfg: dict, kind: str, progress: Progress) -> tuple[list, list, list]:
+                export_root: str, loader, pcfg: dict, kind: str, progress: Progress,
+                private_dir: str | None = None) -> tuple[list, list, list]:
     """Write (or reuse) the split's shards; returns (shard infos, entries, exclusions)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shards_info, entries, excluded = [], [], []
@@ -182,11 +230,22 @@ def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool:
         final, sidecar = out_dir / idx.shard_file(s), out_dir / idx.sidecar_file(s)
         fp = _shard_fingerprint(split, group, pcfg, kind)
         done = writer.finished(final, sidecar, fp)
-        if done is None:
+        retry = to_retry(done, group, files_csv, export_root) if done is not None else []
+        if done is None or retry:
             tmp = writer.temp_path(final)
-            writer.allocate(tmp, shard_size(group))
-            found, lost = [], []
-            for out in pool.map(process_job, group, files_csv, export_root, loader, pcfg, str(tmp)):
+            if done is None:
+                todo, kept = group, {"volumes": [], "exclusions": []}
+                writer.allocate(tmp, shard_size(group))
+            else:  # only the retried records are written; the others stay as they are in the shard
+                todo, again = retry, {j.meta["series_id"] for j in retry}
+                kept = {"volumes": done["volumes"],
+                        "exclusions": [e for e in done["exclusions"] if e["series_id"] not in again]}
+                log.info("%s %s: retrying %d excluded series (%s)", split, final.name, len(retry),
+                         ", ".join(sorted({e["reason"] for e in done["exclusions"] if e["series_id"] in again})))
+                os.replace(final, tmp)  # a kill from here on leaves no shard: the rerun redoes it whole
+                progress.update(len(group) - len(retry))
+            found, lost = list(kept["volumes"]), list(kept["exclusions"])
+            for out in pool.map(process_job, todo, files_csv, export_root, loader, pcfg, str(tmp), private_dir):
                 (found if "entry" in out else lost).append(out.get("entry") or out.get("exclusion"))
                 progress.update()
             found.sort(key=lambda e: e["offset"])
@@ -223,11 +282,13 @@ def _layouts(pcfg: dict) -> dict:
 
 
 def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, workers: int = 1,
-                   kind: str = "dicom", loader=None) -> dict:
+                   kind: str = "dicom", loader=None, private_dir=None) -> dict:
     """Write ``out_dir/{split}/index.json`` (+ shards), ``out_dir/train/stats.json``,
     ``out_dir/exclusions.csv`` and ``out_dir/summary.json``. ``loader(paths, affine, shape)`` overrides
-    the ingest loader of ``kind`` (tests, benchmarks)."""
+    the ingest loader of ``kind`` (tests, benchmarks). Raw error messages go to
+    ``private_dir/errors/preprocess.log`` (default: the folder of ``files_csv``, i.e. ``private/{run}``)."""
     pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
+    private_dir = str(private_dir if private_dir is not None else Path(files_csv).parent)
     out_dir = Path(out_dir)
     for split in SPLITS:  # an interrupted rerun must never leave an index describing replaced shards
         (out_dir / split / idx.INDEX_NAME).unlink(missing_ok=True)
@@ -243,7 +304,7 @@ def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, worke
         for split in SPLITS:
             split_jobs = [j for j in jobs if j.meta["split"] == split]
             results[split] = write_split(split, split_jobs, out_dir / split, n_shards[split], pool, str(files_csv),
-                                         str(export_root), loader, pcfg, kind, progress)
+                                         str(export_root), loader, pcfg, kind, progress, private_dir)
     finally:
         pool.close()
     progress.close()
@@ -252,7 +313,11 @@ def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, worke
     ledger = pd.DataFrame(sorted(excluded, key=lambda e: (e["series_id"], e["reason"])), columns=LEDGER_COLUMNS)
     write_csv(out_dir / "exclusions.csv", ledger)
     write_stats(out_dir / "train" / "stats.json", compute_stats(results["train"][1], "train"))
-    summary = {"n_series_in": int(len(series)), "n_excluded": int(len(ledger)),
+    transient = int(ledger["reason"].map(is_transient).sum()) if len(ledger) else 0
+    if transient:
+        log.warning("preprocess: %d series excluded for transient reasons (file system); fix the cause and rerun "
+                    "preprocessing to retry them (README: When something goes wrong)", transient)
+    summary = {"n_series_in": int(len(series)), "n_excluded": int(len(ledger)), "n_excluded_transient": transient,
                "excluded_by_reason": {str(k): int(v) for k, v in ledger["reason"].value_counts().sort_index().items()},
                "splits": {}}
     for split in SPLITS:

@@ -7,7 +7,9 @@ count (rows of a series are contiguous, as ingest writes them), and each worker 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +47,32 @@ def index_files_csv(path: str | Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def read_paths(files_csv: str | Path, offset: int, n_rows: int) -> list[str]:
-    """The ``path`` column of ``n_rows`` rows from ``offset``, sorted by slice_index."""
+def read_rows(files_csv: str | Path, offset: int, n_rows: int) -> list[tuple[str, str]]:
+    """(file_id, path) of ``n_rows`` rows from ``offset``, sorted by slice_index."""
     with open(files_csv, "rb") as fh:
         fh.seek(offset)
         lines = [fh.readline().decode("utf-8") for _ in range(n_rows)]
     rows = list(csv.reader(io.StringIO("".join(lines))))
-    return [r[3] for r in sorted(rows, key=lambda r: int(r[2]))]
+    return [(r[0], r[3]) for r in sorted(rows, key=lambda r: int(r[2]))]
+
+
+def read_paths(files_csv: str | Path, offset: int, n_rows: int) -> list[str]:
+    """The ``path`` column of ``n_rows`` rows from ``offset``, sorted by slice_index."""
+    return [path for _, path in read_rows(files_csv, offset, n_rows)]
+
+
+def stamp(paths) -> str:
+    """A digest of the size and modification time of ``paths`` (-1 where a file cannot be seen): it changes
+    when a file is restored, replaced or re-exported, so an exclusion for bad data is retried then (and only
+    then). A digest, not the values, so no file time reaches results/."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(b"-1;")
+    return h.hexdigest()[:16]
 
 
 def load_dicom(paths: list[Path], affine: np.ndarray, shape) -> np.ndarray:

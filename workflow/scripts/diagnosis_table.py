@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.diagnosis_table(snakemake.config, snakemake.wildcards.modality, snakemake.input.predictions,
-                         snakemake.input.thresholds, snakemake.output.table, snakemake.output.categories)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.diagnosis_table(snakemake.config, snakemake.wildcards.modality, snakemake.input.predictions,
+                             snakemake.input.thresholds, snakemake.output.table, snakemake.output.categories)

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.encoder_comparison(snakemake.config, snakemake.wildcards.modality, snakemake.wildcards.a,
-                            snakemake.wildcards.b, snakemake.input.a, snakemake.input.b, snakemake.output[0])
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.encoder_comparison(snakemake.config, snakemake.wildcards.modality, snakemake.wildcards.a,
+                                snakemake.wildcards.b, snakemake.input.a, snakemake.input.b, snakemake.output[0])

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.external_benchmark(snakemake.config, snakemake.wildcards.dataset, snakemake.input.stats, snakemake.output.work,
-                            snakemake.params.private, snakemake.output.table, threads=snakemake.threads)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.external_benchmark(snakemake.config, snakemake.wildcards.dataset, snakemake.input.stats, snakemake.output.work,
+                                snakemake.params.private, snakemake.output.table, threads=snakemake.threads)

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.extractor_eval(snakemake.config, Path(snakemake.input.ct).parent, Path(snakemake.input.export) / "truth",
-                        snakemake.input.studies, snakemake.output[0])
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.extractor_eval(snakemake.config, Path(snakemake.input.ct).parent, Path(snakemake.input.export) / "truth",
+                            snakemake.input.studies, snakemake.output[0])

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.fig3d(snakemake.config, snakemake.params.encoder, snakemake.params.probes_dir, snakemake.input.findings,
-               snakemake.input.shards, snakemake.output.png)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.fig3d(snakemake.config, snakemake.params.encoder, snakemake.params.probes_dir, snakemake.input.findings,
+                   snakemake.input.shards, snakemake.output.png)

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.fig_diagnostic_analysis(snakemake.config, snakemake.wildcards.fig, dict(snakemake.input.items()),
-                                 snakemake.output.png)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.fig_diagnostic_analysis(snakemake.config, snakemake.wildcards.fig, dict(snakemake.input.items()),
+                                     snakemake.output.png)

@@ -1,5 +1,5 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.fig_ed_masking(snakemake.config, snakemake.input.train, snakemake.input.stats, snakemake.output.png)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.fig_ed_masking(snakemake.config, snakemake.input.train, snakemake.input.stats, snakemake.output.png)

@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-pipeline.fig_ed_preprocessing(snakemake.config, snakemake.input.series, snakemake.input.files, p.export_root,
-                              p.shards_dir, snakemake.output.png)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    p = snakemake.params
+    pipeline.fig_ed_preprocessing(snakemake.config, snakemake.input.series, snakemake.input.files, p.export_root,
+                                  p.shards_dir, snakemake.output.png)

@@ -1,5 +1,5 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.fig_reportgen(snakemake.config, snakemake.params.name, snakemake.input.table, snakemake.output.png)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.fig_reportgen(snakemake.config, snakemake.params.name, snakemake.input.table, snakemake.output.png)

@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i, o = snakemake.input, snakemake.output
-pipeline.reportgen_frontier_inputs(snakemake.config, i.triage_set, i.series, i.shards, i.reports,
-                                   snakemake.params.payload_dir, o.counts, o.generations)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i, o = snakemake.input, snakemake.output
+    pipeline.reportgen_frontier_inputs(snakemake.config, i.triage_set, i.series, i.shards, i.reports,
+                                       snakemake.params.payload_dir, o.counts, o.generations)

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-p = snakemake.params
-pipeline.ingest(snakemake.config, p.dicom_dir, p.reports_csv, p.out_dir, p.private_dir, threads=snakemake.threads)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    p = snakemake.params
+    pipeline.ingest(snakemake.config, p.dicom_dir, p.reports_csv, p.out_dir, p.private_dir, threads=snakemake.threads)

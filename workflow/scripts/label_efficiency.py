@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.label_efficiency(snakemake.config, snakemake.params.probes_dir, snakemake.params.labels_dir,
-                          snakemake.output.table, snakemake.output.models)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.label_efficiency(snakemake.config, snakemake.params.probes_dir, snakemake.params.labels_dir,
+                              snakemake.output.table, snakemake.output.models)

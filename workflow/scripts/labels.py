@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.labels(snakemake.config, snakemake.input.reports, snakemake.input.studies,
-                snakemake.params.out_dir, snakemake.params.private_dir)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.labels(snakemake.config, snakemake.input.reports, snakemake.input.studies,
+                    snakemake.params.out_dir, snakemake.params.private_dir)

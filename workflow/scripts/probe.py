@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.probe(snakemake.config, snakemake.wildcards.encoder, snakemake.wildcards.modality, snakemake.params.feature_dir,
-               snakemake.input.labels, snakemake.input.findings, snakemake.params.out_dir, threads=snakemake.threads)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.probe(snakemake.config, snakemake.wildcards.encoder, snakemake.wildcards.modality, snakemake.params.feature_dir,
+                   snakemake.input.labels, snakemake.input.findings, snakemake.params.out_dir, threads=snakemake.threads)

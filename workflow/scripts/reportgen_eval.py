@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i, o = snakemake.input, snakemake.output
-pipeline.reportgen_eval(snakemake.config, snakemake.params.generations, i.frontier, i.predictions, i.triage_set,
-                        i.findings, i.ct, i.mri, o.text, o.triage, o.cost, o.scaling)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i, o = snakemake.input, snakemake.output
+    pipeline.reportgen_eval(snakemake.config, snakemake.params.generations, i.frontier, i.predictions, i.triage_set,
+                            i.findings, i.ct, i.mri, o.text, o.triage, o.cost, o.scaling)

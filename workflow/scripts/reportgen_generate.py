@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i = snakemake.input
-pipeline.reportgen_generate(snakemake.config, snakemake.params.model_dir, i.features, i.findings, i.reports,
-                            snakemake.output[0], threads=snakemake.threads)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i = snakemake.input
+    pipeline.reportgen_generate(snakemake.config, snakemake.params.model_dir, i.features, i.findings, i.reports,
+                                snakemake.output[0], threads=snakemake.threads)

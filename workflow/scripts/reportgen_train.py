@@ -1,8 +1,8 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i = snakemake.input
-pipeline.reportgen_train(snakemake.config, snakemake.wildcards.size, i.features, i.findings, i.ct, i.mri, i.reports,
-                         snakemake.params.out_dir, threads=snakemake.threads,
-                         gpus=int(snakemake.resources.get("gpu", 0)))
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i = snakemake.input
+    pipeline.reportgen_train(snakemake.config, snakemake.wildcards.size, i.features, i.findings, i.ct, i.mri, i.reports,
+                             snakemake.params.out_dir, threads=snakemake.threads,
+                             gpus=int(snakemake.resources.get("gpu", 0)))

@@ -1,6 +1,6 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.subgroups(snakemake.config, snakemake.params.probes_dir, snakemake.input.studies, snakemake.output.table,
-                   snakemake.output.means)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.subgroups(snakemake.config, snakemake.params.probes_dir, snakemake.input.studies, snakemake.output.table,
+                       snakemake.output.means)

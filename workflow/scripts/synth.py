@@ -1,5 +1,5 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.synth(snakemake.config, snakemake.output[0], threads=snakemake.threads)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.synth(snakemake.config, snakemake.output[0], threads=snakemake.threads)

@@ -1,5 +1,5 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-pipeline.synth_external(snakemake.config, snakemake.output[0], dataset=snakemake.wildcards.dataset)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    pipeline.synth_external(snakemake.config, snakemake.output[0], dataset=snakemake.wildcards.dataset)

@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i, o, p = snakemake.input, snakemake.output, snakemake.params
-pipeline.reportgen_triage(snakemake.config, p.generations, i.frontier, i.findings, i.reports, i.triage_set, i.acuity,
-                          p.cache_dir, o.predictions, o.validation)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i, o, p = snakemake.input, snakemake.output, snakemake.params
+    pipeline.reportgen_triage(snakemake.config, p.generations, i.frontier, i.findings, i.reports, i.triage_set, i.acuity,
+                              p.cache_dir, o.predictions, o.validation)

@@ -1,7 +1,7 @@
 from neurovfm import pipeline
-from neurovfm.utils.progress import setup_logging
+from neurovfm.utils.stage import snakemake_step
 
-setup_logging(snakemake.log[0])
-i, o = snakemake.input, snakemake.output
-pipeline.reportgen_triage_set(snakemake.config, i.findings, i.ct, i.mri, i.features, snakemake.params.truth_dir,
-                              i.studies, o.triage_set, o.acuity)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+    i, o = snakemake.input, snakemake.output
+    pipeline.reportgen_triage_set(snakemake.config, i.findings, i.ct, i.mri, i.features, snakemake.params.truth_dir,
+                                  i.studies, o.triage_set, o.acuity)
