@@ -27,6 +27,7 @@ class Concept:
     pattern: re.Pattern  # all terms, one alternation
     targets: dict  # modality -> tuple of labels | ("@resolver", default or None)
     history_negates: bool
+    treated_negates: bool  # a removed / treated lesion of this concept is not current disease
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,15 @@ class Cues:
     history_adjacent_words: int
     history_not_after: re.Pattern
     presence: re.Pattern
+    hypothetical_lead: re.Pattern
+    hypothetical_pre: re.Pattern
+    team_after: re.Pattern
+    treated_pre: re.Pattern
+    treated_post: re.Pattern
+    current: re.Pattern
+    inner_negation: re.Pattern
+    differential_glue: re.Pattern
+    heading_max_words: int
 
 
 def _alternation(terms, flags=re.IGNORECASE) -> re.Pattern:
@@ -88,8 +98,11 @@ def load_concepts(resolver_names: frozenset) -> tuple[Concept, ...]:
         history = c.get("history", "keep")
         if history not in ("negate", "keep"):
             raise LexiconError(f"concept {key}: history must be negate or keep, not {history!r}")
+        treated = c.get("treated", "keep")
+        if treated not in ("negate", "keep"):
+            raise LexiconError(f"concept {key}: treated must be negate or keep, not {treated!r}")
         targets = {m: _target(c.get(m.lower()), m, key, resolver_names) for m in ("CT", "MR")}
-        out.append(Concept(key, pattern, targets, history == "negate"))
+        out.append(Concept(key, pattern, targets, history == "negate", treated == "negate"))
     return tuple(out)
 
 
@@ -97,9 +110,15 @@ def load_concepts(resolver_names: frozenset) -> tuple[Concept, ...]:
 def load_cues() -> Cues:
     raw = _read("cues.yaml")
     pats = {k: _alternation(raw[k]) for k in ("pseudo_negation", "pre_negation", "post_negation", "pre_hedge",
-                                              "post_hedge", "history_anywhere", "history_adjacent", "presence")}
+                                              "post_hedge", "history_anywhere", "history_adjacent", "presence",
+                                              "hypothetical_pre", "treated_pre", "treated_post", "current",
+                                              "inner_negation")}
+    pats["hypothetical_lead"] = re.compile(r"^\W*" + _alternation(raw["hypothetical_lead"]).pattern, re.IGNORECASE)
+    pats["team_after"] = re.compile(r"^\W{0,3}" + raw["team_after"] + _B1, re.IGNORECASE)
+    pats["differential_glue"] = re.compile(raw["differential_glue"], re.IGNORECASE)
     # cues that start or end with punctuation ('?', ': none') rely on being matched against the clause
     # text before / after the mention as a separate string (the word-boundary guards then hold)
     terminators = re.compile(r";|" + _alternation(raw["terminators"]).pattern, re.IGNORECASE)
     return Cues(terminators=terminators, history_adjacent_words=int(raw["history_adjacent_words"]),
+                heading_max_words=int(raw["heading_max_words"]),
                 history_not_after=re.compile(r"\s+" + raw["history_not_after"] + _B1, re.IGNORECASE), **pats)

@@ -81,7 +81,7 @@ EXTRA_AXIAL = _rx("extra-?axial", "dural[- ]based", "dura\\w*", "convexity", "fa
                   "internal auditory canals?", "iac", "skull base", "cavernous sinus", "parasagittal", "tuberculum")
 PINEAL = _rx("pineal", "tectal plate", "quadrigeminal")
 SELLAR = _rx("sella\\w*", "suprasellar", "pituitary", "infundibul\\w*", "hypophys\\w*")
-INTRAVENTRICULAR = _rx("intra-?ventricular", "within the (?:\\w+ ){0,2}ventricle", "foramen of monro", "septum pellucidum",
+INTRAVENTRICULAR = _rx("intra-?ventricular", "(?:within|inside|arising (?:from|in)|originating (?:from|in)) the (?:\\w+ ){0,5}ventricle", "foramen of monro", "septum pellucidum",
                        "choroid plexus", "trigone")
 ORBIT_SITE = _rx("orbit\\w*", "intraconal", "extraconal", "optic nerve sheath", "lacrimal", "retrobulbar", "globe")
 HEAD_NECK = _rx("nasal cavity", "nasopharyn\\w*", "oropharyn\\w*", "hypopharyn\\w*", "pharyn\\w*", "laryn\\w*", "oral cavity",
@@ -114,6 +114,16 @@ NON_BRAIN_ATROPHY = _rx("muscle\\w*", "optic (?:nerve|atrophy)", "thyroid", "par
                         "fat", "kidney", "gland")
 SPINE_WORDS = _rx("dis[ck]s?", "intervertebral", "spin\\w*", "cervical", "lumbar", "thoracic", "vertebra\\w*", "foramina\\w*",
                   "c[1-7]-?(?:c?[1-7]|t1)?", "l[1-5]", "t[1-9]|t1[0-2]", "nucleus pulposus")
+ACQUIRED_DESCENT = re.compile(r"(?i)(?:secondary to|due to|from|caused by|related to|because of|as a result of|owing to)\s+"
+                              r"(?:\w+\s+){0,4}(?:mass\w*|tumou?r\w*|lesion\w*|herniation|hypotension|csf leak|sagging|edema|oedema|"
+                              r"hematoma|haematoma|hemorrhage|haemorrhage|swelling|effect)")
+LOW_PRESSURE = _rx("intra-?cranial hypotension", "csf (?:leak|hypovolemia|hypovolaemia)", "sagging", "brain sag",
+                   "low (?:csf )?pressure", "overdrainage", "over-drainage")
+BLOOD_IN_EAR = _rx("h(?:a)?emotympanum", "blood", "hemorrhag\\w*", "haemorrhag\\w*", "hemorrhagic", "hyperdense fluid")
+COMPARATOR = re.compile(r"(?i)(?:out of proportion|disproportionate(?:ly)?|in proportion|proportionate|proportional|relative|"
+                        r"compared|commensurate|out of keeping)\s+(?:to|with)\s+(?:\w+\s+){0,3}$")
+NON_BRAIN_HERNIATION = _rx("hiatal", "hiatus", "inguinal", "umbilical", "ventral", "fat", "orbital", "bowel", "mucosa\\w*",
+                           "muscle\\w*", "ethmoid\\w*", "lamina papyracea", "globe", "meningocele")
 PERITONSILLAR = _rx("peritonsillar", "tonsillar")
 PHARYNGEAL = _rx("retropharyngeal", "parapharyngeal", "pharyngeal", "prevertebral")
 ORBIT_OR_SOFT = _rx("orbit\\w*", "subperiosteal", "scalp", "subgaleal", "soft[- ]tissue", "subcutaneous", "dental", "periapical",
@@ -341,6 +351,9 @@ def edema_site(modality, ctx):
 def atrophy_site(modality, ctx):
     if _has(NON_BRAIN_ATROPHY, ctx.local + " " + ctx.mention):
         return []
+    before = ctx.local[:max(ctx.local.rfind(ctx.mention), 0)]
+    if COMPARATOR.search(before):
+        return []  # "ventricles enlarged out of proportion to any volume loss": the yardstick, not a finding
     return ["cerebral_atrophy"]
 
 
@@ -350,13 +363,37 @@ def herniation(modality, ctx):
         return ["spinal_degenerative_changes"]
     if re.search(r"chiari", text, re.I):
         return []
-    if re.search(r"hiatal|inguinal|umbilical|ventral", text, re.I):
-        return []
+    if _has(NON_BRAIN_HERNIATION, text):
+        return []  # herniation of another tissue (orbital fat, bowel, mucosa)
     return ["brain_herniation"]
+
+
+def mass_effect_cause(modality, ctx):
+    """Effaced cisterns or sulci: mass effect, unless the sentence blames low CSF pressure (sagging, not a mass)."""
+    if _has(LOW_PRESSURE, ctx.sentence):
+        return []
+    return ["brain_mass_effect"]
+
+
+def tonsils(modality, ctx):
+    """Low cerebellar tonsils: Chiari malformation, unless the clause gives an acquired cause (a mass, herniation,
+    intracranial hypotension)."""
+    if _has(ACQUIRED_DESCENT, ctx.sentence):
+        return []
+    return ["chiari_malformation"]
+
+
+def ear_fluid(modality, ctx):
+    """Fluid in the middle ear or mastoid: effusion / otitis, unless the sentence says it is blood (trauma)."""
+    if _has(BLOOD_IN_EAR, ctx.sentence):
+        return []
+    return [ctx.default] if ctx.default else []
 
 
 def ent_site(modality, ctx):
     text = ctx.local + " " + ctx.mention
+    if _has(BLOOD_IN_EAR, ctx.sentence):
+        return []  # fluid that is blood (haemotympanum) is trauma, not inflammation
     if re.search(r"mucosal|mucoperiosteal", ctx.mention, re.I) and _has(MINOR, text):
         return []  # minimal mucosal thickening is seen in many asymptomatic people
     if _has(MASTOID, text):
@@ -368,4 +405,5 @@ def ent_site(modality, ctx):
 
 RESOLVERS = {f.__name__: f for f in (sdh_acuity, sdh_mr, sah_cause, bleed_site, ich_site, contusion, fracture_site, gas_site,
                                      stroke_acuity, lacune, tumor_site, glioma_grade, pf_tumor, abscess_site, encephalitis,
-                                     ventricles, edema_site, atrophy_site, herniation, ent_site)}
+                                     ventricles, edema_site, atrophy_site, herniation, tonsils, mass_effect_cause, ear_fluid,
+                                     ent_site)}

@@ -36,6 +36,7 @@ class Mention:
     status: str  # positive | negated | hedged | historical
     labels: tuple[str, ...]
     side: str | None
+    local: str = ""  # the mention's own stretch of its clause (for acuity cues)
 
 
 def _find_spans(sentence: str, concepts) -> list[tuple[int, int, Concept]]:
@@ -63,9 +64,38 @@ def _clause_bounds(sentence: str, start: int, end: int, cues) -> tuple[int, int]
     return lo, hi
 
 
+SHIFT_CONCEPTS = frozenset({"midline_shift"})  # their side is the direction of the shift, not a lesion's side
+_DIRECTION = re.compile(r"(?i)(?<![A-Za-z])(?:(?:left|right)[- ]to[- ](?P<to>left|right)|(?P<ward>left|right)[- ]?wards?|"
+                        r"(?:to|toward|towards|into) the (?P<dir>left|right))(?![A-Za-z])")
+_ANAPHOR = re.compile(r"(?i)^\W*(?:this|these|it|they|the (?:appearances?|findings?|lesion|mass|features?)|appearances?|"
+                      r"findings?|features?)\b")
+_HEADING = re.compile(r"^[^.;!?]*:\s*$")
+
+
+def _is_heading(sentence: str, max_words: int) -> bool:
+    return bool(_HEADING.match(sentence)) and len(sentence.split()) <= max_words
+
+
+def shift_direction(sentence: str, lo: int, hi: int) -> str | None:
+    """Direction of a shift in ``sentence[lo:hi]`` ("to the left", "rightward", "left-to-right")."""
+    for m in _DIRECTION.finditer(sentence, lo, hi):
+        return (m.group("to") or m.group("ward") or m.group("dir")).lower()
+    return None
+
+
 def _side_near(sentence: str, lo: int, hi: int, start: int, end: int) -> str | None:
-    best, best_d = None, None
+    directions = [(m.start(), m.end()) for m in _DIRECTION.finditer(sentence, lo, hi)]
+    found = []
     for m in _SIDE.finditer(sentence, lo, hi):
+        if any(ds <= m.start() < de for ds, de in directions):
+            continue  # "shift to the left": a direction, not the side of this lesion
+        found.append(m)
+    words = {(m.group("side") or {"L": "left", "R": "right"}.get(m.group("abbr") or "", "")).lower()
+             for m in found if m.group("side") or m.group("abbr")}
+    if {"left", "right"} <= words and re.search(r"(?i)\b(?:and|both|&)\b", sentence[lo:hi]) and not any(m.group("to") for m in found):
+        return "bilateral"  # "over the left frontal and right parietal convexities"
+    best, best_d = None, None
+    for m in found:
         if start <= m.start() < end:
             d = 0
         elif m.end() <= start:
@@ -95,20 +125,39 @@ class RuleExtractor:
         self.cues = load_cues()
 
     # -- mentions --------------------------------------------------------------------------
-    def _status(self, concept: Concept, sentence: str, lo: int, hi: int, s: int, e: int, post_end: int) -> str:
+    def _status(self, concept: Concept, sentence: str, lo: int, hi: int, s: int, e: int, post_end: int,
+                glue_end: int, prev_gap: str | None) -> str:
         cues = self.cues
         pre = _mask(sentence[lo:s], cues.pseudo_negation)
         post = _mask(sentence[e:post_end], cues.pseudo_negation)
         raw_pre = sentence[lo:s]
-        if cues.pre_hedge.search(raw_pre) or cues.post_hedge.search(sentence[e:post_end]) or \
-                raw_pre.rstrip().endswith("?") or sentence[e:post_end].lstrip().startswith("?"):
+        raw_post = sentence[e:post_end]
+        if cues.inner_negation.search(sentence, s, e):
+            return "negated"  # "the sulci are not abnormally widened": the negation sits inside the term
+        if cues.hypothetical_lead.match(sentence) or cues.hypothetical_pre.search(raw_pre) or \
+                cues.team_after.match(sentence, e):
+            return "hypothetical"  # a recommendation, a conditional, a communication line, a team's name
+        if cues.pre_hedge.search(raw_pre) or cues.post_hedge.search(raw_post) or \
+                raw_pre.rstrip().endswith("?") or raw_post.lstrip().startswith("?") or \
+                (prev_gap is not None and cues.differential_glue.match(prev_gap)):
             if not cues.pre_negation.search(pre):
                 return "hedged"
-        if cues.pre_negation.search(pre) or cues.post_negation.search(post):
+        if cues.pre_negation.search(pre) or cues.post_negation.search(post) or \
+                (glue_end > e and cues.post_negation.search(_mask(sentence[glue_end:post_end], cues.pseudo_negation))):
             return "negated"
         if concept.history_negates and self._historical(sentence[lo:s], sentence[lo:hi]):
             return "historical"
+        if concept.treated_negates and (cues.treated_pre.search(raw_pre) or cues.treated_post.search(raw_post)) \
+                and not self._current(sentence[lo:hi]):
+            return "treated"
         return "positive"
+
+    def _current(self, clause: str) -> bool:
+        """A cue that some of the disease is there now ("residual", "recurrent"), not itself negated."""
+        for m in self.cues.current.finditer(clause):
+            if not self.cues.pre_negation.search(" ".join(clause[:m.start()].split()[-3:])):
+                return True
+        return False
 
     def _historical(self, pre: str, clause: str) -> bool:
         cues = self.cues
@@ -124,19 +173,23 @@ class RuleExtractor:
         return False
 
     def mentions(self, sentence: str, modality: str, section: str, report_ctx: str) -> list[Mention]:
+        if _is_heading(sentence, self.cues.heading_max_words):
+            return []
         spans = _find_spans(sentence, self.concepts)
         out = []
         for i, (s, e, concept) in enumerate(spans):
             lo, hi = _clause_bounds(sentence, s, e, self.cues)
             # the mention's own stretch ends at the next mention, unless only list glue lies between
-            j, post_end = i + 1, hi
+            j, post_end, glue_end = i + 1, hi, e
             while j < len(spans) and spans[j][0] < hi:
                 if _LIST_GLUE.match(sentence[spans[j - 1][1]:spans[j][0]]):
+                    glue_end = spans[j][1]
                     j += 1
                     continue
                 post_end = spans[j][0]
                 break
-            status = self._status(concept, sentence, lo, hi, s, e, max(post_end, e))
+            prev_gap = sentence[spans[i - 1][1]:s] if i and spans[i - 1][1] >= lo else None
+            status = self._status(concept, sentence, lo, hi, s, e, max(post_end, e), glue_end, prev_gap)
             prev_end = max([pe for ps, pe, _ in spans[:i] if pe <= s and ps >= lo] or [lo])
             next_start = min([ps for ps, _, _ in spans[i + 1:] if ps >= e] + [hi])
             local_end = next_start
@@ -146,12 +199,21 @@ class RuleExtractor:
             ctx = Context(mention=sentence[s:e], local=sentence[prev_end:local_end], sentence=sentence,
                           report=report_ctx, default=None)
             labels = self._labels(concept, modality, ctx)
-            side = _side_near(sentence, max(lo, prev_end), max(min(hi, next_start), e), s, e)
+            w_lo, w_hi = max(lo, prev_end), max(min(hi, next_start), e)
+            if concept.key in SHIFT_CONCEPTS:
+                side = shift_direction(sentence, w_lo, w_hi)
+            else:
+                side = _side_near(sentence, w_lo, w_hi, s, e)
             if side is None and _ATTRIBUTION.search(sentence[max(lo, prev_end):s]):
                 # "... mass in the right temporal lobe, consistent with glioblastoma": the diagnosis names
                 # a lesion described earlier in the sentence; it inherits that lesion's side
-                side = next((m.side for m in out if m.side), None)
-            out.append(Mention(concept.key, sentence[s:e], sentence, section, status, tuple(labels), side))
+                side = next((m.side for m in reversed(out) if m.side and m.concept not in SHIFT_CONCEPTS), None)
+            if side is None and concept.key not in SHIFT_CONCEPTS:
+                # "... infarct with encephalomalacia": a mention joined to a sided one in the same clause shares it
+                side = next((m.side for m, (ms, _, _) in zip(reversed(out), reversed(spans[:i]))
+                             if m.side and ms >= lo and m.concept not in SHIFT_CONCEPTS), None)
+            out.append(Mention(concept.key, sentence[s:e], sentence, section, status, tuple(labels), side,
+                               sentence[w_lo:w_hi]))
         return out
 
     @staticmethod
@@ -171,8 +233,18 @@ class RuleExtractor:
         report_ctx = " ".join([indication or ""] + [s.text for s in sections])
         out = []
         for sec in sections:
+            last_side = None
             for sentence in split_sentences(sec.text):
-                out.extend(self.mentions(sentence, modality, sec.kind, report_ctx))
+                found = self.mentions(sentence, modality, sec.kind, report_ctx)
+                if last_side and _ANAPHOR.match(sentence):
+                    # "Necrotic left temporal mass. The appearance suggests glioblastoma.": the diagnosis names
+                    # the lesion of the sentence before, and takes its side
+                    for m in found:
+                        if m.side is None and m.concept not in SHIFT_CONCEPTS:
+                            m.side = last_side
+                sided = [m.side for m in found if m.side and m.concept not in SHIFT_CONCEPTS]
+                last_side = sided[-1] if sided else (last_side if not found else None)
+                out.extend(found)
         return out
 
     def extract(self, report_text: str, modality: str, indication: str = "") -> dict[str, dict]:
@@ -197,8 +269,13 @@ class RuleExtractor:
                 r = result[parent]
                 if not r["present"]:
                     r.update(present=True, status="implied", evidence=result[child]["evidence"])
+        # a parent takes the sides of its children when the report gives it none of its own
+        for child in sorted(sides, key=lambda n: -len(onto.ancestors(n))):
+            for parent in onto.ancestors(child):
+                if parent not in sides or result[parent]["status"] == "implied":
+                    sides.setdefault(parent, set()).update(sides[child])
         for label, ss in sides.items():
-            result[label]["side"] = "bilateral" if ("bilateral" in ss or {"left", "right"} <= ss) else ss.pop()
+            result[label]["side"] = "bilateral" if ("bilateral" in ss or {"left", "right"} <= ss) else next(iter(ss))
         return result
 
 
