@@ -66,8 +66,8 @@ def diagnose(path: str, part10: bool, exc: BaseException) -> VolumeError:
            "samples_per_pixel": ds.get("SamplesPerPixel")}
     expected = _expected_pixel_bytes(rec)
     if "PixelData" not in ds and expected:
-        return VolumeError(f"no pixel data: the file ends after the header ({size} bytes, the image needs "
-                           f"{expected} bytes of pixels)", "truncated_file")
+        return VolumeError(f"the file is truncated: it ends after the header, before its pixel data ({size} "
+                           f"bytes, the image alone needs {expected})", "truncated_file")
     compressed = bool(ts) and ts not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
     if compressed:
         name = UID(ts).name if not UID(ts).is_private else "an unregistered transfer syntax"

@@ -5,6 +5,7 @@ Log lines (not a terminal bar) because most of our jobs run under SLURM, where s
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 
@@ -46,6 +47,7 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = [logging.StreamHandler()]
     if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     for h in handlers:
         h.setFormatter(fmt)
