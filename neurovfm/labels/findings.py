@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .ontology import load_ontology, normalise_modality
+from .resolvers import ACUTE, CHRONIC
 from .rules import RuleExtractor
 from .text import DIAGNOSTIC_SECTIONS, split_sections, split_sentences
 
@@ -37,6 +38,10 @@ _MEASUREMENT = re.compile(r"(?i)^(?:(?:it |this |the lesion |which )?(?:measures
                           r"\s*[\d.]+\s*(?:x|×|by)?\s*)+(?:mm|cm|ml|cc|hu|%)?\W*$")
 _NEGATED_TAIL = re.compile(r"(?i)(?:,|;)?\s*\b(?:without|with no|and no|but no|no evidence of|no associated|no significant|"
                            r"no)\b")
+
+
+def _acuity(text: str) -> str:
+    return "acute" if ACUTE.search(text) else "chronic" if CHRONIC.search(text) else ""
 
 
 @dataclass
@@ -73,7 +78,9 @@ class FindingsExtractor:
                     break
             labels = {lab for m in positive for lab in m.labels}
             rank = 0 if any(onto[lab].urgent for lab in labels) else 1
-            key = frozenset((lab, m.side) for m in positive for lab in m.labels)
+            # acuity is part of what an item says: an acute and a chronic subdural hematoma share the MRI label
+            # but are two findings, not a finding and its restatement
+            key = frozenset((lab, m.side, _acuity(m.local or m.text)) for m in positive for lab in m.labels)
         else:
             if mentions or _NEGATION_WORD.search(text) or _NORMAL.search(text) or _PURE_COMPARISON.match(text) \
                     or _NOT_KEY.search(text) or not _ABNORMAL.search(text):

@@ -212,8 +212,11 @@ class RuleExtractor:
                 # "... infarct with encephalomalacia": a mention joined to a sided one in the same clause shares it
                 side = next((m.side for m, (ms, _, _) in zip(reversed(out), reversed(spans[:i]))
                              if m.side and ms >= lo and m.concept not in SHIFT_CONCEPTS), None)
+            # a mention right before this one, with only a space between, qualifies it ("postoperative blood
+            # products"): the stretch read for acuity cues starts there
+            a_lo = next((ps for ps, pe, _ in spans[:i] if pe >= lo and not sentence[pe:s].strip(" -")), w_lo)
             out.append(Mention(concept.key, sentence[s:e], sentence, section, status, tuple(labels), side,
-                               sentence[w_lo:w_hi]))
+                               sentence[min(a_lo, w_lo):w_hi]))
         return out
 
     @staticmethod
