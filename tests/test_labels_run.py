@@ -95,7 +95,9 @@ def test_run_labels_tables(tiny_run):
 def test_evaluate_extractor(tiny_run):
     tmp, sid, key, _ = tiny_run
     df = evaluate_extractor(tmp / "labels", tmp / "truth", tmp / "studies.csv", key, tmp / "eval.csv")
-    ct = df[df["modality"] == "CT"].set_index("label")
+    assert set(df["bank"]) == {"development", "unseen"}
+    assert (df.groupby("bank").size() == df.groupby("bank").size().iloc[0]).all()  # same rows for both banks
+    ct = df[(df["modality"] == "CT") & (df["bank"] == "development")].set_index("label")
     assert ct.loc["acute_subdural_hematoma", "tp"] == 1
     assert ct.loc["epidural_hematoma", "fn"] == 1 and ct.loc["scalp_hemorrhage_hematoma", "fp"] == 1
     macro = ct.loc["macro"]
@@ -115,3 +117,27 @@ def test_score_matrix_matches_sklearn():
     np.testing.assert_array_equal(df.loc[[f"l{i}" for i in range(7)], "support"], s)
     assert df.loc["macro", "f1"] == pytest.approx(f[:6].mean())
     assert df.loc["micro", "f1"] == pytest.approx(f1_score(truth, pred, average="micro"))
+
+
+def test_unseen_bank_is_written_from_the_truth_findings(tmp_path):
+    key = b"k"
+    uid = "1.2.9.1"
+    sid = keyed_hash(uid, key, "study")
+    pd.DataFrame({"study_id": [sid], "modality": ["CT"], "split": ["test"]}).to_csv(tmp_path / "studies.csv",
+                                                                                    index=False)
+    (tmp_path / "truth").mkdir()
+    rec = {"study_instance_uid": uid, "modality": "CT", "report_present": True, "indication": "Fall.",
+           "labels": ["acute_subdural_hematoma", "intracranial_hemorrhage", "midline_shift", "brain_mass_effect"],
+           "findings": [{"kind": "sdh_acute", "side": "left", "size": "large"},
+                        {"kind": "midline_shift", "side": "right", "size": "small"}], "resolved": []}
+    (tmp_path / "truth" / f"{uid}.json").write_text(json.dumps(rec))
+    (tmp_path / "labels").mkdir()  # no development predictions: every label is missed there
+    df = evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key)
+    ct = df[df["modality"] == "CT"].set_index(["bank", "label"])
+    assert ct.loc[("development", "acute_subdural_hematoma"), "fn"] == 1
+    assert ct.loc[("unseen", "acute_subdural_hematoma"), "tp"] == 1
+    assert ct.loc[("unseen", "micro"), "fn"] == 0 and ct.loc[("unseen", "micro"), "n_reports"] == 1
+    again = evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key)
+    pd.testing.assert_frame_equal(df, again)  # writer B is seeded by the study: the same report every run
+    assert set(evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key,
+                                  unseen=False)["bank"]) == {"development"}

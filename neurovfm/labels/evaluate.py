@@ -1,4 +1,9 @@
-"""Scores the extracted labels against the synthetic export's ground truth.
+"""Scores the extracted labels against the synthetic export's ground truth, on two report banks.
+
+``development``: the labels the pipeline extracted from the export's reports (bank A, the wording the rules were
+developed against). ``unseen``: every scored study's report written again by writer B
+(``synth.reports_unseen``, its own phrase bank and house styles, seeded by the study) and read by the rule
+extractor here; it measures how the rules hold on wording they were not tuned to.
 
 Truth files are named by StudyInstanceUID; they are joined to our hashed study ids with the run's
 de-identification key. Scored studies: truth says a report exists and ingest kept the study. A scored
@@ -9,6 +14,7 @@ labels absent from the truth are counted there.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from .ontology import load_ontology
 
 _FILES = {"CT": "ct.csv", "MR": "mri.csv"}
 COLUMNS = ["modality", "label", "tp", "fp", "fn", "precision", "recall", "f1", "support"]
+BANK_COLUMNS = ["bank"] + COLUMNS + ["n_reports"]
 
 
 def _ratio(a: float, b: float) -> float:
@@ -62,8 +69,25 @@ def load_truth(truth_dir: str | Path, key: bytes) -> dict[str, dict]:
     return out
 
 
+def _unseen_predictions(records: list[dict], names: list[str], modality: str) -> np.ndarray:
+    """Rule-extractor labels of writer B's report of each truth record (seeded by the study UID)."""
+    from neurovfm.synth.reports_unseen import from_truth, write_unseen_report
+
+    from .rules import RuleExtractor
+
+    rx = RuleExtractor()
+    out = np.zeros((len(records), len(names)), dtype=bool)
+    for i, rec in enumerate(records):
+        seed = int.from_bytes(hashlib.sha256(str(rec["study_instance_uid"]).encode()).digest()[:8], "little")
+        report = write_unseen_report(from_truth(rec), np.random.default_rng(seed))
+        result = rx.extract(report.text, modality, str(rec.get("indication") or ""))
+        out[i] = [result[n]["present"] for n in names]
+    return out
+
+
 def evaluate_extractor(labels_dir: str | Path, truth_dir: str | Path, studies_csv: str | Path, key: bytes,
-                       out_csv: str | Path | None = None) -> pd.DataFrame:
+                       out_csv: str | Path | None = None, unseen: bool = True) -> pd.DataFrame:
+    """Per-label scores of both banks (``bank`` column); ``unseen=False`` scores the development bank only."""
     truth = load_truth(truth_dir, key)
     studies = pd.read_csv(studies_csv, dtype={"study_id": str})
     ingested = set(studies["study_id"])
@@ -85,8 +109,15 @@ def evaluate_extractor(labels_dir: str | Path, truth_dir: str | Path, studies_cs
                 t[i, col[lab]] = True
             if pred_df is not None and sid in pred_df.index:
                 p[i] = pred_df.loc[sid, onto.names].to_numpy(dtype=int) > 0
-        frames.append(score_matrix(t, p, onto.names, modality))
-    df = pd.concat(frames, ignore_index=True)
+        banks = [("development", p)]
+        if unseen:
+            banks.append(("unseen", _unseen_predictions([truth[sid] for sid in ids], onto.names, modality)))
+        for bank, pred in banks:
+            df = score_matrix(t, pred, onto.names, modality)
+            df.insert(0, "bank", bank)
+            df["n_reports"] = len(ids)
+            frames.append(df)
+    df = pd.concat(frames, ignore_index=True)[BANK_COLUMNS]
     if out_csv is not None:
         write_csv(out_csv, df)
     return df
