@@ -45,10 +45,45 @@ def test_schedules_from_config():
     s = Schedules(cfg["pretrain"], 200)
     assert s.warmup == 20
     first, last = s.at(0), s.at(200)
-    assert first["momentum"] == pytest.approx(0.994) and last["momentum"] == pytest.approx(1.0)
-    assert s.at(100)["momentum"] == pytest.approx(0.997)
+    # the ramp is stretched over 1.25 x 200 steps: below 1.0 at the last step, as the authors
+    assert first["momentum"] == pytest.approx(0.994) and last["momentum"] == pytest.approx(0.994 + 0.006 / 1.25)
+    assert last["momentum"] < 1.0
+    assert s.at(125)["momentum"] == pytest.approx(0.997)
     assert first["wd"] == pytest.approx(0.05) and last["wd"] == pytest.approx(0.05)
     assert momentum(50, 100, 0.9, 1.0) == pytest.approx(0.95)
+    assert momentum(100, 100, 0.9, 1.0, stretch=2.0) == pytest.approx(0.95)
+    assert momentum(500, 100, 0.9, 1.0, stretch=2.0) == pytest.approx(1.0)      # capped at end
+
+
+@pytest.mark.parametrize("rule, factor", [("none", 1.0), ("linear", 8 / 768), ("sqrt", (8 / 768) ** 0.5)])
+def test_learning_rates_scale_with_batch(rule, factor):
+    cfg = default_config()
+    p = cfg["pretrain"]
+    p["batch_size"] = 8
+    p["optimizer"]["lr_scaling"] = {"rule": rule, "reference_batch": 768}
+    s = Schedules(p, 100)
+    assert s.lr_factor == pytest.approx(factor)
+    assert s.at(s.warmup)["lr"] == pytest.approx(p["optimizer"]["lr"]["peak"] * factor)
+    assert s.at(0)["lr"] == pytest.approx(p["optimizer"]["lr"]["start"] * factor)
+    assert s.at(100)["lr"] == pytest.approx(p["optimizer"]["lr"]["final"] * factor)
+    p["batch_size"] = 768           # at the reference batch every rule is the identity
+    assert Schedules(p, 100).lr_factor == pytest.approx(1.0)
+    p["optimizer"]["lr_scaling"]["rule"] = "cubic"
+    with pytest.raises(ValueError, match="lr_scaling.rule"):
+        Schedules(p, 100)
+
+
+def test_variance_penalty_grows_as_predictions_collapse():
+    from neurovfm.jepa.loss import variance_penalty
+
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(500, 16, generator=g)
+    assert float(variance_penalty(spread)) < 0.05                   # unit spread: (almost) no penalty
+    assert float(variance_penalty(0.1 * spread)) == pytest.approx(0.9, abs=0.02)
+    assert float(variance_penalty(torch.ones(500, 16))) == pytest.approx(1.0 - 1e-2, abs=1e-3)   # collapsed
+    x = (0.2 * spread).requires_grad_(True)
+    variance_penalty(x).backward()
+    assert x.grad.abs().sum() > 0                                   # it pushes the spread up
 
 
 def test_loss_is_smooth_l1_to_normalised_teacher():

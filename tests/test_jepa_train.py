@@ -121,7 +121,7 @@ def test_predictor_lr_scale_sets_the_predictors_rate_only():
         names = [owner[id(p)] for p in g["params"]]
         n_grouped += len(names)
         assert {n.startswith("predictor.") for n in names} == {g["lr_scale"] == 4.0}
-        assert all((p.ndim >= 2) == g["decay"] for p in g["params"])
+        assert all((p.ndim >= 2 and not owner[id(p)].endswith("mask_token")) == g["decay"] for p in g["params"])
         assert g["decay"] or g["weight_decay"] == 0.0
     assert n_grouped == len(owner)
     # scale 1: the two groups of one shared rate, in the order older checkpoints stored them
@@ -132,4 +132,6 @@ def test_predictor_lr_scale_sets_the_predictors_rate_only():
     apply_schedules(opt, values)
     lr = values["lr"]
     assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx(sorted({lr, 4.0 * lr}))
+    mask_group = next(g for g in groups if any(owner[id(p)] == "predictor.mask_token" for p in g["params"]))
+    assert not mask_group["decay"] and mask_group["weight_decay"] == 0.0     # the docstring's promise
     assert all(g["weight_decay"] == (values["wd"] if g["decay"] else 0.0) for g in opt.param_groups)

@@ -58,3 +58,38 @@ def test_sincos_axis_layout():
     c = sincos_3d(torch.tensor([[0, 0, 3]]), dim)
     per_axis = 2 * (dim // 6)
     assert torch.isclose(c[0, 2 * per_axis], torch.sin(torch.tensor(3.0)))
+
+
+def test_concatenated_position_code_sits_beside_the_content():
+    """pos_embed="concat" (the authors' layout): the last pos_dim channels of the embedding are exactly the
+    sine-cosine code of the coordinates, the first width - pos_dim are the patch projection alone."""
+    from neurovfm.models.vit import build_encoder
+
+    enc = build_encoder("tiny", patch_size=(4, 16, 16), pos_embed="concat", pos_dim=30)
+    assert enc.patch_embed.proj.out_features == 128 - 30
+    patches = torch.randn(7, 1024)
+    coords = torch.randint(0, 20, (7, 3))
+    x = enc.embed(patches, coords)
+    assert x.shape == (7, 128)
+    torch.testing.assert_close(x[:, 98:], sincos_3d(coords, 30))
+    torch.testing.assert_close(x[:, :98], enc.patch_embed(patches))
+    # the added layout puts content and code in the same channels
+    added = build_encoder("tiny", patch_size=(4, 16, 16))
+    torch.testing.assert_close(added.embed(patches, coords), added.patch_embed(patches) + sincos_3d(coords, 128))
+    cu = torch.tensor([0, 3, 7], dtype=torch.int32)
+    assert enc(patches, coords, cu, 4).shape == (7, 128)
+    with pytest.raises(ValueError, match="pos_dim"):
+        build_encoder("tiny", pos_embed="concat", pos_dim=128)
+    with pytest.raises(ValueError, match="position mode"):
+        build_encoder("tiny", pos_embed="rotary")
+
+
+def test_concat_predictor_mask_tokens_differ_only_by_position():
+    from neurovfm.models.predictor import Predictor
+
+    pred = Predictor(128, 96, depth=1, num_heads=4, pos_embed="concat", pos_dim=30)
+    assert pred.mask_token.shape == (1, 66)
+    ctx = torch.randn(5, 128)
+    out = pred(ctx, torch.randint(0, 9, (5, 3)), torch.tensor([0, 5], dtype=torch.int32),
+               torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([0, 2], dtype=torch.int32))
+    assert out.shape == (2, 128) and not torch.allclose(out[0], out[1])

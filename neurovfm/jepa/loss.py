@@ -15,6 +15,13 @@ def jepa_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(pred.float(), target.float(), beta=1.0, reduction="mean")
 
 
+def variance_penalty(pred: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """V-JEPA's optional regulariser on the predictor outputs: mean over features of relu(1 - std across the
+    predicted tokens). Zero while every feature varies with unit spread; grows as predictions collapse."""
+    std = torch.sqrt(pred.float().var(dim=0) + eps)
+    return F.relu(1.0 - std).mean()
+
+
 def embedding_spread(targets: torch.Tensor) -> torch.Tensor:
     """Mean over features of the standard deviation across tokens: near 0 when the teacher collapses to a
     constant output."""

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 
 from neurovfm.jepa.masking import MODE_NAMES
+from neurovfm.jepa.monitors import MONITOR_COLUMNS
 from neurovfm.utils.atomic import write_csv
 
 STEP_COLUMNS = ["step", "loss", "lr", "wd", "momentum", "grad_norm", "tokens_per_s", "step_s",
                 "n_volumes", "n_tokens", "context_fraction_MR", "context_fraction_CT", "teacher_spread",
-                "teacher_erank"]
+                "teacher_erank", *MONITOR_COLUMNS]
 SAMPLE_COLUMNS = ["step", "rank", "sample", "modality", "config", "n_foreground", "n_context", "context_fraction"]
 
 

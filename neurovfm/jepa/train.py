@@ -31,7 +31,8 @@ from neurovfm.jepa import checkpoint as ckpt
 from neurovfm.jepa.build import Student, build_models, model_config
 from neurovfm.jepa.collate import Collator, JepaBatch
 from neurovfm.jepa.ema import ema_update
-from neurovfm.jepa.loss import effective_rank, embedding_spread, jepa_loss, teacher_targets
+from neurovfm.jepa import monitors
+from neurovfm.jepa.loss import effective_rank, embedding_spread, jepa_loss, teacher_targets, variance_penalty
 from neurovfm.jepa.metrics import MetricsLog, modality_means, sample_rows
 from neurovfm.jepa.schedules import Schedules
 from neurovfm.jepa.stream import BatchStream, EpochItems
@@ -41,7 +42,7 @@ log = logging.getLogger("neurovfm")
 
 # pretrain keys that do not change the trained weights (left out of the resume fingerprint)
 _BOOKKEEPING = {"train", "export", "workers", "checkpoint_every", "log_every", "sample_log_every", "progress_every_s",
-                "figure_samples"}
+                "figure_samples", "monitor"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,14 +86,19 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+NO_DECAY_NAMES = ("mask_token",)
+
+
 def param_groups(module: torch.nn.Module, predictor_lr_scale: float = 1.0) -> list[dict]:
-    """Weight decay on matrices only: biases, norm scales and the mask token are not decayed. Parameters under
-    ``predictor.`` get ``predictor_lr_scale`` times the scheduled learning rate (1: one rate for all)."""
+    """Weight decay on weight matrices only: biases, norm scales and the predictor's mask token (a [1, C] vector,
+    decayed towards zero it would fade the only content the targets' inputs share) are not decayed. Parameters
+    under ``predictor.`` get ``predictor_lr_scale`` times the scheduled learning rate (1: one rate for all; under
+    AdamW the decay step is lr x wd, so the scale multiplies the predictor's decay as well)."""
     groups = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        decay = p.ndim >= 2
+        decay = p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
         scale = float(predictor_lr_scale) if name.startswith("predictor.") else 1.0
         if (decay, scale) not in groups:
             groups[(decay, scale)] = {"params": [], "decay": decay, "lr_scale": scale,
@@ -116,8 +122,11 @@ def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> 
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, amp: torch.dtype | None) -> dict:
-    """One optimisation step (without the EMA update). Returns loss, grad norm and teacher spread as tensors."""
+def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, amp: torch.dtype | None,
+              variance_weight: float = 0.0) -> dict:
+    """One optimisation step (without the EMA update). Returns loss, grad norm and teacher spread as tensors,
+    and the predictions, targets and teacher latents (detached) for the monitors. ``variance_weight`` adds
+    V-JEPA's variance term on the predictions (0: the plain objective; ``loss`` is always the plain one)."""
     device_type = batch.patches.device.type
     ctx = torch.autocast(device_type, dtype=amp) if amp is not None else contextlib.nullcontext()
     with ctx:
@@ -127,12 +136,14 @@ def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, a
             latents = teacher(batch.patches, batch.coords, batch.cu, batch.max_len)
     targets = teacher_targets(latents[batch.tgt_idx])      # LayerNorm is per token: select first
     loss = jepa_loss(pred, targets)
+    total = loss + variance_weight * variance_penalty(pred) if variance_weight else loss
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "spread": embedding_spread(targets).detach(),
-            "erank": effective_rank(latents.detach())}
+            "erank": effective_rank(latents.detach()), "pred": pred.detach(), "targets": targets.detach(),
+            "latents": latents.detach()}
 
 
 def _all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -178,6 +189,7 @@ class Trainer:
                                             else None) if self.d.enabled else self.student)
         self.metrics = MetricsLog(self.out)
         self.step, self.position = 0, (0, 0)
+        self.drift = monitors.TeacherDrift(self.teacher)       # before a resume restores trained weights
 
     # -- checkpoints -------------------------------------------------------------------------------
     @property
@@ -245,6 +257,28 @@ class Trainer:
     def set_schedules(self, values: dict) -> None:
         apply_schedules(self.optimizer, values)
 
+    def monitor(self, batch: JepaBatch, out: dict) -> dict:
+        """This process's monitor values (see :mod:`neurovfm.jepa.monitors`) on the step's batch."""
+        mcfg = self.p["monitor"]
+        alpha = float(mcfg["ridge_alpha"])
+        encoder = self.student.encoder
+        devices = [self.d.device] if self.d.device.type == "cuda" else []
+        # eval mode and a forked RNG: the monitor must not draw the drop-path randomness training uses
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            encoder.eval()
+            try:
+                ctx_features = encoder(batch.patches[batch.ctx_idx], batch.coords[batch.ctx_idx], batch.cu_ctx,
+                                       batch.max_ctx).float()
+            finally:
+                encoder.train()
+        values = monitors.within_volume_rank(out["latents"].float(), batch.cu, batch.modality)
+        values.update(monitors.position_floor(out["pred"], out["targets"], batch.coords[batch.tgt_idx], batch.cu_tgt,
+                                              int(mcfg["position_dim"]), alpha))
+        values["self_content_r2"] = monitors.self_content(ctx_features, batch.patches[batch.ctx_idx], batch.cu_ctx,
+                                                          alpha)
+        values["teacher_drift"] = self.drift(self.teacher)
+        return values
+
     def log_step(self, batch: JepaBatch, values: dict, out: dict, reduced: torch.Tensor, step_s: float) -> None:
         loss, n_tokens, spread, erank = (float(x) for x in reduced)
         every_log = (self.step % int(self.p["log_every"]) == 0) or self.step + 1 == self.total
@@ -261,7 +295,7 @@ class Trainer:
             self.metrics.add_step({"step": self.step, "loss": loss, **values, "grad_norm": float(out["grad_norm"]),
                                    "tokens_per_s": n_tokens / step_s, "step_s": step_s, "n_volumes": len(modality),
                                    "n_tokens": int(n_tokens), **modality_means(modality, fraction),
-                                   "teacher_spread": spread, "teacher_erank": erank})
+                                   "teacher_spread": spread, "teacher_erank": erank, **out.get("monitor", {})})
         if every_sample:
             for r, p in enumerate(parts):
                 self.metrics.add_samples(sample_rows(self.step, r, *p))
@@ -282,7 +316,7 @@ class Trainer:
             values = self.schedules.at(self.step)
             self.set_schedules(values)
             out = jepa_step(self.ddp, self.teacher, batch, self.optimizer, float(self.p["optimizer"]["grad_clip"]),
-                            self.amp)
+                            self.amp, float(self.p["loss"]["variance_weight"]))
             reduced = _all_sum(torch.stack([out["loss"].float(), torch.tensor(float(batch.patches.shape[0]),
                                             device=self.d.device), out["spread"].float(), out["erank"].float()]),
                                self.d)
@@ -295,6 +329,9 @@ class Trainer:
                                          f"{self.out / ckpt.CHECKPOINT}")
             self.optimizer.step()
             ema_update(self.teacher, self.student.encoder, values["momentum"])
+            every = int(self.p["monitor"]["every"])
+            if self.d.rank == 0 and every and (self.step % every == 0 or self.step + 1 == self.total):
+                out["monitor"] = self.monitor(batch, out)     # rank 0's batch: a sample, not a reduction
             if self.d.device.type == "cuda":
                 torch.cuda.synchronize(self.d.device)
             self.log_step(batch, values, out, reduced.cpu(), time.perf_counter() - t0)

@@ -1,7 +1,9 @@
 """3D Vision Transformer encoder over packed, variable-length volumes (the NeuroVFM backbone).
 
-Tokens are 4 x 16 x 16 patches, linearly embedded, plus a fixed 3D sine-cosine encoding of their integer
-(z, y, x) grid coordinates (added). No class token. Each volume in a pack attends only to itself, so any
+Tokens are 4 x 16 x 16 patches, linearly embedded, joined to a fixed 3D sine-cosine encoding of their integer
+(z, y, x) grid coordinates: added (``pos_embed="add"``, full width) or concatenated (``"concat"``, a
+``pos_dim``-wide code beside a narrower patch projection, as the authors' code). No class token. Each volume in
+a pack attends only to itself, so any
 subset of a volume's tokens (a Vol-JEPA context, the foreground of a whole volume) can be encoded as is.
 
 Sizes (the paper's scaling study compares ViT-Small, -Medium and -Base without stating widths; we use the
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 
 from .block import Block, init_weights, run_blocks
 from .patch_embed import PatchEmbed3D
-from .pos_embed import sincos_3d
+from .pos_embed import content_width, with_position
 
 VIT_SIZES = {
     "tiny": dict(embed_dim=128, depth=4, num_heads=4),
@@ -35,14 +37,16 @@ class VisionTransformer3D(nn.Module):
 
     def __init__(self, patch_size=(4, 16, 16), in_chans: int = 1, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 grad_checkpointing: bool = False, attn_backend: str | None = None):
+                 grad_checkpointing: bool = False, attn_backend: str | None = None, pos_embed: str = "add",
+                 pos_dim: int = 30):
         super().__init__()
         self.patch_size = tuple(patch_size)
         self.embed_dim = embed_dim
+        self.pos_embed, self.pos_dim = pos_embed, int(pos_dim)
         self.num_heads = num_heads
         self.depth = depth
         self.grad_checkpointing = grad_checkpointing
-        self.patch_embed = PatchEmbed3D(patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed3D(patch_size, in_chans, content_width(embed_dim, pos_embed, self.pos_dim))
         # stochastic depth grows linearly with depth, as in timm / I-JEPA
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
@@ -56,8 +60,7 @@ class VisionTransformer3D(nn.Module):
 
     def embed(self, patches: Tensor, coords: Tensor) -> Tensor:
         """Token embedding plus position encoding, before the blocks."""
-        x = self.patch_embed(patches)
-        return x + sincos_3d(coords, self.embed_dim).to(device=x.device, dtype=x.dtype)
+        return with_position(self.patch_embed(patches), coords, self.pos_embed, self.pos_dim)
 
     def forward(self, patches: Tensor, coords: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
         if coords.shape[0] != patches.shape[0] or int(cu_seqlens[-1]) != patches.shape[0]:
