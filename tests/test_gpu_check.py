@@ -1,0 +1,205 @@
+"""The GPU check (benchmarks/gpu_check.py, wrapped by benchmarks/gpu_pretrain_check.sh) at toy scale on the CPU:
+a tiny run (store-format shards with patch 2 x 4 x 4, label tables of the real ontology) goes through every stage,
+and the table it prints last has every row; the wrapper stops with one line when CUDA is required and absent."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from neurovfm.jepa.schedules import Schedules
+from neurovfm.labels.ontology import load_ontology
+from neurovfm.store.index import aligned, mask_offset, record_nbytes, shard_file, token_shape, write_index
+from neurovfm.store.stats import write_stats
+from neurovfm.store.writer import allocate, commit, temp_path, write_record
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_check  # noqa: E402
+
+PATCH = (2, 4, 4)
+SHAPE = (8, 16, 16)          # token grid 4 x 4 x 4
+LAYOUTS = {"CT": {"planes": 2, "channels": [
+    {"name": "brain", "bits": 8, "plane": 0, "nibble": None, "window": {"width": 80.0, "level": 40.0}},
+    {"name": "blood", "bits": 4, "plane": 1, "nibble": "high", "window": {"width": 200.0, "level": 80.0}},
+    {"name": "bone", "bits": 4, "plane": 1, "nibble": "low", "window": {"width": 2800.0, "level": 600.0}}]},
+    "MR": {"planes": 1, "channels": [{"name": "mri", "bits": 8, "plane": 0, "nibble": None}]}}
+STATS = {"CT": {"brain": {"mean": 0.4, "std": 0.3}, "blood": {"mean": 0.3, "std": 0.3},
+                "bone": {"mean": 0.3, "std": 0.2}}, "MR": {"mri": {"mean": 0.4, "std": 0.3}}}
+STUDIES = {"train": 10, "val": 4}       # per modality
+POSITIVE = 3                            # the first classes of each ontology get labels; the rest stay 0
+
+
+def _head(rng) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 voxels of an ellipsoidal head with a bright blob and noise; foreground token mask."""
+    axes = np.meshgrid(*[np.arange(n) + 0.5 for n in SHAPE], indexing="ij")
+    radii = rng.uniform(0.7, 0.95, size=3) * np.asarray(SHAPE) / 2
+    r = np.sqrt(sum(((a - n / 2) / rad) ** 2 for a, n, rad in zip(axes, SHAPE, radii)))
+    img = np.where(r < 1, 120.0, 5.0) + np.where(r < rng.uniform(0.2, 0.5), 90.0, 0.0)
+    img = np.clip(img + rng.normal(0, 10, SHAPE), 0, 255).astype(np.uint8)
+    tokens = img.reshape(4, 2, 4, 4, 4, 4).transpose(0, 2, 4, 1, 3, 5).reshape(4, 4, 4, -1)
+    return img, (tokens > 60).mean(-1) >= 0.5
+
+
+def _write_split(root: Path, split: str, rng) -> list[dict]:
+    out = root / "shards" / split
+    out.mkdir(parents=True)
+    entries, off, studies = [], 0, []
+    for mod in ("CT", "MR"):
+        for s in range(STUDIES[split]):
+            study = f"{split}-{mod}-{s:02d}"
+            studies.append({"study_id": study, "split": split, "modality": mod})
+            for v in range(1 + s % 2):
+                planes = LAYOUTS[mod]["planes"]
+                img, mask = _head(rng)
+                data = [img] if planes == 1 else [img, ((img >> 4) << 4 | (img >> 4)).astype(np.uint8)]
+                entries.append(({"series_id": f"{study}-{v}", "study_id": study, "patient_id": f"p-{study}",
+                                 "modality": mod, "sequence": "ct" if mod == "CT" else "t1", "split": split,
+                                 "shard": 0, "offset": off, "nbytes": record_nbytes(SHAPE, PATCH, planes),
+                                 "shape": list(SHAPE),
+                                 "mask": {"offset": mask_offset(SHAPE, planes),
+                                          "shape": list(token_shape(SHAPE, PATCH)),
+                                          "n_foreground": int(mask.sum())}}, data, mask))
+                off = aligned(off + record_nbytes(SHAPE, PATCH, planes))
+    final = out / shard_file(0)
+    allocate(temp_path(final), off)
+    for e, data, mask in entries:
+        write_record(temp_path(final), e["offset"], data, mask)
+    commit(temp_path(final), final)
+    write_index(out / "index.json", {
+        "format": "neurovfm-shards", "version": 1, "split": split, "axis_order": ["slice", "row", "col"],
+        "spacing_mm": [4.0, 1.0, 1.0], "patch": list(PATCH), "align": 4096, "layouts": LAYOUTS,
+        "shards": [{"file": shard_file(0), "nbytes": off, "n_volumes": len(entries), "fingerprint": split}],
+        "volumes": [e for e, _, _ in entries]})
+    return studies
+
+
+def _write_labels(root: Path, studies: list[dict], rng) -> None:
+    (root / "labels").mkdir()
+    for mod, modality in (("ct", "CT"), ("mri", "MR")):
+        names = load_ontology(modality).names
+        rows = []
+        for st in (s for s in studies if s["modality"] == modality):
+            y = np.zeros(len(names), dtype=int)
+            y[:POSITIVE] = rng.random(POSITIVE) < 0.5
+            rows.append({"study_id": st["study_id"], "split": st["split"], **dict(zip(names, y))})
+        pd.DataFrame(rows).to_csv(root / "labels" / f"{mod}.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gpu_check") / "run"
+    rng = np.random.default_rng(3)
+    studies = [st for split in STUDIES for st in _write_split(root, split, rng)]
+    write_stats(root / "shards/train/stats.json", {"scale": "voxel / 255", "split": "train", "stats": STATS})
+    _write_labels(root, studies, rng)
+    return root
+
+
+# a context diagnostic with the CLI the check calls (benchmarks/anatomy_context.py when it exists): it records the
+# arguments it was given, so the test sees what the driver passes
+CONTEXT_SCRIPT = '''import csv, sys
+out, rest = sys.argv[1], sys.argv[2:]
+with open(out, "w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(["arg"])
+    w.writerows([a] for a in rest)
+'''
+
+TOY = {"preprocess": {"patch": list(PATCH)},
+       "pretrain": {"models": {"toy": {"encoder": "tiny", "predictor_dim": 32, "predictor_depth": 1,
+                                        "predictor_heads": 2}},
+                    "train": ["toy"], "batch_size": 4, "workers": 0, "progress_every_s": 1000},
+       "features": {"max_tokens": 4096, "progress_every_s": 1000}}
+
+
+def toy_args(run: Path, out: Path, context: Path) -> list[str]:
+    return ["--out", str(out), "--run-dir", str(run), "--set", json.dumps(TOY), "--device", "cpu",
+            "--total-s", "400", "--calib-steps", "4", "--min-steps", "2", "--max-steps", "6",
+            "--cv-min-pos", "3", "--cv-folds", "3", "--cv-repeats", "1",
+            "--mfu-model", "tiny", "--mfu-batch-sizes", "2", "--mfu-steps", "1", "--mfu-warmup", "1",
+            "--mfu-matmul-n", "256", "--ft-model", "tiny", "--ft-max-studies", "4",
+            "--context-script", str(context)]
+
+
+def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    context = tmp_path / "context.py"
+    context.write_text(CONTEXT_SCRIPT)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    assert gpu_check.main(toy_args(toy_run, out, context)) == 0
+    took = time.monotonic() - t0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("check "):]
+    expected = ["torch / CUDA", "train MFU tiny flash_attn", "train MFU tiny torch_varlen",
+                "train MFU tiny sdpa_masked",
+                "feature extraction tiny, MRI studies/s", "features random toy (train + val)",
+                "probe CV mean AUROC, random toy", "pretrain step time", "pretrain toy",
+                "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
+                "probe CV CT: toy - random", "probe CV MRI: toy - random", "anatomy context diagnostic"]
+    lines = table.splitlines()[2:]
+    assert [ln.split("  ")[0].strip() for ln in lines] == expected, table
+    rows = {r["check"]: r for r in csv.DictReader(open(out / "gpu_check.csv"))}
+    assert list(rows) == expected
+    # what must work on a CPU: every stage ran; the CUDA-only attention back ends say why they were skipped
+    status = {k: r["status"] for k, r in rows.items()}
+    assert set(status.values()) <= set(gpu_check.STATUSES)
+    assert status["train MFU tiny flash_attn"] == "skip" and status["train MFU tiny torch_varlen"] == "skip"
+    assert "unavailable" in rows["train MFU tiny torch_varlen"]["value"]
+    assert "unavailable" in rows["train MFU tiny flash_attn"]["value"]
+    assert status["train MFU tiny sdpa_masked"] in ("pass", "fail")
+    for k in ("features random toy (train + val)", "probe CV mean AUROC, random toy", "pretrain step time",
+              "pretrain toy", "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
+              "anatomy context diagnostic"):
+        assert status[k] == "pass", (k, rows[k]["value"])
+    assert status["feature extraction tiny, MRI studies/s"] in ("pass", "fail")
+    assert status["probe CV CT: toy - random"] in ("pass", "fail")
+    # the time budget sets pretrain.steps before the run (here capped at 6): schedules span the run
+    details = json.loads((out / "gpu_check.json").read_text())
+    trained = next(r for r in details["rows"] if r["check"] == "pretrain toy")["detail"]
+    assert trained["steps"] == 6 and "--max-steps" in trained["plan"]
+    ran = yaml.safe_load((out / "pretrain" / "config.yaml").read_text())
+    assert ran["pretrain"]["steps"] == 6
+    last = pd.read_csv(out / "pretrain" / "metrics.csv").iloc[-1]
+    planned = Schedules(ran["pretrain"], 6).at(5)                 # the schedules' last step is the run's last
+    assert last["step"] == 5 and last["lr"] == pytest.approx(planned["lr"])
+    assert last["momentum"] == pytest.approx(planned["momentum"])
+    # the context diagnostic got random weights and the pretrained encoder.pt, and the check's config
+    args = [r["arg"] for r in csv.DictReader(open(out / "anatomy_context.csv"))]
+    assert args[:6] == ["--run-dir", str(toy_run.resolve()), "--encoder", "random", "-", "--encoder"]
+    assert args[6:8] == ["toy", str(out.resolve() / "pretrain" / "encoder.pt")]
+    assert args[8:10] == ["--device", "cpu"]
+    assert took < 110, f"the toy check took {took:.0f} s"
+
+
+def test_plan_steps_keeps_within_budget():
+    calib = {"step_s": 0.5, "fixed_s": 10.0}
+    steps, how = gpu_check.plan_steps(remaining_s=300, reserve_s=90, calib=calib, min_steps=20, max_steps=None)
+    assert steps == 400 and 10.0 + steps * 0.5 <= 300 - 90
+    assert gpu_check.plan_steps(100, 85, calib, 20, None)[0] == 0           # 5 s left: fewer than 20 steps
+    steps, how = gpu_check.plan_steps(300, 90, calib, 20, 50)
+    assert steps == 50 and "--max-steps" in how
+
+
+def test_wrapper_requires_cuda_in_one_line(tmp_path):
+    """On this CPU torch the wrapper stops at once, exit 2, one line naming the torch it found."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pretrain_check.sh")], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1 and torch.__version__ in lines[0] and "CUDA required" in lines[0], proc.stdout
+    assert not (tmp_path / "out").exists()
