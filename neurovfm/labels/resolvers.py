@@ -120,6 +120,8 @@ ACQUIRED_DESCENT = re.compile(r"(?i)(?:secondary to|due to|from|caused by|relate
 LOW_PRESSURE = _rx("intra-?cranial hypotension", "csf (?:leak|hypovolemia|hypovolaemia)", "sagging", "brain sag",
                    "low (?:csf )?pressure", "overdrainage", "over-drainage")
 BLOOD_IN_EAR = _rx("h(?:a)?emotympanum", "blood", "hemorrhag\\w*", "haemorrhag\\w*", "hemorrhagic", "hyperdense fluid")
+FOCAL_SCAR = _rx("gliosis", "gliotic", "encephalomalac\\w*", "old infarct\\w*", "remote infarct\\w*", "prior infarct\\w*",
+                 "chronic infarct\\w*", "porencephal\\w*")
 COMPARATOR = re.compile(r"(?i)(?:out of proportion|disproportionate(?:ly)?|in proportion|proportionate|proportional|relative|"
                         r"compared|commensurate|out of keeping)\s+(?:to|with)\s+(?:\w+\s+){0,3}$")
 NON_BRAIN_HERNIATION = _rx("hiatal", "hiatus", "inguinal", "umbilical", "ventral", "fat", "orbital", "bowel", "mucosa\\w*",
@@ -351,6 +353,8 @@ def edema_site(modality, ctx):
 def atrophy_site(modality, ctx):
     if _has(NON_BRAIN_ATROPHY, ctx.local + " " + ctx.mention):
         return []
+    if _has(FOCAL_SCAR, ctx.sentence) and (_has(LOBE_ADJ, ctx.local) or re.search(r"(?i)\b(?:left|right)\b", ctx.local)):
+        return []  # focal volume loss with gliosis at an old infarct is the scar (encephalomalacia), not atrophy
     before = ctx.local[:max(ctx.local.rfind(ctx.mention), 0)]
     if COMPARATOR.search(before):
         return []  # "ventricles enlarged out of proportion to any volume loss": the yardstick, not a finding

@@ -90,10 +90,15 @@ def _side_near(sentence: str, lo: int, hi: int, start: int, end: int) -> str | N
         if any(ds <= m.start() < de for ds, de in directions):
             continue  # "shift to the left": a direction, not the side of this lesion
         found.append(m)
-    words = {(m.group("side") or {"L": "left", "R": "right"}.get(m.group("abbr") or "", "")).lower()
-             for m in found if m.group("side") or m.group("abbr")}
-    if {"left", "right"} <= words and re.search(r"(?i)\b(?:and|both|&)\b", sentence[lo:hi]) and not any(m.group("to") for m in found):
-        return "bilateral"  # "over the left frontal and right parietal convexities"
+    for part in ([m for m in found if m.end() <= start], [m for m in found if m.start() >= end]):
+        # "collections over the left frontal and right parietal convexities": both sides on one side of the noun,
+        # joined by "and", make it bilateral (a side before and another after belong to different things)
+        words = [(m.group("side") or "").lower() for m in part]
+        if "left" in words and "right" in words:
+            a, b = part[words.index("left")], part[words.index("right")]
+            first, second = (a, b) if a.start() < b.start() else (b, a)
+            if re.search(r"(?i)\b(?:and|&)\b", sentence[first.end():second.start()]):
+                return "bilateral"
     best, best_d = None, None
     for m in found:
         if start <= m.start() < end:

@@ -75,7 +75,7 @@ PRESENT = {
     "atrophy": [
         "Global cerebral volume loss, more than expected for age.",
         "Prominent sulci and ventricles from generalised atrophy.",
-        "Generalized cerebral atrophy.",
+        "Generalised cerebral atrophy, more than expected for age.",
         "Volume loss is diffuse, with widening of the cortical sulci.",
     ],
     "glioma": [
@@ -175,7 +175,7 @@ TELEGRAPHIC = {
     "midline_shift": "MLS {mm} mm to the {dir}.", "skull_fracture_displaced": "Depressed {side} skull fracture.",
     "skull_fracture_nondisplaced": "Undisplaced {side} skull fracture.", "craniotomy": "{Side} craniotomy.",
     "resection_cavity": "{Side} resection cavity.", "ms_lesions": "Multiple sclerosis.", "chiari": "Chiari I.",
-    "pneumocephalus": "Pneumocephalus.", "svid": "Small vessel disease.", "scalp_hematoma": "{Side} scalp haematoma.",
+    "pneumocephalus": "Intracranial air.", "svid": "Small vessel disease.", "scalp_hematoma": "{Side} scalp haematoma.",
     "encephalomalacia": "Old {side} infarct.", "bg_calcification": "Basal ganglia calcification.",
 }
 
@@ -201,7 +201,8 @@ NEGATIVES = [
 ]
 
 # Sentences that are not findings, or that name a condition in a sense that is not the diagnosis.
-# (text, kinds it would contradict, modality or None, failure class)
+# (text, kinds it would contradict, modality or None, failure class). A named variant here must not be a diagnosis of
+# either ontology (a cavum septum pellucidum or a pineal cyst is one: stating it would be a finding).
 DISTRACTORS = [
     # recommendations and conditionals
     ("If there is clinical suspicion of venous sinus thrombosis, a CT venogram could be performed.", frozenset(), "CT",
@@ -231,8 +232,9 @@ DISTRACTORS = [
     ("Arachnoid granulations in the transverse sinuses, a normal variant.", frozenset(), None, "other_sense"),
     ("Partially imaged herniation of orbital fat through a dehiscent lamina papyracea, longstanding.", frozenset(),
      None, "other_sense"),
-    ("Cavum septum pellucidum, a normal variant.", frozenset(), None, "other_sense"),
-    ("Small pineal cyst, a common incidental finding.", frozenset(), "MR", "other_sense"),
+    ("Fetal origin of the right posterior cerebral artery, an anatomical variant.", frozenset(), "MR", "other_sense"),
+    ("Prominent perivascular spaces in the basal ganglia, a normal finding at this age.", frozenset(), None,
+     "other_sense"),
     ("Mega cisterna magna is not present.", frozenset(), None, "other_sense"),
 ]
 
@@ -254,10 +256,11 @@ NAMES = {
 # what the group writes for a normal study
 NORMAL = ("No acute intracranial abnormality identified.", "Normal appearances of the brain.",
           "Unremarkable study.", "No intracranial abnormality to account for the symptoms.")
+# statements about structures outside the ontology's findings (none may state a diagnosis the truth lacks)
 FILLER = [
     ("Paranasal sinuses and mastoids are well aerated.", None),
     ("The orbits and their contents appear normal.", None),
-    ("Atherosclerotic calcification of the cavernous carotids.", "CT"),
+    ("The dural venous sinuses are of normal calibre.", None),
     ("Expected arterial flow voids.", "MR"),
     ("Pituitary gland normal in size.", "MR"),
 ]
