@@ -62,3 +62,19 @@ def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
     missing = wanted - seen
     if missing:
         raise TruthMismatch(f"{len(missing)} studies are not in this configuration's cohort (e.g. {sorted(missing)[0]})")
+
+
+def iter_poses(cfg: dict, study_uids):
+    """Yield ``(StudyInstanceUID, native mm -> scanner LPS 4 x 4)`` for the requested studies: the pose is the
+    first draw of the patient's stream (:func:`neurovfm.synth.phantom.draw_pose`), so no tissue map is built."""
+    from neurovfm.synth import dicom_writer as dw
+    from neurovfm.synth.cohort import build_cohort
+    from neurovfm.synth.export import _stream, synth_settings
+    from neurovfm.synth.phantom import draw_pose
+
+    wanted = set(study_uids)
+    seed = int(cfg["seed"])
+    for plan in build_cohort(synth_settings(cfg), seed):
+        uid = dw.make_uid(seed, plan.index, "study")
+        if uid in wanted:
+            yield uid, draw_pose(_stream(seed, plan.index, "patient"), plan.patient.sex)[0]

@@ -63,16 +63,10 @@ def _validate(findings) -> list[dict]:
     return out
 
 
-def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list[dict],
-                  pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1),
-                  age_atrophy_mm: float = 1.2) -> Patient:
-    """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
-
-    Lateralised findings given without a side get a random one; ``bilateral`` draws both sides.
-    """
-    findings = _validate(findings)
-    anat = load_anatomy()
-    # pose: per-axis scale, small rotation and translation of the head in the scanner
+def draw_pose(rng: np.random.Generator, sex: str, pose_deg: float = 8.0, shift_mm: float = 10.0,
+              scale_range: tuple = (0.9, 1.1)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head's placement in the scanner, the first draws of a patient's stream: per-axis scale, a small
+    rotation and a translation. Returns (native mm -> scanner LPS 4 x 4, scale [3], head centre LPS [3])."""
     lo, hi = scale_range
     g = rng.uniform(lo + 0.03, hi - 0.03) * (1.02 if str(sex).upper().startswith("M") else 0.98)
     scale = np.clip(g * rng.uniform(0.97, 1.03, 3), lo, hi)
@@ -82,6 +76,19 @@ def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list
     pose = np.eye(4)
     pose[:3, :3] = rot @ np.diag(scale)
     pose[:3, 3] = centre_lps - pose[:3, :3] @ c_native
+    return pose, scale, centre_lps
+
+
+def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list[dict],
+                  pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1),
+                  age_atrophy_mm: float = 1.2) -> Patient:
+    """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
+
+    Lateralised findings given without a side get a random one; ``bilateral`` draws both sides.
+    """
+    findings = _validate(findings)
+    anat = load_anatomy()
+    pose, scale, centre_lps = draw_pose(rng, sex, pose_deg, shift_mm, scale_range)
     cv = Canvas(anat, anat.frac.copy(), anat.vent.copy())
     # ageing and normal variation of the ventricles
     a = float(np.clip((age - 45.0) / 45.0, 0.0, 1.0))
