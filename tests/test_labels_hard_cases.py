@@ -123,3 +123,10 @@ def test_shift_direction_is_not_the_lesion_side(rx):
 def test_side_of_a_diagnosis_named_in_the_next_sentence(rx):
     r = rx.extract("Necrotic mass in the left temporal lobe with oedema. The appearance suggests glioblastoma.", "MR")
     assert r["glioma"]["side"] == "left"
+
+
+def test_oedema_of_a_bleed_or_infarct_belongs_to_it_but_tumour_oedema_counts(rx):
+    assert "cerebral_edema" not in pos(rx, "Right thalamic hemorrhage with a thin rim of surrounding edema.")
+    assert "cerebral_edema" not in pos(rx, "Acute left MCA infarct with cytotoxic edema.", "MR")
+    assert "cerebral_edema" in pos(rx, "Left temporal mass with extensive surrounding vasogenic edema.", "MR")
+    assert "cerebral_edema" in pos(rx, "Diffuse cerebral edema with effacement of the basal cisterns.")

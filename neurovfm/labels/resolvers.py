@@ -122,6 +122,12 @@ LOW_PRESSURE = _rx("intra-?cranial hypotension", "csf (?:leak|hypovolemia|hypovo
 BLOOD_IN_EAR = _rx("h(?:a)?emotympanum", "blood", "hemorrhag\\w*", "haemorrhag\\w*", "hemorrhagic", "hyperdense fluid")
 FOCAL_SCAR = _rx("gliosis", "gliotic", "encephalomalac\\w*", "old infarct\\w*", "remote infarct\\w*", "prior infarct\\w*",
                  "chronic infarct\\w*", "porencephal\\w*")
+PERILESIONAL = _rx("surrounding", "perilesional", "peri-?h(?:a)?ematomal", "perifocal", "rim of", "cytotoxic", "adjacent",
+                   "with (?:\\w+ ){0,3}(?:edema|oedema)")
+EDEMA_HOST = _rx("h(?:a)?emorrhag\\w*", "h(?:a)?ematoma\\w*", "bleed\\w*", "ich", "iph", "infarct\\w*", "isch(?:a)?emi\\w*",
+                 "stroke")
+TUMOUR_WORDS = _rx("mass\\w*", "tumou?r\\w*", "neoplas\\w*", "gliom\\w*", "glioblastom\\w*", "gbm", "metasta\\w*",
+                   "lymphom\\w*", "abscess\\w*", "lesion\\w*", "contusion\\w*")
 COMPARATOR = re.compile(r"(?i)(?:out of proportion|disproportionate(?:ly)?|in proportion|proportionate|proportional|relative|"
                         r"compared|commensurate|out of keeping)\s+(?:to|with)\s+(?:\w+\s+){0,3}$")
 NON_BRAIN_HERNIATION = _rx("hiatal", "hiatus", "inguinal", "umbilical", "ventral", "fat", "orbital", "bowel", "mucosa\\w*",
@@ -347,6 +353,8 @@ def edema_site(modality, ctx):
         return []
     if re.search(r"transependymal|interstitial", text, re.I):
         return ["transependymal_flow"] if modality == "CT" else []
+    if _has(PERILESIONAL, ctx.sentence) and _has(EDEMA_HOST, ctx.sentence) and not _has(TUMOUR_WORDS, ctx.sentence):
+        return []  # the rim of oedema of a hematoma or the swelling of an infarct is part of that lesion
     return ["cerebral_edema"]
 
 
