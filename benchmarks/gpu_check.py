@@ -8,7 +8,9 @@ Stages, in this order, each a child process with its own timeout (clipped to wha
 its log in OUT/logs/; a stage that fails or times out is a row of the table, never an abort:
 
 1. torch / CUDA: the torch, CUDA and attention kernels this python has. With ``--require-cuda`` and no CUDA
-   device the check stops at once with one line (exit 2).
+   device the check stops at once with one line (exit 2). Then the data: the run's shards and labels, or, with
+   ``--build-demo`` on a machine without ``--run-dir`` (the device machine gets no results/), the demo built
+   there by the workflow's own steps (synth, ingest, labels, preprocess; counted in the budget).
 2. Training MFU per attention back end (``benchmarks/train_throughput.py``: the Vol-JEPA step of ``--mfu-model``,
    bf16 autocast on CUDA; a back end that is not installed is a row that says so).
 3. Feature extraction throughput on MRI studies (``benchmarks/feature_throughput.py``; with CUDA also a CPU
@@ -44,17 +46,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neurovfm.config import ConfigError, load_config, merged, validate  # noqa: E402
 
 STAGES = ROOT / "benchmarks" / "gpu_check_stages.py"
 TRAIN_THROUGHPUT = ROOT / "benchmarks" / "train_throughput.py"
 FEATURE_THROUGHPUT = ROOT / "benchmarks" / "feature_throughput.py"
 STATUSES = ("pass", "fail", "info", "skip", "error")
+# what the stages import besides the standard library (checked first: one line, not a traceback, when one is missing;
+# neurovfm's own imports are therefore inside the functions)
+REQUIRED = ("torch", "numpy", "pandas", "yaml", "jsonschema", "sklearn", "iterstrat")
 VALUE_WIDTH = 100      # characters of a value shown in the printed table
 
 
@@ -157,6 +160,10 @@ def build_config(config: Path, overlay: Path | None, sets: list[str]) -> dict:
     """config.yaml, the overlay and each ``--set`` JSON deep-merged in that order, validated. A model that the
     overlays add to ``pretrain.models`` starts from config.yaml's first ``pretrain.train`` model, so its options
     (position code, drop path, ...) follow the demo's unless the overlay sets them."""
+    import yaml
+
+    from neurovfm.config import load_config, merged, validate
+
     cfg = load_config(config)
     template = cfg["pretrain"]["models"][cfg["pretrain"]["train"][0]]
     for extra in ([yaml.safe_load(Path(overlay).read_text()) or {}] if overlay is not None else []) + \
@@ -171,6 +178,10 @@ def build_config(config: Path, overlay: Path | None, sets: list[str]) -> dict:
 
 def write_config(cfg: dict, path: Path, **pretrain) -> Path:
     """``cfg`` with ``pretrain`` keys replaced, validated and written as YAML."""
+    import yaml
+
+    from neurovfm.config import merged, validate
+
     out = validate(merged(cfg, {"pretrain": pretrain})) if pretrain else cfg
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(out, sort_keys=False))
@@ -198,6 +209,32 @@ def env_row(rep: dict) -> Row:
 
 
 # -- stages ------------------------------------------------------------------------------------------------
+
+RUN_FILES = ("shards/train/index.json", "shards/train/stats.json", "shards/val/index.json", "labels/ct.csv",
+             "labels/mri.csv")
+
+
+def data_row(runner: Runner, args, run_dir: Path) -> Row:
+    """The run's shards and labels: present, or built here (``--build-demo`` and no ``--run-dir`` at all: a bare
+    machine; a folder that exists is never written into, so a half-built run is reported, not overwritten)."""
+    check, goal = f"data ({run_dir.name}: train/val shards, labels)", "present"
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if not missing:
+        return Row(check, f"present in {run_dir}", goal, "pass")
+    if run_dir.exists() or not args.build_demo:
+        hint = "" if args.build_demo else "; --build-demo builds it when the folder does not exist"
+        return Row(check, f"missing {', '.join(missing)} in {run_dir}{hint}", goal, "error")
+    result = args.out / "demo_data.json"
+    stage = runner.run("demo_data", [str(STAGES), "demo-data", "--config", str(args.config), "--run-dir",
+                                     str(run_dir), "--private-dir", str(args.private_dir or ROOT / "private" /
+                                                                          run_dir.name),
+                                     "--result", str(result)], args.build_timeout_s)
+    data = read_json(result) if stage.ok else None
+    if data is None:
+        return Row(check, stage.why(), goal, "error")
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in data["seconds"].items())
+    return Row(check, f"built in {stage.seconds:.0f} s ({steps}; {data['workers']} processes)", goal, "pass", data)
+
 
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
@@ -303,6 +340,8 @@ def cv_stage(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, fea
 
 def calibrate(runner: Runner, args, out: Path, run_dir: Path, cfg: dict, model: str) -> tuple[Row, dict | None]:
     """Short pretraining run with the check's settings: mean step time (second half) and fixed cost."""
+    from neurovfm.config import ConfigError
+
     work, check = out / "calibrate", "pretrain step time"
     try:
         cfg_path = write_config(cfg, work / "config.yaml", steps=args.calib_steps, log_every=1,
@@ -437,6 +476,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", action="append", default=[], metavar="JSON",
                     help="more keys deep-merged after the overlay, e.g. '{\"pretrain\": {\"batch_size\": 32}}'")
     ap.add_argument("--require-cuda", action="store_true", help="stop at once (exit 2) when torch sees no CUDA")
+    ap.add_argument("--build-demo", action="store_true",
+                    help="when --run-dir does not exist (a bare machine), build the demo's shards and labels first "
+                         "(synth, ingest, labels, preprocess on all cores; counted in --total-s)")
+    ap.add_argument("--private-dir", type=Path, help="PHI-bearing folder of that build (default: private/<run>)")
+    ap.add_argument("--build-timeout-s", type=float, default=240.0)
     ap.add_argument("--device", default="auto", help="device of the features stages: auto | cuda | cpu")
     ap.add_argument("--total-s", type=float, default=465.0,
                     help="wall-time budget of all stages together, s (default 465: 8 min with start-up)")
@@ -479,6 +523,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"gpu_check: python {sys.executable} lacks {', '.join(missing)} (benchmarks/RESULTS.md: GPU check)",
+              flush=True)
+        return 2
+    from neurovfm.config import ConfigError
+
     rep = torch_report()
     line = (f"gpu_check: python {rep['python']}, torch {rep['torch']} (CUDA build {rep['torch_cuda'] or 'none'}), "
             f"CUDA device: {rep['device'] if rep['cuda'] else 'none'}")
@@ -495,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg_path = write_config(cfg, out / "config.yaml")
     model = cfg["pretrain"]["train"][0]
     runner = Runner(out, deadline, sys.executable)
-    rows = [env_row(rep)]
+    args.out = out
+    rows = [env_row(rep), data_row(runner, args, run_dir)]
     rows += mfu_rows(runner, args, out)
     rows += feature_throughput_rows(runner, args, out, run_dir, cfg_path)
 

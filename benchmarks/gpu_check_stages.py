@@ -5,7 +5,10 @@ each run by the driver as a child process with a timeout and writing one JSON re
   splits of a run, for a pretrained ``encoder.pt`` or for random weights (the architecture of the first of
   ``pretrain.train``, as the workflow's ``random`` encoder);
 - ``cv``: the pooled cross-validated probe score (:mod:`neurovfm.probes.pooled_cv`) per modality over the train +
-  validation studies, as ``benchmarks/jepa_collapse.py --cv-only`` scores a variant. The test split is never read.
+  validation studies, as ``benchmarks/jepa_collapse.py --cv-only`` scores a variant. The test split is never read;
+- ``demo-data``: the demo's shards and label tables on a bare machine (the device machine gets no ``results/``):
+  the workflow's synth, ingest, labels and preprocess steps (:mod:`neurovfm.pipeline`, as the rules call them) with
+  config.yaml as it is, into ``--run-dir`` (``results/demo``) and ``--private-dir`` (``private/demo``).
 
     python benchmarks/gpu_check_stages.py features --config CFG --run-dir results/demo --encoder random \\
         --out OUT/features/random --result OUT/features_random.json
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +64,27 @@ def cv(args) -> dict:
     return out
 
 
+def demo_data(args) -> dict:
+    cfg = load_config(args.config)
+    run, priv = Path(args.run_dir), Path(args.private_dir)
+    cfg = {**cfg, "run": run.name, "paths": {**cfg["paths"], "results": str(run.parent),
+                                              "private": str(priv.parent)}}
+    export, seconds = run / "pacs_export", {}
+
+    def step(name, fn, *a, **k):
+        t0 = time.perf_counter()
+        fn(cfg, *a, **k)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+
+    step("synth", pipeline.synth, export, threads=args.workers)
+    step("ingest", pipeline.ingest, export / "dicom", export / "reports.csv", run / "ingest", priv,
+         threads=args.workers)
+    step("labels", pipeline.labels, priv / "reports.jsonl", run / "ingest" / "studies.csv", run / "labels", priv)
+    step("preprocess", pipeline.preprocess, run / "ingest" / "series.csv", priv / "files.csv", export / "dicom",
+         run / "shards", threads=args.workers)
+    return {"seconds": seconds, "workers": args.workers}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -75,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3, help="fold draws averaged")
     p.set_defaults(func=cv)
+    p = sub.add_parser("demo-data", help="synth, ingest, labels and preprocess of the demo into --run-dir")
+    p.add_argument("--private-dir", required=True, help="the run's PHI-bearing folder (private/{run})")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    p.set_defaults(func=demo_data)
     for p in sub.choices.values():
         p.add_argument("--config", required=True, help="the run configuration (the check's merged config)")
         p.add_argument("--run-dir", required=True, help="results/{run} with shards/ and labels/")

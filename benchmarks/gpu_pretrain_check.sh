@@ -6,8 +6,10 @@
 #
 #   bash benchmarks/gpu_pretrain_check.sh [driver flags]     # see: python benchmarks/gpu_check.py --help
 #
-# Needs a built demo (results/demo/shards/{train,val}, results/demo/labels/{ct,mri}.csv). Installs nothing.
-# PYTHON: the interpreter (default: .venv/bin/python when present, else python3); it must have a CUDA torch.
+# Reads results/demo (train/val shards, labels); where results/demo does not exist (a bare device machine) it
+# builds it first with the workflow's own steps, inside the same time budget. Installs nothing: the python must
+# already import torch (with CUDA), jsonschema, iterstrat and pydicom (benchmarks/RESULTS.md says how to carry them).
+# PYTHON: the interpreter (default: .venv/bin/python when present, else python3).
 # OUT: where details go (default: /tmp/neurovfm-gpu-check-<time>).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,4 +17,4 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" benchmarks/gpu_check.py --require-cuda "$@"
+exec "$PYTHON" benchmarks/gpu_check.py --require-cuda --build-demo "$@"

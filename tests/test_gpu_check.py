@@ -140,7 +140,7 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     took = time.monotonic() - t0
     printed = capsys.readouterr().out
     table = printed[printed.index("check "):]
-    expected = ["torch / CUDA", "train MFU tiny flash_attn", "train MFU tiny torch_varlen",
+    expected = ["torch / CUDA", "data (run: train/val shards, labels)", "train MFU tiny flash_attn", "train MFU tiny torch_varlen",
                 "train MFU tiny sdpa_masked",
                 "feature extraction tiny, MRI studies/s", "features random toy (train + val)",
                 "probe CV mean AUROC, random toy", "pretrain step time", "pretrain toy",
@@ -157,7 +157,7 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     assert "unavailable" in rows["train MFU tiny torch_varlen"]["value"]
     assert "unavailable" in rows["train MFU tiny flash_attn"]["value"]
     assert status["train MFU tiny sdpa_masked"] in ("pass", "fail")
-    for k in ("features random toy (train + val)", "probe CV mean AUROC, random toy", "pretrain step time",
+    for k in ("data (run: train/val shards, labels)", "features random toy (train + val)", "probe CV mean AUROC, random toy", "pretrain step time",
               "pretrain toy", "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
               "anatomy context diagnostic"):
         assert status[k] == "pass", (k, rows[k]["value"])
@@ -203,3 +203,20 @@ def test_wrapper_requires_cuda_in_one_line(tmp_path):
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1 and torch.__version__ in lines[0] and "CUDA required" in lines[0], proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_data_row_never_builds_into_an_existing_folder(toy_run, tmp_path):
+    """A complete run is used as it is; a half-built one is reported, not written into (even with --build-demo:
+    only a missing folder, as on a bare device machine, is built); the build itself is not started here."""
+    args = gpu_check.parser().parse_args(["--build-demo", "--out", str(tmp_path)])
+    args.out = tmp_path
+    runner = gpu_check.Runner(tmp_path, gpu_check.Deadline(60), sys.executable)
+    assert gpu_check.data_row(runner, args, toy_run).status == "pass"
+    half = tmp_path / "half"
+    (half / "shards/train").mkdir(parents=True)
+    row = gpu_check.data_row(runner, args, half)
+    assert row.status == "error" and "labels/ct.csv" in row.value
+    assert sorted(p.name for p in half.rglob("*")) == ["shards", "train"] and runner.stages == []
+    args.build_demo = False
+    row = gpu_check.data_row(runner, args, tmp_path / "absent")
+    assert row.status == "error" and "--build-demo" in row.value and runner.stages == []
