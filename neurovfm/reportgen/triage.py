@@ -3,7 +3,8 @@
 ``RuleJudge`` (offline, the default): the rule-based report extractor reads the findings (the indication is
 given to it as context, as it is for report labelling); of the positively stated diagnoses only the most
 specific are kept (a generic parent such as ``brain_tumor`` yields to ``meningioma``). A diagnosis flagged urgent
-in the ontology makes the study urgent unless acuity modifiers in its own stretch of text say otherwise
+in the ontology makes the study urgent unless acuity modifiers in its own stretches of text (all its mentions in
+one sentence) say otherwise
 (``reportgen.triage`` in config.yaml): an upgrade cue ("new", "acute", "increased") keeps it urgent; otherwise a
 downgrade cue ("chronic", "stable", "expected", "postoperative", "treated") makes it routine; a named normal
 variant (``variant_cues``) is not a finding at all. Routine if there is any finding, else unremarkable.
@@ -128,9 +129,15 @@ class RuleJudge:
         positive = {lab for m in mentions for lab in m.labels}
         positive |= {p for lab in positive for p in onto.ancestors(lab)}
         specific = most_specific(onto, positive)
+        # the stretches of every mention of an urgent diagnosis in one sentence are read together: "a hypodense
+        # subdural collection, consistent with a chronic subdural hematoma" is one chronic finding
+        stretches: dict[tuple[str, str], list[str]] = {}
         for m in mentions:
-            urgent = [lab for lab in m.labels if lab in specific and onto[lab].urgent]
-            if urgent and self.acuity(m.local or m.text) in ("upgrade", "none"):
+            for lab in m.labels:
+                if lab in specific and onto[lab].urgent:
+                    stretches.setdefault((m.sentence, lab), []).append(m.local or m.text)
+        for parts in stretches.values():
+            if self.acuity(" ".join(parts)) in ("upgrade", "none"):
                 return "urgent"
         return "routine"
 
