@@ -2,10 +2,11 @@
 
 The check's configuration is config.yaml with the overlay ``profiles/gpu-check/gpu_check.yaml`` deep-merged over
 it (and any ``--set`` JSON after that), so keys added to config.yaml later are inherited. It reads a built run's
-train/val shards and label tables (``--run-dir``, default results/demo) and writes only under ``--out``.
+train/val shards and label tables (``--run-dir``, default results/demo); features, checkpoints, stage results
+and logs go to ``--work`` (a new /tmp folder by default) and a few summary files, flat, to ``--out`` ($OUT).
 
 Stages, in this order, each a child process with its own timeout (clipped to what is left of ``--total-s``) and
-its log in OUT/logs/; a stage that fails or times out is a row of the table, never an abort:
+its log in WORK/logs/; a stage that fails or times out is a row of the table, never an abort:
 
 1. torch / CUDA: the torch, CUDA and attention kernels this python has. With ``--require-cuda`` and no CUDA
    device the check stops at once with one line (exit 2). Then the data: the run's shards and labels, or, with
@@ -25,8 +26,10 @@ its log in OUT/logs/; a stage that fails or times out is a row of the table, nev
 7. Features and CV score of the pretrained encoder, and its difference from random weights per modality.
 8. The anatomy context diagnostic (``--context-script``, when that file exists) for random and pretrained.
 
-The table (check, value, goal, status) is printed last; OUT/gpu_check.json and OUT/gpu_check.csv hold the rows
-and the stage details. Exit 0 once the table is printed, whatever the statuses.
+The table (check, value, goal, status) is printed last. OUT holds gpu_check.csv (the rows), gpu_check.json (rows
+with every stage's details), gpu_check_logs.txt (all stage logs), pretrain_metrics.csv and anatomy_context.csv
+(when they exist): at most 5 files, as a device machine returns at most 8. Exit 0 once the table is printed,
+whatever the statuses.
 
     bash benchmarks/gpu_pretrain_check.sh              # on the GPU machine (wraps this with --require-cuda)
     python benchmarks/gpu_check.py --out /tmp/gc ...   # any machine; see --help for the knobs
@@ -39,9 +42,11 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,16 +111,16 @@ class Deadline:
 
 
 class Runner:
-    """Runs stages as child processes (own process group, killed at the timeout), logs under ``out/logs``."""
+    """Runs stages as child processes (own process group, killed at the timeout), logs under ``work/logs``."""
 
-    def __init__(self, out: Path, deadline: Deadline, python: str):
-        self.out, self.deadline, self.python = out, deadline, python
-        (out / "logs").mkdir(parents=True, exist_ok=True)
+    def __init__(self, work: Path, deadline: Deadline, python: str):
+        self.work, self.deadline, self.python = work, deadline, python
+        (work / "logs").mkdir(parents=True, exist_ok=True)
         self.stages: list[Stage] = []
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
     def run(self, name: str, args: list[str], timeout_s: float) -> Stage:
-        log = self.out / "logs" / f"{name}.log"
+        log = self.work / "logs" / f"{name}.log"
         timeout = min(float(timeout_s), self.deadline.remaining())
         if timeout < 1.0:
             stage = Stage(name, None, 0.0, False, str(log))
@@ -214,7 +219,7 @@ RUN_FILES = ("shards/train/index.json", "shards/train/stats.json", "shards/val/i
              "labels/mri.csv")
 
 
-def data_row(runner: Runner, args, run_dir: Path) -> Row:
+def data_row(runner: Runner, args, run_dir: Path, work: Path) -> Row:
     """The run's shards and labels: present, or built here (``--build-demo`` and no ``--run-dir`` at all: a bare
     machine; a folder that exists is never written into, so a half-built run is reported, not overwritten)."""
     check, goal = f"data ({run_dir.name}: train/val shards, labels)", "present"
@@ -224,7 +229,7 @@ def data_row(runner: Runner, args, run_dir: Path) -> Row:
     if run_dir.exists() or not args.build_demo:
         hint = "" if args.build_demo else "; --build-demo builds it when the folder does not exist"
         return Row(check, f"missing {', '.join(missing)} in {run_dir}{hint}", goal, "error")
-    result = args.out / "demo_data.json"
+    result = work / "demo_data.json"
     stage = runner.run("demo_data", [str(STAGES), "demo-data", "--config", str(args.config), "--run-dir",
                                      str(run_dir), "--private-dir", str(args.private_dir or ROOT / "private" /
                                                                           run_dir.name),
@@ -240,10 +245,10 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def mfu_rows(runner: Runner, args, out: Path) -> list[Row]:
+def mfu_rows(runner: Runner, args, work: Path) -> list[Row]:
     rows = []
     for backend in args.attn_backends:
-        result = out / f"mfu_{backend}.json"
+        result = work / f"mfu_{backend}.json"
         cmd = [str(TRAIN_THROUGHPUT), str(result), "--model", args.mfu_model, "--attn-backends", backend,
                "--batch-sizes", *map(str, args.mfu_batch_sizes), "--steps", str(args.mfu_steps),
                "--warmup", str(args.mfu_warmup)]
@@ -278,11 +283,11 @@ def mfu_rows(runner: Runner, args, out: Path) -> list[Row]:
     return rows
 
 
-def feature_throughput_rows(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path) -> list[Row]:
-    result = out / "feature_throughput.json"
+def feature_throughput_rows(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path) -> list[Row]:
+    result = work / "feature_throughput.json"
     cmd = [str(FEATURE_THROUGHPUT), str(result), "--index", str(run_dir / "shards/train/index.json"),
            "--stats", str(run_dir / "shards/train/stats.json"), "--config", str(cfg_path),
-           "--model", args.ft_model, "--cpu-max-studies", str(args.ft_cpu_studies), "--work", str(out)]
+           "--model", args.ft_model, "--cpu-max-studies", str(args.ft_cpu_studies), "--work", str(work)]
     if args.ft_max_studies:
         cmd += ["--max-studies", str(args.ft_max_studies)]
     result.unlink(missing_ok=True)
@@ -306,9 +311,9 @@ def feature_throughput_rows(runner: Runner, args, out: Path, run_dir: Path, cfg_
     return rows
 
 
-def features_stage(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, encoder: str,
+def features_stage(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path, encoder: str,
                    encoder_pt: Path | None, label: str, check: str) -> tuple[Row, Stage, Path]:
-    feats, result = out / "features" / label, out / f"features_{label}.json"
+    feats, result = work / "features" / label, work / f"features_{label}.json"
     cmd = [str(STAGES), "features", "--config", str(cfg_path), "--run-dir", str(run_dir), "--encoder", encoder,
            "--out", str(feats), "--result", str(result), "--device", args.device]
     if encoder_pt is not None:
@@ -323,9 +328,9 @@ def features_stage(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Pat
             stage, feats)
 
 
-def cv_stage(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, feats: Path,
+def cv_stage(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path, feats: Path,
              label: str, check: str) -> tuple[Row, Stage, dict | None]:
-    result = out / f"cv_{label}.json"
+    result = work / f"cv_{label}.json"
     cmd = [str(STAGES), "cv", "--config", str(cfg_path), "--run-dir", str(run_dir), "--features", str(feats),
            "--result", str(result), "--min-pos", str(args.cv_min_pos), "--folds", str(args.cv_folds),
            "--repeats", str(args.cv_repeats)]
@@ -338,18 +343,19 @@ def cv_stage(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, fea
     return Row(check, value, "completes", "pass", data), stage, data
 
 
-def calibrate(runner: Runner, args, out: Path, run_dir: Path, cfg: dict, model: str) -> tuple[Row, dict | None]:
+def calibrate(runner: Runner, args, work: Path, run_dir: Path, cfg: dict, model: str) -> tuple[Row, dict | None]:
     """Short pretraining run with the check's settings: mean step time (second half) and fixed cost."""
     from neurovfm.config import ConfigError
 
-    work, check = out / "calibrate", "pretrain step time"
+    calib_dir, check = work / "calibrate", "pretrain step time"
     try:
-        cfg_path = write_config(cfg, work / "config.yaml", steps=args.calib_steps, log_every=1,
+        cfg_path = write_config(cfg, calib_dir / "config.yaml", steps=args.calib_steps, log_every=1,
                                 checkpoint_every=args.calib_steps)
     except ConfigError as err:
         return Row(check, str(err).replace("\n", " "), "measured", "error"), None
-    stage = runner.run("pretrain_calibrate", pretrain_cmd(cfg_path, model, run_dir, work), args.calib_timeout_s)
-    metrics = work / "metrics.csv"
+    stage = runner.run("pretrain_calibrate", pretrain_cmd(cfg_path, model, run_dir, calib_dir),
+                       args.calib_timeout_s)
+    metrics = calib_dir / "metrics.csv"
     if not stage.ok or not metrics.is_file():
         return Row(check, stage.why(), "measured", "error"), None
     with open(metrics) as fh:
@@ -409,7 +415,7 @@ def difference_rows(model: str, random_cv: dict | None, trained_cv: dict | None)
     return rows
 
 
-def context_row(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, model: str,
+def context_row(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path, model: str,
                 encoder_pt: Path | None, device: str) -> Row:
     check = "anatomy context diagnostic"
     script = Path(args.context_script)
@@ -417,7 +423,7 @@ def context_row(runner: Runner, args, out: Path, run_dir: Path, cfg_path: Path, 
         return Row(check, f"{script} not present", "runs", "skip")
     if encoder_pt is None or not encoder_pt.is_file():
         return Row(check, "no pretrained encoder.pt", "runs", "skip")
-    result = out / "anatomy_context.csv"
+    result = work / "anatomy_context.csv"
     cmd = [str(script), str(result), "--run-dir", str(run_dir), "--encoder", "random", "-",
            "--encoder", model, str(encoder_pt), "--device", device]
     if "--config" in script.read_text():       # the check's config (for the random encoder's architecture)
@@ -449,7 +455,10 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, rows: list[Row], runner: Runner, extra: dict) -> None:
+def write_outputs(out: Path, work: Path, rows: list[Row], runner: Runner, extra: dict) -> list[str]:
+    """The few files that sum the check up, flat in ``out`` (a device machine returns at most 8 files): the rows
+    (CSV, and JSON with every stage's details), all stage logs in one file, the pretraining metrics and the
+    context diagnostic's CSV when they exist. Returns their names."""
     with open(out / "gpu_check.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["check", "value", "goal", "status"])
@@ -457,6 +466,17 @@ def write_outputs(out: Path, rows: list[Row], runner: Runner, extra: dict) -> No
     (out / "gpu_check.json").write_text(json.dumps(
         {**extra, "rows": [asdict(r) for r in rows], "stages": [asdict(s) for s in runner.stages]},
         indent=2, default=str))
+    with open(out / "gpu_check_logs.txt", "w") as fh:
+        for s in runner.stages:
+            fh.write(f"===== {s.name}: exit {s.rc}, {s.seconds:.1f} s{', timed out' if s.timed_out else ''}\n")
+            fh.write(Path(s.log).read_text(errors="replace") if Path(s.log).is_file() else "(no log)\n")
+    kept = ["gpu_check.csv", "gpu_check.json", "gpu_check_logs.txt"]
+    for src, name in ((work / "pretrain" / "metrics.csv", "pretrain_metrics.csv"),
+                      (work / "anatomy_context.csv", "anatomy_context.csv")):
+        if src.is_file():
+            shutil.copyfile(src, out / name)
+            kept.append(name)
+    return kept
 
 
 # -- main --------------------------------------------------------------------------------------------------
@@ -467,7 +487,10 @@ def default_out() -> Path:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, help="output folder (default: $OUT, else /tmp/neurovfm-gpu-check-<time>)")
+    ap.add_argument("--out", type=Path, help="folder of the summary files (default: $OUT, else "
+                                             "/tmp/neurovfm-gpu-check-<time>)")
+    ap.add_argument("--work", type=Path, help="folder of features, checkpoints, stage results and logs (default: "
+                                              "a new /tmp/neurovfm-gpu-check-work-*)")
     ap.add_argument("--run-dir", type=Path, default=ROOT / "results/demo",
                     help="built run with shards/{train,val} and labels/{ct,mri}.csv (default: results/demo)")
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
@@ -521,6 +544,40 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def pretrain_rows(runner: Runner, args, work: Path, run_dir: Path, cfg: dict, model: str,
+                  reserve_s: float) -> tuple[list[Row], Path | None]:
+    """Step time, then pretraining for the steps that fit what is left minus ``reserve_s``; (rows, encoder.pt)."""
+    from neurovfm.config import ConfigError
+
+    row, calib = calibrate(runner, args, work, run_dir, cfg, model)
+    check, goal, pre = f"pretrain {model}", "runs the planned steps", work / "pretrain"
+    if calib is None:
+        return [row, Row(check, "no step time (see the row above)", goal, "skip")], None
+    steps, how = plan_steps(runner.deadline.remaining(), reserve_s, calib, args.min_steps, args.max_steps)
+    if steps == 0:
+        return [row, Row(check, how, goal, "skip")], None
+    try:
+        run_cfg = write_config(cfg, pre / "config.yaml", steps=steps)
+    except ConfigError as err:
+        return [row, Row(check, str(err).replace("\n", " "), goal, "error")], None
+    stage = runner.run("pretrain", pretrain_cmd(run_cfg, model, run_dir, pre),
+                       max(runner.deadline.remaining() - reserve_s + args.margin_s, 1.0))
+    return [row, pretrain_row(stage, pre, model, steps, how)], (pre / "encoder.pt" if stage.ok else None)
+
+
+def trained_rows(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path, model: str,
+                 encoder_pt: Path | None) -> tuple[list[Row], dict | None]:
+    """Features and CV score of the pretrained encoder; (rows, CV result)."""
+    label = f"pretrained {model}"
+    checks = (f"features {label} (train + val)", f"probe CV mean AUROC, {label}")
+    if encoder_pt is None:
+        return [Row(c, "no pretrained encoder", "completes", "skip") for c in checks], None
+    f_row, _, feats = features_stage(runner, args, work, run_dir, cfg_path, model, encoder_pt, f"pretrained_{model}",
+                                     checks[0])
+    c_row, _, cv_trained = cv_stage(runner, args, work, run_dir, cfg_path, feats, f"pretrained_{model}", checks[1])
+    return [f_row, c_row], cv_trained
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
@@ -528,8 +585,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: python {sys.executable} lacks {', '.join(missing)} (benchmarks/RESULTS.md: GPU check)",
               flush=True)
         return 2
-    from neurovfm.config import ConfigError
-
     rep = torch_report()
     line = (f"gpu_check: python {rep['python']}, torch {rep['torch']} (CUDA build {rep['torch_cuda'] or 'none'}), "
             f"CUDA device: {rep['device'] if rep['cuda'] else 'none'}")
@@ -540,66 +595,35 @@ def main(argv: list[str] | None = None) -> int:
     print(line, flush=True)
     deadline = Deadline(args.total_s)
     out = (args.out or default_out()).resolve()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="neurovfm-gpu-check-work-"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_dir = args.run_dir.resolve()
     cfg = build_config(args.config, args.overlay, args.set)
-    cfg_path = write_config(cfg, out / "config.yaml")
+    cfg_path = write_config(cfg, work / "config.yaml")
     model = cfg["pretrain"]["train"][0]
-    runner = Runner(out, deadline, sys.executable)
-    args.out = out
-    rows = [env_row(rep), data_row(runner, args, run_dir)]
-    rows += mfu_rows(runner, args, out)
-    rows += feature_throughput_rows(runner, args, out, run_dir, cfg_path)
-
-    row, f_stage, f_random = features_stage(runner, args, out, run_dir, cfg_path, "random", None, "random",
+    runner = Runner(work, deadline, sys.executable)
+    rows = [env_row(rep), data_row(runner, args, run_dir, work)]
+    rows += mfu_rows(runner, args, work)
+    rows += feature_throughput_rows(runner, args, work, run_dir, cfg_path)
+    row, f_stage, f_random = features_stage(runner, args, work, run_dir, cfg_path, "random", None, "random",
                                             f"features random {model} (train + val)")
     rows.append(row)
-    row, c_stage, cv_random = cv_stage(runner, args, out, run_dir, cfg_path, f_random, "random",
+    row, c_stage, cv_random = cv_stage(runner, args, work, run_dir, cfg_path, f_random, "random",
                                        f"probe CV mean AUROC, random {model}")
     rows.append(row)
-
-    row, calib = calibrate(runner, args, out, run_dir, cfg, model)
-    rows.append(row)
-    work, encoder_pt = out / "pretrain", None
     context = args.context_timeout_s if Path(args.context_script).is_file() else 0.0
     reserve = (f_stage.seconds + c_stage.seconds) * args.reserve_factor + context + args.margin_s
-    if calib is None:
-        rows.append(Row(f"pretrain {model}", "no step time (see the row above)", "runs the planned steps", "skip"))
-    else:
-        steps, how = plan_steps(deadline.remaining(), reserve, calib, args.min_steps, args.max_steps)
-        if steps == 0:
-            rows.append(Row(f"pretrain {model}", how, "runs the planned steps", "skip"))
-        else:
-            try:
-                run_cfg = write_config(cfg, work / "config.yaml", steps=steps)
-            except ConfigError as err:
-                rows.append(Row(f"pretrain {model}", str(err).replace("\n", " "), "runs the planned steps", "error"))
-            else:
-                stage = runner.run("pretrain", pretrain_cmd(run_cfg, model, run_dir, work),
-                                   max(deadline.remaining() - reserve + args.margin_s, 1.0))
-                rows.append(pretrain_row(stage, work, model, steps, how))
-                encoder_pt = work / "encoder.pt" if stage.ok else None
-
-    label = f"pretrained {model}"
-    if encoder_pt is None:
-        rows += [Row(f"features {label} (train + val)", "no pretrained encoder", "completes", "skip"),
-                 Row(f"probe CV mean AUROC, {label}", "no pretrained encoder", "completes", "skip")]
-        cv_trained = None
-    else:
-        row, _, f_trained = features_stage(runner, args, out, run_dir, cfg_path, model, encoder_pt,
-                                           f"pretrained_{model}", f"features {label} (train + val)")
-        rows.append(row)
-        row, _, cv_trained = cv_stage(runner, args, out, run_dir, cfg_path, f_trained, f"pretrained_{model}",
-                                      f"probe CV mean AUROC, {label}")
-        rows.append(row)
-    rows += difference_rows(model, cv_random, cv_trained)
+    more, encoder_pt = pretrain_rows(runner, args, work, run_dir, cfg, model, reserve)
+    rows += more
+    more, cv_trained = trained_rows(runner, args, work, run_dir, cfg_path, model, encoder_pt)
+    rows += more + difference_rows(model, cv_random, cv_trained)
     device = args.device if args.device != "auto" else ("cuda" if rep["cuda"] else "cpu")
-    rows.append(context_row(runner, args, out, run_dir, cfg_path, model, encoder_pt, device))
+    rows.append(context_row(runner, args, work, run_dir, cfg_path, model, encoder_pt, device))
 
-    write_outputs(out, rows, runner, {"torch": rep, "run_dir": str(run_dir), "config": str(cfg_path),
-                                      "total_s": deadline.elapsed(), "budget_s": args.total_s})
-    print(f"\ndetails: {out} (gpu_check.json, gpu_check.csv, logs/); {deadline.elapsed():.0f} s of "
-          f"{args.total_s:.0f} s\n")
+    kept = write_outputs(out, work, rows, runner, {"torch": rep, "run_dir": str(run_dir), "work": str(work),
+                                                   "total_s": deadline.elapsed(), "budget_s": args.total_s})
+    print(f"\ndetails: {out} ({', '.join(kept)}); features, checkpoints and stage logs: {work}; "
+          f"{deadline.elapsed():.0f} s of {args.total_s:.0f} s\n")
     print(table(rows), flush=True)
     return 0
 

@@ -121,8 +121,8 @@ TOY = {"preprocess": {"patch": list(PATCH)},
        "features": {"max_tokens": 4096, "progress_every_s": 1000}}
 
 
-def toy_args(run: Path, out: Path, context: Path) -> list[str]:
-    return ["--out", str(out), "--run-dir", str(run), "--set", json.dumps(TOY), "--device", "cpu",
+def toy_args(run: Path, out: Path, work: Path, context: Path) -> list[str]:
+    return ["--out", str(out), "--work", str(work), "--run-dir", str(run), "--set", json.dumps(TOY), "--device", "cpu",
             "--total-s", "400", "--calib-steps", "4", "--min-steps", "2", "--max-steps", "6",
             "--cv-min-pos", "3", "--cv-folds", "3", "--cv-repeats", "1",
             "--mfu-model", "tiny", "--mfu-batch-sizes", "2", "--mfu-steps", "1", "--mfu-warmup", "1",
@@ -134,9 +134,9 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     context = tmp_path / "context.py"
     context.write_text(CONTEXT_SCRIPT)
-    out = tmp_path / "out"
+    out, work = tmp_path / "out", tmp_path / "work"
     t0 = time.monotonic()
-    assert gpu_check.main(toy_args(toy_run, out, context)) == 0
+    assert gpu_check.main(toy_args(toy_run, out, work, context)) == 0
     took = time.monotonic() - t0
     printed = capsys.readouterr().out
     table = printed[printed.index("check "):]
@@ -167,17 +167,21 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     details = json.loads((out / "gpu_check.json").read_text())
     trained = next(r for r in details["rows"] if r["check"] == "pretrain toy")["detail"]
     assert trained["steps"] == 6 and "--max-steps" in trained["plan"]
-    ran = yaml.safe_load((out / "pretrain" / "config.yaml").read_text())
+    ran = yaml.safe_load((work / "pretrain" / "config.yaml").read_text())
     assert ran["pretrain"]["steps"] == 6
-    last = pd.read_csv(out / "pretrain" / "metrics.csv").iloc[-1]
+    last = pd.read_csv(out / "pretrain_metrics.csv").iloc[-1]
     planned = Schedules(ran["pretrain"], 6).at(5)                 # the schedules' last step is the run's last
     assert last["step"] == 5 and last["lr"] == pytest.approx(planned["lr"])
     assert last["momentum"] == pytest.approx(planned["momentum"])
     # the context diagnostic got random weights and the pretrained encoder.pt, and the check's config
     args = [r["arg"] for r in csv.DictReader(open(out / "anatomy_context.csv"))]
     assert args[:6] == ["--run-dir", str(toy_run.resolve()), "--encoder", "random", "-", "--encoder"]
-    assert args[6:8] == ["toy", str(out.resolve() / "pretrain" / "encoder.pt")]
+    assert args[6:8] == ["toy", str(work.resolve() / "pretrain" / "encoder.pt")]
     assert args[8:10] == ["--device", "cpu"]
+    # a device machine returns at most 8 files, flat: the summary is a few files in OUT, the bulk in WORK
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["gpu_check.csv", "gpu_check.json", "gpu_check_logs.txt", "pretrain_metrics.csv", "anatomy_context.csv"])
+    assert "===== pretrain: exit 0" in (out / "gpu_check_logs.txt").read_text()
     assert took < 110, f"the toy check took {took:.0f} s"
 
 
@@ -208,15 +212,14 @@ def test_wrapper_requires_cuda_in_one_line(tmp_path):
 def test_data_row_never_builds_into_an_existing_folder(toy_run, tmp_path):
     """A complete run is used as it is; a half-built one is reported, not written into (even with --build-demo:
     only a missing folder, as on a bare device machine, is built); the build itself is not started here."""
-    args = gpu_check.parser().parse_args(["--build-demo", "--out", str(tmp_path)])
-    args.out = tmp_path
+    args = gpu_check.parser().parse_args(["--build-demo"])
     runner = gpu_check.Runner(tmp_path, gpu_check.Deadline(60), sys.executable)
-    assert gpu_check.data_row(runner, args, toy_run).status == "pass"
+    assert gpu_check.data_row(runner, args, toy_run, tmp_path).status == "pass"
     half = tmp_path / "half"
     (half / "shards/train").mkdir(parents=True)
-    row = gpu_check.data_row(runner, args, half)
+    row = gpu_check.data_row(runner, args, half, tmp_path)
     assert row.status == "error" and "labels/ct.csv" in row.value
     assert sorted(p.name for p in half.rglob("*")) == ["shards", "train"] and runner.stages == []
     args.build_demo = False
-    row = gpu_check.data_row(runner, args, tmp_path / "absent")
+    row = gpu_check.data_row(runner, args, tmp_path / "absent", tmp_path)
     assert row.status == "error" and "--build-demo" in row.value and runner.stages == []
