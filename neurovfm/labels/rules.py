@@ -2,8 +2,9 @@
 
 Pipeline per report: sections (only findings / impression count) -> sentences -> concept mentions
 from the lexicon (longest match wins) -> context of each mention within its clause (NegEx-style
-negation, hedging, history; policy in ``data/cues.yaml``) -> diagnosis names via the lexicon or a
-resolver (acuity, site, cause) -> laterality -> parents by implication.
+negation, hedging, history, hypothetical statements, treated disease; policy in ``data/cues.yaml``) ->
+diagnosis names via the lexicon or a resolver (acuity, site, cause) -> laterality (a shift's side is its
+direction) -> parents by implication, with their children's sides. Short lines ending in a colon are headings.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Mention:
     text: str
     sentence: str
     section: str
-    status: str  # positive | negated | hedged | historical
+    status: str  # positive | negated | hedged | historical | hypothetical | treated
     labels: tuple[str, ...]
     side: str | None
     local: str = ""  # the mention's own stretch of its clause (for acuity cues)
