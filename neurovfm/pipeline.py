@@ -101,11 +101,11 @@ def fig_ed_dataset(cfg: dict, series_csv, studies_csv, shards_dir, labels_dir, o
 def pretrain(cfg: dict, model: str, train_index, stats_json, out_dir, threads: int | None = None) -> dict:
     """Vol-JEPA pretraining of ``pretrain.models[model]`` on the train split (this process; under torchrun,
     one rank). Writes checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
-    from neurovfm.jepa.train import train
+    from neurovfm.jepa.train import pretrain_seed, train
     from neurovfm.store.dataset import VolumeDataset
 
     dataset = VolumeDataset(_existing(train_index, "train index"), _existing(stats_json, "train statistics"),
-                            ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=cfg["seed"])
+                            ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=pretrain_seed(cfg))
     return train(cfg, model, dataset, Path(out_dir), threads=threads)
 
 

@@ -135,3 +135,25 @@ def test_predictor_lr_scale_sets_the_predictors_rate_only():
     mask_group = next(g for g in groups if any(owner[id(p)] == "predictor.mask_token" for p in g["params"]))
     assert not mask_group["decay"] and mask_group["weight_decay"] == 0.0     # the docstring's promise
     assert all(g["weight_decay"] == (values["wd"] if g["decay"] else 0.0) for g in opt.param_groups)
+
+
+def test_demo_model_is_bit_reproducible_at_a_fixed_thread_count(tmp_path):
+    """Two runs of the demo's model and recipe (a few dozen steps, 2 threads) give bitwise-equal weights, the
+    second while another process keeps a core busy (the load under which MKL would otherwise drop threads)."""
+    import subprocess
+    import sys
+
+    cfg = default_config(pretrain={"steps": 24, "checkpoint_every": 24, "progress_every_s": 1000})
+    train(cfg, "tiny", ToyVolumes(n=12, grid=(4, 6, 6), seed=1), tmp_path / "a", threads=2)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        train(cfg, "tiny", ToyVolumes(n=12, grid=(4, 6, 6), seed=1), tmp_path / "b", threads=2)
+    finally:
+        hog.kill()
+        hog.wait()
+    _, mods_a, opt_a = weights(tmp_path / "a")
+    _, mods_b, opt_b = weights(tmp_path / "b")
+    for name in mods_a:
+        for key, value in mods_a[name].items():
+            assert torch.equal(value, mods_b[name][key]), f"{name}.{key} differs between two runs"
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)

@@ -73,6 +73,13 @@ def init_distributed() -> Dist:
     return Dist(rank=rank, world_size=world, device=device)
 
 
+def pretrain_seed(cfg: dict) -> int:
+    """``pretrain.seed`` (initial weights, data order, crops and masks), or the run's seed when it is null: a
+    second pretraining seed leaves the export, splits and ground truth of the run as they are."""
+    seed = cfg["pretrain"]["seed"]
+    return int(cfg["seed"] if seed is None else seed)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -173,11 +180,12 @@ class Trainer:
             raise ValueError(f"pretrain.batch_size {self.p['batch_size']} is not divisible by the "
                              f"{self.d.world_size} processes")
         self.local_batch = int(self.p["batch_size"]) // self.d.world_size
-        self.fingerprint = fingerprint(self.model, self.p, int(cfg["seed"]), dataset.volumes)
+        self.seed = pretrain_seed(cfg)
+        self.fingerprint = fingerprint(self.model, self.p, self.seed, dataset.volumes)
         self.schedules = Schedules(self.p, self.total)
         self.amp = autocast_dtype(self.p["precision"], self.d.device)
 
-        seed_everything(int(cfg["seed"]))
+        seed_everything(self.seed)
         encoder, predictor, self.teacher = build_models(self.model)
         self.student = Student(encoder, predictor).to(self.d.device)
         self.teacher.to(self.d.device).eval()
@@ -242,14 +250,14 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------
     def loader(self) -> DataLoader:
-        stream = BatchStream(self.dataset.volumes, self.local_batch, seed=int(self.cfg["seed"]), rank=self.d.rank,
+        stream = BatchStream(self.dataset.volumes, self.local_batch, seed=self.seed, rank=self.d.rank,
                              world_size=self.d.world_size, ct_fraction=self.p["ct_fraction"],
                              min_foreground=int(self.p["min_foreground_tokens"]), start=self.position)
-        collate = Collator(self.p, self.cfg["preprocess"]["patch"], seed=int(self.cfg["seed"]), rank=self.d.rank)
+        collate = Collator(self.p, self.cfg["preprocess"]["patch"], seed=self.seed, rank=self.d.rank)
         workers = int(self.p["workers"])
         # its own generator: creating the iterator must not draw from the global torch RNG (which drop-path
         # uses and which a resume restores), or a resumed run would diverge
-        generator = torch.Generator().manual_seed(int(self.cfg["seed"]))
+        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(EpochItems(self.dataset), batch_sampler=stream, collate_fn=collate, num_workers=workers,
                           pin_memory=self.d.device.type == "cuda", persistent_workers=False,
                           prefetch_factor=2 if workers else None, generator=generator)

@@ -60,8 +60,9 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
                   c: float = 0.01, seed: int = 0) -> dict:
     """Mean out-of-fold AUROC over the classes with at least ``min_pos`` positives and negatives.
 
-    Returns ``{"mean_auroc", "per_repeat", "classes"}`` (``classes``: indices scored). Folds are drawn ``repeats``
-    times (seeds ``seed``, ``seed + 1``, ...); every class's probe is fitted on the training folds only.
+    Returns ``{"mean_auroc", "per_repeat", "classes", "scores"}`` (``classes``: indices scored; ``scores``
+    [n, len(classes)]: out-of-fold decision values averaged over the draws, for paired bootstraps). Folds are drawn
+    ``repeats`` times (seeds ``seed``, ``seed + 1``, ...); every class's probe is fitted on the training folds only.
     """
     y = np.asarray(y).astype(int)
     n_pos = y.sum(axis=0)
@@ -70,7 +71,7 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
         raise ValueError(f"no class has {min_pos} positives and negatives: nothing to cross-validate")
     if len(y) < n_folds * 2:
         raise ValueError(f"{len(y)} studies are too few for {n_folds} folds")
-    per_repeat = []
+    per_repeat, summed = [], np.zeros((len(y), len(classes)))
     for r in range(repeats):
         scores = np.zeros((len(y), len(classes)))
         for train, held in stratified_folds(y[:, classes], n_folds, seed + r):
@@ -82,4 +83,6 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
                 model.fit(x[train], y[train, j])
                 scores[held, k] = model.decision_function(x[held])
         per_repeat.append(float(np.mean([roc_auc_score(y[:, j], scores[:, k]) for k, j in enumerate(classes)])))
-    return {"mean_auroc": float(np.mean(per_repeat)), "per_repeat": per_repeat, "classes": classes.tolist()}
+        summed += scores
+    return {"mean_auroc": float(np.mean(per_repeat)), "per_repeat": per_repeat, "classes": classes.tolist(),
+            "scores": summed / repeats}
