@@ -40,6 +40,9 @@ def atomic_dir(final: str | os.PathLike):
     """Yield a temporary directory next to ``final``; swap it in place of ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run (a folder can be large)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ VOCABULARY: dict[str, Reason] = {
     "permission_denied": Reason(True, "a file or folder cannot be opened: permission denied"),
     "io_error": Reason(True, "input/output error"),
     "disk_full": Reason(True, "no space left on the device or file size limit reached while writing"),
-    "unexpected_error": Reason(True, "an unexpected error (the traceback is in private/{run}/errors/)"),
+    "unexpected_error": Reason(True, "an unexpected error (its traceback is kept in the private folder, errors/)"),
     # the data: not retried unless the files change
     "truncated_file": Reason(False, "the file is shorter than its header says (truncated)"),
     "not_dicom": Reason(False, "the file is not DICOM (no DICM preamble and no data set at the start)"),
@@ -61,7 +62,11 @@ LEDGER_CODES = frozenset({
 })
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
-_TORCH_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed writing")
+# Writers that report a failed write (ENOSPC, EFBIG, EDQUOT) as their own RuntimeError: torch.save's zip writer
+# ("file write failed", or a position check of inline_container.cc after a short write) and safetensors
+# (an Rust io::Error with the errno).
+_WRITE_FAILED = re.compile(r"file write failed|PytorchStreamWriter failed writing|inline_container\.cc:\d+\]\s*\.\s*"
+                           r"unexpected pos|Os \{ code: (%s)," % "|".join(str(e) for e in sorted(DISK_FULL_ERRNOS)))
 
 
 class Failed(Exception):
@@ -109,8 +114,8 @@ def _errno_reason(exc: BaseException) -> str | None:
             if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
                 return "permission_denied"
             return "io_error"
-        if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TORCH_WRITE_FAILED):
-            return "disk_full"  # torch.save reports a failed write (ENOSPC, EFBIG) as a RuntimeError
+        if isinstance(exc, RuntimeError) and _WRITE_FAILED.search(str(exc)):
+            return "disk_full"
         exc = exc.__cause__ or exc.__context__
     return None
 
