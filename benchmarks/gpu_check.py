@@ -42,6 +42,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -161,10 +162,12 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
 
 # -- configuration -----------------------------------------------------------------------------------------
 
-def build_config(config: Path, overlay: Path | None, sets: list[str]) -> dict:
+def build_config(config: Path, overlay: Path | None, sets: list[str], run_dir: Path | None = None) -> dict:
     """config.yaml, the overlay and each ``--set`` JSON deep-merged in that order, validated. A model that the
     overlays add to ``pretrain.models`` starts from config.yaml's first ``pretrain.train`` model, so its options
-    (position code, drop path, ...) follow the demo's unless the overlay sets them."""
+    (position code, drop path, ...) follow the demo's unless the overlay sets them. With ``run_dir``, ``run`` and
+    ``paths.results`` name the run the check reads (its de-identification key follows the run: the demo's key is
+    accepted for ``run: demo`` only)."""
     import yaml
 
     from neurovfm.config import load_config, merged, validate
@@ -178,6 +181,8 @@ def build_config(config: Path, overlay: Path | None, sets: list[str]) -> dict:
         cfg = merged(cfg, extra)
         if new:
             cfg = merged(cfg, {"pretrain": {"models": new}})
+    if run_dir is not None:
+        cfg = merged(cfg, {"run": run_dir.name, "paths": {"results": str(run_dir.parent)}})
     return validate(cfg)
 
 
@@ -425,9 +430,9 @@ def context_row(runner: Runner, args, work: Path, run_dir: Path, cfg_path: Path,
         return Row(check, "no pretrained encoder.pt", "runs", "skip")
     result = work / "anatomy_context.csv"
     cmd = [str(script), str(result), "--run-dir", str(run_dir), "--encoder", "random", "-",
-           "--encoder", model, str(encoder_pt), "--device", device]
-    if "--config" in script.read_text():       # the check's config (for the random encoder's architecture)
-        cmd += ["--config", str(cfg_path)]
+           "--encoder", model, str(encoder_pt), "--device", device,
+           "--config", str(cfg_path),            # the check's: the random encoder gets the pretrained architecture
+           *shlex.split(args.context_extra)]
     stage = runner.run("anatomy_context", cmd, args.context_timeout_s)
     if not stage.ok or not result.is_file():
         return Row(check, stage.why(), "runs", "error")
@@ -523,6 +528,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cv-repeats", type=int, default=3)
     g.add_argument("--context-script", default=str(ROOT / "benchmarks/anatomy_context.py"))
     g.add_argument("--context-timeout-s", type=float, default=60.0)
+    g.add_argument("--context-extra", default="", help="more arguments of the context script, e.g. '--max-volumes 200'")
     g = ap.add_argument_group("training MFU (benchmarks/train_throughput.py)")
     g.add_argument("--attn-backends", nargs="+", default=["flash_attn", "torch_varlen", "sdpa_masked"])
     g.add_argument("--mfu-model", default="base", help="encoder size (default: base, the paper's ViT-B)")
@@ -598,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or Path(tempfile.mkdtemp(prefix="neurovfm-gpu-check-work-"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_dir = args.run_dir.resolve()
-    cfg = build_config(args.config, args.overlay, args.set)
+    cfg = build_config(args.config, args.overlay, args.set, run_dir)
     cfg_path = write_config(cfg, work / "config.yaml")
     model = cfg["pretrain"]["train"][0]
     runner = Runner(work, deadline, sys.executable)

@@ -140,8 +140,8 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     took = time.monotonic() - t0
     printed = capsys.readouterr().out
     table = printed[printed.index("check "):]
-    expected = ["torch / CUDA", "data (run: train/val shards, labels)", "train MFU tiny flash_attn", "train MFU tiny torch_varlen",
-                "train MFU tiny sdpa_masked",
+    expected = ["torch / CUDA", "data (run: train/val shards, labels)", "train MFU tiny flash_attn",
+                "train MFU tiny torch_varlen", "train MFU tiny sdpa_masked",
                 "feature extraction tiny, MRI studies/s", "features random toy (train + val)",
                 "probe CV mean AUROC, random toy", "pretrain step time", "pretrain toy",
                 "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
@@ -157,7 +157,8 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     assert "unavailable" in rows["train MFU tiny torch_varlen"]["value"]
     assert "unavailable" in rows["train MFU tiny flash_attn"]["value"]
     assert status["train MFU tiny sdpa_masked"] in ("pass", "fail")
-    for k in ("data (run: train/val shards, labels)", "features random toy (train + val)", "probe CV mean AUROC, random toy", "pretrain step time",
+    for k in ("data (run: train/val shards, labels)", "features random toy (train + val)",
+              "probe CV mean AUROC, random toy", "pretrain step time",
               "pretrain toy", "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
               "anatomy context diagnostic"):
         assert status[k] == "pass", (k, rows[k]["value"])
@@ -177,7 +178,10 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     args = [r["arg"] for r in csv.DictReader(open(out / "anatomy_context.csv"))]
     assert args[:6] == ["--run-dir", str(toy_run.resolve()), "--encoder", "random", "-", "--encoder"]
     assert args[6:8] == ["toy", str(work.resolve() / "pretrain" / "encoder.pt")]
-    assert args[8:10] == ["--device", "cpu"]
+    assert args[8:10] == ["--device", "cpu"] and args[10] == "--config"
+    checked = yaml.safe_load(Path(args[11]).read_text())     # the check's config, naming the run it reads
+    assert checked["run"] == "run" and checked["pretrain"]["train"] == ["toy"]
+    assert Path(checked["paths"]["results"]) == toy_run.resolve().parent
     # a device machine returns at most 8 files, flat: the summary is a few files in OUT, the bulk in WORK
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["gpu_check.csv", "gpu_check.json", "gpu_check_logs.txt", "pretrain_metrics.csv", "anatomy_context.csv"])
