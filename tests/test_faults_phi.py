@@ -180,6 +180,37 @@ def test_failures_reach_results_as_codes_and_a_rerun_retries_transient_ones(tmp_
     _grep_results(tmp_path / "results")
 
 
+def test_ingest_ledgers_file_system_faults_as_transient(tmp_path, monkeypatch):
+    """A file that cannot be opened at ingest is ledgered as permission_denied (transient, counted in the
+    summary), never with its path; once readable, a rerun includes it."""
+    from neurovfm.ingest import discover
+
+    for k, v in KEY_ENV.items():
+        monkeypatch.setenv(k, v)
+    files = _export(tmp_path / "export")
+    cfg = _config(tmp_path)
+    res, priv = tmp_path / "results" / "phi", tmp_path / "private" / "phi"
+    locked = files["t2"][3]
+
+    def fake_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(discover, "open", fake_open, raising=False)
+    summary = pipeline.ingest(cfg, tmp_path / "export", None, res / "ingest", priv, threads=1)
+    assert summary["excluded_files_by_reason"] == {"missing_slices": 11, "permission_denied": 1}
+    assert summary["n_files_excluded_transient"] == 1
+    ledger = pd.read_csv(res / "ingest" / "exclusions.csv", dtype=str, keep_default_na=False)
+    assert set(ledger["reason"]) == {"missing_slices", "permission_denied"}
+    _grep_results(tmp_path / "results")
+    monkeypatch.undo()
+    for k, v in KEY_ENV.items():
+        monkeypatch.setenv(k, v)
+    again = pipeline.ingest(cfg, tmp_path / "export", None, res / "ingest", priv, threads=1)
+    assert again["n_volumes"] == len(SERIES) and again["n_files_excluded"] == 0
+
+
 def test_bare_data_sets_and_truncation_are_explained(tmp_path):
     """A file without the DICOM preamble (included by ingest) is read by preprocessing; a truncated one is
     described as truncated, not with pydicom's advice to use force=True."""

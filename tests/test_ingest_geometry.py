@@ -22,7 +22,8 @@ from neurovfm.ingest.run import run_ingest
 from neurovfm.ingest.volume import load_series_volume
 
 CFG = default_config(**{"seed": 1, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
-                             "exclude_description_patterns": ["mip"]},
+                             "exclude_description_patterns": ["mip"],
+                             "allow_empty": True},  # an export of one excluded series is a test case here
        "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}})
 
 CASES = {

@@ -125,3 +125,14 @@ def test_bad_geometry_raises_with_reason():
     cfg["fit"] = "pad"
     ok = Acquisition("axial", (5, 20, 20), (1.0, 1.0), 4.0)
     assert plan(ok.affine(), ok.shape, cfg).shape == (8, 32, 32)
+
+
+def test_ct_window_planes_do_not_follow_yaml_key_order():
+    """Issue 18, item 6: the planes of the CT windows are fixed by code (8-bit first, then 4-bit pairs, each
+    by name), whatever order the keys of preprocess.ct_windows are written in."""
+    forward = copy.deepcopy(load_config()["preprocess"])
+    backward = {**forward, "ct_windows": dict(reversed(list(forward["ct_windows"].items())))}
+    assert list(backward["ct_windows"]) != list(forward["ct_windows"])
+    a, b = channel_layout("CT", forward), channel_layout("CT", backward)
+    assert [c.as_dict() for c in a] == [c.as_dict() for c in b]
+    assert [(c.name, c.plane, c.nibble) for c in a] == [("brain", 0, None), ("blood", 1, "high"), ("bone", 1, "low")]

@@ -16,6 +16,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from neurovfm.ingest.headers import SPECIFIC_TAGS, extract
+from neurovfm.utils.failure import describe
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
@@ -143,8 +144,9 @@ def read_header(root: str, rel: str, modalities: tuple[str, ...] = ("CT", "MR"))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             NotImplementedError, OverflowError, UnicodeError, LookupError) as exc:
         return _fail(rel, "unreadable_dicom", f"header could not be parsed ({type(exc).__name__})")
-    except OSError as exc:
-        return _fail(rel, "unreadable_file", f"file could not be read ({type(exc).__name__})")
+    except OSError as exc:  # the file system, not the data: file_missing, permission_denied, io_error (transient)
+        failure = describe(exc)
+        return _fail(rel, failure.reason, failure.detail)
     rec["path"] = rel
     rec["reason"] = None
     rec["malformed"] = tuple(bad)

@@ -228,6 +228,9 @@ def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_di
                 "report_text": report_rows[s["study_uid"]]["text"]}
                for _, s in studies.iterrows() if s["study_uid"] in report_rows] if len(studies) else []
     inputs.require_volumes(len(files), len(vols), ledger.files_by_reason(), bool(icfg["allow_empty"]))
+    if ledger.n_transient:
+        log.warning("ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
+                    "rerun ingest to include them (README: When something goes wrong)", ledger.n_transient)
     summary = write_outputs(out_dir, private_dir, vols, studies, ledger, file_rows, reports,
                             n_files_seen=len(files), symlinks_skipped=links, report_counts=report_counts)
     return summary

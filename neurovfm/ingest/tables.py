@@ -41,6 +41,7 @@ def summarise(vols: pd.DataFrame, studies: pd.DataFrame, ledger: Ledger, n_files
                         "sequences": _counts(v["sequence"]), "orientations": _counts(v["orientation"]),
                         "study_splits": _counts(s["split"]), "patients": int(s["patient_id"].nunique())}
     return {"n_files_seen": int(n_files_seen), "n_files_included": n_included, "n_files_excluded": ledger.n_files,
+            "n_files_excluded_transient": ledger.n_transient,
             "n_volumes": len(vols), "n_studies": len(studies),
             "n_patients": int(studies["patient_id"].nunique()) if len(studies) else 0,
             "excluded_files_by_reason": ledger.files_by_reason(), "excluded_units_by_reason": ledger.units_by_reason(),
