@@ -83,6 +83,8 @@ def main() -> None:
                     help="train the supervised positive control for STEPS steps (0: none)")
     ap.add_argument("--control-batch", type=int, default=8)
     ap.add_argument("--control-lr", type=float, default=1e-3)
+    ap.add_argument("--control-crop", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                    help="training crop of the control in tokens (default: pretrain.max_crop_tokens)")
     ap.add_argument("--views", type=int, default=2, help="random orientations per volume")
     ap.add_argument("--tokens-per-view", type=int, default=48)
     ap.add_argument("--max-volumes", type=int, default=400, help="per split (seeded sample)")
@@ -116,10 +118,11 @@ def main() -> None:
 
         mcfg = model_config(cfg["pretrain"], cfg["pretrain"]["train"][0], cfg["preprocess"]["patch"])
         t0 = time.perf_counter()
+        crop = args.control_crop or cfg["pretrain"]["max_crop_tokens"]
         enc, losses = train_anatomy_encoder(mcfg, data["train"], list(range(len(data["train"]))), poses,
-                                            args.control, args.control_batch, args.control_lr, 0.05,
-                                            cfg["pretrain"]["max_crop_tokens"], float(aug["flip_p"]),
-                                            float(aug["swap_inplane_p"]), args.seed, args.device)
+                                            args.control, args.control_batch, args.control_lr, 0.05, crop,
+                                            float(aug["flip_p"]), float(aug["swap_inplane_p"]), args.seed,
+                                            args.device)
         save_encoder(out.with_name(out.stem + f"_{CONTROL}.pt"), enc, mcfg, args.control)
         log.info("positive control trained in %.0f s", time.perf_counter() - t0)
         encoders[CONTROL] = enc
