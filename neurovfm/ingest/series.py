@@ -189,8 +189,9 @@ def assemble_series(files: list[Slice], description: str | None, image_type, p: 
         return out
     try:
         _, _, normal = geo.cosines(slices[0].iop)
-    except ValueError as exc:
-        out.rejections.append(Rejection("series", "missing_geometry", paths, str(exc)))
+    except ValueError:
+        out.rejections.append(Rejection("series", "missing_geometry", paths,
+                                        "ImageOrientationPatient unusable (not 6 values, or a zero-length direction)"))
         return out
     stacks = _split_stacks(slices, normal, p.position_tolerance_mm)
     if isinstance(stacks, str):

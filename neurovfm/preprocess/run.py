@@ -77,7 +77,8 @@ def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job],
             grid = plan(affine, shape, pcfg)
         except (PreprocessError, json.JSONDecodeError, TypeError, ValueError) as err:
             reason = err.reason if isinstance(err, PreprocessError) else "bad_affine"
-            excluded.append(exclusion(meta, n_files, reason, getattr(err, "detail", str(err))))
+            detail = err.detail if isinstance(err, PreprocessError) else f"affine_lps cannot be read ({type(err).__name__})"
+            excluded.append(exclusion(meta, n_files, reason, detail))
             continue
         planes = n_planes(channel_layout(meta["modality"], pcfg))
         jobs.append(Job(meta, affine, shape, where, grid, idx.record_nbytes(grid.shape, pcfg["patch"], planes)))

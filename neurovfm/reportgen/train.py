@@ -26,7 +26,7 @@ import torch
 from neurovfm.jepa.checkpoint import load as load_checkpoint
 from neurovfm.jepa.checkpoint import rng_state, save as save_checkpoint, set_rng_state
 from neurovfm.jepa.schedules import learning_rate
-from neurovfm.utils.atomic import atomic_path, write_csv
+from neurovfm.utils.atomic import atomic_dir, atomic_path, write_csv
 from neurovfm.utils.progress import Progress
 
 from . import distributed as dd
@@ -305,8 +305,9 @@ class Trainer:
         lm_state = dd.full_state(model.state_dict()) if self.dist else None   # gathered by every rank
         connector = dd.full_state(self.connector.state_dict()) if self.dist else self.connector.state_dict()
         if self.rank == 0:
-            model.save_pretrained(self.out / LM_DIR, state_dict=lm_state)
-            self.tokenizer.save_pretrained(self.out / LM_DIR)
+            with atomic_dir(self.out / LM_DIR) as lm_tmp:  # a kill while saving never leaves a half-written lm/
+                model.save_pretrained(lm_tmp, state_dict=lm_state)
+                self.tokenizer.save_pretrained(lm_tmp)
             write_csv(self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr",
                                                                                  "seconds"]))
             write_csv(self.out / "curated.csv", pd.DataFrame({"study_id": self.curated}))
