@@ -241,26 +241,35 @@ def test_user_mistakes_end_in_one_line(tmp_path):
     cfg = _config(tmp_path)
     cfg_path = _write_config(tmp_path, cfg)
     res_dir = tmp_path / "results"
-    # the export root is a file
+    logs = res_dir / "phi" / "logs"
+    # the export root is a file (named after the patient: the log under results/ must not say so)
     (tmp_path / "export").mkdir()
     a_file = tmp_path / "export" / f"{FAMILY}_{MRN}.dcm"
     a_file.write_bytes(b"not dicom")
-    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", a_file, cwd=tmp_path), "is a file")
+    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", a_file, "--log", logs / "a.log",
+                         cwd=tmp_path), "is a file")
+    assert "bad_input_path" in (logs / "a.log").read_text()
     # an export without any DICOM file: a non-zero exit with the reason (unless ingest.allow_empty)
-    empty = tmp_path / "empty"
+    empty = tmp_path / f"{FAMILY}_{GIVEN}_{MRN}_empty"
     empty.mkdir()
-    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", empty, cwd=tmp_path), "no DICOM file")
+    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", empty, "--log", logs / "b.log",
+                         cwd=tmp_path), "no DICOM file")
+    assert "empty_export" in (logs / "b.log").read_text()
     allowed = _cli("ingest", "--config", cfg_path, "--dicom-dir", empty, "--set", "ingest.allow_empty=true",
                    cwd=tmp_path)
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["n_volumes"] == 0
     # files, but nothing includable: the message counts the reasons
-    line = _one_line_error(_cli("ingest", "--config", cfg_path, cwd=tmp_path), "none of the 1 files", "not_dicom 1")
+    line = _one_line_error(_cli("ingest", "--config", cfg_path, "--log", logs / "c.log", cwd=tmp_path),
+                           "none of the 1 files", "not_dicom 1")
     assert FAMILY not in line
     # a reports CSV without a required column names it and the columns found
     _export(tmp_path / "export2")
     pd.DataFrame([{"accession": "ACC1", "report_text": "normal"}]).to_csv(tmp_path / "reports.csv", index=False)
     _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", tmp_path / "export2", "--reports-csv",
-                         tmp_path / "reports.csv", cwd=tmp_path), "accession_number", "columns found: accession")
+                         tmp_path / "reports.csv", "--log", logs / "d.log", cwd=tmp_path),
+                    "accession_number", "columns found: accession")
+    # the raw messages, paths included, are kept privately for whoever debugs
+    assert a_file.name in (tmp_path / "private" / "phi" / "errors" / "ingest.log").read_text()
     # a wrong config value: the key and the allowed values, a few lines, no schema
     bad = tmp_path / "bad.yaml"
     bad.write_text("labels: {extractor: regex}\npreprocess: {fit: squeeze}\n")
@@ -272,6 +281,5 @@ def test_user_mistakes_end_in_one_line(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert smk.returncode != 0 and "allowed values: rules, llm" in smk.stderr + smk.stdout
     assert "Failed validating" not in smk.stderr + smk.stdout and "$schema" not in smk.stderr + smk.stdout
-    # nothing of the planted names reached results/ on any of these paths
-    if res_dir.exists():
-        _grep_results(res_dir)
+    # nothing of the planted names reached results/ on any of these paths (the four failure logs included)
+    assert _grep_results(res_dir) >= 8
