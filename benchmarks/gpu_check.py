@@ -527,7 +527,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cv-folds", type=int, default=5)
     g.add_argument("--cv-repeats", type=int, default=3)
     g.add_argument("--context-script", default=str(ROOT / "benchmarks/anatomy_context.py"))
-    g.add_argument("--context-timeout-s", type=float, default=60.0)
+    g.add_argument("--context-timeout-s", type=float, default=90.0,
+                   help="the context diagnostic, both encoders (on 2 CPU cores with tiny encoders: about 3 min)")
     g.add_argument("--context-extra", default="", help="more arguments of the context script, e.g. '--max-volumes 200'")
     g = ap.add_argument_group("training MFU (benchmarks/train_throughput.py)")
     g.add_argument("--attn-backends", nargs="+", default=["flash_attn", "torch_varlen", "sdpa_masked"])
