@@ -381,11 +381,11 @@ def pretrain_cmd(cfg_path: Path, model: str, run_dir: Path, work: Path) -> list[
 
 
 def plan_steps(remaining_s: float, reserve_s: float, calib: dict, min_steps: int,
-               max_steps: int | None) -> tuple[int, str]:
-    """Steps that fit ``remaining_s - reserve_s`` (fixed cost first), capped by ``max_steps``; 0 when fewer than
-    ``min_steps`` fit. Returns (steps, how they were chosen)."""
+               max_steps: int | None, slack: float = 1.0) -> tuple[int, str]:
+    """Steps that fit ``remaining_s - reserve_s`` (fixed cost first) at ``slack`` x the measured step time, capped
+    by ``max_steps``; 0 when fewer than ``min_steps`` fit. Returns (steps, how they were chosen)."""
     budget = remaining_s - reserve_s - calib["fixed_s"]
-    fit = int(math.floor(budget / calib["step_s"])) if budget > 0 else 0
+    fit = int(math.floor(budget / (calib["step_s"] * slack))) if budget > 0 else 0
     if max_steps is not None and fit > max_steps:
         return max_steps, f"capped by --max-steps {max_steps} ({fit} would fit in {budget:.0f} s)"
     if fit < min_steps:
@@ -517,6 +517,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-timeout-s", type=float, default=90.0)
     g.add_argument("--min-steps", type=int, default=20, help="fewer steps fitting than this: no pretraining")
     g.add_argument("--max-steps", type=int, help="cap on the planned steps (toy runs)")
+    g.add_argument("--step-slack", type=float, default=1.1,
+                   help="steps are planned at this x the measured step time (a slower stretch must still fit)")
     g.add_argument("--reserve-factor", type=float, default=1.25,
                    help="the pretrained encoder's features + CV are reserved as the random one's times x this")
     g.add_argument("--margin-s", type=float, default=10.0, help="spare seconds kept after the last stage")
@@ -561,7 +563,8 @@ def pretrain_rows(runner: Runner, args, work: Path, run_dir: Path, cfg: dict, mo
     check, goal, pre = f"pretrain {model}", "runs the planned steps", work / "pretrain"
     if calib is None:
         return [row, Row(check, "no step time (see the row above)", goal, "skip")], None
-    steps, how = plan_steps(runner.deadline.remaining(), reserve_s, calib, args.min_steps, args.max_steps)
+    steps, how = plan_steps(runner.deadline.remaining(), reserve_s, calib, args.min_steps, args.max_steps,
+                            args.step_slack)
     if steps == 0:
         return [row, Row(check, how, goal, "skip")], None
     try:

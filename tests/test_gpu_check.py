@@ -196,6 +196,7 @@ def test_plan_steps_keeps_within_budget():
     assert gpu_check.plan_steps(100, 85, calib, 20, None)[0] == 0           # 5 s left: fewer than 20 steps
     steps, how = gpu_check.plan_steps(300, 90, calib, 20, 50)
     assert steps == 50 and "--max-steps" in how
+    assert gpu_check.plan_steps(300, 90, calib, 20, None, slack=1.25)[0] == 320    # 200 s / (0.5 s x 1.25)
 
 
 def test_wrapper_requires_cuda_in_one_line(tmp_path):
