@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,15 @@ def readme_yaml(marker: str) -> str:
     found = [b for b in blocks if marker in b]
     assert len(found) == 1, f"{len(found)} README yaml blocks contain {marker!r}"
     return found[0]
+
+
+def readme_commands(marker: str) -> list[list[str]]:
+    """The snakemake command lines of the README's ```bash block that contains ``marker`` (continuations joined)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"{len(found)} README bash blocks contain {marker!r}"
+    lines = found[0].replace("\\\n", " ").splitlines()
+    return [shlex.split(ln.split("#")[0]) for ln in lines if ln.startswith("snakemake ")]
 
 
 def snakemake(*args, cwd):
@@ -53,12 +63,19 @@ def test_readme_my_run_yaml_through_snakemake_and_cli(tmp_path):
     project = tmp_path / "project"  # outside the checkout
     project.mkdir()
     (project / "my_run.yaml").write_text(text)
-    dry = snakemake("all", "-n", "--cores", "1", "--directory", project, "--configfile", "my_run.yaml", cwd=project)
+    in_checkout, elsewhere = readme_commands("/path/to/neurovfm/Snakefile")
+    # the README's commands as written (a dry run in the checkout: the file is the only thing moved)
+    cmd = [a if a != "my_run.yaml" else str(project / "my_run.yaml") for a in in_checkout] + ["-n"]
+    dry = subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, capture_output=True, text=True, env=ENV,
+                         timeout=600)
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats")[-1].split("\n\n")[0]
     assert "ingest" in stats and "synth" not in stats  # a real export: no synthetic one
-    run = snakemake("results/um2024/ingest/series.csv", "--cores", "2", "--directory", project,
-                    "--configfile", "my_run.yaml", cwd=project)
+    # the outside-the-checkout command, run for real up to ingest
+    cmd = [a.replace("/path/to/neurovfm", str(ROOT)).replace("/project", str(project)) for a in elsewhere]
+    cmd = ["results/um2024/ingest/series.csv" if a == "all" else a for a in cmd]
+    run = subprocess.run([sys.executable, "-m", *cmd], cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                         timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     series = pd.read_csv(project / "results" / "um2024" / "ingest" / "series.csv")
     assert len(series) == 3
@@ -102,8 +119,11 @@ def test_readme_nifti_example_through_snakemake(tmp_path):
     (project / "bench1.yaml").write_text(text)
     dry = snakemake("all", "-n", "--cores", "1", "--configfile", "bench1.yaml", "--directory", project, cwd=project)
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
-    run = snakemake("results/bench1/shards/train/index.json", "--cores", "2", "--configfile", "bench1.yaml",
-                    "--directory", project, cwd=project)
+    # the README's command line, from the project folder (the profile and Snakefile found in the checkout)
+    line = re.search(r"`(snakemake --profile profiles/local results/bench1[^`]*)`", (ROOT / "README.md").read_text())
+    cmd = [str(ROOT / a) if a == "profiles/local" else a for a in shlex.split(line.group(1))]
+    run = subprocess.run([sys.executable, "-m", *cmd, "-s", str(ROOT / "Snakefile"), "--directory", str(project)],
+                         cwd=project, capture_output=True, text=True, env=ENV, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     res = project / "results" / "bench1"
     assert len(pd.read_csv(res / "ingest" / "series.csv")) == 4
