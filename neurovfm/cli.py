@@ -68,8 +68,8 @@ def _cmd_preprocess(args) -> int:
                                 run_dir(cfg) / "pacs_export" / "dicom" if synthetic else cfg["input"]["dicom_dir"])
     ingest = run_dir(cfg) / "ingest"
     out = Path(args.out) if args.out else run_dir(cfg) / "shards"
-    summary = pipeline.preprocess(cfg, args.series or ingest / "series.csv", args.files or private_dir(cfg) / "files.csv",
-                                  root, out, threads=args.workers)
+    summary = pipeline.preprocess(cfg, args.series or ingest / "series.csv",
+                                  args.files or private_dir(cfg) / "files.csv", root, out, threads=args.workers)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

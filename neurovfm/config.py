@@ -35,7 +35,8 @@ def _explain(err) -> str:
             at = "" if where == "<top level>" else f"{where}."
             return f"  {', '.join(at + u for u in unknown)}: unknown key; allowed here: {', '.join(allowed)}"
     if err.validator == "enum":
-        return f"  {where}: {_short(err.instance)} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}"
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"  {where}: {_short(err.instance)} is not allowed; allowed values: {allowed}"
     if err.validator == "required":
         return f"  {where}: {err.message}"
     if err.validator == "type":

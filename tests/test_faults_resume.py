@@ -23,7 +23,6 @@ import json
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -177,8 +176,8 @@ def _same(a: Path, b: Path) -> bool:
         drop = [c for c in fa.columns if c in TIMING_COLUMNS]
         return list(fa.columns) == list(fb.columns) and fa.drop(columns=drop).equals(fb.drop(columns=drop))
     if a.suffix == ".jsonl":  # rows may carry their wall-clock time
-        rows = [[{k: v for k, v in json.loads(ln).items() if k not in TIMING_COLUMNS} for ln in f.read_text().splitlines()]
-                for f in (a, b)]
+        rows = [[{k: v for k, v in json.loads(ln).items() if k not in TIMING_COLUMNS}
+                 for ln in f.read_text().splitlines()] for f in (a, b)]
         return rows[0] == rows[1]
     if a.suffix == ".pt":  # pickled Python floats: equal NaNs may be pickled as one object or two
         return a.read_bytes() == b.read_bytes() or _same_obj(_torch_load(a), _torch_load(b))
@@ -282,8 +281,9 @@ def world(demo_run, tmp_path_factory):
             if name == "probe" and "features_all" not in ctx:  # every split (the features step tests two)
                 from neurovfm import pipeline
                 shards = Path(ctx["shards"])
-                pipeline.features(ctx["cfg"], "random", {s: shards / s / "index.json" for s in ("train", "val", "test")},
-                                  shards / "train" / "stats.json", tmp / "features_all", threads=1)
+                every = {s: shards / s / "index.json" for s in ("train", "val", "test")}
+                pipeline.features(ctx["cfg"], "random", every, shards / "train" / "stats.json", tmp / "features_all",
+                                  threads=1)
                 ctx["features_all"] = str(tmp / "features_all")
             if name == "reportgen_eval" and "rg_eval" not in ctx:
                 ctx["rg_eval"] = _eval_inputs(ctx, reference("reportgen_generate")[0], tmp / "rg_eval")

@@ -77,7 +77,8 @@ def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job],
             grid = plan(affine, shape, pcfg)
         except (PreprocessError, json.JSONDecodeError, TypeError, ValueError) as err:
             reason = err.reason if isinstance(err, PreprocessError) else "bad_affine"
-            detail = err.detail if isinstance(err, PreprocessError) else f"affine_lps cannot be read ({type(err).__name__})"
+            detail = (err.detail if isinstance(err, PreprocessError)
+                      else f"affine_lps cannot be read ({type(err).__name__})")
             excluded.append(exclusion(meta, n_files, reason, detail))
             continue
         planes = n_planes(channel_layout(meta["modality"], pcfg))
@@ -163,7 +164,8 @@ def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, 
         res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
                       pcfg, expected_shape=job.shape)
     except PreprocessError as err:
-        return {"exclusion": {**exclusion(job.meta, job.files[1], err.reason, err.detail), "stamp": source.stamp(paths)}}
+        out = exclusion(job.meta, job.files[1], err.reason, err.detail)
+        return {"exclusion": {**out, "stamp": source.stamp(paths)}}
     del array
     writer.write_record(shard_tmp, job.offset, res.planes, res.token_mask)
     return {"entry": _entry(job, res, pcfg)}
