@@ -283,3 +283,19 @@ def test_user_mistakes_end_in_one_line(tmp_path):
     assert "Failed validating" not in smk.stderr + smk.stdout and "$schema" not in smk.stderr + smk.stdout
     # nothing of the planted names reached results/ on any of these paths (the four failure logs included)
     assert _grep_results(res_dir) >= 8
+
+
+def test_readme_documents_every_failure_code():
+    """The README's table of reason codes is the vocabulary of neurovfm.utils.failure, transient flags included."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## When something goes wrong"):]
+    section = section[:section.index("\n## ")] if "\n## " in section else section
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `")]
+    documented = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for code in re.findall(r"`([a-z_0-9]+)`", cells[0]):
+            documented[code] = cells[1] == "yes"
+    assert documented == {code: reason.transient for code, reason in VOCABULARY.items()}
