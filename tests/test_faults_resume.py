@@ -146,14 +146,15 @@ def child(ctx_json: str, name: str, out: str) -> None:
         fn(ctx, Path(out))
 
 
-def _spawn(ctx_path: Path, name: str, out: Path, fsize: int | None = None) -> subprocess.Popen:
+def _spawn(ctx_path: Path, name: str, out: Path, fsize: int | None = None, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """The child; ``stderr`` a file for a run that is killed (a full pipe would stall it, not the step)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(THIS.parent)}
 
     def limit():
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     return subprocess.Popen([sys.executable, str(THIS), str(ctx_path), name, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=limit)
+                            stderr=stderr, text=True, env=env, preexec_fn=limit)
 
 
 # --- comparing outputs ------------------------------------------------------------------------------------------
@@ -328,15 +329,17 @@ def test_kill_and_resume(world, name):
     ref, work_s = world["reference"](name)
     rng = random.Random(f"{SEED}-{name}")
     out = world["tmp"] / "killed" / name
-    proc = _spawn(world["ctx_path"], name, out)
-    assert proc.stdout.readline().strip() == START, proc.stderr.read()
+    err_log = world["tmp"] / f"killed_{name}.stderr"
+    with open(err_log, "w") as err:
+        proc = _spawn(world["ctx_path"], name, out, stderr=err)
+    assert proc.stdout.readline().strip() == START, err_log.read_text()
     fraction = rng.uniform(0.05, 0.9)
     time.sleep(fraction * work_s)
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     if not killed:  # the child outran the reference: it must at least have finished cleanly
-        assert proc.returncode == 0, proc.stderr.read()
+        assert proc.returncode == 0, err_log.read_text()
     _check_left(name, ref, out, f"killed at {fraction:.2f} of {work_s:.1f} s")
     # rerun in the same folder (as Snakemake's rerun-incomplete or a person would): the reference's outputs
     STEPS[name][0](world["ctx"], out)
