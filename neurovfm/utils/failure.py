@@ -28,7 +28,7 @@ class Reason:
 # preprocessing stages that describe the data itself are listed in LEDGER_CODES below.
 VOCABULARY: dict[str, Reason] = {
     # the file system: retried by a rerun
-    "file_missing": Reason(True, "a file is missing (moved or removed after ingest)"),
+    "file_missing": Reason(True, "a file is missing (moved or removed since it was listed)"),
     "permission_denied": Reason(True, "a file or folder cannot be opened: permission denied"),
     "io_error": Reason(True, "input/output error"),
     "disk_full": Reason(True, "no space left on the device or file size limit reached while writing"),
