@@ -146,3 +146,17 @@ def test_server_without_json_mode_falls_back(tmp_path):
         res = LLMExtractor(client(srv, tmp_path)).extract(REPORT, "CT")
     assert res["acute_subdural_hematoma"]["present"]
     assert "response_format" in srv.requests[0]["body"] and "response_format" not in srv.requests[1]["body"]
+
+
+def test_map_reports_errors_carry_no_report_text(tmp_path):
+    """An exception whose message quotes the report (PHI) becomes a code and fixed text; the raw message is kept
+    under the private folder only."""
+    secret = "Patient DOE^JANE MRN 12345678 has a left subdural"
+
+    def fails(text):
+        raise ValueError(f"cannot parse: {text}")
+
+    out = map_reports(fails, [secret], max_workers=1, private_dir=tmp_path, stage="labels")
+    assert out[0][0] is None and "ValueError" in out[0][1]
+    assert "DOE" not in out[0][1] and "12345678" not in out[0][1]
+    assert "DOE^JANE" in (tmp_path / "errors" / "labels.log").read_text()

@@ -271,14 +271,20 @@ def llm_findings(client: LLMClient, report_text: str) -> list[str]:
     return [x.strip() for x in items if x.strip()]
 
 
-def map_reports(fn, items: list, max_workers: int) -> list[tuple[object, str | None]]:
+def map_reports(fn, items: list, max_workers: int, private_dir=None, stage: str = "llm"
+                ) -> list[tuple[object, str | None]]:
     """Apply ``fn`` to each item with a thread pool; returns (result, None) or (None, error) per item,
-    in input order, so one bad report never stops the run."""
+    in input order, so one bad report never stops the run. The error is a reason code with a PHI-free detail
+    (:func:`neurovfm.utils.failure.describe`: an exception's message may quote report text); the raw message goes
+    to ``private_dir/errors/{stage}.log`` when ``private_dir`` is given."""
+    from neurovfm.utils.failure import describe, keep_raw
+
     def safe(item):
         try:
             return fn(item), None
         except (LLMError, OSError, ValueError) as err:
-            return None, f"{type(err).__name__}: {err}"
+            keep_raw(private_dir, stage, err)
+            return None, describe(err).line()
 
     with ThreadPoolExecutor(max_workers=max(1, int(max_workers))) as pool:
         return list(pool.map(safe, items))

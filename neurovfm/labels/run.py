@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..utils.atomic import atomic_open, write_csv
+from ..utils.failure import describe, keep_raw
 from ..utils.progress import Progress
 from .findings import FindingsExtractor, laterality
 from .llm import LLMExtractor, client_from_config, llm_findings, map_reports
@@ -62,7 +63,9 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
         try:
             meta[r.study_id] = (normalise_modality(r.modality), r.split)
         except OntologyError as err:
-            errors.append({"study_id": r.study_id, "reason": "unknown_modality", "detail": str(err)})
+            keep_raw(private_dir, "labels", err, str(r.study_id))
+            errors.append({"study_id": r.study_id, "reason": "unknown_modality",
+                           "detail": "the study's modality is neither CT nor MR"})
 
     known = set(studies["study_id"])
     todo = []
@@ -100,14 +103,15 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
         return res
 
     if client is not None:
-        outcomes = map_reports(one, todo, int(cfg["llm"]["max_workers"]))
+        outcomes = map_reports(one, todo, int(cfg["llm"]["max_workers"]), private_dir, "labels")
     else:
         outcomes = []
         for r in todo:
             try:
                 outcomes.append((one(r), None))
-            except (ValueError, KeyError) as err:
-                outcomes.append((None, f"{type(err).__name__}: {err}"))
+            except (ValueError, KeyError) as err:      # the message may quote the report: code only here
+                keep_raw(private_dir, "labels", err, str(r["study_id"]))
+                outcomes.append((None, describe(err).line()))
     prog.close()
 
     findings_mode = cfg["findings"]
