@@ -16,18 +16,14 @@ from neurovfm.features.encoders import load_frozen, random_encoder, weights_dige
 from neurovfm.features.store import FeatureReader, FeatureStoreError, chunk_file, coords_file, sidecar_file
 from neurovfm.jepa.checkpoint import save_encoder
 from neurovfm.models.patch_embed import patchify
-from neurovfm.store.index import aligned, mask_offset, record_nbytes, shard_file, token_shape, write_index
+from neurovfm.store.index import token_shape
 from neurovfm.store.reader import ShardReader
 from neurovfm.store.stats import write_stats
-from neurovfm.store.writer import allocate, commit, temp_path, write_record
+
+from shard_factory import TOY_LAYOUTS as LAYOUTS, write_toy_split
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = (2, 4, 4)
-LAYOUTS = {"CT": {"planes": 2, "channels": [
-    {"name": "brain", "bits": 8, "plane": 0, "nibble": None, "window": {"width": 80.0, "level": 40.0}},
-    {"name": "blood", "bits": 4, "plane": 1, "nibble": "high", "window": {"width": 200.0, "level": 80.0}},
-    {"name": "bone", "bits": 4, "plane": 1, "nibble": "low", "window": {"width": 2800.0, "level": 600.0}}]},
-    "MR": {"planes": 1, "channels": [{"name": "mri", "bits": 8, "plane": 0, "nibble": None}]}}
 STATS = {"CT": {"brain": {"mean": 0.5, "std": 0.3}, "blood": {"mean": 0.4, "std": 0.35},
                 "bone": {"mean": 0.33, "std": 0.13}}, "MR": {"mri": {"mean": 0.58, "std": 0.17}}}
 VOLUMES = {  # split -> (series, study, modality, shape, foreground share)
@@ -40,31 +36,13 @@ VOLUMES = {  # split -> (series, study, modality, shape, foreground share)
 
 
 def _write_split(root: Path, split: str, vols, rng) -> Path:
-    out = root / split
-    out.mkdir(parents=True)
-    entries, off = [], 0
+    volumes = []
     for sid, study, mod, shape, share in vols:
-        planes = LAYOUTS[mod]["planes"]
-        tshape = token_shape(shape, PATCH)
-        mask = rng.random(tshape) < share
-        data = [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(planes)]
-        entries.append(({"series_id": sid, "study_id": study, "patient_id": "p" + study, "modality": mod,
-                         "sequence": "ct" if mod == "CT" else "t2", "split": split, "shard": 0, "offset": off,
-                         "nbytes": record_nbytes(shape, PATCH, planes), "shape": list(shape),
-                         "mask": {"offset": mask_offset(shape, planes), "shape": list(tshape),
-                                  "n_foreground": int(mask.sum())}}, data, mask))
-        off = aligned(off + record_nbytes(shape, PATCH, planes))
-    final = out / shard_file(0)
-    allocate(temp_path(final), off)
-    for e, data, mask in entries:
-        write_record(temp_path(final), e["offset"], data, mask)
-    commit(temp_path(final), final)
-    write_index(out / "index.json", {
-        "format": "neurovfm-shards", "version": 1, "split": split, "axis_order": ["slice", "row", "col"],
-        "spacing_mm": [4.0, 1.0, 1.0], "patch": list(PATCH), "align": 4096, "layouts": LAYOUTS,
-        "shards": [{"file": shard_file(0), "nbytes": off, "n_volumes": len(entries), "fingerprint": split}],
-        "volumes": [e for e, _, _ in entries]})
-    return out / "index.json"
+        mask = rng.random(token_shape(shape, PATCH)) < share
+        data = [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(LAYOUTS[mod]["planes"])]
+        volumes.append(({"series_id": sid, "study_id": study, "patient_id": "p" + study, "modality": mod,
+                         "sequence": "ct" if mod == "CT" else "t2"}, data, mask))
+    return write_toy_split(root / split, split, volumes, PATCH, LAYOUTS)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import yaml
 
 from neurovfm.jepa.schedules import Schedules
 from neurovfm.labels.ontology import load_ontology
-from neurovfm.store.index import aligned, mask_offset, record_nbytes, shard_file, token_shape, write_index
 from neurovfm.store.stats import write_stats
-from neurovfm.store.writer import allocate, commit, temp_path, write_record
+from shard_factory import TOY_LAYOUTS as LAYOUTS, write_toy_split
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -27,11 +26,6 @@ import gpu_check  # noqa: E402
 
 PATCH = (2, 4, 4)
 SHAPE = (8, 16, 16)          # token grid 4 x 4 x 4
-LAYOUTS = {"CT": {"planes": 2, "channels": [
-    {"name": "brain", "bits": 8, "plane": 0, "nibble": None, "window": {"width": 80.0, "level": 40.0}},
-    {"name": "blood", "bits": 4, "plane": 1, "nibble": "high", "window": {"width": 200.0, "level": 80.0}},
-    {"name": "bone", "bits": 4, "plane": 1, "nibble": "low", "window": {"width": 2800.0, "level": 600.0}}]},
-    "MR": {"planes": 1, "channels": [{"name": "mri", "bits": 8, "plane": 0, "nibble": None}]}}
 STATS = {"CT": {"brain": {"mean": 0.4, "std": 0.3}, "blood": {"mean": 0.3, "std": 0.3},
                 "bone": {"mean": 0.3, "std": 0.2}}, "MR": {"mri": {"mean": 0.4, "std": 0.3}}}
 STUDIES = {"train": 10, "val": 4}       # per modality
@@ -50,35 +44,17 @@ def _head(rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_split(root: Path, split: str, rng) -> list[dict]:
-    out = root / "shards" / split
-    out.mkdir(parents=True)
-    entries, off, studies = [], 0, []
+    volumes, studies = [], []
     for mod in ("CT", "MR"):
         for s in range(STUDIES[split]):
             study = f"{split}-{mod}-{s:02d}"
             studies.append({"study_id": study, "split": split, "modality": mod})
             for v in range(1 + s % 2):
-                planes = LAYOUTS[mod]["planes"]
                 img, mask = _head(rng)
-                data = [img] if planes == 1 else [img, ((img >> 4) << 4 | (img >> 4)).astype(np.uint8)]
-                entries.append(({"series_id": f"{study}-{v}", "study_id": study, "patient_id": f"p-{study}",
-                                 "modality": mod, "sequence": "ct" if mod == "CT" else "t1", "split": split,
-                                 "shard": 0, "offset": off, "nbytes": record_nbytes(SHAPE, PATCH, planes),
-                                 "shape": list(SHAPE),
-                                 "mask": {"offset": mask_offset(SHAPE, planes),
-                                          "shape": list(token_shape(SHAPE, PATCH)),
-                                          "n_foreground": int(mask.sum())}}, data, mask))
-                off = aligned(off + record_nbytes(SHAPE, PATCH, planes))
-    final = out / shard_file(0)
-    allocate(temp_path(final), off)
-    for e, data, mask in entries:
-        write_record(temp_path(final), e["offset"], data, mask)
-    commit(temp_path(final), final)
-    write_index(out / "index.json", {
-        "format": "neurovfm-shards", "version": 1, "split": split, "axis_order": ["slice", "row", "col"],
-        "spacing_mm": [4.0, 1.0, 1.0], "patch": list(PATCH), "align": 4096, "layouts": LAYOUTS,
-        "shards": [{"file": shard_file(0), "nbytes": off, "n_volumes": len(entries), "fingerprint": split}],
-        "volumes": [e for e, _, _ in entries]})
+                data = [img] if LAYOUTS[mod]["planes"] == 1 else [img, ((img >> 4) << 4 | (img >> 4)).astype(np.uint8)]
+                volumes.append(({"series_id": f"{study}-{v}", "study_id": study, "patient_id": f"p-{study}",
+                                 "modality": mod, "sequence": "ct" if mod == "CT" else "t1"}, data, mask))
+    write_toy_split(root / "shards" / split, split, volumes, PATCH, LAYOUTS)
     return studies
 
 
