@@ -2,7 +2,6 @@
 pretraining augmentation, poses against the rebuilt patients, the grouped R^2 bootstrap against a naive loop, and
 positive controls: a readout that holds the position scores high and one that does not scores near zero, and the
 supervised control's loss falls."""
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -70,7 +70,10 @@ def train_anatomy_encoder(model_cfg: dict, dataset, positions: list[int], poses:
     losses = []
     progress = Progress(steps, "anatomy positive control", unit="steps", every_s=30.0)
     for step in range(steps):
-        scale = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        if step < warm:
+            scale = (step + 1) / warm
+        else:
+            scale = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
         for g in opt.param_groups:
             g["lr"] = lr * scale
         batch = [crop_sample(dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p,
@@ -79,7 +82,8 @@ def train_anatomy_encoder(model_cfg: dict, dataset, positions: list[int], poses:
         cu, max_len = cu_seqlens_from_lengths([len(b[0]) for b in batch], device=device)
         x = encoder(torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu,
                     max_len)
-        y = (torch.as_tensor(np.concatenate([b[2] for b in batch]), dtype=torch.float32, device=device) - mean_t) / std_t
+        y = torch.as_tensor(np.concatenate([b[2] for b in batch]), dtype=torch.float32, device=device)
+        y = (y - mean_t) / std_t
         loss = F.mse_loss(head(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
