@@ -90,10 +90,9 @@ def context(spans_json: str, out: str) -> None:
 
 
 def score(context_json: str):
-    import numpy as np
     import pandas as pd
 
-    from .evaluate import score_matrix
+    from .evaluate import label_matrix, score_matrix
     from .ontology import load_ontology
 
     with open(context_json, encoding="utf-8") as fh:
@@ -106,18 +105,16 @@ def score(context_json: str):
                 if not sub:
                     continue
                 onto = load_ontology(modality)
-                col = {n: j for j, n in enumerate(onto.names)}
-                t = np.zeros((len(sub), len(onto.names)), dtype=bool)
-                p = np.zeros_like(t)
-                for i, r in enumerate(sub):
+                predicted = []
+                for r in sub:
                     pos = set()
                     for s in r["sentences"]:
                         for j, sp in enumerate(s["spans"]):
                             if (sp[5] if back == "hand-written" else s["context"][j]) == "positive":
                                 pos |= set(sp[4])
-                    pos |= {a for lab in pos for a in onto.ancestors(lab)}
-                    t[i, [col[x] for x in r["labels"]]] = True
-                    p[i, [col[x] for x in pos]] = True
+                    predicted.append(pos | {a for lab in pos for a in onto.ancestors(lab)})
+                t = label_matrix([r["labels"] for r in sub], onto.names)
+                p = label_matrix(predicted, onto.names)
                 tab = score_matrix(t, p, onto.names, modality).set_index("label")
                 out.append({"assertion": back, "bank": bank, "modality": modality, "n_reports": len(sub),
                             "macro_f1": tab.loc["macro", "f1"], "fp_per_report": tab.loc["micro", "fp"] / len(sub),

@@ -34,6 +34,15 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+def label_matrix(label_sets, names) -> np.ndarray:
+    """bool [n, len(names)]: row i marks the labels named in ``label_sets[i]`` (an iterable of ontology names)."""
+    col = {n: j for j, n in enumerate(names)}
+    out = np.zeros((len(label_sets), len(names)), dtype=bool)
+    for i, labels in enumerate(label_sets):
+        out[i, [col[x] for x in labels]] = True
+    return out
+
+
 def score_matrix(truth: np.ndarray, pred: np.ndarray, names: list[str], modality: str) -> pd.DataFrame:
     """Per-label counts and scores plus macro and micro rows (``truth``/``pred``: studies x labels, 0/1)."""
     truth, pred = truth.astype(bool), pred.astype(bool)

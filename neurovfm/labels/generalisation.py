@@ -22,7 +22,7 @@ import pandas as pd
 from neurovfm.synth.catalog import CATALOG
 from neurovfm.utils.atomic import write_csv
 
-from .evaluate import score_matrix
+from .evaluate import label_matrix, score_matrix
 from .findings import FindingsExtractor
 from .ontology import load_ontology
 from .rules import RuleExtractor
@@ -92,18 +92,13 @@ def score_cases(cases: list[Case], judge=None) -> pd.DataFrame:
             if not sub:
                 continue
             onto = load_ontology(modality)
-            col = {n: j for j, n in enumerate(onto.names)}
-            t = np.zeros((len(sub), len(onto.names)), dtype=bool)
-            p = np.zeros_like(t)
             side_ok = side_n = 0
             start = time.process_time()
             results = [rx.extract(c.text, modality, c.indication) for c in sub]
             cpu = time.process_time() - start
-            for i, (c, r) in enumerate(zip(sub, results)):
-                for lab in c.labels:
-                    t[i, col[lab]] = True
-                for lab, v in r.items():
-                    p[i, col[lab]] = v["present"]
+            t = label_matrix([c.labels for c in sub], onto.names)
+            p = label_matrix([[lab for lab, v in r.items() if v["present"]] for r in results], onto.names)
+            for c, r in zip(sub, results):
                 for lab, side in c.sides.items():
                     if r[lab]["present"]:
                         side_n += 1
