@@ -10,7 +10,8 @@ random swap of its in-plane axes (as in pretraining), and token coordinates are 
 position code then says nothing about the sign of ``y`` or ``z``, and one token's voxels look alike at mirrored
 places of a nearly symmetric head. What tells front from back or top from bottom is context: the face, the
 skull base, the neck, the shape of the head around the token. An encoder that mixes in context can read it; a
-network whose output is its token's own content plus a position code (a random ViT, to cosine ~0.998) cannot.
+network whose output is its token's own content plus a position code cannot (on the demo, random weights score
+what the position code alone scores; ``benchmarks/RESULTS.md``).
 
 References scored on the same tokens: ``positions`` (the flipped grid's sine-cosine code alone: what position
 tells), ``intensity`` (hand-crafted statistics of the token's own voxels: mean, standard deviation,
