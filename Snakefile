@@ -38,6 +38,6 @@ include: "workflow/rules/reportgen.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

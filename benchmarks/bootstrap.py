@@ -12,6 +12,7 @@ float32 rounding produces some ties). Measures:
     from the sampled replicates by both.
 Usage: python benchmarks/bootstrap.py OUT.json [--n-boot 10000] [--naive-reps 200] [--naive-classes 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ def main(argv=None) -> dict:
     n, k = S.shape
 
     t0 = time.perf_counter()
-    res = bootstrap_metrics(S, Y, thresholds=thr, n_boot=a.n_boot, seed=a.seed, min_pos=1,
-                            chunk=a.chunk, n_jobs=a.n_jobs)
+    res = bootstrap_metrics(
+        S, Y, thresholds=thr, n_boot=a.n_boot, seed=a.seed, min_pos=1, chunk=a.chunk, n_jobs=a.n_jobs
+    )
     t_vec = time.perf_counter() - t0
 
     # naive loop on the same resamples: first `naive-reps` replicates, classes spread over prevalence
@@ -85,28 +87,49 @@ def main(argv=None) -> dict:
 
     lo, hi = res.ci("auroc")
     out = {
-        "n_studies": n, "n_classes": k, "n_boot": a.n_boot, "chunk": a.chunk,
-        "cpu_count": os.cpu_count(), "n_jobs": a.n_jobs,
-        "prevalence_min": float(prev.min()), "prevalence_max": float(prev.max()),
+        "n_studies": n,
+        "n_classes": k,
+        "n_boot": a.n_boot,
+        "chunk": a.chunk,
+        "cpu_count": os.cpu_count(),
+        "n_jobs": a.n_jobs,
+        "prevalence_min": float(prev.min()),
+        "prevalence_max": float(prev.max()),
         "vectorized_full_table_s": t_vec,
         "vectorized_metrics": list(res.reps),
-        "naive_sample_replicates": a.naive_reps, "naive_sample_classes": int(len(cls)),
-        "naive_sample_s": t_naive_sample, "naive_per_call_ms": per_call * 1e3,
+        "naive_sample_replicates": a.naive_reps,
+        "naive_sample_classes": int(len(cls)),
+        "naive_sample_s": t_naive_sample,
+        "naive_per_call_ms": per_call * 1e3,
         "naive_full_table_extrapolated_s": t_naive_full,
         "speedup": t_naive_full / t_vec,
-        "sample_max_abs_auroc_diff": max_diff, "sample_nan_pattern_equal": nan_agree,
+        "sample_max_abs_auroc_diff": max_diff,
+        "sample_nan_pattern_equal": nan_agree,
         "sample_max_abs_ci_diff": ci_diff,
         "mean_auroc": float(np.nanmean(res.point["auroc"])),
         "median_auroc_ci_width": float(np.nanmedian(hi - lo)),
-        "goal_full_table_le_30s": t_vec <= 30.0, "goal_speedup_ge_200": t_naive_full / t_vec >= 200,
+        "goal_full_table_le_30s": t_vec <= 30.0,
+        "goal_speedup_ge_200": t_naive_full / t_vec >= 200,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
     print(f"{'quantity':42s} value")
-    for key in ("n_studies", "n_classes", "n_boot", "vectorized_full_table_s", "naive_per_call_ms",
-                "naive_full_table_extrapolated_s", "speedup", "sample_max_abs_auroc_diff",
-                "sample_max_abs_ci_diff", "sample_nan_pattern_equal", "mean_auroc",
-                "median_auroc_ci_width", "goal_full_table_le_30s", "goal_speedup_ge_200"):
+    for key in (
+        "n_studies",
+        "n_classes",
+        "n_boot",
+        "vectorized_full_table_s",
+        "naive_per_call_ms",
+        "naive_full_table_extrapolated_s",
+        "speedup",
+        "sample_max_abs_auroc_diff",
+        "sample_max_abs_ci_diff",
+        "sample_nan_pattern_equal",
+        "mean_auroc",
+        "median_auroc_ci_width",
+        "goal_full_table_le_30s",
+        "goal_speedup_ge_200",
+    ):
         v = out[key]
         print(f"{key:42s} {v:.4g}" if isinstance(v, float) else f"{key:42s} {v}")
     return out

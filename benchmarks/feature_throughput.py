@@ -16,6 +16,7 @@ Usage: python benchmarks/feature_throughput.py OUT.json --index results/demo/sha
        [--stats results/demo/shards/train/stats.json] [--model base] [--devices cuda cpu] [--max-studies N]
        [--cpu-max-studies 4] [--max-tokens 65536] [--warmup-studies 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def encode_only_s(encoder, index_path: Path, stats: dict, device: torch.device, max_tokens: int,
-                  precision: str) -> float:
+def encode_only_s(
+    encoder, index_path: Path, stats: dict, device: torch.device, max_tokens: int, precision: str
+) -> float:
     """Seconds to encode the index's foreground tokens already in memory (data path excluded)."""
     dataset = VolumeDataset(index_path, stats)
     patch = tuple(dataset.reader.index["patch"])
@@ -95,8 +97,16 @@ def encode_only_s(encoder, index_path: Path, stats: dict, device: torch.device, 
     return time.perf_counter() - t0
 
 
-def measure(device: torch.device, size: str, index_path: Path, stats_path: Path, studies: list[str],
-            warmup: list[str], work: Path, settings: dict) -> dict:
+def measure(
+    device: torch.device,
+    size: str,
+    index_path: Path,
+    stats_path: Path,
+    studies: list[str],
+    warmup: list[str],
+    work: Path,
+    settings: dict,
+) -> dict:
     """One device's row: the features stage on ``studies`` (after an untimed warm-up on ``warmup``)."""
     index = load_index(index_path)
     encoder, model = build_encoder(size, index["patch"])
@@ -104,28 +114,55 @@ def measure(device: torch.device, size: str, index_path: Path, stats_path: Path,
     stats = load_stats(stats_path)
     if warmup:
         warm = subset_index(index_path, warmup, work / f"{device.type}-warmup-index")
-        extract(encoder, model["name"], model, {"warmup": warm}, stats_path, work / f"{device.type}-warmup",
-                device=device, **settings)
+        extract(
+            encoder,
+            model["name"],
+            model,
+            {"warmup": warm},
+            stats_path,
+            work / f"{device.type}-warmup",
+            device=device,
+            **settings,
+        )
     timed = subset_index(index_path, studies, work / f"{device.type}-index")
     sync(device)
     t0 = time.perf_counter()
-    summary = extract(encoder, model["name"], model, {"mri": timed}, stats_path, work / f"{device.type}-features",
-                      device=device, **settings)["mri"]
+    summary = extract(
+        encoder,
+        model["name"],
+        model,
+        {"mri": timed},
+        stats_path,
+        work / f"{device.type}-features",
+        device=device,
+        **settings,
+    )["mri"]
     sync(device)
     wall = time.perf_counter() - t0
     enc_s = encode_only_s(encoder, timed, stats, device, int(settings["max_tokens"]), settings["precision"])
     n = len(studies)
-    row = {"device": str(device),
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-           else platform.processor() or "cpu",
-           "threads": torch.get_num_threads(), "model": size, "studies": n, "volumes": summary["volumes"],
-           "tokens": summary["tokens"], "wall_s": wall, "studies_per_s": n / wall,
-           "s_per_study": wall / n, "volumes_per_s": summary["volumes"] / wall,
-           "tokens_per_s": summary["tokens"] / wall,
-           "encode_only_s": enc_s, "encode_only_studies_per_s": n / enc_s if enc_s > 0 else None}
-    print(f"{device}: {n} MRI studies ({row['volumes']} volumes, {row['tokens']} tokens) in {wall:.2f} s: "
-          f"{row['studies_per_s']:.2f} studies/s ({row['s_per_study']:.3f} s/study); encoder alone "
-          f"{enc_s:.2f} s", flush=True)
+    row = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "model": size,
+        "studies": n,
+        "volumes": summary["volumes"],
+        "tokens": summary["tokens"],
+        "wall_s": wall,
+        "studies_per_s": n / wall,
+        "s_per_study": wall / n,
+        "volumes_per_s": summary["volumes"] / wall,
+        "tokens_per_s": summary["tokens"] / wall,
+        "encode_only_s": enc_s,
+        "encode_only_studies_per_s": n / enc_s if enc_s > 0 else None,
+    }
+    print(
+        f"{device}: {n} MRI studies ({row['volumes']} volumes, {row['tokens']} tokens) in {wall:.2f} s: "
+        f"{row['studies_per_s']:.2f} studies/s ({row['s_per_study']:.3f} s/study); encoder alone "
+        f"{enc_s:.2f} s",
+        flush=True,
+    )
     del encoder
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -141,12 +178,20 @@ def run(args, save=None) -> dict:
     if not all_studies:
         raise SystemExit(f"{index_path} holds no MRI ({MRI}) volume")
     devices = args.devices or (["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"])
-    settings = {"max_tokens": args.max_tokens or cfg["features"]["max_tokens"],
-                "chunk_tokens": cfg["features"]["chunk_tokens"], "precision": cfg["features"]["precision"],
-                "progress_every_s": float("inf")}
+    settings = {
+        "max_tokens": args.max_tokens or cfg["features"]["max_tokens"],
+        "chunk_tokens": cfg["features"]["chunk_tokens"],
+        "precision": cfg["features"]["precision"],
+        "progress_every_s": float("inf"),
+    }
     rows = []
-    result = {"index": str(index_path), "torch": torch.__version__, "cuda": torch.version.cuda,
-              "settings": {k: v for k, v in settings.items() if k != "progress_every_s"}, "rows": rows}
+    result = {
+        "index": str(index_path),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "settings": {k: v for k, v in settings.items() if k != "progress_every_s"},
+        "rows": rows,
+    }
     with tempfile.TemporaryDirectory(prefix="feature_throughput-", dir=args.work) as tmp:
         for name in devices:
             device = torch.device(name)
@@ -157,10 +202,20 @@ def run(args, save=None) -> dict:
                     save(result)
                 continue
             limit = args.cpu_max_studies if device.type == "cpu" and len(devices) > 1 else args.max_studies
-            warm = all_studies[:args.warmup_studies]
+            warm = all_studies[: args.warmup_studies]
             timed = all_studies[:limit] if limit else all_studies
-            rows.append(measure(device, args.model or ("base" if torch.cuda.is_available() else "tiny"),
-                                index_path, stats_path, timed, warm, Path(tmp) / name, settings))
+            rows.append(
+                measure(
+                    device,
+                    args.model or ("base" if torch.cuda.is_available() else "tiny"),
+                    index_path,
+                    stats_path,
+                    timed,
+                    warm,
+                    Path(tmp) / name,
+                    settings,
+                )
+            )
             if save is not None:
                 save(result)
     return result
@@ -175,8 +230,12 @@ def main() -> int:
     ap.add_argument("--model", choices=sorted(VIT_SIZES), help="encoder size (default: base with CUDA, else tiny)")
     ap.add_argument("--devices", nargs="+", help="devices measured in turn (default: cuda then cpu, or cpu)")
     ap.add_argument("--max-studies", type=int, help="MRI studies timed (default: all of the split)")
-    ap.add_argument("--cpu-max-studies", type=int, default=4,
-                    help="MRI studies of the CPU baseline when it follows another device (default: 4)")
+    ap.add_argument(
+        "--cpu-max-studies",
+        type=int,
+        default=4,
+        help="MRI studies of the CPU baseline when it follows another device (default: 4)",
+    )
     ap.add_argument("--warmup-studies", type=int, default=2, help="studies of the untimed warm-up extraction")
     ap.add_argument("--max-tokens", type=int, help="tokens per forward pass (default: features.max_tokens)")
     ap.add_argument("--work", default=os.environ.get("TMPDIR"), help="scratch folder (default: the system's)")

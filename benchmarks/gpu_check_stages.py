@@ -15,6 +15,7 @@ each run by the driver as a child process with a timeout and writing one JSON re
     python benchmarks/gpu_check_stages.py cv --config CFG --run-dir results/demo --features OUT/features/random \\
         --result OUT/cv_random.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,15 @@ def features(args) -> dict:
     cfg = load_config(args.config)
     run = Path(args.run_dir)
     t0 = time.perf_counter()
-    summary = pipeline.features(cfg, args.encoder, {s: run / f"shards/{s}/index.json" for s in SPLITS},
-                                run / "shards/train/stats.json", Path(args.out), encoder_pt=args.encoder_pt,
-                                device=args.device)
+    summary = pipeline.features(
+        cfg,
+        args.encoder,
+        {s: run / f"shards/{s}/index.json" for s in SPLITS},
+        run / "shards/train/stats.json",
+        Path(args.out),
+        encoder_pt=args.encoder_pt,
+        device=args.device,
+    )
     return {"encoder": args.encoder, "seconds": time.perf_counter() - t0, "splits": summary}
 
 
@@ -54,21 +61,22 @@ def cv(args) -> dict:
     out = {}
     for mod, modality in MODALITIES.items():
         labels, names = read_label_table(run / f"labels/{mod}.csv", modality)
-        bags = load_bagsets(args.features, labels, names, modality, splits=SPLITS,
-                            windows=cfg["probes"]["ct_windows"])
+        bags = load_bagsets(args.features, labels, names, modality, splits=SPLITS, windows=cfg["probes"]["ct_windows"])
         x, y = pooled_matrix([bags[s] for s in SPLITS])
         score = cv_mean_auroc(x, y, min_pos=args.min_pos, n_folds=args.folds, repeats=args.repeats, seed=seed)
-        out[mod] = {"mean_auroc": float(score["mean_auroc"]),
-                    "per_repeat": [float(v) for v in score["per_repeat"]],
-                    "n_classes": len(score["classes"]), "n_studies": int(len(y))}
+        out[mod] = {
+            "mean_auroc": float(score["mean_auroc"]),
+            "per_repeat": [float(v) for v in score["per_repeat"]],
+            "n_classes": len(score["classes"]),
+            "n_studies": int(len(y)),
+        }
     return out
 
 
 def demo_data(args) -> dict:
     cfg = load_config(args.config)
     run, priv = Path(args.run_dir), Path(args.private_dir)
-    cfg = {**cfg, "run": run.name, "paths": {**cfg["paths"], "results": str(run.parent),
-                                              "private": str(priv.parent)}}
+    cfg = {**cfg, "run": run.name, "paths": {**cfg["paths"], "results": str(run.parent), "private": str(priv.parent)}}
     export, seconds = run / "pacs_export", {}
 
     def step(name, fn, *a, **k):
@@ -77,11 +85,19 @@ def demo_data(args) -> dict:
         seconds[name] = round(time.perf_counter() - t0, 1)
 
     step("synth", pipeline.synth, export, threads=args.workers)
-    step("ingest", pipeline.ingest, export / "dicom", export / "reports.csv", run / "ingest", priv,
-         threads=args.workers)
+    step(
+        "ingest", pipeline.ingest, export / "dicom", export / "reports.csv", run / "ingest", priv, threads=args.workers
+    )
     step("labels", pipeline.labels, priv / "reports.jsonl", run / "ingest" / "studies.csv", run / "labels", priv)
-    step("preprocess", pipeline.preprocess, run / "ingest" / "series.csv", priv / "files.csv", export / "dicom",
-         run / "shards", threads=args.workers)
+    step(
+        "preprocess",
+        pipeline.preprocess,
+        run / "ingest" / "series.csv",
+        priv / "files.csv",
+        export / "dicom",
+        run / "shards",
+        threads=args.workers,
+    )
     return {"seconds": seconds, "workers": args.workers}
 
 

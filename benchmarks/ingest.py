@@ -8,6 +8,7 @@ this process's CPU time (the fair comparison on a shared, loaded machine); (a) b
 ``pydicom.dcmread(f, stop_before_pixels=True)`` loop, (b) ``neurovfm.ingest.discover.read_headers`` with
 1 worker and with 2 workers; ``--full`` also times the whole ``run_ingest`` (1 worker).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,19 @@ from neurovfm.config import default_config  # noqa: E402
 
 def craft_export(root: str, n_files: int, slices_per_series: int = 100, series_per_study: int = 10) -> None:
     from dicom_factory import Spec, Study, write_series
+
     n_series = -(-n_files // slices_per_series)
     study = None
     for s in range(n_series):
         if s % series_per_study == 0:
             i = s // series_per_study
             study = Study(patient_id=f"P{i:05d}", accession=f"A{i:06d}", study_date=f"20{10 + i % 13:02d}0315")
-        write_series(root, Spec(rows=32, cols=32, n=slices_per_series, description="AX T2"), study,
-                     folder=f"{study.patient_id}/{s:05d}")
+        write_series(
+            root,
+            Spec(rows=32, cols=32, n=slices_per_series, description="AX T2"),
+            study,
+            folder=f"{study.patient_id}/{s:05d}",
+        )
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
@@ -87,19 +93,25 @@ def main(argv=None) -> dict:
     bare()  # warm the page cache
     result = {"n_files": n, "repeats": args.repeats, "cpu_count": os.cpu_count()}
     t = interleaved({"bare": bare, "ours1": ours(1), "ours2": ours(2)}, args.repeats)
-    result.update({
-        "load_average_1min": os.getloadavg()[0],
-        "bare_files_per_s_wall": n / t["bare"][0], "ours_1_worker_files_per_s_wall": n / t["ours1"][0],
-        "ours_2_workers_files_per_s_wall": n / t["ours2"][0],
-        "ratio_ours1_over_bare_wall": t["ours1"][0] / t["bare"][0],
-        "ratio_ours2_over_bare_wall": t["ours2"][0] / t["bare"][0],
-        "bare_files_per_cpu_s": n / t["bare"][1], "ours_1_worker_files_per_cpu_s": n / t["ours1"][1],
-        "ratio_ours1_over_bare_cpu": t["ours1"][1] / t["bare"][1]})
+    result.update(
+        {
+            "load_average_1min": os.getloadavg()[0],
+            "bare_files_per_s_wall": n / t["bare"][0],
+            "ours_1_worker_files_per_s_wall": n / t["ours1"][0],
+            "ours_2_workers_files_per_s_wall": n / t["ours2"][0],
+            "ratio_ours1_over_bare_wall": t["ours1"][0] / t["bare"][0],
+            "ratio_ours2_over_bare_wall": t["ours2"][0] / t["bare"][0],
+            "bare_files_per_cpu_s": n / t["bare"][1],
+            "ours_1_worker_files_per_cpu_s": n / t["ours1"][1],
+            "ratio_ours1_over_bare_cpu": t["ours1"][1] / t["bare"][1],
+        }
+    )
     if args.full:
         cfg = default_config(splits={"val_per_modality": 5})
         out = os.path.join(work, "out")
-        t_full = interleaved({"full": lambda: run_ingest(root, None, out, os.path.join(work, "private"), cfg,
-                                                         b"bench", 1)}, 1)["full"]
+        t_full = interleaved(
+            {"full": lambda: run_ingest(root, None, out, os.path.join(work, "private"), cfg, b"bench", 1)}, 1
+        )["full"]
         result["full_run_ingest_1_worker_files_per_s_wall"] = n / t_full[0]
         result["full_run_ingest_1_worker_files_per_cpu_s"] = n / t_full[1]
     for k, v in result.items():

@@ -23,6 +23,7 @@ The variant named ``random`` encodes with seeded random weights (no pretraining)
         --variant random '{}' --variant authors '{"pretrain": {"optimizer": {"predictor_lr_scale": 1.0}}}' \\
         --variant demo '{}'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,25 +54,45 @@ def feature_rank(bags, stride: int) -> float:
     return float(effective_rank(torch.from_numpy(tokens), max_rows=len(tokens)))
 
 
-def run_variant(cfg: dict, name: str, work: Path, stride: int, threads: int, skip_attentive: bool = False,
-                attentive_cv: bool = False) -> dict:
+def run_variant(
+    cfg: dict,
+    name: str,
+    work: Path,
+    stride: int,
+    threads: int,
+    skip_attentive: bool = False,
+    attentive_cv: bool = False,
+) -> dict:
     res, out = run_dir(cfg), work / name
     model = cfg["pretrain"]["train"][0]
     encoder = "random" if name == "random" else model
     t0, reused = time.perf_counter(), (out / "pretrain/encoder.pt").is_file()
     if encoder != "random" and not reused:  # a finished variant is reused (its time is then not known here)
-        pipeline.pretrain(cfg, model, res / "shards/train/index.json", res / "shards/train/stats.json",
-                          out / "pretrain", threads=threads)
+        pipeline.pretrain(
+            cfg,
+            model,
+            res / "shards/train/index.json",
+            res / "shards/train/stats.json",
+            out / "pretrain",
+            threads=threads,
+        )
     pretrain_s = time.perf_counter() - t0
-    pipeline.features(cfg, encoder, {s: res / f"shards/{s}/index.json" for s in ("train", "val")},
-                      res / "shards/train/stats.json", out / "features",
-                      encoder_pt=None if encoder == "random" else out / "pretrain/encoder.pt", threads=threads)
+    pipeline.features(
+        cfg,
+        encoder,
+        {s: res / f"shards/{s}/index.json" for s in ("train", "val")},
+        res / "shards/train/stats.json",
+        out / "features",
+        encoder_pt=None if encoder == "random" else out / "pretrain/encoder.pt",
+        threads=threads,
+    )
     row = {"variant": name, "pretrain_s": None if reused else round(pretrain_s, 1)}
     seed = int(cfg["probes"]["seed"] if cfg["probes"]["seed"] is not None else cfg["seed"])
     for mod, modality in MODALITIES.items():
         labels, names = read_label_table(res / f"labels/{mod}.csv", modality)
-        bags = load_bagsets(out / "features", labels, names, modality, splits=("train", "val"),
-                            windows=cfg["probes"]["ct_windows"])
+        bags = load_bagsets(
+            out / "features", labels, names, modality, splits=("train", "val"), windows=cfg["probes"]["ct_windows"]
+        )
         row[f"erank_{mod}"] = round(feature_rank(bags["train"], stride), 2)
         x, y = pooled_matrix([bags["train"], bags["val"]])
         row[f"cv_auroc_{mod}"] = round(cv_mean_auroc(x, y, seed=seed)["mean_auroc"], 4)
@@ -95,16 +116,23 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=5, help="every n-th training token enters the rank")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cv-only", action="store_true", help="skip the attentive probe's validation fit")
-    ap.add_argument("--attentive-cv", action="store_true",
-                    help="also cross-validate the attentive probe (folds x grid fits per modality: minutes)")
+    ap.add_argument(
+        "--attentive-cv",
+        action="store_true",
+        help="also cross-validate the attentive probe (folds x grid fits per modality: minutes)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = load_config(args.config)
     rows = []
     for name, override in args.variant:
         cfg = validate(merged(base, json.loads(override)))
-        rows.append({**run_variant(cfg, name, Path(args.work), args.stride, args.threads, args.cv_only,
-                                    args.attentive_cv), "override": override})
+        rows.append(
+            {
+                **run_variant(cfg, name, Path(args.work), args.stride, args.threads, args.cv_only, args.attentive_cv),
+                "override": override,
+            }
+        )
         write_csv(args.out_csv, pd.DataFrame(rows))
     print(pd.DataFrame(rows).drop(columns="override").to_string(index=False))
 

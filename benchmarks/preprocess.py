@@ -9,6 +9,7 @@ as 16-bit DICOM, then measures on the same files (page cache warm for every pass
     same shard files (goal >= 0.8), plus random access with the 4-bit channels unpacked.
 Usage: python benchmarks/preprocess.py OUT.json [--n-series 500] [--workers 2] [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,25 @@ def generate(root: Path, n: int, seed: int = 0):
         sid = f"ser{s:05d}"
         paths = write_dicom_series(root / "dicom" / sid, arr, aff, modality)
         split = "train" if s % 10 < 8 else ("val" if s % 10 == 8 else "test")
-        series.append({"series_id": sid, "study_id": f"study{s // 4:05d}", "patient_id": f"pt{s // 8:05d}",
-                       "modality": modality, "sequence": "ct" if modality == "CT" else "t1",
-                       "orientation": acq.plane, "n_slices": acq.shape[0], "rows": acq.shape[1],
-                       "cols": acq.shape[2], "split": split, "affine_lps": json.dumps(aff.ravel().tolist())})
-        files += [{"file_id": f"{sid}-{k}", "series_id": sid, "slice_index": k,
-                   "path": str(p.relative_to(root))} for k, p in enumerate(paths)]
+        series.append(
+            {
+                "series_id": sid,
+                "study_id": f"study{s // 4:05d}",
+                "patient_id": f"pt{s // 8:05d}",
+                "modality": modality,
+                "sequence": "ct" if modality == "CT" else "t1",
+                "orientation": acq.plane,
+                "n_slices": acq.shape[0],
+                "rows": acq.shape[1],
+                "cols": acq.shape[2],
+                "split": split,
+                "affine_lps": json.dumps(aff.ravel().tolist()),
+            }
+        )
+        files += [
+            {"file_id": f"{sid}-{k}", "series_id": sid, "slice_index": k, "path": str(p.relative_to(root))}
+            for k, p in enumerate(paths)
+        ]
         rng.random()
     pd.DataFrame(series).to_csv(root / "series.csv", index=False)
     pd.DataFrame(files).to_csv(root / "files.csv", index=False)
@@ -101,9 +115,14 @@ def time_reader(index: Path, seed: int = 0) -> dict:
         for name in reader.channels(int(i)):
             reader.channel(int(i), name).sum(dtype=np.uint64)
     t_unpack = time.perf_counter() - t0
-    return {"bytes_records": n_bytes, "bytes_shards": total, "sequential_GBps": total / t_seq / 1e9,
-            "random_GBps": n_bytes / t_rand / 1e9, "random_unpacked_GBps": n_bytes / t_unpack / 1e9,
-            "random_vs_sequential": (n_bytes / t_rand) / (total / t_seq)}
+    return {
+        "bytes_records": n_bytes,
+        "bytes_shards": total,
+        "sequential_GBps": total / t_seq / 1e9,
+        "random_GBps": n_bytes / t_rand / 1e9,
+        "random_unpacked_GBps": n_bytes / t_unpack / 1e9,
+        "random_vs_sequential": (n_bytes / t_rand) / (total / t_seq),
+    }
 
 
 def main(argv=None) -> dict:
@@ -120,29 +139,47 @@ def main(argv=None) -> dict:
     series, files = generate(work / "export", args.n_series)
     t_gen = time.perf_counter() - t0
     t_dec, voxels = time_decode(work / "export", series, files)
-    res = {"n_series": len(series), "n_files": len(files), "input_voxels": voxels, "generate_s": t_gen,
-           "decode_s": t_dec}
+    res = {
+        "n_series": len(series),
+        "n_files": len(files),
+        "input_voxels": voxels,
+        "generate_s": t_gen,
+        "decode_s": t_dec,
+    }
     for workers in sorted({1, args.workers}):
         out = work / f"shards_w{workers}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        summary = run_preprocess(work / "export" / "series.csv", work / "export" / "files.csv", work / "export",
-                                 out, cfg, workers=workers, kind="dicom")
+        summary = run_preprocess(
+            work / "export" / "series.csv",
+            work / "export" / "files.csv",
+            work / "export",
+            out,
+            cfg,
+            workers=workers,
+            kind="dicom",
+        )
         res[f"preprocess_w{workers}_s"] = time.perf_counter() - t0
         res[f"series_per_s_w{workers}"] = len(series) / res[f"preprocess_w{workers}_s"]
         res["summary"] = summary
     res["ratio_full_over_decode_w1"] = res["preprocess_w1_s"] / t_dec
     res["reader"] = time_reader(work / "shards_w1" / "train" / "index.json")
-    rows = [("series", res["n_series"], ""), ("files (slices)", res["n_files"], ""),
-            ("decode only, 1 process", f"{t_dec:.1f} s", f"{len(series) / t_dec:.1f} series/s"),
-            ("full preprocessing, 1 process", f"{res['preprocess_w1_s']:.1f} s", f"{res['series_per_s_w1']:.1f} series/s"),
-            (f"full preprocessing, {args.workers} processes", f"{res[f'preprocess_w{args.workers}_s']:.1f} s",
-             f"{res[f'series_per_s_w{args.workers}']:.1f} series/s"),
-            ("full / decode (goal <= 2)", f"{res['ratio_full_over_decode_w1']:.2f}", ""),
-            ("reader sequential", f"{res['reader']['sequential_GBps']:.2f} GB/s", ""),
-            ("reader random (records)", f"{res['reader']['random_GBps']:.2f} GB/s", ""),
-            ("reader random, 4-bit unpacked", f"{res['reader']['random_unpacked_GBps']:.2f} GB/s", ""),
-            ("random / sequential (goal >= 0.8)", f"{res['reader']['random_vs_sequential']:.2f}", "")]
+    rows = [
+        ("series", res["n_series"], ""),
+        ("files (slices)", res["n_files"], ""),
+        ("decode only, 1 process", f"{t_dec:.1f} s", f"{len(series) / t_dec:.1f} series/s"),
+        ("full preprocessing, 1 process", f"{res['preprocess_w1_s']:.1f} s", f"{res['series_per_s_w1']:.1f} series/s"),
+        (
+            f"full preprocessing, {args.workers} processes",
+            f"{res[f'preprocess_w{args.workers}_s']:.1f} s",
+            f"{res[f'series_per_s_w{args.workers}']:.1f} series/s",
+        ),
+        ("full / decode (goal <= 2)", f"{res['ratio_full_over_decode_w1']:.2f}", ""),
+        ("reader sequential", f"{res['reader']['sequential_GBps']:.2f} GB/s", ""),
+        ("reader random (records)", f"{res['reader']['random_GBps']:.2f} GB/s", ""),
+        ("reader random, 4-bit unpacked", f"{res['reader']['random_unpacked_GBps']:.2f} GB/s", ""),
+        ("random / sequential (goal >= 0.8)", f"{res['reader']['random_vs_sequential']:.2f}", ""),
+    ]
     for name, a, b in rows:
         print(f"{name:40s} {a!s:>14s} {b}")
     Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ Usage: python benchmarks/train_throughput.py OUT.json [--model base] [--batch-si
 On the CPU it defaults to the tiny model, batch sizes 2 4 8 and 3 steps; the back end defaults to the one chosen
 per call (``auto``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def matmul_tflops(device: torch.device, n: int, iters: int, repeats: int = 5) ->
             a @ b
         sync(device)
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 * iters / best / 1e12
+    return 2 * n**3 * iters / best / 1e12
 
 
 def transformer_flops(tokens: int, sq_sum: int, width: int, depth: int, mlp_ratio: float = 4.0) -> float:
@@ -87,15 +88,14 @@ def step_flops(batch, enc: dict, pred: tuple, patch_dim: int) -> float:
     student = 2 * n_ctx * patch_dim * d + transformer_flops(n_ctx, sq(batch.cu_ctx), d, depth)
     pred_tokens = n_ctx + n_tgt
     pred_sq = int(((seqlens(batch.cu_ctx) + seqlens(batch.cu_tgt)) ** 2).sum())
-    predictor = (2 * n_ctx * d * pd_ + transformer_flops(pred_tokens, pred_sq, pd_, pdepth)
-                 + 2 * n_tgt * pd_ * d)
+    predictor = 2 * n_ctx * d * pd_ + transformer_flops(pred_tokens, pred_sq, pd_, pdepth) + 2 * n_tgt * pd_ * d
     return teacher + 3 * (student + predictor)
 
 
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # process RSS high-water mark (Linux: KiB)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process RSS high-water mark (Linux: KiB)
 
 
 def backend_unavailable(backend: str | None, device: torch.device, amp: torch.dtype | None) -> str | None:
@@ -112,8 +112,18 @@ def backend_unavailable(backend: str | None, device: torch.device, amp: torch.dt
     return None
 
 
-def measure_backend(backend: str | None, size: str, p: dict, patch, device: torch.device, amp, peak: float,
-                    batch_sizes: list[int], steps: int, args) -> list[dict]:
+def measure_backend(
+    backend: str | None,
+    size: str,
+    p: dict,
+    patch,
+    device: torch.device,
+    amp,
+    peak: float,
+    batch_sizes: list[int],
+    steps: int,
+    args,
+) -> list[dict]:
     """Timed rows (one per batch size, ascending; stops at the first out-of-memory) for one attention back end."""
     p = {**p, "models": {"bench": {**p["models"]["bench"], "attn_backend": backend}}}
     model = model_config(p, "bench", patch)
@@ -152,16 +162,29 @@ def measure_backend(backend: str | None, size: str, p: dict, patch, device: torc
             break
         step_s = float(np.median(times))
         tflops = flops / step_s / 1e12
-        row = {"batch_size": bs, "tokens": int(batch.patches.shape[0]), "context_tokens": int(batch.ctx_idx.numel()),
-               "target_tokens": int(batch.tgt_idx.numel()), "step_s": step_s,
-               "tokens_per_s": batch.patches.shape[0] / step_s, "volumes_per_s": bs / step_s,
-               "tflop_per_step": flops / 1e12, "tflops": tflops, "mfu": tflops / peak,
-               "mfu_spec": tflops / args.spec_tflops if args.spec_tflops else None,
-               "peak_memory_mb": peak_memory_mb(device), "collate_s": prep_s, "oom": False}
+        row = {
+            "batch_size": bs,
+            "tokens": int(batch.patches.shape[0]),
+            "context_tokens": int(batch.ctx_idx.numel()),
+            "target_tokens": int(batch.tgt_idx.numel()),
+            "step_s": step_s,
+            "tokens_per_s": batch.patches.shape[0] / step_s,
+            "volumes_per_s": bs / step_s,
+            "tflop_per_step": flops / 1e12,
+            "tflops": tflops,
+            "mfu": tflops / peak,
+            "mfu_spec": tflops / args.spec_tflops if args.spec_tflops else None,
+            "peak_memory_mb": peak_memory_mb(device),
+            "collate_s": prep_s,
+            "oom": False,
+        }
         rows.append(row)
-        print(f"[{backend or 'auto'}] batch {bs}: {row['tokens']} tokens, {step_s * 1000:.1f} ms/step, "
-              f"{row['tokens_per_s']:.0f} tokens/s, {tflops:.3f} TFLOP/s, MFU {100 * row['mfu']:.1f}%, "
-              f"peak {row['peak_memory_mb']:.0f} MiB", flush=True)
+        print(
+            f"[{backend or 'auto'}] batch {bs}: {row['tokens']} tokens, {step_s * 1000:.1f} ms/step, "
+            f"{row['tokens_per_s']:.0f} tokens/s, {tflops:.3f} TFLOP/s, MFU {100 * row['mfu']:.1f}%, "
+            f"peak {row['peak_memory_mb']:.0f} MiB",
+            flush=True,
+        )
     del student, teacher, optimizer
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -175,17 +198,30 @@ def run(args) -> dict:
     batch_sizes = args.batch_sizes or ([2, 4, 8] if cpu else [16, 32, 64, 128])
     steps = args.steps or (3 if cpu else 10)
     pdim, pdepth, pheads = PREDICTORS[size]
-    cfg = default_config(pretrain={"models": {"bench": {"encoder": size, "predictor_dim": pdim,
-                                                         "predictor_depth": pdepth, "predictor_heads": pheads,
-                                                         "grad_checkpointing": bool(args.grad_checkpointing),
-                                                         "attn_backend": None}}})
+    cfg = default_config(
+        pretrain={
+            "models": {
+                "bench": {
+                    "encoder": size,
+                    "predictor_dim": pdim,
+                    "predictor_depth": pdepth,
+                    "predictor_heads": pheads,
+                    "grad_checkpointing": bool(args.grad_checkpointing),
+                    "attn_backend": None,
+                }
+            }
+        }
+    )
     p = cfg["pretrain"]
     patch = cfg["preprocess"]["patch"]
     amp = autocast_dtype(p["precision"], device)
     peak = matmul_tflops(device, args.matmul_n or (2048 if cpu else 8192), args.matmul_iters or (3 if cpu else 50))
-    print(f"device {device} ({torch.cuda.get_device_name(device) if not cpu else platform.processor() or 'cpu'}), "
-          f"torch {torch.__version__} (CUDA {torch.version.cuda}), matmul {'fp32' if cpu else 'bf16'} {peak:.2f} "
-          f"TFLOP/s, model {size}, precision {'fp32' if amp is None else 'bf16 autocast'}", flush=True)
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if not cpu else platform.processor() or 'cpu'}), "
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}), matmul {'fp32' if cpu else 'bf16'} {peak:.2f} "
+        f"TFLOP/s, model {size}, precision {'fp32' if amp is None else 'bf16 autocast'}",
+        flush=True,
+    )
     backends = []
     for backend in args.attn_backends or [None]:
         name = backend or "auto"
@@ -196,18 +232,29 @@ def run(args) -> dict:
             continue
         try:
             rows = measure_backend(backend, size, p, patch, device, amp, peak, batch_sizes, steps, args)
-        except RuntimeError as err:      # a kernel that fails on these shapes: reported, the next back end runs
+        except RuntimeError as err:  # a kernel that fails on these shapes: reported, the next back end runs
             print(f"[{name}] failed: {err}", flush=True)
             backends.append({"attn_backend": name, "status": "failed", "reason": str(err), "rows": []})
             continue
         backends.append({"attn_backend": name, "status": "ok", "reason": None, "rows": rows})
-    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if not cpu else "cpu",
-            "torch": torch.__version__, "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
-            "model": size, "predictor": dict(zip(("dim", "depth", "heads"), PREDICTORS[size])),
-            "grad_checkpointing": bool(args.grad_checkpointing), "grid": list(args.grid),
-            "precision": "fp32" if amp is None else "bf16", "matmul_tflops": peak, "spec_tflops": args.spec_tflops,
-            "memory": "torch.cuda.max_memory_allocated" if not cpu else "process max RSS (cumulative)",
-            "steps": steps, "warmup": args.warmup, "backends": backends}
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if not cpu else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "model": size,
+        "predictor": dict(zip(("dim", "depth", "heads"), PREDICTORS[size])),
+        "grad_checkpointing": bool(args.grad_checkpointing),
+        "grid": list(args.grid),
+        "precision": "fp32" if amp is None else "bf16",
+        "matmul_tflops": peak,
+        "spec_tflops": args.spec_tflops,
+        "memory": "torch.cuda.max_memory_allocated" if not cpu else "process max RSS (cumulative)",
+        "steps": steps,
+        "warmup": args.warmup,
+        "backends": backends,
+    }
 
 
 def best_mfu(entry: dict) -> dict | None:
@@ -217,8 +264,10 @@ def best_mfu(entry: dict) -> dict | None:
 
 
 def table(result: dict) -> str:
-    head = (f"{'backend':>12} {'batch':>6} {'tokens':>8} {'ms/step':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU %':>6} "
-            f"{'peak MiB':>9}")
+    head = (
+        f"{'backend':>12} {'batch':>6} {'tokens':>8} {'ms/step':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU %':>6} "
+        f"{'peak MiB':>9}"
+    )
     lines = [head]
     for entry in result["backends"]:
         name = entry["attn_backend"]
@@ -229,9 +278,11 @@ def table(result: dict) -> str:
             if r["oom"]:
                 lines.append(f"{name:>12} {r['batch_size']:>6} {'out of memory':>8}")
                 continue
-            lines.append(f"{name:>12} {r['batch_size']:>6} {r['tokens']:>8} {1000 * r['step_s']:>9.1f} "
-                         f"{r['tokens_per_s']:>10.0f} {r['tflops']:>8.3f} {100 * r['mfu']:>6.1f} "
-                         f"{r['peak_memory_mb']:>9.0f}")
+            lines.append(
+                f"{name:>12} {r['batch_size']:>6} {r['tokens']:>8} {1000 * r['step_s']:>9.1f} "
+                f"{r['tokens_per_s']:>10.0f} {r['tflops']:>8.3f} {100 * r['mfu']:>6.1f} "
+                f"{r['peak_memory_mb']:>9.0f}"
+            )
     return "\n".join(lines)
 
 
@@ -242,13 +293,24 @@ def main() -> int:
     ap.add_argument("--batch-sizes", type=int, nargs="+", help="volumes per step to try, ascending")
     ap.add_argument("--steps", type=int, help="timed steps per batch size")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--grid", type=int, nargs=3, default=[9, 14, 14],
-                    help="token grid of each toy volume (default: the paper's median MRI, 36 x 224 x 224 voxels)")
+    ap.add_argument(
+        "--grid",
+        type=int,
+        nargs=3,
+        default=[9, 14, 14],
+        help="token grid of each toy volume (default: the paper's median MRI, 36 x 224 x 224 voxels)",
+    )
     ap.add_argument("--grad-checkpointing", action="store_true")
-    ap.add_argument("--attn-backends", "--attn-backend", nargs="+", choices=list(BACKENDS),
-                    help="attention back ends measured one after another (default: chosen per call)")
-    ap.add_argument("--spec-tflops", type=float,
-                    help="datasheet dense peak of this device in the step's precision (adds mfu_spec)")
+    ap.add_argument(
+        "--attn-backends",
+        "--attn-backend",
+        nargs="+",
+        choices=list(BACKENDS),
+        help="attention back ends measured one after another (default: chosen per call)",
+    )
+    ap.add_argument(
+        "--spec-tflops", type=float, help="datasheet dense peak of this device in the step's precision (adds mfu_spec)"
+    )
     ap.add_argument("--matmul-n", type=int, help="matrix side of the timed matmul (default: 8192 CUDA, 2048 CPU)")
     ap.add_argument("--matmul-iters", type=int, help="matmuls per timing (default: 50 CUDA, 3 CPU)")
     args = ap.parse_args()

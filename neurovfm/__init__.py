@@ -1,4 +1,5 @@
 """neurovfm: a runnable reproduction of the NeuroVFM paper as a Snakemake workflow."""
+
 import os
 
 # Bitwise-reproducible CPU runs at a fixed thread count: MKL and OpenMP may otherwise use fewer threads than asked

@@ -4,6 +4,7 @@ Every subcommand reads the run configuration (``--config``, default ``config.yam
 ``--set section.key=value`` overrides (values parsed as YAML) and writes where the workflow would,
 unless told otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def _cmd_ingest(args) -> int:
     cfg = _config(args)
     synthetic = cfg["input"]["dicom_dir"] is None
     dicom_dir = args.dicom_dir or (run_dir(cfg) / "pacs_export" / "dicom" if synthetic else cfg["input"]["dicom_dir"])
-    reports = args.reports_csv or (run_dir(cfg) / "pacs_export" / "reports.csv" if synthetic
-                                   else cfg["input"]["reports_csv"])
+    reports = args.reports_csv or (
+        run_dir(cfg) / "pacs_export" / "reports.csv" if synthetic else cfg["input"]["reports_csv"]
+    )
     out = Path(args.out) if args.out else run_dir(cfg) / "ingest"
     summary = pipeline.ingest(cfg, dicom_dir, reports, out, private_dir(cfg), threads=args.workers)
     print(json.dumps(summary, indent=2, default=str))
@@ -64,12 +66,23 @@ def _cmd_preprocess(args) -> int:
     cfg = _config(args)
     nifti = cfg["input"]["kind"] == "nifti"
     synthetic = not nifti and cfg["input"]["dicom_dir"] is None
-    root = args.export_root or (cfg["input"]["nifti_dir"] if nifti else
-                                run_dir(cfg) / "pacs_export" / "dicom" if synthetic else cfg["input"]["dicom_dir"])
+    root = args.export_root or (
+        cfg["input"]["nifti_dir"]
+        if nifti
+        else run_dir(cfg) / "pacs_export" / "dicom"
+        if synthetic
+        else cfg["input"]["dicom_dir"]
+    )
     ingest = run_dir(cfg) / "ingest"
     out = Path(args.out) if args.out else run_dir(cfg) / "shards"
-    summary = pipeline.preprocess(cfg, args.series or ingest / "series.csv",
-                                  args.files or private_dir(cfg) / "files.csv", root, out, threads=args.workers)
+    summary = pipeline.preprocess(
+        cfg,
+        args.series or ingest / "series.csv",
+        args.files or private_dir(cfg) / "files.csv",
+        root,
+        out,
+        threads=args.workers,
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -92,13 +105,19 @@ def _cmd_jepa_train(args) -> int:
 
     cfg = _config(args)
     rank = int(os.environ.get("RANK", "0"))
-    if rank != 0:      # under torchrun only rank 0 reports progress and the result
+    if rank != 0:  # under torchrun only rank 0 reports progress and the result
         logging.getLogger("neurovfm").setLevel(logging.WARNING)
     shards = run_dir(cfg) / "shards" / "train"
     out = Path(args.out) if args.out else run_dir(cfg) / "pretrain" / args.model
     try:
-        result = pipeline.pretrain(cfg, args.model, args.index or shards / "index.json",
-                                   args.stats or shards / "stats.json", out, threads=args.threads)
+        result = pipeline.pretrain(
+            cfg,
+            args.model,
+            args.index or shards / "index.json",
+            args.stats or shards / "stats.json",
+            out,
+            threads=args.threads,
+        )
     except NonFiniteLossError as err:
         print(f"neurovfm: {err}", file=sys.stderr)
         return 3
@@ -114,15 +133,21 @@ def _cmd_reportgen_train(args) -> int:
     from neurovfm.reportgen.run import encoders
 
     cfg = _config(args)
-    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports progress
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports progress
         logging.getLogger("neurovfm").setLevel(logging.WARNING)
     encoder = args.encoder or encoders(cfg)[0]
     labels = run_dir(cfg) / "labels"
     pipeline.reportgen_train(
-        cfg, args.size, args.features or run_dir(cfg) / "features" / encoder / "train" / "index.json",
-        args.findings or labels / "findings.jsonl", args.ct or labels / "ct.csv", args.mri or labels / "mri.csv",
+        cfg,
+        args.size,
+        args.features or run_dir(cfg) / "features" / encoder / "train" / "index.json",
+        args.findings or labels / "findings.jsonl",
+        args.ct or labels / "ct.csv",
+        args.mri or labels / "mri.csv",
         args.reports or private_dir(cfg) / "reports.jsonl",
-        args.out or run_dir(cfg) / "reportgen" / encoder / f"n{args.size}", threads=args.threads)
+        args.out or run_dir(cfg) / "reportgen" / encoder / f"n{args.size}",
+        threads=args.threads,
+    )
     return 0
 
 
@@ -133,14 +158,23 @@ def _cmd_check_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neurovfm", description="neurovfm: steps of the NeuroVFM reproduction that users run by hand.")
+    parser = argparse.ArgumentParser(
+        prog="neurovfm", description="neurovfm: steps of the NeuroVFM reproduction that users run by hand."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="run configuration, deep-merged over the checkout's config.yaml (a file "
-                       "may hold only the keys it changes, as with snakemake --configfile; default: the defaults)")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a configuration value, e.g. --set synth.n_studies=20 (repeatable)")
+        p.add_argument(
+            "--config",
+            help="run configuration, deep-merged over the checkout's config.yaml (a file "
+            "may hold only the keys it changes, as with snakemake --configfile; default: the defaults)",
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a configuration value, e.g. --set synth.n_studies=20 (repeatable)",
+        )
         p.add_argument("--log", help="also write the log to this file")
 
     p = sub.add_parser("synth", help="write the embedded synthetic health system (a PACS export)")

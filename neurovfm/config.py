@@ -1,4 +1,5 @@
 """Load and validate a run configuration (the same schema the Snakefile validates with)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,10 @@ class ConfigError(ValueError):
 
 def load_schema() -> dict:
     if not SCHEMA_PATH.is_file():
-        raise ConfigError(f"schema not found at {SCHEMA_PATH}: install the package editable from a checkout "
-                          "(pip install -e .) so the workflow folder is next to it")
+        raise ConfigError(
+            f"schema not found at {SCHEMA_PATH}: install the package editable from a checkout "
+            "(pip install -e .) so the workflow folder is next to it"
+        )
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
@@ -46,7 +49,7 @@ def _explain(err) -> str:
 
 def _short(value) -> str:
     text = repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
 def validate(cfg: dict) -> dict:

@@ -1,5 +1,6 @@
 """One function per workflow step. The Snakemake scripts and the ``neurovfm`` CLI both call these,
 so a step behaves the same whether a rule or a person runs it."""
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,11 @@ def ingest(cfg: dict, dicom_dir, reports_csv, out_dir, private_dir, threads: int
     from neurovfm.ingest.run import run_ingest
 
     root = inputs.folder(dicom_dir, "the DICOM export (input.dicom_dir / --dicom-dir)")
-    reports = inputs.table(reports_csv, "the reports CSV (input.reports_csv / --reports-csv)", REQUIRED) \
-        if reports_csv else None
+    reports = (
+        inputs.table(reports_csv, "the reports CSV (input.reports_csv / --reports-csv)", REQUIRED)
+        if reports_csv
+        else None
+    )
     return run_ingest(str(root), reports, Path(out_dir), Path(private_dir), cfg, key, workers)
 
 
@@ -88,8 +92,9 @@ def preprocess(cfg: dict, series_csv, files_csv, export_root, out_dir, threads: 
 def fig_ed_preprocessing(cfg: dict, series_csv, files_csv, export_root, shards_dir, out_png) -> None:
     from neurovfm.plots.ed_preprocessing import make_figure
 
-    make_figure(cfg, Path(series_csv), Path(files_csv), _existing(export_root, "export root"), Path(shards_dir),
-                Path(out_png))
+    make_figure(
+        cfg, Path(series_csv), Path(files_csv), _existing(export_root, "export root"), Path(shards_dir), Path(out_png)
+    )
 
 
 def fig_ed_dataset(cfg: dict, series_csv, studies_csv, shards_dir, labels_dir, out_png) -> None:
@@ -104,13 +109,18 @@ def pretrain(cfg: dict, model: str, train_index, stats_json, out_dir, threads: i
     from neurovfm.jepa.train import pretrain_seed, train
     from neurovfm.store.dataset import VolumeDataset
 
-    dataset = VolumeDataset(_existing(train_index, "train index"), _existing(stats_json, "train statistics"),
-                            ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=pretrain_seed(cfg))
+    dataset = VolumeDataset(
+        _existing(train_index, "train index"),
+        _existing(stats_json, "train statistics"),
+        ct_window_probs=cfg["pretrain"]["ct_window_probs"],
+        seed=pretrain_seed(cfg),
+    )
     return train(cfg, model, dataset, Path(out_dir), threads=threads)
 
 
-def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: int = 0, nodes: int = 1,
-                 threads: int | None = None) -> None:
+def pretrain_job(
+    cfg: dict, model: str, train_index, stats_json, out_dir, gpus: int = 0, nodes: int = 1, threads: int | None = None
+) -> None:
     """The workflow's pretraining job: in this process on the CPU (gpus 0), else ``torchrun`` over the GPUs
     (and ``srun`` over the nodes of a multi-node SLURM job) running ``neurovfm jepa train``; the child's
     output is relayed to this process's log handlers (the rule's log)."""
@@ -125,8 +135,20 @@ def pretrain_job(cfg: dict, model: str, train_index, stats_json, out_dir, gpus: 
     out_dir = Path(out_dir)
     run_config = out_dir / "run_config.yaml"
     write_text(run_config, yaml.safe_dump(cfg, sort_keys=False))
-    args = ["jepa", "train", "--config", str(run_config), "--model", model, "--index", str(train_index),
-            "--stats", str(stats_json), "--out", str(out_dir)]
+    args = [
+        "jepa",
+        "train",
+        "--config",
+        str(run_config),
+        "--model",
+        model,
+        "--index",
+        str(train_index),
+        "--stats",
+        str(stats_json),
+        "--out",
+        str(out_dir),
+    ]
     head = slurm_head_node() if nodes > 1 else None
     cmd = launch_command(args, gpus=gpus, nodes=nodes, head=head, job_id=os.environ.get("SLURM_JOB_ID"))
     _relay(cmd, f"pretraining of {model!r}")
@@ -149,12 +171,21 @@ def _relay(cmd: list[str], what: str) -> None:
 def fig_ed_masking(cfg: dict, train_index, stats_json, out_png) -> dict:
     from neurovfm.plots.ed_masking import make_figure
 
-    return make_figure(cfg, _existing(train_index, "train index"), _existing(stats_json, "train statistics"),
-                       Path(out_png))
+    return make_figure(
+        cfg, _existing(train_index, "train index"), _existing(stats_json, "train statistics"), Path(out_png)
+    )
 
 
-def features(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, encoder_pt=None,
-             threads: int | None = None, device: str | None = None) -> dict:
+def features(
+    cfg: dict,
+    encoder: str,
+    shard_indices: dict,
+    stats_json,
+    out_dir,
+    encoder_pt=None,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
     """Frozen features of every volume of every split (``shard_indices``: split -> shards index.json) under
     ``out_dir/{split}/`` (``results/{run}/features/{encoder}/``). ``encoder``: a key of ``pretrain.models``
     (``encoder_pt`` its encoder.pt) or ``random`` (the architecture of the first of ``pretrain.train``, weights
@@ -174,9 +205,19 @@ def features(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, 
     pt = None if encoder == RANDOM else _existing(encoder_pt, f"encoder.pt of {encoder!r}")
     enc, model_cfg = load_frozen(encoder, cfg, pt, seed=fcfg["seed"], device=dev)
     log.info("features with encoder %r (%s) on %s", encoder, model_cfg.get("encoder"), dev)
-    return extract(enc, encoder, model_cfg, indices, stats, Path(out_dir), device=dev,
-                   max_tokens=fcfg["max_tokens"], chunk_tokens=fcfg["chunk_tokens"],
-                   precision=fcfg["precision"], progress_every_s=fcfg["progress_every_s"])
+    return extract(
+        enc,
+        encoder,
+        model_cfg,
+        indices,
+        stats,
+        Path(out_dir),
+        device=dev,
+        max_tokens=fcfg["max_tokens"],
+        chunk_tokens=fcfg["chunk_tokens"],
+        precision=fcfg["precision"],
+        progress_every_s=fcfg["progress_every_s"],
+    )
 
 
 def probe_encoders(cfg: dict) -> list[str]:
@@ -184,8 +225,9 @@ def probe_encoders(cfg: dict) -> list[str]:
     return list(cfg["probes"]["encoders"] or [*cfg["pretrain"]["train"], "random"])
 
 
-def probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, findings_jsonl, out_dir,
-          threads: int | None = None) -> dict:
+def probe(
+    cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, findings_jsonl, out_dir, threads: int | None = None
+) -> dict:
     """Study-level probe of one (encoder, modality ``ct``/``mri``): fit on train, choose on val, predict val and
     test (``results/{run}/probes/{encoder}/{modality}/``)."""
     import torch
@@ -194,8 +236,15 @@ def probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, findi
 
     if threads:
         torch.set_num_threads(int(threads))
-    return run_probe(cfg, encoder, modality, _existing(feature_dir, "feature folder"),
-                     _existing(labels_csv, "label table"), out_dir, findings_jsonl=findings_jsonl)
+    return run_probe(
+        cfg,
+        encoder,
+        modality,
+        _existing(feature_dir, "feature folder"),
+        _existing(labels_csv, "label table"),
+        out_dir,
+        findings_jsonl=findings_jsonl,
+    )
 
 
 def _eval_seed(cfg: dict) -> int:
@@ -208,27 +257,58 @@ def diagnosis_table(cfg: dict, modality: str, predictions_csv, thresholds_csv, o
     from neurovfm.probes.evaluate import diagnosis_tables
 
     ev = cfg["probes"]["eval"]
-    per_class, cats = diagnosis_tables(predictions_csv, thresholds_csv, modality, n_boot=ev["n_boot"],
-                                       seed=_eval_seed(cfg), min_pos=ev["min_pos"], alpha=ev["alpha"])
+    per_class, cats = diagnosis_tables(
+        predictions_csv,
+        thresholds_csv,
+        modality,
+        n_boot=ev["n_boot"],
+        seed=_eval_seed(cfg),
+        min_pos=ev["min_pos"],
+        alpha=ev["alpha"],
+    )
     write_csv(out_csv, per_class)
     write_csv(out_categories_csv, cats)
     row = cats[cats["category"] == "all"].iloc[0]
-    log.info("%s: mean test AUROC %.3f [%.3f, %.3f] over %d classes (%d not evaluable)", out_csv, row["auroc"],
-             row["auroc_lo"], row["auroc_hi"], row["n_classes"], row["n_excluded"])
+    log.info(
+        "%s: mean test AUROC %.3f [%.3f, %.3f] over %d classes (%d not evaluable)",
+        out_csv,
+        row["auroc"],
+        row["auroc_lo"],
+        row["auroc_hi"],
+        row["n_classes"],
+        row["n_excluded"],
+    )
 
 
-def encoder_comparison(cfg: dict, modality: str, encoder_a: str, encoder_b: str, predictions_a, predictions_b,
-                       out_csv) -> None:
+def encoder_comparison(
+    cfg: dict, modality: str, encoder_a: str, encoder_b: str, predictions_a, predictions_b, out_csv
+) -> None:
     """``tables/diagnosis_{modality}_{a}_vs_{b}.csv``: paired bootstrap of AUROC(a) - AUROC(b)."""
     from neurovfm.probes.evaluate import encoder_difference
 
     ev = cfg["probes"]["eval"]
-    table = encoder_difference(predictions_a, predictions_b, encoder_a, encoder_b, n_boot=ev["n_boot"],
-                               seed=_eval_seed(cfg), min_pos=ev["min_pos"], alpha=ev["alpha"])
+    table = encoder_difference(
+        predictions_a,
+        predictions_b,
+        encoder_a,
+        encoder_b,
+        n_boot=ev["n_boot"],
+        seed=_eval_seed(cfg),
+        min_pos=ev["min_pos"],
+        alpha=ev["alpha"],
+    )
     write_csv(out_csv, table)
     row = table.iloc[0]
-    log.info("%s %s - %s: mean AUROC difference %.3f [%.3f, %.3f] over %d classes", modality, encoder_a, encoder_b,
-             row["delta"], row["delta_lo"], row["delta_hi"], row["n_classes"])
+    log.info(
+        "%s %s - %s: mean AUROC difference %.3f [%.3f, %.3f] over %d classes",
+        modality,
+        encoder_a,
+        encoder_b,
+        row["delta"],
+        row["delta_lo"],
+        row["delta_hi"],
+        row["n_classes"],
+    )
 
 
 def fig_diagnosis(cfg: dict, which: str, tables_dir, out_png) -> None:
@@ -252,9 +332,15 @@ def fig3d(cfg: dict, encoder: str, probes_dir, findings_jsonl, shard_index, out_
     from neurovfm.plots.attention_overlay import fig3d as draw
 
     probes_dir = Path(probes_dir)
-    draw({m: probes_dir / m / "attention.npz" for m in ("ct", "mri")},
-         {m: probes_dir / m / "predictions.csv" for m in ("ct", "mri")}, findings_jsonl, shard_index,
-         tuple(cfg["preprocess"]["patch"]), encoder, out_png)
+    draw(
+        {m: probes_dir / m / "attention.npz" for m in ("ct", "mri")},
+        {m: probes_dir / m / "predictions.csv" for m in ("ct", "mri")},
+        findings_jsonl,
+        shard_index,
+        tuple(cfg["preprocess"]["patch"]),
+        encoder,
+        out_png,
+    )
 
 
 def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -> dict:
@@ -267,10 +353,16 @@ def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -
     if dataset is not None and dataset != ecfg["name"]:
         raise ValueError(f"no synthetic external dataset {dataset!r}; configured: {ecfg['name']!r}")
     with atomic_dir(out_dir) as tmp:
-        summary = write_external(Path(tmp), ecfg, seed=int(cfg["seed"]),
-                                 progress_every_s=float(cfg["analysis"]["progress_every_s"]))
-    log.info("external dataset %s: %d subjects, %d scans -> %s", ecfg["name"], summary["n_subjects"],
-             summary["n_scans"], out_dir)
+        summary = write_external(
+            Path(tmp), ecfg, seed=int(cfg["seed"]), progress_every_s=float(cfg["analysis"]["progress_every_s"])
+        )
+    log.info(
+        "external dataset %s: %d subjects, %d scans -> %s",
+        ecfg["name"],
+        summary["n_subjects"],
+        summary["n_scans"],
+        out_dir,
+    )
     return summary
 
 
@@ -284,8 +376,18 @@ def _encoder_files(cfg: dict, encoders: list[str]) -> dict:
     return {e: None if e == "random" else res / "pretrain" / e / "encoder.pt" for e in encoders}
 
 
-def anatomy(cfg: dict, shard_index, stats_json, feature_indices: dict, truth_dir, out_table, out_fig3a, out_fig3b,
-            out_kmeans, threads: int | None = None) -> None:
+def anatomy(
+    cfg: dict,
+    shard_index,
+    stats_json,
+    feature_indices: dict,
+    truth_dir,
+    out_table,
+    out_fig3a,
+    out_fig3b,
+    out_kmeans,
+    threads: int | None = None,
+) -> None:
     """Fig. 3a / 3b, Extended Data Fig. 13e and ``tables/anatomy.csv`` (``analysis.anatomy``) on the synthetic
     health system (token regions come from the generator's anatomy). ``feature_indices``: encoder -> the split's
     feature index."""
@@ -294,15 +396,29 @@ def anatomy(cfg: dict, shard_index, stats_json, feature_indices: dict, truth_dir
 
     _torch_threads(threads)
     encoders = list(feature_indices)
-    out = run_anatomy(cfg, _encoder_files(cfg, encoders), _existing(shard_index, "shards index"),
-                      _existing(stats_json, "train statistics"), feature_indices, _existing(truth_dir, "truth folder"))
+    out = run_anatomy(
+        cfg,
+        _encoder_files(cfg, encoders),
+        _existing(shard_index, "shards index"),
+        _existing(stats_json, "train statistics"),
+        feature_indices,
+        _existing(truth_dir, "truth folder"),
+    )
     write_csv(out_table, out["table"])
     fig3a(out["tsne"], encoders[0], out_fig3a)
     fig3b(out["table"], out["matching"], out_fig3b)
     ed_kmeans(out["kmeans"], out["table"], out_kmeans)
     for _, r in out["table"][out["table"]["group"] == "all"].iterrows():
-        log.info("anatomy %s %s %s: %.3f [%.3f, %.3f] (n %d)", r["analysis"], r["encoder"], r["metric"], r["value"],
-                 r["lo"], r["hi"], r["n"])
+        log.info(
+            "anatomy %s %s %s: %.3f [%.3f, %.3f] (n %d)",
+            r["analysis"],
+            r["encoder"],
+            r["metric"],
+            r["value"],
+            r["lo"],
+            r["hi"],
+            r["n"],
+        )
 
 
 def external_source(cfg: dict, dataset: str) -> tuple[str, str]:
@@ -315,8 +431,16 @@ def external_source(cfg: dict, dataset: str) -> tuple[str, str]:
     return os.path.expandvars(d["nifti_dir"]), os.path.expandvars(d["csv"])
 
 
-def external_benchmark(cfg: dict, dataset: str, stats_json, work_dir, private_dir, out_table,
-                       transfer_dirs: dict | None = None, threads: int | None = None) -> None:
+def external_benchmark(
+    cfg: dict,
+    dataset: str,
+    stats_json,
+    work_dir,
+    private_dir,
+    out_table,
+    transfer_dirs: dict | None = None,
+    threads: int | None = None,
+) -> None:
     """``tables/external_{dataset}.csv``: ingest -> preprocess -> frozen features -> 20% stratified test, 8-fold
     CV, fold-ensembled probes with subject-level CIs, per encoder of ``analysis.external.encoders`` and task
     (:mod:`neurovfm.analysis.external_run`); ``work_dir`` (``external/{dataset}/benchmark``) written as one
@@ -329,16 +453,35 @@ def external_benchmark(cfg: dict, dataset: str, stats_json, work_dir, private_di
     seed = int(cfg["seed"] if cfg["analysis"]["seed"] is None else cfg["analysis"]["seed"])
     if transfer_dirs is None:  # the workflow's layout: results/{run}/external/{source}/benchmark
         res = Path(cfg["paths"]["results"]) / cfg["run"] / "external"
-        transfer_dirs = {(t["dataset"], t["task"]): res / t["dataset"] / "benchmark"
-                         for t in cfg["analysis"]["external"]["datasets"][dataset]["transfer_from"]}
+        transfer_dirs = {
+            (t["dataset"], t["task"]): res / t["dataset"] / "benchmark"
+            for t in cfg["analysis"]["external"]["datasets"][dataset]["transfer_from"]
+        }
     with atomic_dir(work_dir) as tmp:
-        prepare(cfg, _existing(nifti_dir, "NIfTI folder"), _existing(csv, "subjects CSV"), tmp, private_dir,
-                _encoder_files(cfg, encoders), _existing(stats_json, "train statistics"))
+        prepare(
+            cfg,
+            _existing(nifti_dir, "NIfTI folder"),
+            _existing(csv, "subjects CSV"),
+            tmp,
+            private_dir,
+            _encoder_files(cfg, encoders),
+            _existing(stats_json, "train statistics"),
+        )
         table = benchmark(cfg, dataset, tmp, encoders, transfer_dirs, seed)
     write_csv(out_table, table)
     for _, r in table.iterrows():
-        log.info("external %s (trained on %s) %s %s %s %s: %.3f [%.3f, %.3f]", dataset, r["trained_on"], r["encoder"],
-                 r["task"], r["metric"], r["label"], r["value"], r["lo"], r["hi"])
+        log.info(
+            "external %s (trained on %s) %s %s %s %s: %.3f [%.3f, %.3f]",
+            dataset,
+            r["trained_on"],
+            r["encoder"],
+            r["task"],
+            r["metric"],
+            r["label"],
+            r["value"],
+            r["lo"],
+            r["hi"],
+        )
 
 
 # -- diagnostic analyses (neurovfm.analysis.diagnostic, .laterality_run) ---------------------------
@@ -385,8 +528,19 @@ def subgroups(cfg: dict, probes_dir, studies_csv, out_csv, out_means_csv) -> Non
     write_csv(out_means_csv, means)
 
 
-def laterality(cfg: dict, probes_dir, features_dir, labels_dir, findings_jsonl, test_index, stats_json,
-               pretrain_dir, out_csv, out_studies_csv, threads: int | None = None) -> None:
+def laterality(
+    cfg: dict,
+    probes_dir,
+    features_dir,
+    labels_dir,
+    findings_jsonl,
+    test_index,
+    stats_json,
+    pretrain_dir,
+    out_csv,
+    out_studies_csv,
+    threads: int | None = None,
+) -> None:
     """``tables/laterality.csv`` (AUROCs per encoder and modality, pooled ``all``) and ``laterality_studies.csv``
     (logits before and after the left-right flip per re-encoded test study)."""
     import torch
@@ -399,8 +553,7 @@ def laterality(cfg: dict, probes_dir, features_dir, labels_dir, findings_jsonl, 
     encoders = laterality_encoders(cfg)
     pts = {e: Path(pretrain_dir) / e / "encoder.pt" for e in encoders if e != RANDOM}
     labels = {m: Path(labels_dir) / f"{m}.csv" for m in ("ct", "mri")}
-    summary, studies = run(cfg, encoders, probes_dir, features_dir, labels, findings_jsonl, test_index, stats_json,
-                           pts)
+    summary, studies = run(cfg, encoders, probes_dir, features_dir, labels, findings_jsonl, test_index, stats_json, pts)
     write_csv(out_csv, summary)
     write_csv(out_studies_csv, studies)
 
@@ -430,8 +583,18 @@ def _torch_threads(threads: int | None) -> None:
     torch.set_num_threads(max(1, int(threads or 1)))  # more threads than cores oversubscribes the CPU
 
 
-def reportgen_train(cfg: dict, size, train_index, findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir,
-                    threads: int | None = None, gpus: int = 0) -> None:
+def reportgen_train(
+    cfg: dict,
+    size,
+    train_index,
+    findings_jsonl,
+    ct_csv,
+    mri_csv,
+    reports_jsonl,
+    out_dir,
+    threads: int | None = None,
+    gpus: int = 0,
+) -> None:
     """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint): in this
     process (gpus 0), else ``torchrun`` over ``gpus`` GPUs of this node running ``neurovfm reportgen train``
     (``reportgen.distributed.strategy``), its output relayed to the rule's log."""
@@ -445,26 +608,46 @@ def reportgen_train(cfg: dict, size, train_index, findings_jsonl, ct_csv, mri_cs
 
         run_config = Path(out_dir) / "run_config.yaml"
         write_text(run_config, yaml.safe_dump(cfg, sort_keys=False))
-        args = ["reportgen", "train", "--config", str(run_config), "--size", str(int(size)), "--features",
-                str(train_index), "--findings", str(findings_jsonl), "--ct", str(ct_csv), "--mri", str(mri_csv),
-                "--reports", str(reports_jsonl), "--out", str(out_dir)]
+        args = [
+            "reportgen",
+            "train",
+            "--config",
+            str(run_config),
+            "--size",
+            str(int(size)),
+            "--features",
+            str(train_index),
+            "--findings",
+            str(findings_jsonl),
+            "--ct",
+            str(ct_csv),
+            "--mri",
+            str(mri_csv),
+            "--reports",
+            str(reports_jsonl),
+            "--out",
+            str(out_dir),
+        ]
         _relay(launch_command(args, gpus=gpus), f"report-generation training (n{size})")
         return
     _torch_threads(threads)
-    train(cfg, int(size), _existing(train_index, "feature index"), findings_jsonl, ct_csv, mri_csv, reports_jsonl,
-          out_dir)
+    train(
+        cfg, int(size), _existing(train_index, "feature index"), findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir
+    )
 
 
-def reportgen_generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jsonl,
-                       threads: int | None = None) -> None:
+def reportgen_generate(
+    cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jsonl, threads: int | None = None
+) -> None:
     from neurovfm.reportgen.run import generate
 
     _torch_threads(threads)
     generate(cfg, model_dir, _existing(index, "feature index"), findings_jsonl, reports_jsonl, out_jsonl)
 
 
-def reportgen_triage_set(cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth_dir, studies_csv, out_set,
-                         out_acuity) -> None:
+def reportgen_triage_set(
+    cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth_dir, studies_csv, out_set, out_acuity
+) -> None:
     """Balanced triage set; acuity from the synthetic truth files when ``truth_dir`` is given."""
     from neurovfm.labels.evaluate import load_truth
     from neurovfm.reportgen.run import triage_set
@@ -479,28 +662,74 @@ def reportgen_triage_set(cfg: dict, findings_jsonl, ct_csv, mri_csv, index, trut
     triage_set(cfg, findings_jsonl, ct_csv, mri_csv, index, truth, out_set, out_acuity)
 
 
-def reportgen_frontier_inputs(cfg: dict, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir,
-                              out_counts, out_generations) -> None:
+def reportgen_frontier_inputs(
+    cfg: dict, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts, out_generations
+) -> None:
     from neurovfm.reportgen.run import frontier_inputs
 
-    frontier_inputs(cfg, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts,
-                    out_generations)
+    frontier_inputs(
+        cfg, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts, out_generations
+    )
 
 
-def reportgen_triage(cfg: dict, generations: dict, frontier_jsonl, findings_jsonl, reports_jsonl, triage_set_csv,
-                     acuity_csv, cache_dir, out_predictions, out_validation) -> None:
+def reportgen_triage(
+    cfg: dict,
+    generations: dict,
+    frontier_jsonl,
+    findings_jsonl,
+    reports_jsonl,
+    triage_set_csv,
+    acuity_csv,
+    cache_dir,
+    out_predictions,
+    out_validation,
+) -> None:
     from neurovfm.reportgen.run import triage
 
-    triage(cfg, generations, frontier_jsonl, findings_jsonl, reports_jsonl, triage_set_csv, acuity_csv, cache_dir,
-           out_predictions, out_validation)
+    triage(
+        cfg,
+        generations,
+        frontier_jsonl,
+        findings_jsonl,
+        reports_jsonl,
+        triage_set_csv,
+        acuity_csv,
+        cache_dir,
+        out_predictions,
+        out_validation,
+    )
 
 
-def reportgen_eval(cfg: dict, generations: dict, frontier_jsonl, predictions_csv, triage_set_csv, findings_jsonl,
-                   ct_csv, mri_csv, out_text, out_triage, out_cost, out_scaling) -> None:
+def reportgen_eval(
+    cfg: dict,
+    generations: dict,
+    frontier_jsonl,
+    predictions_csv,
+    triage_set_csv,
+    findings_jsonl,
+    ct_csv,
+    mri_csv,
+    out_text,
+    out_triage,
+    out_cost,
+    out_scaling,
+) -> None:
     from neurovfm.reportgen.run import evaluate
 
-    evaluate(cfg, generations, frontier_jsonl, predictions_csv, triage_set_csv, findings_jsonl, ct_csv, mri_csv,
-             out_text, out_triage, out_cost, out_scaling)
+    evaluate(
+        cfg,
+        generations,
+        frontier_jsonl,
+        predictions_csv,
+        triage_set_csv,
+        findings_jsonl,
+        ct_csv,
+        mri_csv,
+        out_text,
+        out_triage,
+        out_cost,
+        out_scaling,
+    )
 
 
 def fig_reportgen(cfg: dict, name: str, table_csv, out_png) -> None:

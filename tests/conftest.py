@@ -1,5 +1,6 @@
 """Shared fixtures. The embedded synthetic health system is the fixture: a small export is written
 once per test session and run through the real pipeline steps."""
+
 import copy
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def demo_run(tmp_path_factory):
     pipeline.synth(cfg, export, threads=2)
     summary = pipeline.ingest(cfg, export / "dicom", export / "reports.csv", res / "ingest", priv, threads=2)
     pipeline.labels(cfg, priv / "reports.jsonl", res / "ingest" / "studies.csv", res / "labels", priv)
-    pipeline.extractor_eval(cfg, res / "labels", export / "truth", res / "ingest" / "studies.csv",
-                            res / "labels" / "extractor_eval.csv")
+    pipeline.extractor_eval(
+        cfg, res / "labels", export / "truth", res / "ingest" / "studies.csv", res / "labels" / "extractor_eval.csv"
+    )
     return {"cfg": cfg, "results": res, "private": priv, "export": export, "ingest_summary": summary}
 
 

@@ -1,4 +1,5 @@
 """Craft small DICOM series with exact, known geometry (and planted faults) for the ingest tests."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,11 @@ PLANES = {  # (row cosine, column cosine)
 def rot(axis: str, deg: float) -> np.ndarray:
     a = np.radians(deg)
     c, s = np.cos(a), np.sin(a)
-    return {"x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
-            "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-            "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+    return {
+        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
 
 
 @dataclass
@@ -102,7 +105,7 @@ class Spec:
         return a
 
     def pixels(self, k: int) -> np.ndarray:
-        j, i = np.mgrid[:self.rows, :self.cols]
+        j, i = np.mgrid[: self.rows, : self.cols]
         return (100 * k + 10 * j + i + 1).astype(np.uint16)
 
 
@@ -153,8 +156,9 @@ def make_dataset(spec: Spec, study: Study, k: int, ipp, instance: int, sop_uid: 
     return ds
 
 
-def write_series(root: str, spec: Spec, study: Study, folder: str | None = None,
-                 per_slice: dict | None = None) -> list[str]:
+def write_series(
+    root: str, spec: Spec, study: Study, folder: str | None = None, per_slice: dict | None = None
+) -> list[str]:
     """Write one file per slice; returns the paths in spatial (sorted) order.
     ``per_slice``: {k: {keyword: value}} overrides for individual slices (None deletes the element)."""
     folder = os.path.join(root, folder or f"{study.patient_id}/{spec.series_uid[-8:]}")
@@ -180,6 +184,7 @@ def write_series(root: str, spec: Spec, study: Study, folder: str | None = None,
 def write_raw(path: str, ds: Dataset) -> None:
     """Write a data set without preamble or file meta (implicit VR little endian)."""
     from pydicom.filebase import DicomFileLike
+
     ds = Dataset(ds)
     with open(path, "wb") as raw:
         fh = DicomFileLike(raw)
@@ -224,6 +229,21 @@ def truncate(path: str, n_bytes: int) -> None:
         fh.truncate(size - n_bytes)
 
 
-__all__ = ["Spec", "Study", "write_series", "write_raw", "write_non_image", "write_dicomdir", "truncate",
-           "make_dataset", "replace", "CT_SOP", "MR_SOP", "ENHANCED_MR_SOP", "BASIC_TEXT_SR", "SECONDARY_CAPTURE",
-           "PDF_SOP", "CR_SOP"]
+__all__ = [
+    "Spec",
+    "Study",
+    "write_series",
+    "write_raw",
+    "write_non_image",
+    "write_dicomdir",
+    "truncate",
+    "make_dataset",
+    "replace",
+    "CT_SOP",
+    "MR_SOP",
+    "ENHANCED_MR_SOP",
+    "BASIC_TEXT_SR",
+    "SECONDARY_CAPTURE",
+    "PDF_SOP",
+    "CR_SOP",
+]

@@ -1,4 +1,5 @@
 """Small synthetic inputs for the report-generation tests: a feature store, findings, reports and labels."""
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,27 @@ FINDINGS = {
 
 
 def tiny_config(tmp: Path, **rg) -> dict:
-    base = {"lm": {"tokenizer_vocab": 400,
-                   "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
-                            "max_position_embeddings": 1024}},
-            "perceiver": {"latents": 4, "depth": 1, "heads": 2, "width": 16, "ff_mult": 2},
-            "sizes": [8], "stage1": {"epochs": 1, "lr": 1e-3, "batch_size": 4},
-            "stage2": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "full"},
-            "checkpoint_every": 1, "generation": {"split": "test", "num_beams": 2, "max_new_tokens": 8},
-            "eval": {"n_boot": 50, "alpha": 0.05, "seed": 0}}
+    base = {
+        "lm": {
+            "tokenizer_vocab": 400,
+            "tiny": {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 16,
+                "max_position_embeddings": 1024,
+            },
+        },
+        "perceiver": {"latents": 4, "depth": 1, "heads": 2, "width": 16, "ff_mult": 2},
+        "sizes": [8],
+        "stage1": {"epochs": 1, "lr": 1e-3, "batch_size": 4},
+        "stage2": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "full"},
+        "checkpoint_every": 1,
+        "generation": {"split": "test", "num_beams": 2, "max_new_tokens": 8},
+        "eval": {"n_boot": 50, "alpha": 0.05, "seed": 0},
+    }
     for k, v in rg.items():
         base[k] = v
     return default_config(reportgen=base)
@@ -53,15 +66,32 @@ def make_inputs(tmp: Path, n_per_split: int = 6, dim: int = 8, seed: int = 0) ->
                 windows = ["brain", "blood", "bone"] if modality == "CT" else ["mri", "mri"]
                 for j, win in enumerate(windows):
                     n = int(rng.integers(3, 12))
-                    meta = {"series_id": f"{sid}-s{j}", "study_id": sid, "modality": modality,
-                            "sequence": "ct" if modality == "CT" else ["t2", "flair"][j], "window": win,
-                            "grid": [1, 1, n]}
-                    entries_meta.append(w.add(meta, rng.normal(size=(n, dim)).astype(np.float16),
-                                              np.stack([np.zeros(n), np.zeros(n), np.arange(n)], 1).astype(np.int16)))
-                findings.append({"study_id": sid, "modality": modality, "split": split, "findings": items,
-                                 "laterality": {}})
-                reports.append({"study_id": sid, "modality": modality, "indication": "Zebra headache since Tuesday.",
-                                "report_text": "FINDINGS: " + (" ".join(items) or "Normal.")})
+                    meta = {
+                        "series_id": f"{sid}-s{j}",
+                        "study_id": sid,
+                        "modality": modality,
+                        "sequence": "ct" if modality == "CT" else ["t2", "flair"][j],
+                        "window": win,
+                        "grid": [1, 1, n],
+                    }
+                    entries_meta.append(
+                        w.add(
+                            meta,
+                            rng.normal(size=(n, dim)).astype(np.float16),
+                            np.stack([np.zeros(n), np.zeros(n), np.arange(n)], 1).astype(np.int16),
+                        )
+                    )
+                findings.append(
+                    {"study_id": sid, "modality": modality, "split": split, "findings": items, "laterality": {}}
+                )
+                reports.append(
+                    {
+                        "study_id": sid,
+                        "modality": modality,
+                        "indication": "Zebra headache since Tuesday.",
+                        "report_text": "FINDINGS: " + (" ".join(items) or "Normal."),
+                    }
+                )
                 labels[modality].append((sid, split, label))
         store.write_index(folder, {"split": split, "encoder": "fake", "dim": dim}, [w.sidecar()])
         paths[split] = folder / "index.json"
@@ -69,9 +99,20 @@ def make_inputs(tmp: Path, n_per_split: int = 6, dim: int = 8, seed: int = 0) ->
     (tmp / "reports.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reports))
     for m, fname in (("CT", "ct.csv"), ("MR", "mri.csv")):
         names = load_ontology(m).names
-        rows = [{"study_id": s, "split": sp, **{n: int(n == lab or (lab is not None and n in
-                                                                    load_ontology(m).ancestors(lab)))
-                                                for n in names}} for s, sp, lab in labels[m]]
+        rows = [
+            {
+                "study_id": s,
+                "split": sp,
+                **{n: int(n == lab or (lab is not None and n in load_ontology(m).ancestors(lab))) for n in names},
+            }
+            for s, sp, lab in labels[m]
+        ]
         pd.DataFrame(rows).to_csv(tmp / fname, index=False)
-    return {"train": paths["train"], "test": paths["test"], "findings": tmp / "findings.jsonl",
-            "reports": tmp / "reports.jsonl", "ct": tmp / "ct.csv", "mri": tmp / "mri.csv"}
+    return {
+        "train": paths["train"],
+        "test": paths["test"],
+        "findings": tmp / "findings.jsonl",
+        "reports": tmp / "reports.jsonl",
+        "ct": tmp / "ct.csv",
+        "mri": tmp / "mri.csv",
+    }

@@ -1,6 +1,7 @@
 """Anatomy analysis: region codes against the point-wise lobe function, voxel -> template mapping against a direct
 computation for a known point, token majority and IoU against hand counts, nearest-neighbour matching against a
 brute-force loop, sliding-window votes against a loop, deterministic patient rebuild against the truth files."""
+
 import numpy as np
 import pytest
 
@@ -20,6 +21,7 @@ def test_lobe_codes_match_pointwise_lobe_of():
 
 class _Anat:
     """A stand-in template grid: index (z, y, x) -> native (x, y, z) mm as the real anatomy's convention."""
+
     origin_mni = np.array([-20.0, -30.0, -10.0])
 
     @property
@@ -55,17 +57,17 @@ def test_volume_to_template_maps_a_known_point():
 
 def test_token_majority_against_hand_count():
     lab = np.zeros((4, 16, 32), np.int8)
-    lab[:, :10, :16] = 3          # 4*10*16 = 640 of 1024 voxels in token (0, 0, 0)
-    lab[:, :, 16:20] = 2          # 4*16*4 = 256 of token (0, 0, 1); the rest 0
+    lab[:, :10, :16] = 3  # 4*10*16 = 640 of 1024 voxels in token (0, 0, 0)
+    lab[:, :, 16:20] = 2  # 4*16*4 = 256 of token (0, 0, 1); the rest 0
     tok = ar.token_majority(lab, (4, 16, 16))
     assert tok.shape == (1, 1, 2) and tok[0, 0, 0] == 3 and tok[0, 0, 1] == 0
 
 
 def test_tissue_mask_sums_channels():
     frac = np.zeros((8, 2, 2, 2), np.uint8)
-    frac[1, 0, 0, 0] = 100        # gm
-    frac[2, 0, 0, 0] = 40         # wm: 140 >= 127.5
-    frac[0, 1, 1, 1] = 120        # csf only: 120 < 127.5
+    frac[1, 0, 0, 0] = 100  # gm
+    frac[2, 0, 0, 0] = 40  # wm: 140 >= 127.5
+    frac[0, 1, 1, 1] = 120  # csf only: 120 < 127.5
     m = ar.tissue_mask(frac, ["gm", "wm", "csf"], 0.5)
     assert m[0, 0, 0] and not m[1, 1, 1] and m.sum() == 1
 
@@ -87,9 +89,16 @@ def test_nearest_neighbours_and_matching_against_loop():
 
 
 def test_pairs_differ_in_patient_and_acquisition():
-    meta = [{"patient_id": p, "modality": m, "sequence": s, "orientation": o}
-            for p, m, s, o in [("p1", "MR", "t1", "axial"), ("p1", "MR", "t2", "axial"), ("p2", "MR", "t1", "axial"),
-                               ("p3", "CT", "ct", "axial"), ("p4", "MR", "t1", "sagittal")]]
+    meta = [
+        {"patient_id": p, "modality": m, "sequence": s, "orientation": o}
+        for p, m, s, o in [
+            ("p1", "MR", "t1", "axial"),
+            ("p1", "MR", "t2", "axial"),
+            ("p2", "MR", "t1", "axial"),
+            ("p3", "CT", "ct", "axial"),
+            ("p4", "MR", "t1", "sagittal"),
+        ]
+    ]
     pairs = plan_pairs(meta, 100, 0)
     assert pairs and all(meta[i]["patient_id"] != meta[j]["patient_id"] for i, j in pairs)
     assert (0, 2) not in pairs and (0, 3) in pairs and (0, 4) in pairs
@@ -100,9 +109,11 @@ def test_votes_and_iou_against_loops():
     patch = (2, 4, 4)
     assert window_offsets(patch, (1, 2, 2))[0] == (0, 0, 0) and len(window_offsets(patch, (1, 2, 2))) == 8
     shape = (4, 8, 8)
-    windows = [((0, 0, 0), np.array([[0, 0, 0], [1, 1, 1]]), np.array([0, 1])),
-               ((1, 2, 2), np.array([[0, 0, 0]]), np.array([1])),
-               ((0, 2, 2), np.array([[0, 0, 0]]), np.array([1]))]
+    windows = [
+        ((0, 0, 0), np.array([[0, 0, 0], [1, 1, 1]]), np.array([0, 1])),
+        ((1, 2, 2), np.array([[0, 0, 0]]), np.array([1])),
+        ((0, 2, 2), np.array([[0, 0, 0]]), np.array([1])),
+    ]
     got = vote_map(shape, windows, patch, 2)
     votes = np.zeros((2, *shape), int)
     for off, coords, cl in windows:

@@ -23,7 +23,7 @@ def _rotation(deg):
 
 
 def test_token_centres_match_simpleitk():
-    direction = _rotation(20) @ np.array([[0, 0, 1.0], [0, 1.0, 0], [-1.0, 0, 0]])   # columns: slice, row, col
+    direction = _rotation(20) @ np.array([[0, 0, 1.0], [0, 1.0, 0], [-1.0, 0, 0]])  # columns: slice, row, col
     entry = {"shape": [16, 48, 64], "direction_lps": direction.tolist(), "origin_lps": [-30.0, 12.5, 80.0]}
     spacing = [4.0, 1.0, 1.0]
     pose = np.eye(4)
@@ -42,12 +42,19 @@ def test_token_centres_match_simpleitk():
         np.testing.assert_allclose(native[tok], want, atol=1e-9)
 
 
-@pytest.mark.parametrize("flips, swap", [((False, False, False), False), ((True, False, True), False),
-                                         ((False, True, False), True), ((True, True, True), True)])
+@pytest.mark.parametrize(
+    "flips, swap",
+    [
+        ((False, False, False), False),
+        ((True, False, True), False),
+        ((False, True, False), True),
+        ((True, True, True), True),
+    ],
+)
 def test_orient_grid_follows_the_augmentation(flips, swap):
     grid = (3, 4, 5)
     ids = np.arange(np.prod(grid), dtype=np.float32).reshape(grid)
-    image = torch.from_numpy(np.kron(ids, np.ones(PATCH, np.float32)))[None]      # every voxel: its token id
+    image = torch.from_numpy(np.kron(ids, np.ones(PATCH, np.float32)))[None]  # every voxel: its token id
     mask = torch.ones(grid, dtype=torch.bool)
     image, _ = orient(image, mask, flips, swap)
     patches, _ = patchify(image, PATCH)
@@ -83,12 +90,18 @@ def test_grouped_r2_against_sklearn_and_a_naive_loop():
 
 def _views(n_patients, per, rng, informative):
     target = rng.normal(size=(n_patients * per, 3)) * [10, 30, 25]
-    feats = {"oracle": np.c_[target + rng.normal(scale=3.0, size=target.shape), rng.normal(size=(len(target), 5))],
-             "random": rng.normal(size=(len(target), 8))}
-    return ac.Views(patches=rng.normal(size=(len(target), 16)).astype(np.float32),
-                    coords=rng.integers(0, 10, (len(target), 3)), target=target,
-                    group=np.repeat([f"{informative}{p}" for p in range(n_patients)], per).astype(object),
-                    modality=np.full(len(target), "MR", object), features=feats)
+    feats = {
+        "oracle": np.c_[target + rng.normal(scale=3.0, size=target.shape), rng.normal(size=(len(target), 5))],
+        "random": rng.normal(size=(len(target), 8)),
+    }
+    return ac.Views(
+        patches=rng.normal(size=(len(target), 16)).astype(np.float32),
+        coords=rng.integers(0, 10, (len(target), 3)),
+        target=target,
+        group=np.repeat([f"{informative}{p}" for p in range(n_patients)], per).astype(object),
+        modality=np.full(len(target), "MR", object),
+        features=feats,
+    )
 
 
 def test_score_sees_a_readout_that_holds_the_position():
@@ -96,8 +109,10 @@ def test_score_sees_a_readout_that_holds_the_position():
     paired interval excluding zero; the uninformative one sits near zero."""
     rng = np.random.default_rng(1)
     train, val = _views(20, 30, rng, "t"), _views(15, 30, rng, "v")
-    scores = {name: ac.score(train.features[name], train, val.features[name], val, [0.1, 1, 10], 200, 0)
-              for name in ("oracle", "random")}
+    scores = {
+        name: ac.score(train.features[name], train, val.features[name], val, [0.1, 1, 10], 200, 0)
+        for name in ("oracle", "random")
+    }
     rows = {(r["encoder"], r["target"]): r for r in ac.summary_rows(scores, "random", 0.05)}
     assert rows[("oracle", "mean")]["r2"] > 0.8
     assert abs(rows[("random", "mean")]["r2"]) < 0.1
@@ -118,9 +133,17 @@ class _FakeData:
     learnable from context; poses are identity with a shift."""
 
     def __init__(self, n=6):
-        self.volumes = [{"shape": [16, 64, 64], "direction_lps": np.eye(3).tolist(),
-                         "origin_lps": [float(k), -20.0, -30.0], "study_id": f"s{k}", "series_id": f"v{k}",
-                         "modality": "MR"} for k in range(n)]
+        self.volumes = [
+            {
+                "shape": [16, 64, 64],
+                "direction_lps": np.eye(3).tolist(),
+                "origin_lps": [float(k), -20.0, -30.0],
+                "study_id": f"s{k}",
+                "series_id": f"v{k}",
+                "modality": "MR",
+            }
+            for k in range(n)
+        ]
         self.reader = _FakeReader(self.volumes)
 
     def __len__(self):
@@ -138,9 +161,28 @@ def test_supervised_control_learns_positions():
     torch.set_num_threads(1)
     data = _FakeData()
     poses = {v["study_id"]: np.eye(4) for v in data.volumes}
-    mcfg = {"name": "t", "encoder": "tiny", "patch_size": list(PATCH), "in_chans": 1, "predictor_dim": 48,
-            "predictor_depth": 1, "predictor_heads": 4}
-    enc, losses = train_anatomy_encoder(mcfg, data, list(range(len(data))), poses, steps=40, batch_size=2, lr=2e-3,
-                                        weight_decay=0.0, max_crop=[4, 4, 4], flip_p=0.5, swap_p=0.5, seed=0)
+    mcfg = {
+        "name": "t",
+        "encoder": "tiny",
+        "patch_size": list(PATCH),
+        "in_chans": 1,
+        "predictor_dim": 48,
+        "predictor_depth": 1,
+        "predictor_heads": 4,
+    }
+    enc, losses = train_anatomy_encoder(
+        mcfg,
+        data,
+        list(range(len(data))),
+        poses,
+        steps=40,
+        batch_size=2,
+        lr=2e-3,
+        weight_decay=0.0,
+        max_crop=[4, 4, 4],
+        flip_p=0.5,
+        swap_p=0.5,
+        seed=0,
+    )
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert not enc.training

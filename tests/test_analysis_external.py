@@ -1,5 +1,6 @@
 """External-benchmark protocol: subject-disjoint stratified splits, selection on validation only,
 fold ensembling, subject-level CIs against a loop, frozen transfer."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -100,8 +101,9 @@ def test_classification_cis_against_subject_loop():
             row = out[(out["metric"] == metric) & (out["label"] == name)].iloc[0]
             lo, hi = np.percentile(reps, [2.5, 97.5])
             assert row["lo"] == pytest.approx(lo) and row["hi"] == pytest.approx(hi)
-    assert out.loc[(out["metric"] == "auroc") & (out["label"] == "a"), "value"].iloc[0] == \
-        pytest.approx(roc_auc_score(y[:, 0], s[:, 0]))
+    assert out.loc[(out["metric"] == "auroc") & (out["label"] == "a"), "value"].iloc[0] == pytest.approx(
+        roc_auc_score(y[:, 0], s[:, 0])
+    )
 
 
 def test_regression_cis_against_subject_loop():
@@ -117,7 +119,7 @@ def test_regression_cis_against_subject_loop():
         rows = np.concatenate([rows_of[i] for i in idx])
         e = pred[rows] - age[rows]
         mae.append(np.abs(e).mean())
-        rmse.append(np.sqrt((e ** 2).mean()))
+        rmse.append(np.sqrt((e**2).mean()))
     assert out.loc["mae", "value"] == pytest.approx(np.abs(pred - age).mean())
     assert out.loc["rmse", "value"] == pytest.approx(np.sqrt(((pred - age) ** 2).mean()))
     assert out.loc["mae", "lo"] == pytest.approx(np.percentile(mae, 2.5))

@@ -1,6 +1,7 @@
 """External benchmark wiring on a toy feature store: every (encoder, task) row, fold probes trained only on their
 fold's training subjects, the ensemble equal to the mean of the saved fold probes, regression in target units, and
 a frozen transfer to a second dataset equal to applying the saved probes by hand."""
+
 import json
 
 import numpy as np
@@ -32,12 +33,33 @@ def _dataset(work, n_subjects, seed):
                 f[:, 0] += 3.0 * dx
                 f[:, 1] += (age - 55.0) / 10.0
                 coords = np.stack(np.unravel_index(np.arange(12), (2, 2, 3)), axis=1)
-                w.add({"series_id": sid + "x", "study_id": sid, "modality": "MR", "sequence": "t1", "window": "mri",
-                       "grid": [2, 2, 3]}, f, coords)
+                w.add(
+                    {
+                        "series_id": sid + "x",
+                        "study_id": sid,
+                        "modality": "MR",
+                        "sequence": "t1",
+                        "window": "mri",
+                        "grid": [2, 2, 3],
+                    },
+                    f,
+                    coords,
+                )
                 rows.append({"study_id": sid, "split": er.POOL, "dx": dx, "brain_age": age})
                 studies.append({"study_id": sid, "patient_id": f"p{seed}-{s}", "modality": "MR"})
-    write_index(folder, {"split": er.POOL, "encoder": "toy", "model": {}, "weights_sha256": "0", "dim": DIM,
-                         "patch": [4, 16, 16], "normalisation": {}}, [w.sidecar()])
+    write_index(
+        folder,
+        {
+            "split": er.POOL,
+            "encoder": "toy",
+            "model": {},
+            "weights_sha256": "0",
+            "dim": DIM,
+            "patch": [4, 16, 16],
+            "normalisation": {},
+        },
+        [w.sidecar()],
+    )
     (work / "ingest").mkdir()
     pd.DataFrame(rows).to_csv(work / "ingest" / "nifti_labels.csv", index=False)
     pd.DataFrame(studies).to_csv(work / "ingest" / "studies.csv", index=False)
@@ -47,16 +69,33 @@ def _dataset(work, n_subjects, seed):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ext")
     torch.set_num_threads(1)
-    tasks = {"diagnosis": {"type": "classification", "labels": ["dx"]},
-             "brain_age": {"type": "regression", "labels": ["brain_age"]}}
+    tasks = {
+        "diagnosis": {"type": "classification", "labels": ["dx"]},
+        "brain_age": {"type": "regression", "labels": ["brain_age"]},
+    }
     cfg = default_config(
         probes={"hidden": 16, "attn_hidden": 16, "batch_size": 8},
-        analysis={"n_boot": 50, "external": {
-            "n_folds": 3, "probe": {"epochs": 15, "grid": {"lr": [1e-2], "weight_decay": [0.0], "dropout": [0.0]},
-                                    "max_train_tokens": None},
-            "datasets": {"a": {"nifti_dir": None, "csv": None, "tasks": tasks, "transfer_from": []},
-                         "b": {"nifti_dir": None, "csv": None, "tasks": {"brain_age": tasks["brain_age"]},
-                               "transfer_from": [{"dataset": "a", "task": "diagnosis"}]}}}})
+        analysis={
+            "n_boot": 50,
+            "external": {
+                "n_folds": 3,
+                "probe": {
+                    "epochs": 15,
+                    "grid": {"lr": [1e-2], "weight_decay": [0.0], "dropout": [0.0]},
+                    "max_train_tokens": None,
+                },
+                "datasets": {
+                    "a": {"nifti_dir": None, "csv": None, "tasks": tasks, "transfer_from": []},
+                    "b": {
+                        "nifti_dir": None,
+                        "csv": None,
+                        "tasks": {"brain_age": tasks["brain_age"]},
+                        "transfer_from": [{"dataset": "a", "task": "diagnosis"}],
+                    },
+                },
+            },
+        },
+    )
     _dataset(tmp / "a", 40, 1)
     _dataset(tmp / "b", 24, 2)
     ta = er.benchmark(cfg, "a", tmp / "a", ["toy"], seed=0)
@@ -66,8 +105,12 @@ def runs(tmp_path_factory):
 
 def test_rows_and_metrics(runs):
     cfg, tmp, ta, tb = runs
-    assert set(zip(ta["task"], ta["metric"])) == {("diagnosis", "auroc"), ("diagnosis", "balanced_accuracy"),
-                                                  ("brain_age", "mae"), ("brain_age", "rmse")}
+    assert set(zip(ta["task"], ta["metric"])) == {
+        ("diagnosis", "auroc"),
+        ("diagnosis", "balanced_accuracy"),
+        ("brain_age", "mae"),
+        ("brain_age", "rmse"),
+    }
     auc = ta[(ta["task"] == "diagnosis") & (ta["metric"] == "auroc")].iloc[0]
     assert auc["value"] > 0.8 and auc["lo"] <= auc["value"] <= auc["hi"]
     mae = ta[ta["metric"] == "mae"].iloc[0]["value"]

@@ -1,5 +1,6 @@
 """Label efficiency: Platt scaling, statsmodels OLS/HC3 against a hand computation, the ANCOVA
 slope decision, and the label-equivalence bootstrap against a loop of statsmodels refits."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ def _hand_ols_hc3(X, y):
     beta = xtx_inv @ X.T @ y
     e = y - X @ beta
     h = np.einsum("ij,jk,ik->i", X, xtx_inv, X)
-    meat = X.T @ (X * (e ** 2 / (1 - h) ** 2)[:, None])
+    meat = X.T @ (X * (e**2 / (1 - h) ** 2)[:, None])
     return beta, np.sqrt(np.diag(xtx_inv @ meat @ xtx_inv))
 
 
@@ -28,8 +29,17 @@ def _toy_table(rng, encoders=None, n_classes=40, slopes=None, noise=0.03, modali
         n = int(rng.integers(30, 3000))
         for e, a in encoders.items():
             f1 = a + slopes[e] * np.log10(n) + (0.05 if mod == "MR" else 0.0) + rng.normal(0, noise)
-            rows.append({"encoder": e, "modality": mod, "label": f"dx{c}", "n_train_pos": n,
-                         "n_test_pos": 20, "f1": f1, "included": True})
+            rows.append(
+                {
+                    "encoder": e,
+                    "modality": mod,
+                    "label": f"dx{c}",
+                    "n_train_pos": n,
+                    "n_test_pos": 20,
+                    "f1": f1,
+                    "included": True,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -61,12 +71,13 @@ def test_table_records_exclusions_and_f1():
     rng = np.random.default_rng(1)
     n_val, n_test = 60, 80
     vy = np.zeros((n_val, 3), int)
-    vy[:10, 0] = vy[:10, 1] = 1           # class 2 has no validation positives
+    vy[:10, 0] = vy[:10, 1] = 1  # class 2 has no validation positives
     ty = np.zeros((n_test, 3), int)
     ty[:20, 0] = ty[:3, 1] = ty[:20, 2] = 1
     vs, ts = rng.normal(size=vy.shape) + 2 * vy, rng.normal(size=ty.shape) + 2 * ty
-    tab = le.label_efficiency_table("vfm", "CT", ["a", "b", "c"], [50, 50, 5], vs, vy, ts, ty,
-                                    min_train_pos=30, min_test_pos=10)
+    tab = le.label_efficiency_table(
+        "vfm", "CT", ["a", "b", "c"], [50, 50, 5], vs, vy, ts, ty, min_train_pos=30, min_test_pos=10
+    )
     assert list(tab["included"]) == [True, False, False]
     assert tab.loc[1, "reason"] == "few_test_positives"
     assert tab.loc[2, "reason"] == "few_train_positives;no_val_positives"
@@ -102,8 +113,7 @@ def test_ancova_shared_vs_specific_slopes():
     assert res.shared_slope and res.p_slope_equality > 0.05
     assert res.encoders[0] == "vfm"
     assert np.allclose(res.lines["slope"], res.lines["slope"].iloc[0])
-    differ = _toy_table(rng, {"vfm": 0.3, "hlip": 0.2}, n_classes=60, noise=0.02,
-                        slopes={"vfm": 0.25, "hlip": 0.1})
+    differ = _toy_table(rng, {"vfm": 0.3, "hlip": 0.2}, n_classes=60, noise=0.02, slopes={"vfm": 0.25, "hlip": 0.1})
     res2 = le.ancova(differ, "vfm")
     assert not res2.shared_slope and res2.p_slope_equality < 1e-6
     lines = res2.lines.set_index("encoder")
@@ -140,13 +150,14 @@ def test_label_equivalence_against_loop(slopes):
     loop = _loop_fold(tab, "vfm", "hlip", fit.formula, shared, row["reference_f1"], 150, 7)
     assert np.allclose(reps[:, 0], loop)
     lo, hi = np.percentile(loop, [2.5, 97.5])
-    assert row["fold_lo"] == pytest.approx(10 ** lo) and row["fold_hi"] == pytest.approx(10 ** hi)
+    assert row["fold_lo"] == pytest.approx(10**lo) and row["fold_hi"] == pytest.approx(10**hi)
     if shared:  # intercept gap 0.1 with slope 0.2: the baseline needs 10 ** 0.5 times the positives
-        assert row["fold"] == pytest.approx(10 ** 0.5, rel=0.1)
+        assert row["fold"] == pytest.approx(10**0.5, rel=0.1)
         assert row["fold_lo"] < row["fold"] < row["fold_hi"]
     else:
         lines = fit.lines.set_index("encoder")
         f = row["reference_f1"]
-        expect = (f - lines.loc["hlip", "intercept"]) / lines.loc["hlip", "slope"] \
-            - (f - lines.loc["vfm", "intercept"]) / lines.loc["vfm", "slope"]
-        assert row["fold"] == pytest.approx(10 ** expect)
+        expect = (f - lines.loc["hlip", "intercept"]) / lines.loc["hlip", "slope"] - (
+            f - lines.loc["vfm", "intercept"]
+        ) / lines.loc["vfm", "slope"]
+        assert row["fold"] == pytest.approx(10**expect)

@@ -1,6 +1,7 @@
 """Token-level lesion ground truth and probe: layer maps against the boxes, the lesion centre's token against
 SimpleITK's physical-point -> index, labels against hand counts, grouped folds keep patients apart, the paired
 patient bootstrap (the project's cluster-bootstrap engine) against a naive loop."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,7 @@ from neurovfm.synth.lesions import Layer
 
 class _Anat:
     """Template grid (z, y, x) at 1 mm; index (kx, ky, kz) -> native mm as the real anatomy's convention."""
+
     origin_mni = np.array([-40.0, -50.0, -30.0])
     shape = (70, 100, 80)
 
@@ -25,10 +27,10 @@ class _Anat:
 
 
 def _ball_layer(anat, centre_zyx, radius):
-    z, y, x = np.ogrid[:anat.shape[0], :anat.shape[1], :anat.shape[2]]
+    z, y, x = np.ogrid[: anat.shape[0], : anat.shape[1], : anat.shape[2]]
     d2 = (z - centre_zyx[0]) ** 2 + (y - centre_zyx[1]) ** 2 + (x - centre_zyx[2]) ** 2
     box = tuple(slice(c - radius - 1, c + radius + 2) for c in centre_zyx)
-    return Layer("blood_acute", box, (d2 <= radius ** 2)[box].astype(np.float32))
+    return Layer("blood_acute", box, (d2 <= radius**2)[box].astype(np.float32))
 
 
 def test_layer_maps_take_the_max_of_overlapping_layers():
@@ -40,13 +42,14 @@ def test_layer_maps_take_the_max_of_overlapping_layers():
     assert set(maps) == {"edema", "blood_acute"}
     assert maps["edema"][1, 1, 1] == pytest.approx(0.4) and maps["edema"][3, 3, 3] == pytest.approx(0.7)
     assert maps["edema"][5, 5, 5] == pytest.approx(0.7) and maps["edema"].sum() == pytest.approx(
-        0.4 * (64 - 8) + 0.7 * 64)
+        0.4 * (64 - 8) + 0.7 * 64
+    )
     assert maps["blood_acute"].sum() == 8
 
 
 def test_token_means_against_hand_count():
     v = np.zeros((4, 32, 16), np.float32)
-    v[:, :16, :8] = 1.0                       # half of token (0, 0, 0)
+    v[:, :16, :8] = 1.0  # half of token (0, 0, 0)
     t = lt.token_means(v, (4, 16, 16))
     assert t.shape == (1, 2, 1) and t[0, 0, 0] == pytest.approx(0.5) and t[0, 1, 0] == 0
     with pytest.raises(ValueError, match="whole number"):
@@ -65,7 +68,7 @@ def test_lesion_centre_token_agrees_with_simpleitk():
     pose[:3, :3], pose[:3, 3] = rot, [4.0, -6.0, 10.0]
     patient = SimpleNamespace(layers=[layer], native_to_lps=pose)
     # volume: 16 slices of 4 mm along LPS z, 64 x 64 in-plane at 1 mm; array axes (slice, row, col)
-    direction = np.eye(3)[:, [2, 1, 0]]       # columns: slice -> +z, row -> +y, col -> +x
+    direction = np.eye(3)[:, [2, 1, 0]]  # columns: slice -> +z, row -> +y, col -> +x
     origin = np.array([-30.0, -40.0, -20.0])
     entry = {"direction_lps": direction.tolist(), "origin_lps": origin.tolist(), "shape": [16, 64, 64]}
     spacing, patch = [4.0, 1.0, 1.0], (4, 16, 16)
@@ -80,11 +83,15 @@ def test_lesion_centre_token_agrees_with_simpleitk():
     img.SetDirection(direction[:, [2, 1, 0]].ravel().tolist())
     col, row, sl = img.TransformPhysicalPointToIndex(lps.tolist())
     tok = (sl // patch[0], row // patch[1], col // patch[2])
+
     # expected fraction of a token: its voxel centres (placed by SimpleITK) within the ball's radius in LPS mm
     def expected(t):
-        pts = [img.TransformIndexToPhysicalPoint((c, r, z))
-               for z in range(t[0] * 4, t[0] * 4 + 4) for r in range(t[1] * 16, t[1] * 16 + 16)
-               for c in range(t[2] * 16, t[2] * 16 + 16)]
+        pts = [
+            img.TransformIndexToPhysicalPoint((c, r, z))
+            for z in range(t[0] * 4, t[0] * 4 + 4)
+            for r in range(t[1] * 16, t[1] * 16 + 16)
+            for c in range(t[2] * 16, t[2] * 16 + 16)
+        ]
         return float(np.mean(np.linalg.norm(np.asarray(pts) - lps, axis=1) <= 9.0))
 
     assert expected(tok) > 0.1
@@ -97,18 +104,18 @@ def test_lesion_centre_token_agrees_with_simpleitk():
 
 def test_label_tokens_positive_control_and_margin():
     grid = np.zeros((3, 4, 4), np.float32)
-    grid[1, 1, 1] = 0.8                       # lesion
-    grid[1, 1, 2] = 0.1                       # partial-volume edge: neither
+    grid[1, 1, 1] = 0.8  # lesion
+    grid[1, 1, 2] = 0.1  # partial-volume edge: neither
     other = np.zeros_like(grid)
-    other[0, 3, 3] = 0.5                      # a second tissue's lesion
+    other[0, 3, 3] = 0.5  # a second tissue's lesion
     coords = np.array(np.unravel_index(np.arange(grid.size), grid.shape)).T
     label, tissue = lt.label_tokens(coords, {"edema": grid, "blood_acute": other}, positive=0.3, negative=0.02)
     lab = label.reshape(grid.shape)
     tis = tissue.reshape(grid.shape)
     assert lab[1, 1, 1] == 1 and tis[1, 1, 1] == "edema" and lab[0, 3, 3] == 1 and tis[0, 3, 3] == "blood_acute"
-    assert lab[1, 1, 2] == -1                                   # partial edge
-    assert lab[1, 2, 2] == -1 and lab[0, 0, 0] == -1            # neighbours of a lesion token
-    assert lab[2, 3, 0] == 0 and lab[1, 3, 0] == 0              # lesion-free neighbourhoods
+    assert lab[1, 1, 2] == -1  # partial edge
+    assert lab[1, 2, 2] == -1 and lab[0, 0, 0] == -1  # neighbours of a lesion token
+    assert lab[2, 3, 0] == 0 and lab[1, 3, 0] == 0  # lesion-free neighbourhoods
     assert set(np.unique(label)) == {-1, 0, 1}
 
 
@@ -159,16 +166,31 @@ def test_token_selection_roundtrip_and_features_at(tmp_path):
         for sid, win, n in (("s1", "brain", 9), ("s1", "blood", 9), ("s2", "mri", 5)):
             f = rng.normal(size=(n, 6)).astype(np.float16)
             c = np.stack([np.zeros(n), np.arange(n) // 3, np.arange(n) % 3], 1).astype(np.int16)
-            w.add({"series_id": sid, "study_id": sid, "modality": "CT", "sequence": "ct", "window": win,
-                   "grid": [1, 3, 3]}, f, c)
+            w.add(
+                {
+                    "series_id": sid,
+                    "study_id": sid,
+                    "modality": "CT",
+                    "sequence": "ct",
+                    "window": win,
+                    "grid": [1, 3, 3],
+                },
+                f,
+                c,
+            )
             stored[(sid, win)] = (f.astype(np.float32), c.astype(int))
     store.write_index(folder, {"split": "train", "encoder": "fake", "dim": 6}, [w.sidecar()])
     sel = [("s2", "mri", 4), ("s1", "brain", 2), ("s1", "brain", 7), ("s2", "mri", 0)]
-    tokens = {"label": np.array([1, 0, 1, 0], np.int8), "tissue": np.array(["edema", "", "edema", ""], object),
-              "modality": np.array(["MR", "CT", "CT", "MR"], object), "patient": np.array(["p2", "p1", "p1", "p2"], object),
-              "series": np.array([s for s, _, _ in sel], object), "window": np.array([w_ for _, w_, _ in sel], object),
-              "position": np.array([p for _, _, p in sel]),
-              "coords": np.array([stored[(s, w_)][1][p] for s, w_, p in sel])}
+    tokens = {
+        "label": np.array([1, 0, 1, 0], np.int8),
+        "tissue": np.array(["edema", "", "edema", ""], object),
+        "modality": np.array(["MR", "CT", "CT", "MR"], object),
+        "patient": np.array(["p2", "p1", "p1", "p2"], object),
+        "series": np.array([s for s, _, _ in sel], object),
+        "window": np.array([w_ for _, w_, _ in sel], object),
+        "position": np.array([p for _, _, p in sel]),
+        "coords": np.array([stored[(s, w_)][1][p] for s, w_, p in sel]),
+    }
     lt.save_tokens(tmp_path / "sel.npz", tokens)
     back = lt.load_tokens(tmp_path / "sel.npz")
     assert back["tissue"].tolist() == ["edema", "", "edema", ""] and back["position"].tolist() == [4, 2, 7, 0]

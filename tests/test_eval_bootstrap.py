@@ -1,11 +1,18 @@
 """Vectorised study-level bootstrap (neurovfm.eval.bootstrap) against naive loops."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from neurovfm.eval.bootstrap import (TABLE_COLUMNS, bootstrap_metrics, category_means,
-                                     evaluate_classes, paired_auroc_difference, per_class_table,
-                                     percentile_ci)
+from neurovfm.eval.bootstrap import (
+    TABLE_COLUMNS,
+    bootstrap_metrics,
+    category_means,
+    evaluate_classes,
+    paired_auroc_difference,
+    per_class_table,
+    percentile_ci,
+)
 from neurovfm.eval.metrics import threshold_metrics
 
 
@@ -47,8 +54,9 @@ def test_chunking_and_threads_do_not_change_results():
 
 def test_percentile_ci_and_table_columns():
     s, y = _table(2)
-    tab, res = evaluate_classes(s, y, val_scores=s, val_labels=y, n_boot=200, seed=0,
-                                class_names=list("abcd"), categories={"x": ["a", "b"]})
+    tab, res = evaluate_classes(
+        s, y, val_scores=s, val_labels=y, n_boot=200, seed=0, class_names=list("abcd"), categories={"x": ["a", "b"]}
+    )
     assert list(tab.columns) == TABLE_COLUMNS
     lo, hi = percentile_ci(res.reps["auroc"])
     np.testing.assert_allclose(tab["auroc_lo"], np.percentile(res.reps["auroc"], 2.5, axis=0))

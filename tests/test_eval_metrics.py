@@ -1,4 +1,5 @@
 """Per-class metrics and validation-only thresholds (neurovfm.eval.metrics / thresholds)."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -91,9 +92,9 @@ def test_rare_class_status_reported_not_dropped():
     rng = np.random.default_rng(1)
     s = rng.normal(size=(200, 3))
     y = np.zeros((200, 3), bool)
-    y[:50, 0] = True   # fine
-    y[:3, 1] = True    # 3 positives
-    y[:, 2] = True     # no negatives
+    y[:50, 0] = True  # fine
+    y[:3, 1] = True  # 3 positives
+    y[:, 2] = True  # no negatives
     y[:5, 2] = False
     df = per_class_metrics(s, y, thresholds=[0.0, 0.0, 0.0], class_names=["a", "b", "c"], min_pos=10)
     assert list(df["label"]) == ["a", "b", "c"]

@@ -8,6 +8,7 @@ the series again, with shards bitwise equal to an undisturbed run. User mistakes
 empty export, nothing includable, reports CSV without a required column, wrong config) end in one line
 that says what to fix, without a traceback.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -39,9 +40,14 @@ SERIES = {"t2": "AX T2", "flair": "AX FLAIR", "t1": "AX T1", "swi": "AX SWI", "r
 
 
 def _config(tmp: Path, results: str = "results") -> dict:
-    return default_config(run="phi", seed=7, paths={"results": str(tmp / results), "private": str(tmp / "private")},
-                          input={"dicom_dir": str(tmp / "export")}, splits={"val_per_modality": 0},
-                          preprocess={"workers": 1})
+    return default_config(
+        run="phi",
+        seed=7,
+        paths={"results": str(tmp / results), "private": str(tmp / "private")},
+        input={"dicom_dir": str(tmp / "export")},
+        splits={"val_per_modality": 0},
+        preprocess={"workers": 1},
+    )
 
 
 def _export(root: Path) -> dict[str, list[str]]:
@@ -51,8 +57,9 @@ def _export(root: Path) -> dict[str, list[str]]:
     out = {}
     for name, desc in SERIES.items():
         folder = f"{FAMILY}_{GIVEN}_{MRN}/{name}"
-        paths = write_series(str(root), Spec(description=desc, rows=40, cols=40, pixel_spacing=(1.0, 1.0)), st,
-                             folder=folder)
+        paths = write_series(
+            str(root), Spec(description=desc, rows=40, cols=40, pixel_spacing=(1.0, 1.0)), st, folder=folder
+        )
         renamed = []
         for p in paths:
             new = os.path.join(os.path.dirname(p), f"{FAMILY}_{MRN}_{os.path.basename(p)}.dcm")
@@ -85,14 +92,21 @@ def _preprocess(cfg: dict, tmp: Path) -> dict:
     priv = Path(cfg["paths"]["private"]) / "phi"
     (res / "logs").mkdir(parents=True, exist_ok=True)
     with step("preprocess", cfg, str(res / "logs" / "preprocess.log")):
-        return pipeline.preprocess(cfg, res / "ingest" / "series.csv", priv / "files.csv", tmp / "export",
-                                   res / "shards", threads=1)
+        return pipeline.preprocess(
+            cfg, res / "ingest" / "series.csv", priv / "files.csv", tmp / "export", res / "shards", threads=1
+        )
 
 
 def _cli(*args, cwd=None):
     env = {**os.environ, **KEY_ENV, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "neurovfm.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neurovfm.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def _write_config(tmp: Path, cfg: dict) -> Path:
@@ -246,28 +260,48 @@ def test_user_mistakes_end_in_one_line(tmp_path):
     (tmp_path / "export").mkdir()
     a_file = tmp_path / "export" / f"{FAMILY}_{MRN}.dcm"
     a_file.write_bytes(b"not dicom")
-    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", a_file, "--log", logs / "a.log",
-                         cwd=tmp_path), "is a file")
+    _one_line_error(
+        _cli("ingest", "--config", cfg_path, "--dicom-dir", a_file, "--log", logs / "a.log", cwd=tmp_path), "is a file"
+    )
     assert "bad_input_path" in (logs / "a.log").read_text()
     # an export without any DICOM file: a non-zero exit with the reason (unless ingest.allow_empty)
     empty = tmp_path / f"{FAMILY}_{GIVEN}_{MRN}_empty"
     empty.mkdir()
-    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", empty, "--log", logs / "b.log",
-                         cwd=tmp_path), "no DICOM file")
+    _one_line_error(
+        _cli("ingest", "--config", cfg_path, "--dicom-dir", empty, "--log", logs / "b.log", cwd=tmp_path),
+        "no DICOM file",
+    )
     assert "empty_export" in (logs / "b.log").read_text()
-    allowed = _cli("ingest", "--config", cfg_path, "--dicom-dir", empty, "--set", "ingest.allow_empty=true",
-                   cwd=tmp_path)
+    allowed = _cli(
+        "ingest", "--config", cfg_path, "--dicom-dir", empty, "--set", "ingest.allow_empty=true", cwd=tmp_path
+    )
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["n_volumes"] == 0
     # files, but nothing includable: the message counts the reasons
-    line = _one_line_error(_cli("ingest", "--config", cfg_path, "--log", logs / "c.log", cwd=tmp_path),
-                           "none of the 1 files", "not_dicom 1")
+    line = _one_line_error(
+        _cli("ingest", "--config", cfg_path, "--log", logs / "c.log", cwd=tmp_path),
+        "none of the 1 files",
+        "not_dicom 1",
+    )
     assert FAMILY not in line
     # a reports CSV without a required column names it and the columns found
     _export(tmp_path / "export2")
     pd.DataFrame([{"accession": "ACC1", "report_text": "normal"}]).to_csv(tmp_path / "reports.csv", index=False)
-    _one_line_error(_cli("ingest", "--config", cfg_path, "--dicom-dir", tmp_path / "export2", "--reports-csv",
-                         tmp_path / "reports.csv", "--log", logs / "d.log", cwd=tmp_path),
-                    "accession_number", "columns found: accession")
+    _one_line_error(
+        _cli(
+            "ingest",
+            "--config",
+            cfg_path,
+            "--dicom-dir",
+            tmp_path / "export2",
+            "--reports-csv",
+            tmp_path / "reports.csv",
+            "--log",
+            logs / "d.log",
+            cwd=tmp_path,
+        ),
+        "accession_number",
+        "columns found: accession",
+    )
     # the raw messages, paths included, are kept privately for whoever debugs
     assert a_file.name in (tmp_path / "private" / "phi" / "errors" / "ingest.log").read_text()
     # a wrong config value: the key and the allowed values, a few lines, no schema
@@ -277,8 +311,13 @@ def test_user_mistakes_end_in_one_line(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "labels.extractor" in out.stderr and "allowed values: rules, llm" in out.stderr
     assert "preprocess.fit" in out.stderr and len(out.stderr.strip().splitlines()) <= 4
-    smk = subprocess.run([sys.executable, "-m", "snakemake", "all", "-n", "--cores", "1", "--configfile", str(bad)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    smk = subprocess.run(
+        [sys.executable, "-m", "snakemake", "all", "-n", "--cores", "1", "--configfile", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert smk.returncode != 0 and "allowed values: rules, llm" in smk.stderr + smk.stdout
     assert "Failed validating" not in smk.stderr + smk.stdout and "$schema" not in smk.stderr + smk.stdout
     # nothing of the planted names reached results/ on any of these paths (the four failure logs included)
@@ -290,8 +329,8 @@ def test_readme_documents_every_failure_code():
     import re
 
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## When something goes wrong"):]
-    section = section[:section.index("\n## ")] if "\n## " in section else section
+    section = text[text.index("## When something goes wrong") :]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
     rows = [ln for ln in section.splitlines() if ln.startswith("| `")]
     documented = {}
     for row in rows:

@@ -16,6 +16,7 @@ reportgen_eval) on small data:
 The random fractions come from ``NEUROVFM_FAULT_SEED`` (default: a new seed per session, printed in every
 assertion message so a failure can be replayed).
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,87 +44,177 @@ KILL_ATTEMPTS = 3
 
 # --- the steps: what each one runs and which files it declares ----------------------------------------------
 
+
 def _rg(ctx):
     from neurovfm.config import validate
+
     return validate(ctx["rg_cfg"])
 
 
 def run_synth(ctx, out: Path):
     from neurovfm import pipeline
+
     pipeline.synth(ctx["synth_cfg"], out / "pacs_export", threads=1)
 
 
 def run_ingest(ctx, out: Path):
     from neurovfm import pipeline
+
     export = Path(ctx["export"])
     pipeline.ingest(ctx["cfg"], export / "dicom", export / "reports.csv", out / "ingest", out / "private", threads=1)
 
 
 def run_preprocess(ctx, out: Path):
     from neurovfm import pipeline
-    pipeline.preprocess(ctx["cfg"], Path(ctx["ingest"]) / "series.csv", Path(ctx["private"]) / "files.csv",
-                        Path(ctx["export"]) / "dicom", out / "shards", threads=1)
+
+    pipeline.preprocess(
+        ctx["cfg"],
+        Path(ctx["ingest"]) / "series.csv",
+        Path(ctx["private"]) / "files.csv",
+        Path(ctx["export"]) / "dicom",
+        out / "shards",
+        threads=1,
+    )
 
 
 def run_pretrain(ctx, out: Path):
     from neurovfm import pipeline
+
     shards = Path(ctx["shards"])
-    pipeline.pretrain(ctx["cfg"], "tiny", shards / "train" / "index.json", shards / "train" / "stats.json",
-                      out / "pretrain", threads=1)
+    pipeline.pretrain(
+        ctx["cfg"],
+        "tiny",
+        shards / "train" / "index.json",
+        shards / "train" / "stats.json",
+        out / "pretrain",
+        threads=1,
+    )
 
 
 def run_features(ctx, out: Path):
     from neurovfm import pipeline
+
     shards = Path(ctx["shards"])
     # val and test only: the train split holds most of the tokens and adds nothing to what is tested here
-    pipeline.features(ctx["cfg"], "random", {s: shards / s / "index.json" for s in ("val", "test")},
-                      shards / "train" / "stats.json", out / "features", threads=1)
+    pipeline.features(
+        ctx["cfg"],
+        "random",
+        {s: shards / s / "index.json" for s in ("val", "test")},
+        shards / "train" / "stats.json",
+        out / "features",
+        threads=1,
+    )
 
 
 def run_probe(ctx, out: Path):
     from neurovfm import pipeline
+
     labels = Path(ctx["labels"])
-    pipeline.probe(ctx["cfg"], "random", "ct", ctx["features_all"], labels / "ct.csv", labels / "findings.jsonl",
-                   out / "probe", threads=1)
+    pipeline.probe(
+        ctx["cfg"],
+        "random",
+        "ct",
+        ctx["features_all"],
+        labels / "ct.csv",
+        labels / "findings.jsonl",
+        out / "probe",
+        threads=1,
+    )
 
 
 def run_reportgen_train(ctx, out: Path):
     from neurovfm import pipeline
+
     p = ctx["rg"]
-    pipeline.reportgen_train(_rg(ctx), 8, p["train"], p["findings"], p["ct"], p["mri"], p["reports"], out / "rg",
-                             threads=1)
+    pipeline.reportgen_train(
+        _rg(ctx), 8, p["train"], p["findings"], p["ct"], p["mri"], p["reports"], out / "rg", threads=1
+    )
 
 
 def run_reportgen_generate(ctx, out: Path):
     from neurovfm import pipeline
+
     p = ctx["rg"]
-    pipeline.reportgen_generate(_rg(ctx), ctx["rg_model"], p["test"], p["findings"], p["reports"],
-                                out / "generations.jsonl", threads=1)
+    pipeline.reportgen_generate(
+        _rg(ctx), ctx["rg_model"], p["test"], p["findings"], p["reports"], out / "generations.jsonl", threads=1
+    )
 
 
 def run_reportgen_eval(ctx, out: Path):
     from neurovfm import pipeline
+
     p, e = ctx["rg"], ctx["rg_eval"]
-    pipeline.reportgen_eval(_rg(ctx), {"fake/n8": e["generations"]}, e["frontier"], e["predictions"], e["set"],
-                            p["findings"], p["ct"], p["mri"], out / "text.csv", out / "triage.csv", out / "cost.csv",
-                            out / "scaling.csv")
+    pipeline.reportgen_eval(
+        _rg(ctx),
+        {"fake/n8": e["generations"]},
+        e["frontier"],
+        e["predictions"],
+        e["set"],
+        p["findings"],
+        p["ct"],
+        p["mri"],
+        out / "text.csv",
+        out / "triage.csv",
+        out / "cost.csv",
+        out / "scaling.csv",
+    )
 
 
 STEPS = {
     # name: (function, declared outputs relative to the step's folder (None: every file under it),
     #        files rewritten whole while the step runs (readable snapshots), uses torch)
     "synth": (run_synth, None, (), False),
-    "ingest": (run_ingest, ["ingest/series.csv", "ingest/studies.csv", "ingest/exclusions.csv", "ingest/summary.json",
-                            "private/files.csv", "private/reports.jsonl"], (), False),
+    "ingest": (
+        run_ingest,
+        [
+            "ingest/series.csv",
+            "ingest/studies.csv",
+            "ingest/exclusions.csv",
+            "ingest/summary.json",
+            "private/files.csv",
+            "private/reports.jsonl",
+        ],
+        (),
+        False,
+    ),
     "preprocess": (run_preprocess, None, (), False),
-    "pretrain": (run_pretrain, ["pretrain/encoder.pt", "pretrain/metrics.csv", "pretrain/context_fractions.csv"],
-                 ("pretrain/metrics.csv", "pretrain/context_fractions.csv"), True),
+    "pretrain": (
+        run_pretrain,
+        ["pretrain/encoder.pt", "pretrain/metrics.csv", "pretrain/context_fractions.csv"],
+        ("pretrain/metrics.csv", "pretrain/context_fractions.csv"),
+        True,
+    ),
     "features": (run_features, None, (), True),
-    "probe": (run_probe, [f"probe/{n}" for n in ("probe.pt", "predictions.csv", "thresholds.csv", "selection.csv",
-                                                  "history.csv", "unmatched.csv", "attention.npz")], (), True),
-    "reportgen_train": (run_reportgen_train, ["rg/connector.pt", "rg/metrics.csv", "rg/curated.csv",
-                                              "rg/lm/model.safetensors", "rg/lm/config.json",
-                                              "rg/lm/tokenizer.json"], (), True),
+    "probe": (
+        run_probe,
+        [
+            f"probe/{n}"
+            for n in (
+                "probe.pt",
+                "predictions.csv",
+                "thresholds.csv",
+                "selection.csv",
+                "history.csv",
+                "unmatched.csv",
+                "attention.npz",
+            )
+        ],
+        (),
+        True,
+    ),
+    "reportgen_train": (
+        run_reportgen_train,
+        [
+            "rg/connector.pt",
+            "rg/metrics.csv",
+            "rg/curated.csv",
+            "rg/lm/model.safetensors",
+            "rg/lm/config.json",
+            "rg/lm/tokenizer.json",
+        ],
+        (),
+        True,
+    ),
     "reportgen_generate": (run_reportgen_generate, ["generations.jsonl"], (), True),
     "reportgen_eval": (run_reportgen_eval, ["text.csv", "triage.csv", "cost.csv", "scaling.csv"], (), False),
 }
@@ -131,17 +222,21 @@ STEPS = {
 
 # --- the child process ---------------------------------------------------------------------------------------
 
+
 def child(ctx_json: str, name: str, out: str) -> None:
     """Run one step the way a workflow script does (one-line failures), after announcing its start."""
     ctx = json.loads(Path(ctx_json).read_text())
     fn, _, _, uses_torch = STEPS[name]
     if uses_torch:
         import torch
+
         torch.set_num_threads(1)
     from neurovfm import pipeline  # noqa: F401  (imported before the start mark: the kill lands in the work)
     from neurovfm.utils.stage import step
+
     if name == "synth":  # the anatomy atlas is loaded once per process (about 10 s), as the reference had it
         from neurovfm.synth.anatomy import load_anatomy
+
         load_anatomy()
     print(START, flush=True)
     with step(name, ctx["cfg"], None):
@@ -155,11 +250,19 @@ def _spawn(ctx_path: Path, name: str, out: Path, fsize: int | None = None, stder
     def limit():
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    return subprocess.Popen([sys.executable, str(THIS), str(ctx_path), name, str(out)], stdout=subprocess.PIPE,
-                            stderr=stderr, text=True, env=env, preexec_fn=limit)
+
+    return subprocess.Popen(
+        [sys.executable, str(THIS), str(ctx_path), name, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
+        preexec_fn=limit,
+    )
 
 
 # --- comparing outputs ------------------------------------------------------------------------------------------
+
 
 def _files(root: Path, declared) -> list[str]:
     """Declared outputs, or every non-hidden file under ``root`` (temporary siblings start with a dot)."""
@@ -167,8 +270,11 @@ def _files(root: Path, declared) -> list[str]:
         return list(declared)
     if not root.exists():
         return []
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -179,8 +285,10 @@ def _same(a: Path, b: Path) -> bool:
         drop = [c for c in fa.columns if c in TIMING_COLUMNS]
         return list(fa.columns) == list(fb.columns) and fa.drop(columns=drop).equals(fb.drop(columns=drop))
     if a.suffix == ".jsonl":  # rows may carry their wall-clock time
-        rows = [[{k: v for k, v in json.loads(ln).items() if k not in TIMING_COLUMNS}
-                 for ln in f.read_text().splitlines()] for f in (a, b)]
+        rows = [
+            [{k: v for k, v in json.loads(ln).items() if k not in TIMING_COLUMNS} for ln in f.read_text().splitlines()]
+            for f in (a, b)
+        ]
         return rows[0] == rows[1]
     if a.suffix == ".pt":  # pickled Python floats: equal NaNs may be pickled as one object or two
         return a.read_bytes() == b.read_bytes() or _same_obj(_torch_load(a), _torch_load(b))
@@ -192,15 +300,23 @@ def _same(a: Path, b: Path) -> bool:
 
 def _torch_load(path: Path):
     import torch
+
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _same_obj(x, y) -> bool:
     """Equal content: tensors bitwise (equal_nan), containers element by element, NaN equal to NaN."""
     import torch
+
     if isinstance(x, torch.Tensor):
-        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape and bool(
-            torch.equal(x, y) or (x.is_floating_point() and torch.allclose(x, y, rtol=0, atol=0, equal_nan=True)))
+        return (
+            isinstance(y, torch.Tensor)
+            and x.dtype == y.dtype
+            and x.shape == y.shape
+            and bool(
+                torch.equal(x, y) or (x.is_floating_point() and torch.allclose(x, y, rtol=0, atol=0, equal_nan=True))
+            )
+        )
     if isinstance(x, dict):
         return isinstance(y, dict) and list(x) == list(y) and all(_same_obj(x[k], y[k]) for k in x)
     if isinstance(x, (list, tuple)):
@@ -247,6 +363,7 @@ def _check_equal(name: str, ref: Path, out: Path) -> None:
 
 # --- fixtures: small inputs and the uninterrupted references ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def world(demo_run, tmp_path_factory):
     """Inputs of every step (the session's small synthetic run, report-generation fixtures) and a cache of
@@ -259,19 +376,26 @@ def world(demo_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     cfg = copy.deepcopy(demo_run["cfg"])
     cfg["pretrain"].update({"steps": 6, "batch_size": 4, "checkpoint_every": 2})
-    cfg["probes"].update({"epochs": 30, "selection": "validation",
-                          "grid": {"lr": [1e-2], "weight_decay": [0.05], "dropout": [0.0]}})
+    cfg["probes"].update(
+        {"epochs": 30, "selection": "validation", "grid": {"lr": [1e-2], "weight_decay": [0.05], "dropout": [0.0]}}
+    )
     cfg["preprocess"]["workers"] = 1
     validate(cfg)
     synth_cfg = copy.deepcopy(cfg)
-    synth_cfg["synth"].update({"n_studies": 4, "mr_matrix": [32], "ct_matrix": [32], "max_slices": 12,
-                               "workers": 1})
+    synth_cfg["synth"].update({"n_studies": 4, "mr_matrix": [32], "ct_matrix": [32], "max_slices": 12, "workers": 1})
     validate(synth_cfg)
     rg_dir = tmp / "rg_inputs"
     rg_paths = {k: str(v) for k, v in make_inputs(rg_dir).items()}
-    ctx = {"cfg": cfg, "synth_cfg": synth_cfg, "rg_cfg": tiny_config(tmp), "rg": rg_paths,
-           "export": str(demo_run["export"]), "ingest": str(demo_run["results"] / "ingest"),
-           "private": str(demo_run["private"]), "labels": str(demo_run["results"] / "labels")}
+    ctx = {
+        "cfg": cfg,
+        "synth_cfg": synth_cfg,
+        "rg_cfg": tiny_config(tmp),
+        "rg": rg_paths,
+        "export": str(demo_run["export"]),
+        "ingest": str(demo_run["results"] / "ingest"),
+        "private": str(demo_run["private"]),
+        "labels": str(demo_run["results"] / "labels"),
+    }
     refs: dict[str, tuple[Path, float]] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -283,10 +407,12 @@ def world(demo_run, tmp_path_factory):
                     ctx[key] = str(reference(dep)[0] / sub)
             if name == "probe" and "features_all" not in ctx:  # every split (the features step tests two)
                 from neurovfm import pipeline
+
                 shards = Path(ctx["shards"])
                 every = {s: shards / s / "index.json" for s in ("train", "val", "test")}
-                pipeline.features(ctx["cfg"], "random", every, shards / "train" / "stats.json", tmp / "features_all",
-                                  threads=1)
+                pipeline.features(
+                    ctx["cfg"], "random", every, shards / "train" / "stats.json", tmp / "features_all", threads=1
+                )
                 ctx["features_all"] = str(tmp / "features_all")
             if name == "reportgen_eval" and "rg_eval" not in ctx:
                 ctx["rg_eval"] = _eval_inputs(ctx, reference("reportgen_generate")[0], tmp / "rg_eval")
@@ -302,8 +428,10 @@ def world(demo_run, tmp_path_factory):
 
 
 def _needs(dep: str) -> set[str]:
-    return {"preprocess": {"pretrain", "features", "probe"},
-            "reportgen_train": {"reportgen_generate", "reportgen_eval"}}[dep]
+    return {
+        "preprocess": {"pretrain", "features", "probe"},
+        "reportgen_train": {"reportgen_generate", "reportgen_eval"},
+    }[dep]
 
 
 def _eval_inputs(ctx: dict, gen_dir: Path, out: Path) -> dict:
@@ -318,13 +446,28 @@ def _eval_inputs(ctx: dict, gen_dir: Path, out: Path) -> dict:
     (out / "frontier.jsonl").write_text("")
     gens = {"fake/n8": gen_dir / "generations.jsonl"}
     triage_set(cfg, p["findings"], p["ct"], p["mri"], p["test"], None, out / "set.csv", out / "acuity.csv")
-    triage(cfg, gens, out / "frontier.jsonl", p["findings"], p["reports"], out / "set.csv", out / "acuity.csv",
-           out / "cache", out / "pred.csv", out / "val.csv")
-    return {"generations": str(gens["fake/n8"]), "frontier": str(out / "frontier.jsonl"),
-            "predictions": str(out / "pred.csv"), "set": str(out / "set.csv")}
+    triage(
+        cfg,
+        gens,
+        out / "frontier.jsonl",
+        p["findings"],
+        p["reports"],
+        out / "set.csv",
+        out / "acuity.csv",
+        out / "cache",
+        out / "pred.csv",
+        out / "val.csv",
+    )
+    return {
+        "generations": str(gens["fake/n8"]),
+        "frontier": str(out / "frontier.jsonl"),
+        "predictions": str(out / "pred.csv"),
+        "set": str(out / "set.csv"),
+    }
 
 
 # --- the tests ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(STEPS))
 def test_kill_and_resume(world, name):

@@ -5,6 +5,7 @@ written here), so the README cannot drift from what works: the three-key ``my_ru
 export (a partial config overlaid on the defaults, with ``--directory`` outside the checkout, and through
 the CLI), and the NIfTI example (which crashed in ``export_dir`` before any job ran).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,17 +49,22 @@ def snakemake(*args, cwd):
 def _dicom_export(root: Path) -> Path:
     st = Study(accession="ACC0001", study_date="20200601")
     for i, desc in enumerate(("AX T2", "AX FLAIR", "AX T1")):
-        write_series(str(root / "dicom"), Spec(description=desc, rows=40, cols=40, pixel_spacing=(1.0, 1.0)), st,
-                     folder=f"s{i}")
+        write_series(
+            str(root / "dicom"), Spec(description=desc, rows=40, cols=40, pixel_spacing=(1.0, 1.0)), st, folder=f"s{i}"
+        )
     pd.DataFrame([{"accession_number": "ACC0001", "report_text": "FINDINGS: No acute abnormality."}]).to_csv(
-        root / "reports.csv", index=False)
+        root / "reports.csv", index=False
+    )
     return root
 
 
 def test_readme_my_run_yaml_through_snakemake_and_cli(tmp_path):
     data = _dicom_export(tmp_path / "data")
-    text = readme_yaml("run: um2024").replace("/data/pacs_export", str(data / "dicom")).replace(
-        "/data/reports.csv", str(data / "reports.csv"))
+    text = (
+        readme_yaml("run: um2024")
+        .replace("/data/pacs_export", str(data / "dicom"))
+        .replace("/data/reports.csv", str(data / "reports.csv"))
+    )
     assert len([ln for ln in text.splitlines() if ln and not ln.startswith(" ")]) == 3  # three keys, as documented
     project = tmp_path / "project"  # outside the checkout
     project.mkdir()
@@ -66,16 +72,16 @@ def test_readme_my_run_yaml_through_snakemake_and_cli(tmp_path):
     in_checkout, elsewhere = readme_commands("/path/to/neurovfm/Snakefile")
     # the README's commands as written (a dry run in the checkout: the file is the only thing moved)
     cmd = [a if a != "my_run.yaml" else str(project / "my_run.yaml") for a in in_checkout] + ["-n"]
-    dry = subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, capture_output=True, text=True, env=ENV,
-                         timeout=600)
+    dry = subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600)
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats")[-1].split("\n\n")[0]
     assert "ingest" in stats and "synth" not in stats  # a real export: no synthetic one
     # the outside-the-checkout command, run for real up to ingest
     cmd = [a.replace("/path/to/neurovfm", str(ROOT)).replace("/project", str(project)) for a in elsewhere]
     cmd = ["results/um2024/ingest/series.csv" if a == "all" else a for a in cmd]
-    run = subprocess.run([sys.executable, "-m", *cmd], cwd=tmp_path, capture_output=True, text=True, env=ENV,
-                         timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", *cmd], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=600
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     series = pd.read_csv(project / "results" / "um2024" / "ingest" / "series.csv")
     assert len(series) == 3
@@ -84,12 +90,19 @@ def test_readme_my_run_yaml_through_snakemake_and_cli(tmp_path):
     cli = tmp_path / "cli"
     cli.mkdir()
     (cli / "my_run.yaml").write_text(text)
-    out = subprocess.run([sys.executable, "-m", "neurovfm.cli", "ingest", "--config", "my_run.yaml"], cwd=cli,
-                         capture_output=True, text=True, env=ENV, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "neurovfm.cli", "ingest", "--config", "my_run.yaml"],
+        cwd=cli,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     for name in ("series.csv", "studies.csv", "exclusions.csv"):
-        assert (cli / "results" / "um2024" / "ingest" / name).read_bytes() == \
-            (project / "results" / "um2024" / "ingest" / name).read_bytes()
+        assert (cli / "results" / "um2024" / "ingest" / name).read_bytes() == (
+            project / "results" / "um2024" / "ingest" / name
+        ).read_bytes()
 
 
 def _nifti_dataset(root: Path) -> None:
@@ -105,8 +118,17 @@ def _nifti_dataset(root: Path) -> None:
         affine[:3, 3] = [-24, -28, -24]
         (root / "sub").mkdir(parents=True, exist_ok=True)
         nib.save(nib.Nifti1Image(vol, affine), root / "sub" / f"sub-{i:02d}_T1w.nii.gz")
-        rows.append({"file": f"sub/sub-{i:02d}_T1w.nii.gz", "subject_id": f"sub-{i:02d}", "modality": "MR",
-                     "sequence": "t1", "age": 40 + i, "sex": "F", "dx": i % 2})
+        rows.append(
+            {
+                "file": f"sub/sub-{i:02d}_T1w.nii.gz",
+                "subject_id": f"sub-{i:02d}",
+                "modality": "MR",
+                "sequence": "t1",
+                "age": 40 + i,
+                "sex": "F",
+                "dx": i % 2,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "subjects.csv", index=False)
 
 
@@ -122,8 +144,14 @@ def test_readme_nifti_example_through_snakemake(tmp_path):
     # the README's command line, from the project folder (the profile and Snakefile found in the checkout)
     line = re.search(r"`(snakemake --profile profiles/local results/bench1[^`]*)`", (ROOT / "README.md").read_text())
     cmd = [str(ROOT / a) if a == "profiles/local" else a for a in shlex.split(line.group(1))]
-    run = subprocess.run([sys.executable, "-m", *cmd, "-s", str(ROOT / "Snakefile"), "--directory", str(project)],
-                         cwd=project, capture_output=True, text=True, env=ENV, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", *cmd, "-s", str(ROOT / "Snakefile"), "--directory", str(project)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     res = project / "results" / "bench1"
     assert len(pd.read_csv(res / "ingest" / "series.csv")) == 4

@@ -1,6 +1,7 @@
 """Frozen feature extraction: foreground coverage and coordinates, packing invariance, CT windows, resume,
 random-encoder determinism, per-study reads, strict encoder loading. Tiny shards built here with the store
 writer (patch 2 x 4 x 4) and the tiny ViT, so everything runs in seconds on a CPU."""
+
 import copy
 import json
 from pathlib import Path
@@ -24,12 +25,23 @@ from shard_factory import TOY_LAYOUTS as LAYOUTS, write_toy_split
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = (2, 4, 4)
-STATS = {"CT": {"brain": {"mean": 0.5, "std": 0.3}, "blood": {"mean": 0.4, "std": 0.35},
-                "bone": {"mean": 0.33, "std": 0.13}}, "MR": {"mri": {"mean": 0.58, "std": 0.17}}}
+STATS = {
+    "CT": {
+        "brain": {"mean": 0.5, "std": 0.3},
+        "blood": {"mean": 0.4, "std": 0.35},
+        "bone": {"mean": 0.33, "std": 0.13},
+    },
+    "MR": {"mri": {"mean": 0.58, "std": 0.17}},
+}
 VOLUMES = {  # split -> (series, study, modality, shape, foreground share)
-    "train": [("s1", "A", "CT", (8, 16, 16), 0.6), ("s2", "A", "MR", (6, 16, 12), 0.7),
-              ("s3", "B", "MR", (10, 12, 16), 0.5), ("s4", "C", "CT", (4, 8, 8), 0.0),
-              ("s5", "D", "MR", (8, 8, 16), 1.0), ("s6", "E", "CT", (6, 12, 12), 0.8)],
+    "train": [
+        ("s1", "A", "CT", (8, 16, 16), 0.6),
+        ("s2", "A", "MR", (6, 16, 12), 0.7),
+        ("s3", "B", "MR", (10, 12, 16), 0.5),
+        ("s4", "C", "CT", (4, 8, 8), 0.0),
+        ("s5", "D", "MR", (8, 8, 16), 1.0),
+        ("s6", "E", "CT", (6, 12, 12), 0.8),
+    ],
     "val": [("s7", "F", "CT", (6, 16, 16), 0.5)],
     "test": [("s8", "G", "MR", (8, 12, 12), 0.6), ("s9", "G", "MR", (4, 16, 16), 0.4)],
 }
@@ -40,8 +52,19 @@ def _write_split(root: Path, split: str, vols, rng) -> Path:
     for sid, study, mod, shape, share in vols:
         mask = rng.random(token_shape(shape, PATCH)) < share
         data = [rng.integers(0, 256, size=shape, dtype=np.uint8) for _ in range(LAYOUTS[mod]["planes"])]
-        volumes.append(({"series_id": sid, "study_id": study, "patient_id": "p" + study, "modality": mod,
-                         "sequence": "ct" if mod == "CT" else "t2"}, data, mask))
+        volumes.append(
+            (
+                {
+                    "series_id": sid,
+                    "study_id": study,
+                    "patient_id": "p" + study,
+                    "modality": mod,
+                    "sequence": "ct" if mod == "CT" else "t2",
+                },
+                data,
+                mask,
+            )
+        )
     return write_toy_split(root / split, split, volumes, PATCH, LAYOUTS)
 
 
@@ -79,8 +102,9 @@ def _direct(encoder, reader: ShardReader, i: int, window: str):
     """Reference: the normalisation written out by hand, then one encoder call on this volume alone."""
     v = reader.volumes[i]
     s = STATS[v["modality"]][window]
-    img = (reader.channel(i, window).astype(np.float32) / np.float32(255.0) - np.float32(s["mean"])) \
-        / np.float32(s["std"])
+    img = (reader.channel(i, window).astype(np.float32) / np.float32(255.0) - np.float32(s["mean"])) / np.float32(
+        s["std"]
+    )
     patches, coords = patchify(torch.from_numpy(img)[None], PATCH)
     m = torch.from_numpy(np.array(reader.token_mask(i))).reshape(-1)
     p, c = patches[m], coords[m]
@@ -102,8 +126,8 @@ def test_every_foreground_token_once_with_coords_and_windows(extracted, shards):
         for i, v in enumerate(reader.volumes):
             got = by_series[v["series_id"]]
             expect_windows = ["brain", "blood", "bone"] if v["modality"] == "CT" else ["mri"]
-            assert [e["window"] for e, _, _ in got] == expect_windows        # CT: one entry per window
-            want = np.argwhere(np.array(reader.token_mask(i)))                  # C order, each token once
+            assert [e["window"] for e, _, _ in got] == expect_windows  # CT: one entry per window
+            want = np.argwhere(np.array(reader.token_mask(i)))  # C order, each token once
             for e, coords, f in got:
                 assert e["n_tokens"] == v["mask"]["n_foreground"] == len(want)
                 assert coords.dtype == np.int16 and f.dtype == np.float16 and f.shape == (len(want), feats.dim)
@@ -113,7 +137,7 @@ def test_every_foreground_token_once_with_coords_and_windows(extracted, shards):
         studies = {}
         for e in feats.entries:
             studies.setdefault(e["study_id"], set()).add(e["chunk"])
-        assert all(len(c) == 1 for c in studies.values())                      # studies never span chunks
+        assert all(len(c) == 1 for c in studies.values())  # studies never span chunks
 
 
 def test_packed_features_equal_direct_per_volume_call(extracted, shards, cfg):
@@ -121,6 +145,7 @@ def test_packed_features_equal_direct_per_volume_call(extracted, shards, cfg):
     indices, stats = shards
     encoder, _ = random_encoder(cfg, 3)
     from neurovfm.store.dataset import VolumeDataset
+
     ds = VolumeDataset(indices["train"], stats)
     items = [it for i in range(len(ds)) for it in fx.volume_items(ds, i, PATCH)]
     packs = []
@@ -135,7 +160,7 @@ def test_packed_features_equal_direct_per_volume_call(extracted, shards, cfg):
         got = list(fx.encode_items(encoder, items, 150, torch.device("cpu")))
     finally:
         fx.encode_pack = orig
-    assert max(packs) > 1                                                      # packing happened
+    assert max(packs) > 1  # packing happened
     feats = FeatureReader(out / "train" / "index.json")
     pos = {(e["series_id"], e["window"]): k for k, e in enumerate(feats.entries)}
     for it, f in got:
@@ -144,7 +169,7 @@ def test_packed_features_equal_direct_per_volume_call(extracted, shards, cfg):
         np.testing.assert_allclose(f.numpy(), ref, atol=1e-5, rtol=0)
         np.testing.assert_array_equal(it["coords"].numpy(), ref_coords)
         stored = feats.features(pos[(it["meta"]["series_id"], it["meta"]["window"])])
-        np.testing.assert_allclose(stored.astype(np.float32), ref, atol=2e-3, rtol=1e-3)   # float16 storage
+        np.testing.assert_allclose(stored.astype(np.float32), ref, atol=2e-3, rtol=1e-3)  # float16 storage
 
 
 def test_resume_skips_finished_chunks_identical_bytes(extracted, shards, cfg, monkeypatch):
@@ -154,15 +179,18 @@ def test_resume_skips_finished_chunks_identical_bytes(extracted, shards, cfg, mo
     before = {p.name: p.read_bytes() for p in split.iterdir()}
     redo = 1
     redo_tokens = json.loads((split / sidecar_file(redo)).read_text())["n_tokens"]
-    (split / sidecar_file(redo)).unlink()          # chunk 1 as if killed before its sidecar
+    (split / sidecar_file(redo)).unlink()  # chunk 1 as if killed before its sidecar
     (split / chunk_file(redo)).write_bytes(b"partial")
     encoded = []
     orig = fx.encode_pack
-    monkeypatch.setattr(fx, "encode_pack", lambda enc, its, *a, **k: (encoded.append(
-        sum(len(it["patches"]) for it in its)), orig(enc, its, *a, **k))[1])
+    monkeypatch.setattr(
+        fx,
+        "encode_pack",
+        lambda enc, its, *a, **k: (encoded.append(sum(len(it["patches"]) for it in its)), orig(enc, its, *a, **k))[1],
+    )
     again = _run(cfg, shards, out)
     assert again["train"]["chunks_reused"] == n - 1 and again["train"]["tokens_encoded"] == redo_tokens
-    assert sum(encoded) == redo_tokens                       # val/test fully reused: nothing else encoded
+    assert sum(encoded) == redo_tokens  # val/test fully reused: nothing else encoded
     assert again["val"]["tokens_encoded"] == again["test"]["tokens_encoded"] == 0
     after = {p.name: p.read_bytes() for p in split.iterdir()}
     assert after == before
@@ -192,7 +220,7 @@ def test_random_encoder_deterministic_by_seed(cfg):
     a, mcfg = random_encoder(cfg, 11)
     b, _ = random_encoder(cfg, 11)
     c, _ = random_encoder(cfg, 12)
-    assert torch.equal(state, torch.get_rng_state())          # the global RNG is untouched
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is untouched
     assert weights_digest(a) == weights_digest(b) != weights_digest(c)
     assert mcfg["architecture_of"] == cfg["pretrain"]["train"][0] and not a.training
     assert not any(p.requires_grad for p in a.parameters())

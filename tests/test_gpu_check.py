@@ -1,6 +1,7 @@
 """The GPU check (benchmarks/gpu_check.py, wrapped by benchmarks/gpu_pretrain_check.sh) at toy scale on the CPU:
 a tiny run (store-format shards with patch 2 x 4 x 4, label tables of the real ontology) goes through every stage,
 and the table it prints last has every row; the wrapper stops with one line when CUDA is required and absent."""
+
 import csv
 import json
 import os
@@ -25,11 +26,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_check  # noqa: E402
 
 PATCH = (2, 4, 4)
-SHAPE = (8, 16, 16)          # token grid 4 x 4 x 4
-STATS = {"CT": {"brain": {"mean": 0.4, "std": 0.3}, "blood": {"mean": 0.3, "std": 0.3},
-                "bone": {"mean": 0.3, "std": 0.2}}, "MR": {"mri": {"mean": 0.4, "std": 0.3}}}
-STUDIES = {"train": 10, "val": 4}       # per modality
-POSITIVE = 3                            # the first classes of each ontology get labels; the rest stay 0
+SHAPE = (8, 16, 16)  # token grid 4 x 4 x 4
+STATS = {
+    "CT": {"brain": {"mean": 0.4, "std": 0.3}, "blood": {"mean": 0.3, "std": 0.3}, "bone": {"mean": 0.3, "std": 0.2}},
+    "MR": {"mri": {"mean": 0.4, "std": 0.3}},
+}
+STUDIES = {"train": 10, "val": 4}  # per modality
+POSITIVE = 3  # the first classes of each ontology get labels; the rest stay 0
 
 
 def _head(rng) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +55,19 @@ def _write_split(root: Path, split: str, rng) -> list[dict]:
             for v in range(1 + s % 2):
                 img, mask = _head(rng)
                 data = [img] if LAYOUTS[mod]["planes"] == 1 else [img, ((img >> 4) << 4 | (img >> 4)).astype(np.uint8)]
-                volumes.append(({"series_id": f"{study}-{v}", "study_id": study, "patient_id": f"p-{study}",
-                                 "modality": mod, "sequence": "ct" if mod == "CT" else "t1"}, data, mask))
+                volumes.append(
+                    (
+                        {
+                            "series_id": f"{study}-{v}",
+                            "study_id": study,
+                            "patient_id": f"p-{study}",
+                            "modality": mod,
+                            "sequence": "ct" if mod == "CT" else "t1",
+                        },
+                        data,
+                        mask,
+                    )
+                )
     write_toy_split(root / "shards" / split, split, volumes, PATCH, LAYOUTS)
     return studies
 
@@ -82,28 +96,70 @@ def toy_run(tmp_path_factory):
 
 # a context diagnostic with the CLI the check calls (benchmarks/anatomy_context.py when it exists): it records the
 # arguments it was given, so the test sees what the driver passes
-CONTEXT_SCRIPT = '''import csv, sys
+CONTEXT_SCRIPT = """import csv, sys
 out, rest = sys.argv[1], sys.argv[2:]
 with open(out, "w", newline="") as fh:
     w = csv.writer(fh)
     w.writerow(["arg"])
     w.writerows([a] for a in rest)
-'''
+"""
 
-TOY = {"preprocess": {"patch": list(PATCH)},
-       "pretrain": {"models": {"toy": {"encoder": "tiny", "predictor_dim": 32, "predictor_depth": 1,
-                                        "predictor_heads": 2}},
-                    "train": ["toy"], "batch_size": 4, "workers": 0, "progress_every_s": 1000},
-       "features": {"max_tokens": 4096, "progress_every_s": 1000}}
+TOY = {
+    "preprocess": {"patch": list(PATCH)},
+    "pretrain": {
+        "models": {"toy": {"encoder": "tiny", "predictor_dim": 32, "predictor_depth": 1, "predictor_heads": 2}},
+        "train": ["toy"],
+        "batch_size": 4,
+        "workers": 0,
+        "progress_every_s": 1000,
+    },
+    "features": {"max_tokens": 4096, "progress_every_s": 1000},
+}
 
 
 def toy_args(run: Path, out: Path, work: Path, context: Path) -> list[str]:
-    return ["--out", str(out), "--work", str(work), "--run-dir", str(run), "--set", json.dumps(TOY), "--device", "cpu",
-            "--total-s", "400", "--calib-steps", "4", "--min-steps", "2", "--max-steps", "6",
-            "--cv-min-pos", "3", "--cv-folds", "3", "--cv-repeats", "1",
-            "--mfu-model", "tiny", "--mfu-batch-sizes", "2", "--mfu-steps", "1", "--mfu-warmup", "1",
-            "--mfu-matmul-n", "256", "--ft-model", "tiny", "--ft-max-studies", "4",
-            "--context-script", str(context)]
+    return [
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--run-dir",
+        str(run),
+        "--set",
+        json.dumps(TOY),
+        "--device",
+        "cpu",
+        "--total-s",
+        "400",
+        "--calib-steps",
+        "4",
+        "--min-steps",
+        "2",
+        "--max-steps",
+        "6",
+        "--cv-min-pos",
+        "3",
+        "--cv-folds",
+        "3",
+        "--cv-repeats",
+        "1",
+        "--mfu-model",
+        "tiny",
+        "--mfu-batch-sizes",
+        "2",
+        "--mfu-steps",
+        "1",
+        "--mfu-warmup",
+        "1",
+        "--mfu-matmul-n",
+        "256",
+        "--ft-model",
+        "tiny",
+        "--ft-max-studies",
+        "4",
+        "--context-script",
+        str(context),
+    ]
 
 
 def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
@@ -115,13 +171,24 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     assert gpu_check.main(toy_args(toy_run, out, work, context)) == 0
     took = time.monotonic() - t0
     printed = capsys.readouterr().out
-    table = printed[printed.index("check "):]
-    expected = ["torch / CUDA", "data (run: train/val shards, labels)", "train MFU tiny flash_attn",
-                "train MFU tiny torch_varlen", "train MFU tiny sdpa_masked",
-                "feature extraction tiny, MRI studies/s", "features random toy (train + val)",
-                "probe CV mean AUROC, random toy", "pretrain step time", "pretrain toy",
-                "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
-                "probe CV CT: toy - random", "probe CV MRI: toy - random", "anatomy context diagnostic"]
+    table = printed[printed.index("check ") :]
+    expected = [
+        "torch / CUDA",
+        "data (run: train/val shards, labels)",
+        "train MFU tiny flash_attn",
+        "train MFU tiny torch_varlen",
+        "train MFU tiny sdpa_masked",
+        "feature extraction tiny, MRI studies/s",
+        "features random toy (train + val)",
+        "probe CV mean AUROC, random toy",
+        "pretrain step time",
+        "pretrain toy",
+        "features pretrained toy (train + val)",
+        "probe CV mean AUROC, pretrained toy",
+        "probe CV CT: toy - random",
+        "probe CV MRI: toy - random",
+        "anatomy context diagnostic",
+    ]
     lines = table.splitlines()[2:]
     assert [ln.split("  ")[0].strip() for ln in lines] == expected, table
     rows = {r["check"]: r for r in csv.DictReader(open(out / "gpu_check.csv"))}
@@ -133,10 +200,16 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     assert "unavailable" in rows["train MFU tiny torch_varlen"]["value"]
     assert "unavailable" in rows["train MFU tiny flash_attn"]["value"]
     assert status["train MFU tiny sdpa_masked"] in ("pass", "fail")
-    for k in ("data (run: train/val shards, labels)", "features random toy (train + val)",
-              "probe CV mean AUROC, random toy", "pretrain step time",
-              "pretrain toy", "features pretrained toy (train + val)", "probe CV mean AUROC, pretrained toy",
-              "anatomy context diagnostic"):
+    for k in (
+        "data (run: train/val shards, labels)",
+        "features random toy (train + val)",
+        "probe CV mean AUROC, random toy",
+        "pretrain step time",
+        "pretrain toy",
+        "features pretrained toy (train + val)",
+        "probe CV mean AUROC, pretrained toy",
+        "anatomy context diagnostic",
+    ):
         assert status[k] == "pass", (k, rows[k]["value"])
     assert status["feature extraction tiny, MRI studies/s"] in ("pass", "fail")
     assert status["probe CV CT: toy - random"] in ("pass", "fail")
@@ -147,7 +220,7 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     ran = yaml.safe_load((work / "pretrain" / "config.yaml").read_text())
     assert ran["pretrain"]["steps"] == 6
     last = pd.read_csv(out / "pretrain_metrics.csv").iloc[-1]
-    planned = Schedules(ran["pretrain"], 6).at(5)                 # the schedules' last step is the run's last
+    planned = Schedules(ran["pretrain"], 6).at(5)  # the schedules' last step is the run's last
     assert last["step"] == 5 and last["lr"] == pytest.approx(planned["lr"])
     assert last["momentum"] == pytest.approx(planned["momentum"])
     # the context diagnostic got random weights and the pretrained encoder.pt, and the check's config
@@ -155,12 +228,13 @@ def test_toy_check_prints_every_row(toy_run, tmp_path, capsys, monkeypatch):
     assert args[:6] == ["--run-dir", str(toy_run.resolve()), "--encoder", "random", "-", "--encoder"]
     assert args[6:8] == ["toy", str(work.resolve() / "pretrain" / "encoder.pt")]
     assert args[8:10] == ["--device", "cpu"] and args[10] == "--config"
-    checked = yaml.safe_load(Path(args[11]).read_text())     # the check's config, naming the run it reads
+    checked = yaml.safe_load(Path(args[11]).read_text())  # the check's config, naming the run it reads
     assert checked["run"] == "run" and checked["pretrain"]["train"] == ["toy"]
     assert Path(checked["paths"]["results"]) == toy_run.resolve().parent
     # a device machine returns at most 8 files, flat: the summary is a few files in OUT, the bulk in WORK
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["gpu_check.csv", "gpu_check.json", "gpu_check_logs.txt", "pretrain_metrics.csv", "anatomy_context.csv"])
+        ["gpu_check.csv", "gpu_check.json", "gpu_check_logs.txt", "pretrain_metrics.csv", "anatomy_context.csv"]
+    )
     assert "===== pretrain: exit 0" in (out / "gpu_check_logs.txt").read_text()
     assert took < 110, f"the toy check took {took:.0f} s"
 
@@ -169,10 +243,10 @@ def test_plan_steps_keeps_within_budget():
     calib = {"step_s": 0.5, "fixed_s": 10.0}
     steps, how = gpu_check.plan_steps(remaining_s=300, reserve_s=90, calib=calib, min_steps=20, max_steps=None)
     assert steps == 400 and 10.0 + steps * 0.5 <= 300 - 90
-    assert gpu_check.plan_steps(100, 85, calib, 20, None)[0] == 0           # 5 s left: fewer than 20 steps
+    assert gpu_check.plan_steps(100, 85, calib, 20, None)[0] == 0  # 5 s left: fewer than 20 steps
     steps, how = gpu_check.plan_steps(300, 90, calib, 20, 50)
     assert steps == 50 and "--max-steps" in how
-    assert gpu_check.plan_steps(300, 90, calib, 20, None, slack=1.25)[0] == 320    # 200 s / (0.5 s x 1.25)
+    assert gpu_check.plan_steps(300, 90, calib, 20, None, slack=1.25)[0] == 320  # 200 s / (0.5 s x 1.25)
 
 
 def test_wrapper_requires_cuda_in_one_line(tmp_path):
@@ -182,8 +256,9 @@ def test_wrapper_requires_cuda_in_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     env = {**os.environ, "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pretrain_check.sh")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/gpu_pretrain_check.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1 and torch.__version__ in lines[0] and "CUDA required" in lines[0], proc.stdout

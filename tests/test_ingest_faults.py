@@ -1,4 +1,5 @@
 """Every kind of bad input gets its ledger reason; files seen = files included + files ledgered."""
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,38 @@ import pydicom
 import pytest
 
 from neurovfm.config import default_config
-from dicom_factory import (BASIC_TEXT_SR, CR_SOP, ENHANCED_MR_SOP, PDF_SOP, SECONDARY_CAPTURE, Spec, Study,
-                           truncate, write_dicomdir, write_non_image, write_raw, write_series)
+from dicom_factory import (
+    BASIC_TEXT_SR,
+    CR_SOP,
+    ENHANCED_MR_SOP,
+    PDF_SOP,
+    SECONDARY_CAPTURE,
+    Spec,
+    Study,
+    truncate,
+    write_dicomdir,
+    write_non_image,
+    write_raw,
+    write_series,
+)
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from neurovfm.ingest.discover import read_header
 from neurovfm.ingest.run import run_ingest
 
-CFG = default_config(**{"seed": 3, "ingest": {"min_slices": 8, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
-                             "exclude_description_patterns": ["mip", "adc", "screen ?save", "3-plane"]},
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}})
+CFG = default_config(
+    **{
+        "seed": 3,
+        "ingest": {
+            "min_slices": 8,
+            "max_tilt_deg": 30.0,
+            "spacing_tolerance": 0.1,
+            "exclude_description_patterns": ["mip", "adc", "screen ?save", "3-plane"],
+        },
+        "deid": {"age_cap": 90},
+        "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0},
+    }
+)
 
 
 def _export(root: str) -> dict:
@@ -46,8 +69,9 @@ def _export(root: str) -> dict:
     exp["missing"] = ("missing_slices", 11)
     spec = Spec(description="COR T2", plane="coronal")
     pos = spec.positions()
-    write_series(root, spec, st, folder="irregular",
-                 per_slice={6: {"ImagePositionPatient": list(pos[6] + 0.6 * spec.step())}})
+    write_series(
+        root, spec, st, folder="irregular", per_slice={6: {"ImagePositionPatient": list(pos[6] + 0.6 * spec.step())}}
+    )
     exp["irregular"] = ("irregular_spacing", 12)
     p = write_series(root, Spec(description="AX T1"), st, folder="dup")
     shutil.copy(p[2], p[2] + "_copy")
@@ -58,13 +82,17 @@ def _export(root: str) -> dict:
     write_series(root, Spec(description="AX", n=9, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")), st, folder="loc2")
     exp["loc"] = ("localizer", 12)
     write_series(root, Spec(description="AX MIP"), st, folder="derived")
-    write_series(root, Spec(description="AX T2 reformat", image_type=("DERIVED", "SECONDARY")), st,
-                 folder="derived2")
+    write_series(root, Spec(description="AX T2 reformat", image_type=("DERIVED", "SECONDARY")), st, folder="derived2")
     exp["derived"] = ("derived", 24)
     write_series(root, Spec(description="AX T2", n=4), st, folder="few")
     exp["few"] = ("too_few_slices", 4)
-    write_series(root, Spec(description="AX T2"), st, folder="mixed",
-                 per_slice={3: {"ImageOrientationPatient": [1, 0, 0, 0, 0, -1]}})
+    write_series(
+        root,
+        Spec(description="AX T2"),
+        st,
+        folder="mixed",
+        per_slice={3: {"ImageOrientationPatient": [1, 0, 0, 0, 0, -1]}},
+    )
     exp["mixed"] = ("mixed_orientations", 12)
     write_series(root, Spec(description="AX T2"), st, folder="nogeo", per_slice={2: {"ImagePositionPatient": None}})
     exp["nogeo"] = ("missing_geometry", 12)
@@ -129,9 +157,16 @@ def test_reconciliation(run):
 def test_reasons(run):
     tmp, exp, summary = run
     by_reason = summary["excluded_files_by_reason"]
-    expected = {"not_dicom": 1, "unreadable_dicom": 1, "dicomdir": 1, "non_image_sop_class": 3,
-                "unsupported_modality": 1, "multiframe_unsupported": 1, "truncated_pixel_data": 2,
-                "duplicate_instance": 1}
+    expected = {
+        "not_dicom": 1,
+        "unreadable_dicom": 1,
+        "dicomdir": 1,
+        "non_image_sop_class": 3,
+        "unsupported_modality": 1,
+        "multiframe_unsupported": 1,
+        "truncated_pixel_data": 2,
+        "duplicate_instance": 1,
+    }
     for name, (outcome, n) in exp.items():
         if outcome != "included":
             expected[outcome] = expected.get(outcome, 0) + n
@@ -174,6 +209,7 @@ def test_load_series_volume_errors(tmp_path):
     import numpy as np
 
     from neurovfm.ingest.volume import VolumeError, load_series_volume
+
     spec = Spec(n=3, slope=2.0, intercept=-5.0)
     p = write_series(str(tmp_path), spec, Study(), folder="v")
     vol = load_series_volume(p, spec.affine())

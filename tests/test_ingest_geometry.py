@@ -1,4 +1,5 @@
 """Geometry of ingested volumes against SimpleITK, nibabel and the crafted truth."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,20 @@ with __import__("warnings").catch_warnings():
 from neurovfm.ingest.run import run_ingest
 from neurovfm.ingest.volume import load_series_volume
 
-CFG = default_config(**{"seed": 1, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
-                             "exclude_description_patterns": ["mip"],
-                             "allow_empty": True},  # an export of one excluded series is a test case here
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0}})
+CFG = default_config(
+    **{
+        "seed": 1,
+        "ingest": {
+            "min_slices": 5,
+            "max_tilt_deg": 30.0,
+            "spacing_tolerance": 0.1,
+            "exclude_description_patterns": ["mip"],
+            "allow_empty": True,
+        },  # an export of one excluded series is a test case here
+        "deid": {"age_cap": 90},
+        "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 0},
+    }
+)
 
 CASES = {
     "axial": Spec(plane="axial"),
@@ -39,8 +50,9 @@ CASES = {
 def _ingest(tmp_path, specs):
     study = Study()
     written = {name: write_series(str(tmp_path / "in"), spec, study) for name, spec in specs.items()}
-    summary = run_ingest(str(tmp_path / "in"), None, str(tmp_path / "out"), str(tmp_path / "priv"), CFG,
-                         b"test-key", workers=1)
+    summary = run_ingest(
+        str(tmp_path / "in"), None, str(tmp_path / "out"), str(tmp_path / "priv"), CFG, b"test-key", workers=1
+    )
     series = pd.read_csv(tmp_path / "out" / "series.csv")
     files = pd.read_csv(tmp_path / "priv" / "files.csv")
     return written, summary, series, files
@@ -76,10 +88,16 @@ def test_affine_matches_simpleitk(ingested, name):
     assert img.GetSize() == (spec.cols, spec.rows, spec.n)
     np.testing.assert_allclose(img.GetOrigin(), aff[:3, 3], atol=1e-4)
     np.testing.assert_allclose(img.GetSpacing(), np.linalg.norm(aff[:3, :3], axis=0), atol=1e-4)
-    np.testing.assert_allclose(np.array(img.GetDirection()).reshape(3, 3),
-                               aff[:3, :3] / np.linalg.norm(aff[:3, :3], axis=0), atol=1e-5)
-    for idx in [(0, 0, 0), (spec.cols - 1, 0, 0), (0, spec.rows - 1, 0), (0, 0, spec.n - 1),
-                (spec.cols - 1, spec.rows - 1, spec.n - 1)]:
+    np.testing.assert_allclose(
+        np.array(img.GetDirection()).reshape(3, 3), aff[:3, :3] / np.linalg.norm(aff[:3, :3], axis=0), atol=1e-5
+    )
+    for idx in [
+        (0, 0, 0),
+        (spec.cols - 1, 0, 0),
+        (0, spec.rows - 1, 0),
+        (0, 0, spec.n - 1),
+        (spec.cols - 1, spec.rows - 1, spec.n - 1),
+    ]:
         np.testing.assert_allclose(img.TransformIndexToPhysicalPoint(idx), (aff @ [*idx, 1])[:3], atol=1e-3)
     # GDCM's own slice sorting agrees with ours (possibly reversed, which flips its affine the same way)
     gdcm = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(os.path.dirname(ordered[0])))
@@ -105,8 +123,10 @@ def test_affine_matches_nibabel_wrapper(ingested, name):
     steps = np.diff(indicators)
     assert np.all(steps < 0) and np.allclose(steps, -CASES[name].spacing, atol=1e-4)
     # a NIfTI built from our affine puts voxel centres where nibabel says they are
-    img = nib.Nifti1Image(np.zeros((spec_cols := CASES[name].cols, CASES[name].rows, CASES[name].n), np.float32),
-                          np.diag([-1, -1, 1, 1]) @ aff)
+    img = nib.Nifti1Image(
+        np.zeros((spec_cols := CASES[name].cols, CASES[name].rows, CASES[name].n), np.float32),
+        np.diag([-1, -1, 1, 1]) @ aff,
+    )
     corner = nib.affines.apply_affine(img.affine, [spec_cols - 1, 0, CASES[name].n - 1])
     ipp_last = np.array([float(v) for v in pydicom.dcmread(ordered[-1]).ImagePositionPatient])
     r = np.array([float(v) for v in pydicom.dcmread(ordered[-1]).ImageOrientationPatient[:3]])
@@ -116,8 +136,14 @@ def test_affine_matches_nibabel_wrapper(ingested, name):
 
 def test_orientation_labels(ingested):
     tmp, written, _, series, files = ingested
-    expect = {"axial": "axial", "sagittal": "sagittal", "coronal": "coronal", "oblique": "oblique",
-              "reverse": "coronal", "mild_oblique": "sagittal"}
+    expect = {
+        "axial": "axial",
+        "sagittal": "sagittal",
+        "coronal": "coronal",
+        "oblique": "oblique",
+        "reverse": "coronal",
+        "mild_oblique": "sagittal",
+    }
     for name, label in expect.items():
         row, _, _ = _row_for(series, files, tmp, written[name])
         assert row["orientation"] == label, name

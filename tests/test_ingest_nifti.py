@@ -1,4 +1,5 @@
 """NIfTI input: affine RAS->LPS, array axis convention, ledger for unreadable/4D/missing files."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ import SimpleITK as sitk
 from neurovfm.ingest.nifti import run_ingest_nifti
 from neurovfm.ingest.volume import VolumeError, load_nifti_volume
 
-CFG = default_config(**{"seed": 2, "ingest": {"min_slices": 4, "max_tilt_deg": 30.0},
-       "deid": {"age_cap": 90}, "splits": {"val_per_modality": 1}})
+CFG = default_config(
+    **{
+        "seed": 2,
+        "ingest": {"min_slices": 4, "max_tilt_deg": 30.0},
+        "deid": {"age_cap": 90},
+        "splits": {"val_per_modality": 1},
+    }
+)
 
 
 def _affine_ras():
@@ -32,21 +39,54 @@ def test_nifti_ingest_and_load(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3), np.float32), np.eye(4)), tmp_path / "dyn.nii.gz")
     (tmp_path / "broken.nii.gz").write_bytes(b"not gzip")
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 5), np.float32), np.eye(4)), tmp_path / "unlisted.nii")
-    pd.DataFrame([
-        {"file": "a.nii.gz", "subject_id": "sub-01", "modality": "MRI", "sequence": "T1w", "age": 95, "sex": "f",
-         "dx": "AD"},
-        {"file": "dyn.nii.gz", "subject_id": "sub-02", "modality": "MRI", "sequence": "t2", "age": 50, "sex": "M",
-         "dx": "CN"},
-        {"file": "broken.nii.gz", "subject_id": "sub-03", "modality": "CT", "sequence": "", "age": 50, "sex": "M",
-         "dx": "CN"},
-        {"file": "gone.nii.gz", "subject_id": "sub-04", "modality": "CT", "sequence": "", "age": 50, "sex": "M",
-         "dx": "CN"},
-    ]).to_csv(tmp_path / "meta.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "file": "a.nii.gz",
+                "subject_id": "sub-01",
+                "modality": "MRI",
+                "sequence": "T1w",
+                "age": 95,
+                "sex": "f",
+                "dx": "AD",
+            },
+            {
+                "file": "dyn.nii.gz",
+                "subject_id": "sub-02",
+                "modality": "MRI",
+                "sequence": "t2",
+                "age": 50,
+                "sex": "M",
+                "dx": "CN",
+            },
+            {
+                "file": "broken.nii.gz",
+                "subject_id": "sub-03",
+                "modality": "CT",
+                "sequence": "",
+                "age": 50,
+                "sex": "M",
+                "dx": "CN",
+            },
+            {
+                "file": "gone.nii.gz",
+                "subject_id": "sub-04",
+                "modality": "CT",
+                "sequence": "",
+                "age": 50,
+                "sex": "M",
+                "dx": "CN",
+            },
+        ]
+    ).to_csv(tmp_path / "meta.csv", index=False)
     out = tmp_path / "out"
-    summary = run_ingest_nifti(str(tmp_path), str(tmp_path / "meta.csv"), str(out), str(tmp_path / "priv"), CFG,
-                               b"k")
-    assert summary["excluded_files_by_reason"] == {"missing_file": 1, "not_3d": 1, "not_in_csv": 1,
-                                                   "unreadable_nifti": 1}
+    summary = run_ingest_nifti(str(tmp_path), str(tmp_path / "meta.csv"), str(out), str(tmp_path / "priv"), CFG, b"k")
+    assert summary["excluded_files_by_reason"] == {
+        "missing_file": 1,
+        "not_3d": 1,
+        "not_in_csv": 1,
+        "unreadable_nifti": 1,
+    }
     assert summary["n_files_seen"] == 5 and summary["n_files_included"] == 1
     series = pd.read_csv(out / "series.csv")
     row = series.iloc[0]

@@ -1,4 +1,5 @@
 """Planted PHI (headers, folder names, descriptions, report text) never reaches the public outputs."""
+
 from __future__ import annotations
 
 import json
@@ -10,33 +11,60 @@ from dicom_factory import Spec, Study, write_series
 from neurovfm.ingest.run import run_ingest
 from neurovfm.config import default_config
 
-CFG = default_config(**{"seed": 5, "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1,
-                             "exclude_description_patterns": []},
-       "deid": {"age_cap": 90}, "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 1}})
+CFG = default_config(
+    **{
+        "seed": 5,
+        "ingest": {"min_slices": 5, "max_tilt_deg": 30.0, "spacing_tolerance": 0.1, "exclude_description_patterns": []},
+        "deid": {"age_cap": 90},
+        "splits": {"cutoff": "2023-06-01", "test_end": "2024-05-31", "val_per_modality": 1},
+    }
+)
 
-PLANTED = {"family": "Zyxwvut", "given": "Quentinella", "mrn": "MRN98765432", "accession": "ACC55555123",
-           "street": "77 Sunset Boulevard", "city": "Ypsilantiville", "dob": "19251231"}
+PLANTED = {
+    "family": "Zyxwvut",
+    "given": "Quentinella",
+    "mrn": "MRN98765432",
+    "accession": "ACC55555123",
+    "street": "77 Sunset Boulevard",
+    "city": "Ypsilantiville",
+    "dob": "19251231",
+}
 DOB_SPELLINGS = ["19251231", "1925-12-31", "12/31/1925", "December 31, 1925", "31.12.1925"]
 
 
 def test_no_phi_in_outputs(tmp_path):
-    st = Study(patient_name=f"{PLANTED['family']}^{PLANTED['given']}", patient_id=PLANTED["mrn"],
-               birth_date=PLANTED["dob"], accession=PLANTED["accession"],
-               address=f"{PLANTED['street']}, {PLANTED['city']}", study_date="20200601")
+    st = Study(
+        patient_name=f"{PLANTED['family']}^{PLANTED['given']}",
+        patient_id=PLANTED["mrn"],
+        birth_date=PLANTED["dob"],
+        accession=PLANTED["accession"],
+        address=f"{PLANTED['street']}, {PLANTED['city']}",
+        study_date="20200601",
+    )
     root = tmp_path / "in"
     folder = f"{PLANTED['family']}_{PLANTED['given']}_{PLANTED['mrn']}/{PLANTED['accession']}"
     write_series(str(root), Spec(description=f"AX T2 {PLANTED['family']} {PLANTED['mrn']}"), st, folder=folder + "/1")
     write_series(str(root), Spec(description="bad", n=2), st, folder=folder + "/2")  # excluded: ledger
     (root / folder / "README_Zyxwvut.txt").write_text("notes")  # not DICOM: ledger, by hash only
-    report = (f"Patient {PLANTED['given']} {PLANTED['family'].upper()} (MRN {PLANTED['mrn']}, DOB 12/31/1925, "
-              f"lives at {PLANTED['street']}, {PLANTED['city']}), accession {PLANTED['accession']}, born "
-              f"December 31, 1925. FINDINGS: no acute intracranial abnormality.")
-    pd.DataFrame([{"accession_number": PLANTED["accession"], "patient_id": PLANTED["mrn"],
-                   "indication": f"headache, {PLANTED['family']}", "report_text": report}]).to_csv(
-        tmp_path / "reports.csv", index=False)
+    report = (
+        f"Patient {PLANTED['given']} {PLANTED['family'].upper()} (MRN {PLANTED['mrn']}, DOB 12/31/1925, "
+        f"lives at {PLANTED['street']}, {PLANTED['city']}), accession {PLANTED['accession']}, born "
+        f"December 31, 1925. FINDINGS: no acute intracranial abnormality."
+    )
+    pd.DataFrame(
+        [
+            {
+                "accession_number": PLANTED["accession"],
+                "patient_id": PLANTED["mrn"],
+                "indication": f"headache, {PLANTED['family']}",
+                "report_text": report,
+            }
+        ]
+    ).to_csv(tmp_path / "reports.csv", index=False)
     out = tmp_path / "out"
-    summary = run_ingest(str(root), str(tmp_path / "reports.csv"), str(out), str(tmp_path / "priv"), CFG,
-                         b"phi-key", workers=1)
+    summary = run_ingest(
+        str(root), str(tmp_path / "reports.csv"), str(out), str(tmp_path / "priv"), CFG, b"phi-key", workers=1
+    )
     assert summary["n_volumes"] == 1 and summary["report_counts"]["reports_matched"] == 1
 
     needles = [v.lower() for v in PLANTED.values()] + [s.lower() for s in DOB_SPELLINGS]

@@ -1,4 +1,5 @@
 """Study-level splits: temporal test window, patient-disjoint validation hold-out, determinism."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,8 +17,15 @@ def _studies(n_patients=400, seed=0):
     for p in range(n_patients):
         for s in range(rng.integers(1, 4)):
             day = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3650)))
-            rows.append({"study_id": f"s{p}_{s}", "patient_id": f"p{p}", "modality": rng.choice(["CT", "MR"]),
-                         "study_date": day, "has_report": bool(rng.random() < 0.9)})
+            rows.append(
+                {
+                    "study_id": f"s{p}_{s}",
+                    "patient_id": f"p{p}",
+                    "modality": rng.choice(["CT", "MR"]),
+                    "study_date": day,
+                    "has_report": bool(rng.random() < 0.9),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -1,5 +1,6 @@
 """Crop, flips and in-plane swap act on the volume before tokenising, identically for student and teacher;
 the packed batch keeps foreground tokens only, in equal numbers of both masking configurations."""
+
 import numpy as np
 import torch
 
@@ -15,7 +16,9 @@ PATCH = (4, 16, 16)
 def token_volume(mask: torch.Tensor) -> torch.Tensor:
     """A volume whose every voxel holds its token's flat index (+1) where the token is foreground, else 0."""
     ids = (torch.arange(mask.numel()).reshape(mask.shape) + 1) * mask
-    return ids.repeat_interleave(PATCH[0], 0).repeat_interleave(PATCH[1], 1).repeat_interleave(PATCH[2], 2)[None].float()
+    return (
+        ids.repeat_interleave(PATCH[0], 0).repeat_interleave(PATCH[1], 1).repeat_interleave(PATCH[2], 2)[None].float()
+    )
 
 
 def test_orient_moves_volume_and_token_mask_together():

@@ -1,5 +1,6 @@
 """DDP on CPU: two processes (gloo) take one step on different data and end with equal weights; the
 launcher builds the torchrun command the workflow runs."""
+
 import os
 import socket
 
@@ -23,16 +24,19 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     cfg = default_config(pretrain={"models": {"t": TINY}, "steps": 1, "batch_size": 4, "progress_every_s": 1000})
     d = init_distributed()
     try:
         trainer = Trainer(cfg, "t", ToyVolumes(n=8, grid=(4, 5, 5), seed=0), out, d)
         trainer.run()
-        torch.save({"student": trainer.student.state_dict(), "teacher": trainer.teacher.state_dict()},
-                   os.path.join(out, f"rank{rank}.pt"))
+        torch.save(
+            {"student": trainer.student.state_dict(), "teacher": trainer.teacher.state_dict()},
+            os.path.join(out, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -45,8 +49,10 @@ def test_two_cpu_processes_stay_in_sync(tmp_path):
             assert torch.equal(value, r1[part][key]), f"{part}.{key} differs between ranks"
     state = ckpt.load(tmp_path / ckpt.CHECKPOINT)
     assert state["world_size"] == 2 and state["step"] == 1
-    assert [r["position"] for r in state["ranks"]] == [[0, 2], [0, 2]]   # 2 volumes each, different studies
-    init = Trainer(default_config(pretrain={"models": {"t": TINY}}), "t", ToyVolumes(n=8, grid=(4, 5, 5)), tmp_path / "x")
+    assert [r["position"] for r in state["ranks"]] == [[0, 2], [0, 2]]  # 2 volumes each, different studies
+    init = Trainer(
+        default_config(pretrain={"models": {"t": TINY}}), "t", ToyVolumes(n=8, grid=(4, 5, 5)), tmp_path / "x"
+    )
     moved = [k for k, v in init.student.state_dict().items() if not torch.equal(v, r0["student"][k])]
     assert moved, "the step changed the weights"
 

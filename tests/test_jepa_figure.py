@@ -1,4 +1,5 @@
 """Extended Data Fig. 5a-b figure: files written, table = one row per sample of the batch, medians."""
+
 import pandas as pd
 
 from neurovfm.config import default_config

@@ -1,12 +1,21 @@
 """Vol-JEPA masks: foreground only, disjoint, context fraction near the paper's ratios, context drop,
 balanced configurations, boolean semantics."""
+
 import numpy as np
 import pytest
 import torch
 
 from neurovfm.config import default_config
-from neurovfm.jepa.masking import (CONTEXT_BLOCK, MULTI_BLOCK, MaskSpec, as_bool, balanced_modes, sample_masks,
-                                   spec_from_config, to_torch)
+from neurovfm.jepa.masking import (
+    CONTEXT_BLOCK,
+    MULTI_BLOCK,
+    MaskSpec,
+    as_bool,
+    balanced_modes,
+    sample_masks,
+    spec_from_config,
+    to_torch,
+)
 
 CFG = default_config()
 MASKING = CFG["pretrain"]["masking"]
@@ -81,7 +90,7 @@ def test_configurations_are_balanced():
 def test_masks_are_boolean_not_bitwise():
     """``~`` on a uint8 mask is bitwise (the authors' bug): both values stay 'true'. Masks must be bool."""
     u8 = torch.tensor([0, 1], dtype=torch.uint8)
-    assert (~u8).tolist() == [255, 254]          # what goes wrong with uint8
+    assert (~u8).tolist() == [255, 254]  # what goes wrong with uint8
     assert (~u8.bool()).tolist() == [True, False]
     fg = head(seed=4)
     spec = spec_from_config(MASKING, "MR")

@@ -1,5 +1,6 @@
 """Pretraining monitors: each must move the way it claims when the property it watches is present (positive
 control) and stay put when it is not."""
+
 import pandas as pd
 import pytest
 import torch
@@ -17,15 +18,20 @@ def test_within_volume_rank_sees_a_volume_collapse_that_batch_rank_misses():
     spread = torch.randn(60, 32, generator=g)
     # within each volume the tokens vary along one direction only (a different one per volume, so the batch as
     # a whole still spans two)
-    collapsed = torch.cat([torch.randn(30, 1, generator=g) * torch.randn(1, 32, generator=g)
-                           + torch.randn(1, 32, generator=g) + 1e-4 * torch.randn(30, 32, generator=g)
-                           for _ in range(2)])
+    collapsed = torch.cat(
+        [
+            torch.randn(30, 1, generator=g) * torch.randn(1, 32, generator=g)
+            + torch.randn(1, 32, generator=g)
+            + 1e-4 * torch.randn(30, 32, generator=g)
+            for _ in range(2)
+        ]
+    )
     ok = monitors.within_volume_rank(spread, cu(30, 30), ["MR", "CT"])
     bad = monitors.within_volume_rank(collapsed, cu(30, 30), ["MR", "CT"])
     assert ok["target_erank_MR"] > 15 and ok["target_erank_CT"] > 15
     assert bad["target_erank_MR"] < 3 and bad["target_erank_CT"] < 3
     only_mr = monitors.within_volume_rank(spread, cu(30, 30), ["MR", "MR"])
-    assert only_mr["target_erank_CT"] != only_mr["target_erank_CT"]       # NaN without a CT volume
+    assert only_mr["target_erank_CT"] != only_mr["target_erank_CT"]  # NaN without a CT volume
 
 
 def test_position_floor_is_low_when_targets_follow_position_and_high_when_not():
@@ -36,9 +42,9 @@ def test_position_floor_is_low_when_targets_follow_position_and_high_when_not():
     noise = torch.randn(400, 16, generator=g)
     easy = monitors.position_floor(noise, from_position, coords, lengths, 48, alpha=1e-3)
     hard = monitors.position_floor(noise, noise, coords, lengths, 48, alpha=1.0)
-    assert easy["floor_loss"] < 0.01                   # a positions-only predictor explains these targets
-    assert hard["floor_loss"] > 0.3                    # and not targets that ignore position
-    assert hard["pred_loss_heldout"] == pytest.approx(0.0)   # the "predictor" here returns the targets
+    assert easy["floor_loss"] < 0.01  # a positions-only predictor explains these targets
+    assert hard["floor_loss"] > 0.3  # and not targets that ignore position
+    assert hard["pred_loss_heldout"] == pytest.approx(0.0)  # the "predictor" here returns the targets
 
 
 def test_self_content_reads_what_the_features_keep():
@@ -71,9 +77,17 @@ def test_training_logs_monitors_without_changing_the_weights(tmp_path):
     tiny = {"encoder": "tiny", "predictor_dim": 48, "predictor_depth": 1, "predictor_heads": 4}
 
     def run(out, every):
-        cfg = default_config(pretrain={"models": {"t": tiny}, "train": ["t"], "steps": 6, "batch_size": 4,
-                                       "checkpoint_every": 6, "progress_every_s": 1000,
-                                       "monitor": {"every": every, "ridge_alpha": 1.0, "position_dim": 48}})
+        cfg = default_config(
+            pretrain={
+                "models": {"t": tiny},
+                "train": ["t"],
+                "steps": 6,
+                "batch_size": 4,
+                "checkpoint_every": 6,
+                "progress_every_s": 1000,
+                "monitor": {"every": every, "ridge_alpha": 1.0, "position_dim": 48},
+            }
+        )
         train(cfg, "t", ToyVolumes(n=8, grid=(4, 5, 5), seed=0), out, threads=1)
         return ckpt.load(out / ckpt.CHECKPOINT)["modules"]
 

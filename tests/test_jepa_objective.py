@@ -1,4 +1,5 @@
 """EMA update, schedules and the loss."""
+
 import copy
 import math
 
@@ -25,7 +26,7 @@ def test_ema_update_formula():
         expected = 0.9 * before[name] + 0.1 * dict(student.named_parameters())[name]
         assert torch.allclose(p, expected, atol=1e-7)
     assert torch.equal(teacher[1].running_mean, student[1].running_mean)
-    ema_update(teacher, student, 1.0)            # momentum 1: the teacher no longer moves
+    ema_update(teacher, student, 1.0)  # momentum 1: the teacher no longer moves
     assert torch.allclose(teacher[0].weight, 0.9 * before["0.weight"] + 0.1 * student[0].weight)
 
 
@@ -36,8 +37,8 @@ def test_learning_rate_schedule():
     assert lr[50] == pytest.approx(1e-4 + 0.5 * 2.75e-4)
     assert lr[warm] == pytest.approx(3.75e-4) and max(lr) == pytest.approx(3.75e-4)
     assert lr[total] == pytest.approx(1e-6)
-    assert lr[550] == pytest.approx(1e-6 + 0.5 * (3.75e-4 - 1e-6))    # half-way through the cosine
-    assert all(a >= b for a, b in zip(lr[warm:], lr[warm + 1:]))
+    assert lr[550] == pytest.approx(1e-6 + 0.5 * (3.75e-4 - 1e-6))  # half-way through the cosine
+    assert all(a >= b for a, b in zip(lr[warm:], lr[warm + 1 :]))
 
 
 def test_schedules_from_config():
@@ -52,7 +53,7 @@ def test_schedules_from_config():
     assert first["wd"] == pytest.approx(0.05) and last["wd"] == pytest.approx(0.05)
     assert momentum(50, 100, 0.9, 1.0) == pytest.approx(0.95)
     assert momentum(100, 100, 0.9, 1.0, stretch=2.0) == pytest.approx(0.95)
-    assert momentum(500, 100, 0.9, 1.0, stretch=2.0) == pytest.approx(1.0)      # capped at end
+    assert momentum(500, 100, 0.9, 1.0, stretch=2.0) == pytest.approx(1.0)  # capped at end
 
 
 @pytest.mark.parametrize("rule, factor", [("none", 1.0), ("linear", 8 / 768), ("sqrt", (8 / 768) ** 0.5)])
@@ -66,7 +67,7 @@ def test_learning_rates_scale_with_batch(rule, factor):
     assert s.at(s.warmup)["lr"] == pytest.approx(p["optimizer"]["lr"]["peak"] * factor)
     assert s.at(0)["lr"] == pytest.approx(p["optimizer"]["lr"]["start"] * factor)
     assert s.at(100)["lr"] == pytest.approx(p["optimizer"]["lr"]["final"] * factor)
-    p["batch_size"] = 768           # at the reference batch every rule is the identity
+    p["batch_size"] = 768  # at the reference batch every rule is the identity
     assert Schedules(p, 100).lr_factor == pytest.approx(1.0)
     p["optimizer"]["lr_scaling"]["rule"] = "cubic"
     with pytest.raises(ValueError, match="lr_scaling.rule"):
@@ -78,12 +79,12 @@ def test_variance_penalty_grows_as_predictions_collapse():
 
     g = torch.Generator().manual_seed(0)
     spread = torch.randn(500, 16, generator=g)
-    assert float(variance_penalty(spread)) < 0.05                   # unit spread: (almost) no penalty
+    assert float(variance_penalty(spread)) < 0.05  # unit spread: (almost) no penalty
     assert float(variance_penalty(0.1 * spread)) == pytest.approx(0.9, abs=0.02)
-    assert float(variance_penalty(torch.ones(500, 16))) == pytest.approx(1.0 - 1e-2, abs=1e-3)   # collapsed
+    assert float(variance_penalty(torch.ones(500, 16))) == pytest.approx(1.0 - 1e-2, abs=1e-3)  # collapsed
     x = (0.2 * spread).requires_grad_(True)
     variance_penalty(x).backward()
-    assert x.grad.abs().sum() > 0                                   # it pushes the spread up
+    assert x.grad.abs().sum() > 0  # it pushes the spread up
 
 
 def test_loss_is_smooth_l1_to_normalised_teacher():
@@ -91,16 +92,20 @@ def test_loss_is_smooth_l1_to_normalised_teacher():
     teacher = torch.randn(10, 8) * 3 + 2
     pred = torch.randn(10, 8)
     target = teacher_targets(teacher)
-    manual = (teacher - teacher.mean(-1, keepdim=True)) / torch.sqrt(teacher.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    manual = (teacher - teacher.mean(-1, keepdim=True)) / torch.sqrt(
+        teacher.var(-1, unbiased=False, keepdim=True) + 1e-5
+    )
     assert torch.allclose(target, manual, atol=1e-5)
     diff = (pred - manual).abs()
-    expected = torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).mean()
+    expected = torch.where(diff < 1, 0.5 * diff**2, diff - 0.5).mean()
     assert jepa_loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-5)
     assert jepa_loss(pred, target).item() == pytest.approx(F.smooth_l1_loss(pred, target).item())
 
 
 def test_spread_alarm():
-    assert embedding_spread(teacher_targets(torch.ones(5, 4) * torch.arange(4.0))).item() == pytest.approx(0.0, abs=1e-6)
+    assert embedding_spread(teacher_targets(torch.ones(5, 4) * torch.arange(4.0))).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert embedding_spread(teacher_targets(torch.randn(50, 16))).item() > 0.5
     assert math.isfinite(embedding_spread(torch.randn(3, 4)).item())
 
@@ -112,7 +117,9 @@ def test_effective_rank_sees_partial_collapse():
     iso = torch.randn(4000, 16, generator=g)
     assert effective_rank(iso).item() > 14.0
     # every token on one direction plus a little noise: rank near 1 although the spread after LayerNorm is not 0
-    one = torch.randn(4000, 1, generator=g) * torch.randn(1, 16, generator=g) + 0.01 * torch.randn(4000, 16, generator=g)
+    one = torch.randn(4000, 1, generator=g) * torch.randn(1, 16, generator=g) + 0.01 * torch.randn(
+        4000, 16, generator=g
+    )
     assert effective_rank(one).item() < 1.5
     assert embedding_spread(teacher_targets(one)).item() > 0.5
     # three equal directions: rank 3 (exp of the entropy of three equal singular values)

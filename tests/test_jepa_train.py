@@ -1,5 +1,6 @@
 """Pretraining loop on CPU with toy volumes: the loss falls, a killed-and-resumed run ends with the same
 weights as an uninterrupted one, a non-finite loss stops the run, outputs are complete."""
+
 import pandas as pd
 import pytest
 import torch
@@ -13,8 +14,17 @@ TINY = {"encoder": "tiny", "predictor_dim": 48, "predictor_depth": 1, "predictor
 
 
 def config(steps=6, **pretrain):
-    return default_config(pretrain={"models": {"t": TINY}, "train": ["t"], "steps": steps, "batch_size": 4,
-                                    "checkpoint_every": 2, "progress_every_s": 1000, **pretrain})
+    return default_config(
+        pretrain={
+            "models": {"t": TINY},
+            "train": ["t"],
+            "steps": steps,
+            "batch_size": 4,
+            "checkpoint_every": 2,
+            "progress_every_s": 1000,
+            **pretrain,
+        }
+    )
 
 
 def data(**kw):
@@ -73,10 +83,10 @@ def test_resume_gives_identical_weights(tmp_path):
     cfg = config(models={"t": {**TINY, "drop_path": 0.2}}, workers=1)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     train(cfg, "t", data(), straight, threads=1)
-    stop = train(cfg, "t", data(), killed, threads=1, stop_after=3)   # checkpoint at 2, step 3 lost
+    stop = train(cfg, "t", data(), killed, threads=1, stop_after=3)  # checkpoint at 2, step 3 lost
     assert stop == {"step": 3, "stopped": True}
     assert ckpt.load(killed / ckpt.CHECKPOINT)["step"] == 2
-    torch.manual_seed(1234)      # the resumed process starts with other global RNG states
+    torch.manual_seed(1234)  # the resumed process starts with other global RNG states
     train(cfg, "t", data(), killed, threads=1)
     step_a, mods_a, opt_a = weights(straight)
     step_b, mods_b, opt_b = weights(killed)
@@ -94,10 +104,10 @@ def test_other_settings_do_not_resume(tmp_path):
     train(config(), "t", data(), tmp_path, threads=1, stop_after=3)
     assert ckpt.load(tmp_path / ckpt.CHECKPOINT)["step"] == 2
     again = train(config(), "t", data(), tmp_path, threads=1, stop_after=1)
-    assert again["step"] == 3      # same settings: resumed at step 2
+    assert again["step"] == 3  # same settings: resumed at step 2
     other = config(masking={**config()["pretrain"]["masking"], "drop_ratio": 0.1})
     result = train(other, "t", data(), tmp_path, threads=1, stop_after=1)
-    assert result["step"] == 1     # started from scratch, not from the checkpoint at step 2
+    assert result["step"] == 1  # started from scratch, not from the checkpoint at step 2
 
 
 def test_nan_loss_stops_with_the_step(tmp_path):
@@ -133,7 +143,7 @@ def test_predictor_lr_scale_sets_the_predictors_rate_only():
     lr = values["lr"]
     assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx(sorted({lr, 4.0 * lr}))
     mask_group = next(g for g in groups if any(owner[id(p)] == "predictor.mask_token" for p in g["params"]))
-    assert not mask_group["decay"] and mask_group["weight_decay"] == 0.0     # the docstring's promise
+    assert not mask_group["decay"] and mask_group["weight_decay"] == 0.0  # the docstring's promise
     assert all(g["weight_decay"] == (values["wd"] if g["decay"] else 0.0) for g in opt.param_groups)
 
 

@@ -1,4 +1,5 @@
 """LLM client against a local OpenAI-compatible test server (127.0.0.1, ephemeral port)."""
+
 import json
 import threading
 import time
@@ -6,16 +7,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from neurovfm.labels.llm import (LLMClient, LLMConfigError, LLMError, LLMExtractor, client_from_config,
-                                 map_reports, parse_json_reply)
+from neurovfm.labels.llm import (
+    LLMClient,
+    LLMConfigError,
+    LLMError,
+    LLMExtractor,
+    client_from_config,
+    map_reports,
+    parse_json_reply,
+)
 from neurovfm.labels.ontology import load_ontology
 
 CT = load_ontology("CT")
 
 
 def good_reply(positives=("acute_subdural_hematoma",), fence=False, drop=None, extra=None):
-    table = {n: {"present": "yes" if n in positives else "no", "rationale": "stated" if n in positives else "not stated"}
-             for n in CT.names if n != drop}
+    table = {
+        n: {"present": "yes" if n in positives else "no", "rationale": "stated" if n in positives else "not stated"}
+        for n in CT.names
+        if n != drop
+    }
     if extra:
         table[extra] = {"present": "no", "rationale": ""}
     text = json.dumps({"diagnoses": table})
@@ -35,8 +46,11 @@ class Server:
                 outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 status, content, delay = outer.script.pop(0) if outer.script else (500, "script exhausted", 0)
                 time.sleep(delay)
-                payload = (json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                           if status == 200 else json.dumps({"error": content})).encode()
+                payload = (
+                    json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                    if status == 200
+                    else json.dumps({"error": content})
+                ).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -66,8 +80,15 @@ class Server:
 
 
 def client(srv, tmp_path, **kw):
-    args = dict(endpoint=srv.endpoint, model="local-model", api_key="sk-test", timeout_s=2.0, retries=2,
-                backoff_s=0.01, cache_dir=tmp_path / "cache")
+    args = dict(
+        endpoint=srv.endpoint,
+        model="local-model",
+        api_key="sk-test",
+        timeout_s=2.0,
+        retries=2,
+        backoff_s=0.01,
+        cache_dir=tmp_path / "cache",
+    )
     args.update(kw)
     return LLMClient(**args)
 
@@ -89,9 +110,13 @@ def test_good_reply_and_request_shape(tmp_path):
 
 
 def test_malformed_and_incomplete_replies_are_errors(tmp_path):
-    with Server([(200, "I think there is a subdural hematoma.", 0),
-                 (200, good_reply(drop="sinusitis"), 0),
-                 (200, good_reply(extra="made_up_label"), 0)]) as srv:
+    with Server(
+        [
+            (200, "I think there is a subdural hematoma.", 0),
+            (200, good_reply(drop="sinusitis"), 0),
+            (200, good_reply(extra="made_up_label"), 0),
+        ]
+    ) as srv:
         ex = LLMExtractor(client(srv, tmp_path))
         for expected in ("no JSON object", "missing ['sinusitis']", "unknown ['made_up_label']"):
             with pytest.raises(LLMError, match=expected.replace("[", r"\[").replace("]", r"\]")):

@@ -1,4 +1,5 @@
 """Ontology: the paper's names and counts, implication edges, consistency with the synthetic catalog."""
+
 import re
 from pathlib import Path
 
@@ -36,19 +37,43 @@ def test_names_and_order_match_the_paper():
 
 def test_required_implications():
     ct, mr = load_ontology("CT"), load_ontology("MR")
-    for sub in ("acute_subdural_hematoma", "subacute_chronic_subdural_hematoma", "epidural_hematoma",
-                "intraparenchymal_hemorrhage", "intraventricular_hemorrhage", "aneurysmal_subarachnoid_hemorrhage",
-                "traumatic_subarachnoid_hemorrhage"):
+    for sub in (
+        "acute_subdural_hematoma",
+        "subacute_chronic_subdural_hematoma",
+        "epidural_hematoma",
+        "intraparenchymal_hemorrhage",
+        "intraventricular_hemorrhage",
+        "aneurysmal_subarachnoid_hemorrhage",
+        "traumatic_subarachnoid_hemorrhage",
+    ):
         assert "intracranial_hemorrhage" in ct.ancestors(sub)
-    for sub in ("subdural_hematoma", "epidural_hematoma", "intraparenchymal_hemorrhage", "intraventricular_hemorrhage",
-                "aneurysmal_subarachnoid_hemorrhage", "traumatic_subarachnoid_hemorrhage"):
+    for sub in (
+        "subdural_hematoma",
+        "epidural_hematoma",
+        "intraparenchymal_hemorrhage",
+        "intraventricular_hemorrhage",
+        "aneurysmal_subarachnoid_hemorrhage",
+        "traumatic_subarachnoid_hemorrhage",
+    ):
         assert "intracranial_hemorrhage" in mr.ancestors(sub)
     assert "brain_mass_effect" in ct.ancestors("midline_shift")
     assert "brain_mass_effect" in mr.ancestors("brain_midline_shift")
     assert "brain_mass_effect" in mr.ancestors("brain_herniation")
-    for t in ("glioma", "high_grade_glioma", "low_grade_glioma", "brainstem_glioma", "brain_metastasis", "meningioma",
-              "lymphoma", "schwannoma", "pineal_tumor", "intraventricular_tumor", "pediatric_posterior_fossa_tumor",
-              "pituitary_tumor", "craniopharyngioma"):
+    for t in (
+        "glioma",
+        "high_grade_glioma",
+        "low_grade_glioma",
+        "brainstem_glioma",
+        "brain_metastasis",
+        "meningioma",
+        "lymphoma",
+        "schwannoma",
+        "pineal_tumor",
+        "intraventricular_tumor",
+        "pediatric_posterior_fossa_tumor",
+        "pituitary_tumor",
+        "craniopharyngioma",
+    ):
         assert "brain_tumor" in mr.ancestors(t)
     for g in ("high_grade_glioma", "low_grade_glioma", "brainstem_glioma"):
         assert "glioma" in mr.ancestors(g)

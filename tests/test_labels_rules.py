@@ -1,4 +1,5 @@
 """Rule-based extractor on hand-written report snippets (negation, hedging, history, sides, sections)."""
+
 import pytest
 
 from neurovfm.labels.rules import RuleExtractor, positive_labels
@@ -32,8 +33,11 @@ def test_negation_spans_a_list(rx):
 
 
 def test_post_negation_and_resolution(rx):
-    p = pos(rx, "The previously seen intraventricular hemorrhage has resolved. Subarachnoid blood is no longer seen. "
-                "Interval resolution of the right subdural hematoma. Pneumocephalus is not seen.")
+    p = pos(
+        rx,
+        "The previously seen intraventricular hemorrhage has resolved. Subarachnoid blood is no longer seen. "
+        "Interval resolution of the right subdural hematoma. Pneumocephalus is not seen.",
+    )
     assert p == set()
 
 
@@ -47,7 +51,9 @@ def test_hedging_is_not_positive_but_firm_words_are(rx):
     assert pos(rx, "Possible small contusion in the right frontal lobe.") == set()
     assert pos(rx, "Questionable nondisplaced fracture of the occipital bone.") == set()
     assert pos(rx, "Findings may represent an evolving infarct versus tumor.", "MR") == set()
-    assert "acute_ischemic_stroke" in pos(rx, "Loss of gray-white differentiation in the left insula, consistent with acute infarct.")
+    assert "acute_ischemic_stroke" in pos(
+        rx, "Loss of gray-white differentiation in the left insula, consistent with acute infarct."
+    )
     assert "brain_metastasis" in pos(rx, "Multiple ring-enhancing lesions, most likely metastases.", "MR")
     assert "cerebral_abscess" in pos(rx, "Rim-enhancing lesion in the right parietal lobe, suspicious for abscess.")
 
@@ -57,23 +63,39 @@ def test_history_is_not_current(rx):
     assert "aneurysmal_subarachnoid_hemorrhage" not in p and "traumatic_subarachnoid_hemorrhage" not in p
     assert "intraparenchymal_hemorrhage" not in p and "intracranial_hemorrhage" not in p
     # but surgery and an old infarct are still there
-    p = pos(rx, "Postoperative changes of prior right frontal craniotomy. Encephalomalacia from an old left MCA infarct.", "MR")
-    assert {"craniotomy_craniectomy", "postsurgical_changes", "encephalomalacia_gliosis", "chronic_ischemic_stroke"} <= p
+    p = pos(
+        rx,
+        "Postoperative changes of prior right frontal craniotomy. Encephalomalacia from an old left MCA infarct.",
+        "MR",
+    )
+    assert {
+        "craniotomy_craniectomy",
+        "postsurgical_changes",
+        "encephalomalacia_gliosis",
+        "chronic_ischemic_stroke",
+    } <= p
     assert "acute_ischemic_stroke" not in p
     # a residual collection after evacuation is current
     assert "subdural_hematoma" in pos(rx, "Residual left subdural hematoma after prior evacuation.", "MR")
 
 
 def test_indication_section_does_not_count(rx):
-    report = ("CLINICAL INDICATION: Fall, r/o bleed, hx of SDH.\nCOMPARISON: None.\n"
-              "FINDINGS: The ventricles and sulci are normal. No hemorrhage.\nIMPRESSION: No acute intracranial process.")
+    report = (
+        "CLINICAL INDICATION: Fall, r/o bleed, hx of SDH.\nCOMPARISON: None.\n"
+        "FINDINGS: The ventricles and sulci are normal. No hemorrhage.\nIMPRESSION: No acute intracranial process."
+    )
     assert pos(rx, report) == set()
 
 
 def test_abbreviations_and_british_spelling(rx):
     p = pos(rx, "Small R EDH. Small L frontal IPH with IVH. Trace SAH after the fall.")
-    assert {"epidural_hematoma", "intraparenchymal_hemorrhage", "intraventricular_hemorrhage",
-            "traumatic_subarachnoid_hemorrhage", "intracranial_hemorrhage"} <= p
+    assert {
+        "epidural_hematoma",
+        "intraparenchymal_hemorrhage",
+        "intraventricular_hemorrhage",
+        "traumatic_subarachnoid_hemorrhage",
+        "intracranial_hemorrhage",
+    } <= p
     assert "acute_subdural_hematoma" in pos(rx, "Acute right subdural haematoma.")
     p = pos(rx, "Right frontal VP shunt catheter in place. Left frontal EVD terminates in the third ventricle.")
     assert "catheter" in p
@@ -92,8 +114,11 @@ def test_sdh_acuity(rx):
 
 
 def test_laterality(rx):
-    r = rx.extract("Acute left frontoparietal subdural hematoma with 6 mm rightward midline shift. "
-                   "Bilateral chronic subdural hematomas.", "CT")
+    r = rx.extract(
+        "Acute left frontoparietal subdural hematoma with 6 mm rightward midline shift. "
+        "Bilateral chronic subdural hematomas.",
+        "CT",
+    )
     assert r["acute_subdural_hematoma"]["side"] == "left"
     assert r["midline_shift"]["side"] == "right"
     assert r["subacute_chronic_subdural_hematoma"]["side"] == "bilateral"
@@ -110,9 +135,13 @@ def test_parents_by_implication(rx):
 
 
 def test_sites_and_resolvers(rx):
-    assert "extra_axial_brain_tumor" in pos(rx, "Dural-based enhancing mass along the left convexity, likely meningioma.")
+    assert "extra_axial_brain_tumor" in pos(
+        rx, "Dural-based enhancing mass along the left convexity, likely meningioma."
+    )
     assert "meningioma" in pos(rx, "Dural-based enhancing mass along the left convexity, likely meningioma.", "MR")
-    p = pos(rx, "Depressed fracture of the right parietal bone. Longitudinal fracture of the left petrous temporal bone.")
+    p = pos(
+        rx, "Depressed fracture of the right parietal bone. Longitudinal fracture of the left petrous temporal bone."
+    )
     assert {"displaced_skull_fracture", "skull_base_fracture"} <= p and "nondisplaced_skull_fracture" not in p
     # the temporal bone without a petrous / otic cue is its squamous (calvarial) part
     assert pos(rx, "Linear non-\ndisplaced fracture of the left temporal bone.") == {"nondisplaced_skull_fracture"}
@@ -122,8 +151,12 @@ def test_sites_and_resolvers(rx):
     assert "sinusitis" in pos(rx, "Mucosal thickening of the bilateral maxillary sinuses.")
     assert "mastoid_effusion" in pos(rx, "Opacification of the right mastoid air cells.")
     assert pos(rx, "Left periorbital soft tissue edema.") == set()
-    assert "cerebral_atrophy" in pos(rx, "Prominence of the ventricles and sulci consistent with age-related volume loss.")
-    assert "ventriculomegaly" not in pos(rx, "Prominence of the ventricles and sulci consistent with age-related volume loss.")
+    assert "cerebral_atrophy" in pos(
+        rx, "Prominence of the ventricles and sulci consistent with age-related volume loss."
+    )
+    assert "ventriculomegaly" not in pos(
+        rx, "Prominence of the ventricles and sulci consistent with age-related volume loss."
+    )
     p = pos(rx, "The lateral and third ventricles are enlarged out of proportion to the sulci.")
     assert "ventriculomegaly" in p
     p = pos(rx, "Obstructive hydrocephalus due to a mass in the fourth ventricle.", "MR")
@@ -134,10 +167,16 @@ def test_sites_and_resolvers(rx):
 
 
 def test_sentences_and_sections():
-    sents = split_sentences("Approx. 9 mm left SDH, i.e. small. Dr. Jones was called at 3 p.m. No shift.\n"
-                            "1. Acute SDH.\n2. No fracture.")
-    assert sents == ["Approx. 9 mm left SDH, i.e. small.", "Dr. Jones was called at 3 p.m.", "No shift.",
-                     "Acute SDH.", "No fracture."]
+    sents = split_sentences(
+        "Approx. 9 mm left SDH, i.e. small. Dr. Jones was called at 3 p.m. No shift.\n1. Acute SDH.\n2. No fracture."
+    )
+    assert sents == [
+        "Approx. 9 mm left SDH, i.e. small.",
+        "Dr. Jones was called at 3 p.m.",
+        "No shift.",
+        "Acute SDH.",
+        "No fracture.",
+    ]
     secs = split_sections("EXAM: CT head. HISTORY: headache. FINDINGS: Normal. IMPRESSION: Negative.")
     assert [s.kind for s in secs] == ["technique", "indication", "findings", "impression"]
     assert split_sections("No acute findings.")[0].kind == "findings"

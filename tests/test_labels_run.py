@@ -1,4 +1,5 @@
 """Key findings, the run_labels orchestration and the extractor scoring (checked against scikit-learn)."""
+
 import json
 
 import numpy as np
@@ -24,24 +25,32 @@ IMPRESSION:
 2. No acute infarct.
 3. Chronic small vessel ischemic disease, unchanged from prior."""
 
-MR_REPORT = ("FINDINGS\nNo acute infarct. Multiple periventricular T2/FLAIR hyperintense lesions, consistent with "
-             "multiple sclerosis. The ventricles are normal.\n\nIMPRESSION\nDemyelinating disease.\n")
+MR_REPORT = (
+    "FINDINGS\nNo acute infarct. Multiple periventricular T2/FLAIR hyperintense lesions, consistent with "
+    "multiple sclerosis. The ventricles are normal.\n\nIMPRESSION\nDemyelinating disease.\n"
+)
 
 
 def test_findings_filter_dedup_and_order():
     items = FindingsExtractor().extract(CT_REPORT, "CT")
     assert items[0].startswith("There is a new acute left frontoparietal subdural hematoma")  # urgent first
-    assert "prior" not in items[0].lower()                      # comparison phrase removed
+    assert "prior" not in items[0].lower()  # comparison phrase removed
     assert not any("normal" in i.lower() or i.lower().startswith("no ") for i in items)
-    assert not any(i.startswith("Measures") for i in items)     # bare measurement removed
+    assert not any(i.startswith("Measures") for i in items)  # bare measurement removed
     assert "Left frontal scalp hematoma." in items and "Mild chronic small vessel ischemic changes." in items
     assert not any(i.startswith("Acute left subdural hematoma") for i in items)  # impression restates findings
     assert sum("small vessel" in i for i in items) == 1
-    items = FindingsExtractor().extract("FINDINGS: Questionable subtle hypodensity in the left insula, likely artifact. "
-                                        "A few nonspecific punctate FLAIR foci. Enhancing nodule in the left cerebellopontine "
-                                        "angle cistern.", "MR")
+    items = FindingsExtractor().extract(
+        "FINDINGS: Questionable subtle hypodensity in the left insula, likely artifact. "
+        "A few nonspecific punctate FLAIR foci. Enhancing nodule in the left cerebellopontine "
+        "angle cistern.",
+        "MR",
+    )
     assert items == ["Enhancing nodule in the left cerebellopontine angle cistern."]  # unknown to the lexicon, kept
-    assert FindingsExtractor().extract("FINDINGS: Normal study. IMPRESSION: No acute intracranial abnormality.", "MR") == []
+    assert (
+        FindingsExtractor().extract("FINDINGS: Normal study. IMPRESSION: No acute intracranial abnormality.", "MR")
+        == []
+    )
 
 
 @pytest.fixture()
@@ -49,25 +58,50 @@ def tiny_run(tmp_path):
     key = b"test-key"
     uids = {"ct": "1.2.3.1", "mr": "1.2.3.2", "empty": "1.2.3.3", "gone": "1.2.3.4"}
     sid = {k: keyed_hash(v, key, "study") for k, v in uids.items()}
-    pd.DataFrame({"study_id": [sid["ct"], sid["mr"], sid["empty"]], "modality": ["CT", "MR", "CT"],
-                  "split": ["train", "test", "val"]}).to_csv(tmp_path / "studies.csv", index=False)
-    lines = [{"study_id": sid["ct"], "modality": "CT", "indication": "fall", "report_text": CT_REPORT},
-             {"study_id": sid["mr"], "modality": "MR", "indication": "", "report_text": MR_REPORT},
-             {"study_id": sid["empty"], "modality": "CT", "indication": "", "report_text": "  "},
-             {"study_id": sid["gone"], "modality": "CT", "indication": "", "report_text": "Acute SDH."}]
+    pd.DataFrame(
+        {
+            "study_id": [sid["ct"], sid["mr"], sid["empty"]],
+            "modality": ["CT", "MR", "CT"],
+            "split": ["train", "test", "val"],
+        }
+    ).to_csv(tmp_path / "studies.csv", index=False)
+    lines = [
+        {"study_id": sid["ct"], "modality": "CT", "indication": "fall", "report_text": CT_REPORT},
+        {"study_id": sid["mr"], "modality": "MR", "indication": "", "report_text": MR_REPORT},
+        {"study_id": sid["empty"], "modality": "CT", "indication": "", "report_text": "  "},
+        {"study_id": sid["gone"], "modality": "CT", "indication": "", "report_text": "Acute SDH."},
+    ]
     with open(tmp_path / "reports.jsonl", "w") as fh:
         for ln in lines:
             fh.write(json.dumps(ln) + "\n")
         fh.write("{not json\n")
     truth = tmp_path / "truth"
     truth.mkdir()
-    for name, mod, labels in (("ct", "CT", ["acute_subdural_hematoma", "intracranial_hemorrhage", "midline_shift",
-                                            "brain_mass_effect", "small_vessel_ischemic_disease", "epidural_hematoma"]),
-                              ("mr", "MR", ["multiple_sclerosis"])):
-        (truth / f"{uids[name]}.json").write_text(json.dumps(
-            {"study_instance_uid": uids[name], "modality": mod, "labels": labels, "report_present": True}))
-    summary = run_labels(tmp_path / "reports.jsonl", tmp_path / "studies.csv", tmp_path / "labels",
-                         default_config(), tmp_path / "private")
+    for name, mod, labels in (
+        (
+            "ct",
+            "CT",
+            [
+                "acute_subdural_hematoma",
+                "intracranial_hemorrhage",
+                "midline_shift",
+                "brain_mass_effect",
+                "small_vessel_ischemic_disease",
+                "epidural_hematoma",
+            ],
+        ),
+        ("mr", "MR", ["multiple_sclerosis"]),
+    ):
+        (truth / f"{uids[name]}.json").write_text(
+            json.dumps({"study_instance_uid": uids[name], "modality": mod, "labels": labels, "report_present": True})
+        )
+    summary = run_labels(
+        tmp_path / "reports.jsonl",
+        tmp_path / "studies.csv",
+        tmp_path / "labels",
+        default_config(),
+        tmp_path / "private",
+    )
     return tmp_path, sid, key, summary
 
 
@@ -81,8 +115,14 @@ def test_run_labels_tables(tiny_run):
     row = ct.iloc[0]
     assert row["split"] == "train"
     positives = {c for c in ct.columns[2:] if row[c] == 1}
-    assert positives == {"acute_subdural_hematoma", "intracranial_hemorrhage", "midline_shift", "brain_mass_effect",
-                         "small_vessel_ischemic_disease", "scalp_hemorrhage_hematoma"}
+    assert positives == {
+        "acute_subdural_hematoma",
+        "intracranial_hemorrhage",
+        "midline_shift",
+        "brain_mass_effect",
+        "small_vessel_ischemic_disease",
+        "scalp_hemorrhage_hematoma",
+    }
     errors = pd.read_csv(tmp / "labels" / "extract_errors.csv")
     assert sorted(errors["reason"]) == ["bad_json_line", "empty_report", "study_not_ingested"]
     assert summary["n_ct"] == 1 and summary["n_mri"] == 1
@@ -123,13 +163,22 @@ def test_unseen_bank_is_written_from_the_truth_findings(tmp_path):
     key = b"k"
     uid = "1.2.9.1"
     sid = keyed_hash(uid, key, "study")
-    pd.DataFrame({"study_id": [sid], "modality": ["CT"], "split": ["test"]}).to_csv(tmp_path / "studies.csv",
-                                                                                    index=False)
+    pd.DataFrame({"study_id": [sid], "modality": ["CT"], "split": ["test"]}).to_csv(
+        tmp_path / "studies.csv", index=False
+    )
     (tmp_path / "truth").mkdir()
-    rec = {"study_instance_uid": uid, "modality": "CT", "report_present": True, "indication": "Fall.",
-           "labels": ["acute_subdural_hematoma", "intracranial_hemorrhage", "midline_shift", "brain_mass_effect"],
-           "findings": [{"kind": "sdh_acute", "side": "left", "size": "large"},
-                        {"kind": "midline_shift", "side": "right", "size": "small"}], "resolved": []}
+    rec = {
+        "study_instance_uid": uid,
+        "modality": "CT",
+        "report_present": True,
+        "indication": "Fall.",
+        "labels": ["acute_subdural_hematoma", "intracranial_hemorrhage", "midline_shift", "brain_mass_effect"],
+        "findings": [
+            {"kind": "sdh_acute", "side": "left", "size": "large"},
+            {"kind": "midline_shift", "side": "right", "size": "small"},
+        ],
+        "resolved": [],
+    }
     (tmp_path / "truth" / f"{uid}.json").write_text(json.dumps(rec))
     (tmp_path / "labels").mkdir()  # no development predictions: every label is missed there
     df = evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key)
@@ -139,5 +188,6 @@ def test_unseen_bank_is_written_from_the_truth_findings(tmp_path):
     assert ct.loc[("unseen", "micro"), "fn"] == 0 and ct.loc[("unseen", "micro"), "n_reports"] == 1
     again = evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key)
     pd.testing.assert_frame_equal(df, again)  # writer B is seeded by the study: the same report every run
-    assert set(evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key,
-                                  unseen=False)["bank"]) == {"development"}
+    assert set(
+        evaluate_extractor(tmp_path / "labels", tmp_path / "truth", tmp_path / "studies.csv", key, unseen=False)["bank"]
+    ) == {"development"}

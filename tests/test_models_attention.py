@@ -1,4 +1,5 @@
 """Packed varlen attention: every back end against plain per-volume softmax attention."""
+
 import math
 
 import pytest
@@ -6,8 +7,7 @@ import torch
 
 from neurovfm.models import attention as attn_mod
 from neurovfm.models.attention import Attention, available_backends, choose_backend, varlen_attention
-from neurovfm.models.packing import (block_diag_mask, cu_seqlens_from_lengths, interleave, pack, segment_ids,
-                                     unpack)
+from neurovfm.models.packing import block_diag_mask, cu_seqlens_from_lengths, interleave, pack, segment_ids, unpack
 
 LENGTHS = [5, 1, 17, 9]
 H, DH = 3, 8
@@ -18,7 +18,7 @@ def reference(q, k, v, lengths):
     """Softmax attention computed volume by volume in float64."""
     outs, start = [], 0
     for n in lengths:
-        qi, ki, vi = (t[start:start + n].double().transpose(0, 1) for t in (q, k, v))
+        qi, ki, vi = (t[start : start + n].double().transpose(0, 1) for t in (q, k, v))
         w = torch.softmax(qi @ ki.transpose(1, 2) / math.sqrt(q.shape[-1]), -1)
         outs.append((w @ vi).transpose(0, 1))
         start += n
@@ -56,7 +56,7 @@ def test_no_cross_volume_leakage(backend):
     q, k, v = (t.detach() for t in qkv())
     cu, max_len = cu_seqlens_from_lengths(LENGTHS)
     out = varlen_attention(q, k, v, cu, max_len, backend=backend)
-    s, e = LENGTHS[0] + LENGTHS[1], LENGTHS[0] + LENGTHS[1] + LENGTHS[2]   # volume 2
+    s, e = LENGTHS[0] + LENGTHS[1], LENGTHS[0] + LENGTHS[1] + LENGTHS[2]  # volume 2
     q2, k2, v2 = q.clone(), k.clone(), v.clone()
     for t in (q2, k2, v2):
         t[s:e] = torch.randn(e - s, H, DH) * 5
@@ -68,7 +68,7 @@ def test_no_cross_volume_leakage(backend):
 def test_unavailable_or_unknown_backend_raises():
     q, k, v = (t.detach() for t in qkv())
     cu, max_len = cu_seqlens_from_lengths(LENGTHS)
-    for name in ("flash_attn", "torch_varlen"):     # CUDA-only; this test machine runs on CPU tensors
+    for name in ("flash_attn", "torch_varlen"):  # CUDA-only; this test machine runs on CPU tensors
         with pytest.raises(RuntimeError, match=name):
             varlen_attention(q, k, v, cu, max_len, backend=name)
     with pytest.raises(RuntimeError, match="unknown"):

@@ -1,4 +1,5 @@
 """Patchify / unpatchify and the 3D sine-cosine position encoding."""
+
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ def test_patchify_round_trip_and_coords():
     # C order over (z, y, x)
     assert coords.tolist()[:4] == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0]]
     for row, (z, y, x) in zip(patches, coords.tolist()):
-        block = vol[:, z * 4:(z + 1) * 4, y * 16:(y + 1) * 16, x * 16:(x + 1) * 16]
+        block = vol[:, z * 4 : (z + 1) * 4, y * 16 : (y + 1) * 16, x * 16 : (x + 1) * 16]
         assert torch.equal(row, block.reshape(-1))
     assert torch.equal(unpatchify(patches, (2, 2, 3), PATCH, 2), vol)
 
@@ -38,9 +39,9 @@ def test_sincos_distinct_bounded_and_defined_for_large_coords():
     for dim in (128, 130, 768):
         pe = sincos_3d(grid, dim)
         assert pe.shape == (grid.shape[0], dim) and pe.dtype == torch.float32
-        assert torch.cdist(pe, pe).add(torch.eye(len(pe)) * 1e3).min() > 1e-3   # all codes distinct
+        assert torch.cdist(pe, pe).add(torch.eye(len(pe)) * 1e3).min() > 1e-3  # all codes distinct
         if dim % 6:
-            assert torch.all(pe[:, 6 * (dim // 6):] == 0)
+            assert torch.all(pe[:, 6 * (dim // 6) :] == 0)
     big = torch.tensor([[0, 0, 0], [5000, 70000, 123456], [5000, 70000, 123457]])
     pe = sincos_3d(big, 96)
     assert torch.isfinite(pe).all() and pe.abs().max() <= 1
@@ -90,6 +91,11 @@ def test_concat_predictor_mask_tokens_differ_only_by_position():
     pred = Predictor(128, 96, depth=1, num_heads=4, pos_embed="concat", pos_dim=30)
     assert pred.mask_token.shape == (1, 66)
     ctx = torch.randn(5, 128)
-    out = pred(ctx, torch.randint(0, 9, (5, 3)), torch.tensor([0, 5], dtype=torch.int32),
-               torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([0, 2], dtype=torch.int32))
+    out = pred(
+        ctx,
+        torch.randint(0, 9, (5, 3)),
+        torch.tensor([0, 5], dtype=torch.int32),
+        torch.tensor([[1, 2, 3], [4, 5, 6]]),
+        torch.tensor([0, 2], dtype=torch.int32),
+    )
     assert out.shape == (2, 128) and not torch.allclose(out[0], out[1])

@@ -1,4 +1,5 @@
 """Vol-JEPA predictor on packed context / target sets."""
+
 import torch
 
 from neurovfm.models import Predictor, pack
@@ -8,7 +9,7 @@ D, PD = 32, 24
 
 def sample(seed, n_ctx, n_tgt):
     g = torch.Generator().manual_seed(seed)
-    coords = torch.randperm(6 * 6 * 6, generator=g)[:n_ctx + n_tgt]
+    coords = torch.randperm(6 * 6 * 6, generator=g)[: n_ctx + n_tgt]
     coords = torch.stack([coords // 36, (coords // 6) % 6, coords % 6], -1)
     return torch.randn(n_ctx, D, generator=g), coords[:n_ctx], coords[n_ctx:]
 
@@ -16,7 +17,7 @@ def sample(seed, n_ctx, n_tgt):
 def make(seed=0):
     torch.manual_seed(seed)
     pred = Predictor(D, PD, depth=2, num_heads=4).eval()
-    torch.nn.init.normal_(pred.mask_token, std=0.02)   # a trained-like token, so targets are not all alike
+    torch.nn.init.normal_(pred.mask_token, std=0.02)  # a trained-like token, so targets are not all alike
     return pred
 
 
@@ -30,12 +31,12 @@ def run(pred, samples):
 def naive(pred, ctx, ctx_coords, tgt_coords):
     """One sample, one sequence, built by hand."""
     from neurovfm.models import sincos_3d
-    x = torch.cat([pred.predictor_embed(ctx) + sincos_3d(ctx_coords, PD),
-                   pred.mask_token + sincos_3d(tgt_coords, PD)])
+
+    x = torch.cat([pred.predictor_embed(ctx) + sincos_3d(ctx_coords, PD), pred.mask_token + sincos_3d(tgt_coords, PD)])
     cu = torch.tensor([0, x.shape[0]], dtype=torch.int32)
     for blk in pred.blocks:
         x = blk(x, cu, x.shape[0])
-    return pred.predictor_proj(pred.norm(x[ctx.shape[0]:]))
+    return pred.predictor_proj(pred.norm(x[ctx.shape[0] :]))
 
 
 def test_mask_token_zero_init():
@@ -48,7 +49,7 @@ def test_shape_order_and_match_naive():
     out, cu = run(pred, samples)
     assert out.shape == (13, D)
     for i, (ctx, cc, tc) in enumerate(samples):
-        torch.testing.assert_close(out[cu[i]:cu[i + 1]], naive(pred, ctx, cc, tc), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[cu[i] : cu[i + 1]], naive(pred, ctx, cc, tc), atol=1e-5, rtol=1e-5)
     # reordering one sample's targets reorders its predictions the same way
     ctx, cc, tc = samples[0]
     perm = torch.tensor([6, 2, 0, 5, 1, 3, 4])

@@ -1,10 +1,10 @@
 """Study-level attentive probes over packed bags of frozen tokens."""
+
 import pytest
 import torch
 
 from neurovfm.models.packing import pack, unpack
-from neurovfm.models.probes import (PROBE_KINDS, ClassifyThenAggregate, GatedAttentionPool, build_probe,
-                                    segment_softmax)
+from neurovfm.models.probes import PROBE_KINDS, ClassifyThenAggregate, GatedAttentionPool, build_probe, segment_softmax
 
 D, K = 16, 3
 LENGTHS = [5, 1, 9, 2]
@@ -18,7 +18,7 @@ def bags(seed=0, lengths=LENGTHS, dtype=torch.float64):
 def make(kind, seed=0):
     torch.manual_seed(seed)
     probe = build_probe(kind, D, K, hidden=12, attn_hidden=10).double().eval()
-    if kind == "classify_then_aggregate":   # trained-like scale / bias so they matter in the checks
+    if kind == "classify_then_aggregate":  # trained-like scale / bias so they matter in the checks
         with torch.no_grad():
             probe.scale.copy_(torch.tensor([0.5, 2.0, -1.5]))
             probe.bias.copy_(torch.tensor([0.1, -0.3, 0.7]))
@@ -45,7 +45,7 @@ def test_attention_normalised_per_study(kind):
     for a in unpack(attn, cu):
         assert (a >= 0).all()
         torch.testing.assert_close(a.sum(0), torch.ones(attn.shape[1], dtype=a.dtype), atol=1e-6, rtol=0)
-    single = unpack(attn, cu)[1]                       # 1-token study: all its attention on that token
+    single = unpack(attn, cu)[1]  # 1-token study: all its attention on that token
     torch.testing.assert_close(single, torch.ones_like(single), atol=1e-12, rtol=0)
 
 
@@ -56,7 +56,7 @@ def test_packed_equals_each_study_alone(kind):
     logits, attn = probe(x, cu)
     for i, (s, a) in enumerate(zip(studies, unpack(attn, cu))):
         l1, a1 = probe(*pack([s])[:2])
-        torch.testing.assert_close(logits[i:i + 1], l1, atol=1e-6, rtol=0)
+        torch.testing.assert_close(logits[i : i + 1], l1, atol=1e-6, rtol=0)
         torch.testing.assert_close(a, a1, atol=1e-6, rtol=0)
 
 
@@ -71,7 +71,7 @@ def test_permutation_within_study_invariant(kind):
     logits_p, attn_p = probe(xp, cup)
     torch.testing.assert_close(logits_p, logits, atol=1e-9, rtol=0)
     for a, ap, p in zip(unpack(attn, cu), unpack(attn_p, cup), perms):
-        torch.testing.assert_close(ap, a[p], atol=1e-12, rtol=0)   # attention follows its token
+        torch.testing.assert_close(ap, a[p], atol=1e-12, rtol=0)  # attention follows its token
 
 
 @pytest.mark.parametrize("kind", PROBE_KINDS)
@@ -79,7 +79,7 @@ def test_studies_do_not_interact(kind):
     probe, studies = make(kind), bags(4)
     logits, _ = probe(*pack(studies)[:2])
     changed = list(studies)
-    changed[2] = 100.0 * torch.randn(7, D, dtype=torch.float64)   # other length, wild values
+    changed[2] = 100.0 * torch.randn(7, D, dtype=torch.float64)  # other length, wild values
     logits_c, _ = probe(*pack(changed)[:2])
     keep = [0, 1, 3]
     torch.testing.assert_close(logits_c[keep], logits[keep], atol=1e-9, rtol=0)
@@ -90,7 +90,7 @@ def test_classify_then_aggregate_hand_computation():
     probe, studies = make("classify_then_aggregate"), bags(5)
     logits, _ = probe(*pack(studies)[:2])
     for i, s in enumerate(studies):
-        alpha = torch.softmax(probe.attention_scores(s), dim=0)         # per class over the study's tokens
+        alpha = torch.softmax(probe.attention_scores(s), dim=0)  # per class over the study's tokens
         expected = (alpha * probe.token_logits(s)).sum(0) * probe.scale + probe.bias
         torch.testing.assert_close(logits[i], expected, atol=1e-9, rtol=0)
 
@@ -99,7 +99,7 @@ def test_gated_attention_pool_hand_computation():
     probe, studies = make("gated_attention"), bags(6)
     logits, _ = probe(*pack(studies)[:2])
     for i, s in enumerate(studies):
-        alpha = torch.softmax(probe.attention_scores(s), dim=0)         # [L, 1]
+        alpha = torch.softmax(probe.attention_scores(s), dim=0)  # [L, 1]
         expected = probe.head(probe.norm((alpha * s).sum(0)))
         torch.testing.assert_close(logits[i], expected, atol=1e-9, rtol=0)
 

@@ -1,4 +1,5 @@
 """3D ViT encoder on packed volumes."""
+
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def test_output_shape_finite_and_packing_independent():
     # each volume encoded alone gives the same tokens
     for i, vol in enumerate(vols):
         alone, _ = encode(model, [vol])
-        torch.testing.assert_close(out[cu[i]:cu[i + 1]], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[cu[i] : cu[i + 1]], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_permuting_volumes_permutes_outputs():
@@ -44,7 +45,7 @@ def test_permuting_volumes_permutes_outputs():
     perm = [2, 0, 1]
     out_p, cu_p = encode(model, [vols[i] for i in perm])
     for j, i in enumerate(perm):
-        torch.testing.assert_close(out_p[cu_p[j]:cu_p[j + 1]], out[cu[i]:cu[i + 1]], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out_p[cu_p[j] : cu_p[j + 1]], out[cu[i] : cu[i + 1]], atol=1e-5, rtol=1e-5)
 
 
 def test_position_encoding_matters():
@@ -63,7 +64,7 @@ def test_gradient_checkpointing_same_output_and_grads():
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = build_encoder("tiny", **TINY, drop_path_rate=0.2, grad_checkpointing=ckpt).train()
-        torch.manual_seed(1)      # same drop-path draws in both runs
+        torch.manual_seed(1)  # same drop-path draws in both runs
         out, _ = encode(model, vols)
         out.square().mean().backward()
         outs.append(out.detach())
@@ -94,10 +95,10 @@ def test_drop_path_drops_whole_volumes_in_training_only():
 
 def test_init_follows_vit_recipe():
     torch.manual_seed(0)
-    model = build_encoder("small", embed_dim=96, num_heads=4)    # 12 blocks, narrow for speed
+    model = build_encoder("small", embed_dim=96, num_heads=4)  # 12 blocks, narrow for speed
     blocks = model.blocks
     qkv_std = blocks[0].attn.qkv.weight.std().item()
-    assert 0.015 < qkv_std < 0.02        # truncated at +-2 std: std about 0.88 x 0.02
+    assert 0.015 < qkv_std < 0.02  # truncated at +-2 std: std about 0.88 x 0.02
     for layer_id in (1, 4, 12):
         ratio = blocks[layer_id - 1].mlp.fc2.weight.std().item() / qkv_std
         assert ratio == pytest.approx((2 * layer_id) ** -0.5, rel=0.05)
@@ -110,7 +111,7 @@ def test_sizes_and_parameter_counts():
     assert set(VIT_SIZES) == set(expected_m)
     assert VIT_SIZES["base"] == dict(embed_dim=768, depth=12, num_heads=12)
     for size, millions in expected_m.items():
-        with torch.device("meta"):          # shapes only: no memory, no init cost
+        with torch.device("meta"):  # shapes only: no memory, no init cost
             n = sum(p.numel() for p in build_encoder(size).parameters())
         assert n / 1e6 == pytest.approx(millions, abs=0.05)
     with pytest.raises(ValueError, match="unknown encoder size"):

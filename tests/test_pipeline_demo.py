@@ -1,5 +1,6 @@
 """End to end on the embedded health system: every input file is accounted for, no PHI reaches
 results/, the ledger agrees with what the generator planted, labels agree with the ground truth."""
+
 import json
 import re
 from pathlib import Path
@@ -18,8 +19,16 @@ def _planted_phi(export: Path) -> set[str]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError):
             continue
-        for tag in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "PatientAddress",
-                    "OtherPatientIDs", "ReferringPhysicianName", "InstitutionAddress"):
+        for tag in (
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "AccessionNumber",
+            "PatientAddress",
+            "OtherPatientIDs",
+            "ReferringPhysicianName",
+            "InstitutionAddress",
+        ):
             value = ds.get(tag)
             if value in (None, ""):
                 continue

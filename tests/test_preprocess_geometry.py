@@ -1,4 +1,5 @@
 """Output grid and resampling vs SimpleITK, for every orientation, obliquity and a sheared (tilted) CT."""
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -11,8 +12,9 @@ SPACING, PATCH = (4.0, 1.0, 1.0), (4, 16, 16)
 
 CASES = {
     "axial": Acquisition("axial", (24, 90, 80), (1.3, 1.1), 5.0),
-    "axial_flipped": Acquisition("axial", (24, 90, 80), (1.3, 1.1), 5.0, flip_cols=True, flip_rows=True,
-                                 reverse_slices=True),
+    "axial_flipped": Acquisition(
+        "axial", (24, 90, 80), (1.3, 1.1), 5.0, flip_cols=True, flip_rows=True, reverse_slices=True
+    ),
     "coronal": Acquisition("coronal", (30, 70, 96), (1.2, 0.9), 4.5),
     "sagittal": Acquisition("sagittal", (28, 100, 90), (1.0, 1.0), 3.3, flip_rows=True),
     "oblique": Acquisition("axial", (26, 96, 96), (0.9, 0.9), 4.0, oblique_deg=17.0),
@@ -51,9 +53,14 @@ def test_grid_geometry_matches_sitk(name):
     d = np.asarray(img.GetDirection()).reshape(3, 3)
     normal = np.cross(d[:, 0], d[:, 1])
     assert abs(abs(grid.direction[:, 0] @ normal) - 1) < 1e-9  # 4 mm along the acquisition axis
-    corners = np.array([img.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
-                        for x in (-0.5, arr.shape[2] - 0.5) for y in (-0.5, arr.shape[1] - 0.5)
-                        for z in (-0.5, arr.shape[0] - 0.5)])
+    corners = np.array(
+        [
+            img.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
+            for x in (-0.5, arr.shape[2] - 0.5)
+            for y in (-0.5, arr.shape[1] - 0.5)
+            for z in (-0.5, arr.shape[0] - 0.5)
+        ]
+    )
     proj = corners @ grid.direction
     extent = proj.max(0) - proj.min(0)
     assert np.allclose(extent, grid.extent_mm, atol=1e-6)
@@ -72,8 +79,11 @@ def test_resampled_values_match_sitk(name):
     arr = ramp(lps_grid(aff, acq.shape)) + volume(acq, "CT")[0] * 0.01
     grid = plan_grid(aff, arr.shape, SPACING, PATCH)
     ours = resample(arr.copy(), aff, grid, order=1, cval=-1000.0, smooth=False)
-    theirs = sitk.GetArrayFromImage(sitk.Resample(sitk_image(arr, aff), reference(grid), sitk.Transform(),
-                                                  sitk.sitkLinear, float("nan"), sitk.sitkFloat32))
+    theirs = sitk.GetArrayFromImage(
+        sitk.Resample(
+            sitk_image(arr, aff), reference(grid), sitk.Transform(), sitk.sitkLinear, float("nan"), sitk.sitkFloat32
+        )
+    )
     matrix, offset = index_map(grid, aff)
     q = np.stack(np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")).reshape(3, -1)
     idx = (matrix @ q + offset[:, None]).T
@@ -115,12 +125,16 @@ def test_flipped_and_reversed_acquisitions_give_the_same_volume():
 
 
 def test_canonical_axes_point_the_documented_way():
-    expect = {"axial": ([0, 0, 1], [0, 1, 0], [1, 0, 0]), "coronal": ([0, 1, 0], [0, 0, -1], [1, 0, 0]),
-              "sagittal": ([1, 0, 0], [0, 0, -1], [0, 1, 0])}
+    expect = {
+        "axial": ([0, 0, 1], [0, 1, 0], [1, 0, 0]),
+        "coronal": ([0, 1, 0], [0, 0, -1], [1, 0, 0]),
+        "sagittal": ([1, 0, 0], [0, 0, -1], [0, 1, 0]),
+    }
     for plane, axes in expect.items():
         for flips in ((False, False, False), (True, True, True), (True, False, True)):
-            acq = Acquisition(plane, (20, 64, 64), (1.0, 1.0), 4.0, flip_cols=flips[0], flip_rows=flips[1],
-                              reverse_slices=flips[2])
+            acq = Acquisition(
+                plane, (20, 64, 64), (1.0, 1.0), 4.0, flip_cols=flips[0], flip_rows=flips[1], reverse_slices=flips[2]
+            )
             grid = plan_grid(acq.affine(), acq.shape, SPACING, PATCH)
             assert grid.orientation == plane
             assert np.allclose(grid.direction, np.asarray(axes, dtype=float).T, atol=1e-9)

@@ -1,4 +1,5 @@
 """Window formulas, rounding, 4-bit packing, foreground and token masks, and exclusion reasons."""
+
 import copy
 
 import numpy as np
@@ -45,7 +46,10 @@ def test_nibble_packing_round_trips_every_pair():
 def test_channel_layout_pairs_the_four_bit_windows():
     layout = channel_layout("CT", PCFG)
     assert [(c.name, c.bits, c.plane, c.nibble) for c in layout] == [
-        ("brain", 8, 0, None), ("blood", 4, 1, "high"), ("bone", 4, 1, "low")]
+        ("brain", 8, 0, None),
+        ("blood", 4, 1, "high"),
+        ("bone", 4, 1, "low"),
+    ]
     assert [(c.name, c.plane) for c in channel_layout("MR", PCFG)] == [("mri", 0)]
 
 
@@ -99,8 +103,9 @@ def _bad(kind):
     return arr, aff
 
 
-@pytest.mark.parametrize("kind,reason", [("nan", "non_finite_values"), ("inf", "non_finite_values"),
-                                         ("constant", "constant_image")])
+@pytest.mark.parametrize(
+    "kind,reason", [("nan", "non_finite_values"), ("inf", "non_finite_values"), ("constant", "constant_image")]
+)
 def test_bad_pixels_raise_with_reason(kind, reason):
     arr, aff = _bad(kind)
     grid = plan(aff, arr.shape, PCFG)

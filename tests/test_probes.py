@@ -1,5 +1,6 @@
 """Study-level probes end to end on a feature store with a planted signal: learning, validation-only choices,
 test isolation, tables against scikit-learn, attention normalisation across a study's volumes, figures."""
+
 import json
 import shutil
 
@@ -21,7 +22,7 @@ from neurovfm.probes.run import read_predictions, run_probe, sigmoid, split_arra
 from neurovfm.probes.train import class_pos_weight, grid_candidates
 
 DIM = 16
-SIGNAL = (0, 1, 2)   # the ontology classes that carry a planted token signal
+SIGNAL = (0, 1, 2)  # the ontology classes that carry a planted token signal
 
 
 def _labels(n_per_split: dict, seed: int, names: list[str]) -> pd.DataFrame:
@@ -36,8 +37,7 @@ def _labels(n_per_split: dict, seed: int, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_split(folder, labels: pd.DataFrame, split: str, names: list[str], seed: int, noise_only=False,
-                 drop=()):
+def _write_split(folder, labels: pd.DataFrame, split: str, names: list[str], seed: int, noise_only=False, drop=()):
     """One feature split: each study two volumes (CT: brain + blood windows); a positive study of class k has a
     few tokens shifted along dimension k (in one of its volumes)."""
     rng = np.random.default_rng(seed)
@@ -55,10 +55,31 @@ def _write_split(folder, labels: pd.DataFrame, split: str, names: list[str], see
                             if row[names[k]]:
                                 feats[:4, k] += 5.0
                     coords = np.stack(np.unravel_index(np.arange(n), (4, 4, 4)), axis=1)
-                    w.add({"series_id": f"{row['study_id']}-s{v}", "study_id": row["study_id"], "modality": "CT",
-                           "sequence": "ct", "window": window, "grid": [4, 4, 4]}, feats, coords)
-    write_index(folder, {"split": split, "encoder": "toy", "model": {}, "weights_sha256": "0", "dim": DIM,
-                         "patch": [4, 16, 16], "normalisation": {}}, [w.sidecar()])
+                    w.add(
+                        {
+                            "series_id": f"{row['study_id']}-s{v}",
+                            "study_id": row["study_id"],
+                            "modality": "CT",
+                            "sequence": "ct",
+                            "window": window,
+                            "grid": [4, 4, 4],
+                        },
+                        feats,
+                        coords,
+                    )
+    write_index(
+        folder,
+        {
+            "split": split,
+            "encoder": "toy",
+            "model": {},
+            "weights_sha256": "0",
+            "dim": DIM,
+            "patch": [4, 16, 16],
+            "normalisation": {},
+        },
+        [w.sidecar()],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +92,29 @@ def toy(tmp_path_factory):
     feat = tmp_path / "features" / "toy"
     for s, split in enumerate(("train", "val", "test")):
         _write_split(feat / split, labels, split, names, seed=10 + s, drop={"train047"} if split == "train" else ())
-    cfg = default_config(probes={"epochs": 20, "batch_size": 8, "hidden": 16, "attn_hidden": 16,
-                                 "selection": "validation",
-                                 "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]},
-                                 "progress_every_s": 1000, "min_val_pos": 2, "attention": {"max_studies": 4},
-                                 "eval": {"n_boot": 200, "min_pos": 3}})
+    cfg = default_config(
+        probes={
+            "epochs": 20,
+            "batch_size": 8,
+            "hidden": 16,
+            "attn_hidden": 16,
+            "selection": "validation",
+            "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]},
+            "progress_every_s": 1000,
+            "min_val_pos": 2,
+            "attention": {"max_studies": 4},
+            "eval": {"n_boot": 200, "min_pos": 3},
+        }
+    )
     return {"cfg": cfg, "names": names, "labels": labels, "labels_csv": labels_csv, "feat": feat, "tmp": tmp_path}
 
 
 def _run(toy, out_name="probe", feat=None, labels_csv=None):
     out = toy["tmp"] / out_name
-    if out_name == "probe" and (out / "summary.json").exists():   # one fit shared by the read-only tests
+    if out_name == "probe" and (out / "summary.json").exists():  # one fit shared by the read-only tests
         return out, json.loads((out / "summary.json").read_text())
     n = torch.get_num_threads()
-    torch.set_num_threads(1)   # bitwise-equal refits need a fixed reduction order (see test of test isolation)
+    torch.set_num_threads(1)  # bitwise-equal refits need a fixed reduction order (see test of test isolation)
     try:
         summary = run_probe(toy["cfg"], "toy", "ct", feat or toy["feat"], labels_csv or toy["labels_csv"], out)
     finally:
@@ -95,8 +125,7 @@ def _run(toy, out_name="probe", feat=None, labels_csv=None):
 
 def test_bags_match_labels_and_record_studies_without_features(toy):
     labels, names = read_label_table(toy["labels_csv"], "CT")
-    bags = BagSet(FeatureReader(toy["feat"] / "train" / "index.json"), labels, names, "train", "CT",
-                  windows=("brain",))
+    bags = BagSet(FeatureReader(toy["feat"] / "train" / "index.json"), labels, names, "train", "CT", windows=("brain",))
     assert bags.missing == ["train047"]
     assert len(bags) == 47
     # brain window only: two volumes per study
@@ -154,10 +183,14 @@ def test_probe_learns_planted_signal_and_keeps_test_out(toy, tmp_path):
     assert not differ, (differ, a["best_epoch"], b["best_epoch"], a["hparams"], b["hparams"])
     np.testing.assert_array_equal(a["thresholds"], b["thresholds"])
     p2, _ = read_predictions(out2 / "predictions.csv")
-    pd.testing.assert_frame_equal(preds[preds["split"] == "val"].reset_index(drop=True),
-                                  p2[p2["split"] == "val"].reset_index(drop=True))
-    assert not preds[preds["split"] == "test"].reset_index(drop=True).equals(
-        p2[p2["split"] == "test"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        preds[preds["split"] == "val"].reset_index(drop=True), p2[p2["split"] == "val"].reset_index(drop=True)
+    )
+    assert (
+        not preds[preds["split"] == "test"]
+        .reset_index(drop=True)
+        .equals(p2[p2["split"] == "test"].reset_index(drop=True))
+    )
 
 
 def test_attention_sums_to_one_over_the_whole_study(toy):
@@ -166,7 +199,7 @@ def test_attention_sums_to_one_over_the_whole_study(toy):
     labels, names = read_label_table(toy["labels_csv"], "CT")
     bags = BagSet(FeatureReader(toy["feat"] / "test" / "index.json"), labels, names, "test", "CT")
     parts = study_attention(model, bags, 0)
-    assert len(parts) == 4   # 2 volumes x 2 windows
+    assert len(parts) == 4  # 2 volumes x 2 windows
     total = sum(p["attention"].sum(axis=0) for p in parts)
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
     index, data = read_attention(out / "attention.npz")
@@ -179,8 +212,9 @@ def test_attention_sums_to_one_over_the_whole_study(toy):
 
 def test_tables_match_sklearn_and_report_rare_classes(toy):
     out, _ = _run(toy)
-    per_class, cats = diagnosis_tables(out / "predictions.csv", out / "thresholds.csv", "ct", n_boot=300, seed=1,
-                                       min_pos=3)
+    per_class, cats = diagnosis_tables(
+        out / "predictions.csv", out / "thresholds.csv", "ct", n_boot=300, seed=1, min_pos=3
+    )
     preds, names = read_predictions(out / "predictions.csv")
     scores, labels = split_arrays(preds, names, "test")
     assert len(per_class) == len(names) == 82
@@ -202,16 +236,18 @@ def test_encoder_difference_is_paired_on_the_same_studies(toy, tmp_path):
     rng = np.random.default_rng(0)
     worse[[f"prob:{c}" for c in names]] = sigmoid(rng.normal(size=(len(worse), len(names))))
     worse.to_csv(tmp_path / "worse.csv", index=False)
-    table = encoder_difference(out / "predictions.csv", tmp_path / "worse.csv", "toy", "noise", n_boot=300, seed=2,
-                               min_pos=3)
+    table = encoder_difference(
+        out / "predictions.csv", tmp_path / "worse.csv", "toy", "noise", n_boot=300, seed=2, min_pos=3
+    )
     top = table.iloc[0]
     assert top["label"] == "all" and top["n_classes"] == len(SIGNAL)
     assert top["delta"] == pytest.approx(table.iloc[1:].query("status == 'ok'")["delta"].mean())
-    assert top["delta_lo"] > 0          # planted signal against noise: clearly better
+    assert top["delta_lo"] > 0  # planted signal against noise: clearly better
     worse[worse["study_id"] != worse["study_id"].iloc[-1]].to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(ValueError, match="test studies differ"):
-        encoder_difference(out / "predictions.csv", tmp_path / "short.csv", "toy", "noise", n_boot=10, seed=0,
-                           min_pos=3)
+        encoder_difference(
+            out / "predictions.csv", tmp_path / "short.csv", "toy", "noise", n_boot=10, seed=0, min_pos=3
+        )
 
 
 def test_diagnosis_figures(toy, tmp_path):
@@ -219,9 +255,10 @@ def test_diagnosis_figures(toy, tmp_path):
 
     out, _ = _run(toy)
     cats, classes = {}, {}
-    for mod in ("ct", "mri"):   # the toy CT probe stands in for both panels
-        per_class, cat = diagnosis_tables(out / "predictions.csv", out / "thresholds.csv", "ct", n_boot=100,
-                                          seed=0, min_pos=3)
+    for mod in ("ct", "mri"):  # the toy CT probe stands in for both panels
+        per_class, cat = diagnosis_tables(
+            out / "predictions.csv", out / "thresholds.csv", "ct", n_boot=100, seed=0, min_pos=3
+        )
         per_class.to_csv(tmp_path / f"{mod}.csv", index=False)
         cat.to_csv(tmp_path / f"{mod}_cat.csv", index=False)
         cats[("toy", mod)], classes[("toy", mod)] = tmp_path / f"{mod}_cat.csv", tmp_path / f"{mod}.csv"
@@ -261,8 +298,13 @@ def test_cross_validated_selection_keeps_the_chosen_epoch_of_a_train_only_fit(to
 
     labels, names = read_label_table(toy["labels_csv"], "CT")
     sets = load_bagsets(toy["feat"], labels, names, "CT", splits=("train", "val"))
-    settings = {**toy["cfg"]["probes"], "epochs": 5, "selection": "cv", "cv_folds": 3,
-                "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]}}
+    settings = {
+        **toy["cfg"]["probes"],
+        "epochs": 5,
+        "selection": "cv",
+        "cv_folds": 3,
+        "grid": {"lr": [3e-3, 1e-2], "weight_decay": [0.0], "dropout": [0.0]},
+    }
     fit, rows, history = select_probe(sets["train"], sets["val"], settings, seed=0)
     top = mean_curves(cv_histories([sets["train"], sets["val"]], settings, 0, n_folds=3)).iloc[0]
     chosen = [r for r in rows if r["chosen"]]
@@ -270,7 +312,7 @@ def test_cross_validated_selection_keeps_the_chosen_epoch_of_a_train_only_fit(to
     assert fit.best_epoch == int(top["epoch"]) == chosen[0]["best_epoch"]
     final = [h for h in history if h["phase"] == "final"]
     assert len(final) == 5 and len([h for h in history if h["phase"] == "cv"]) == 2 * 3 * 5
-    assert fit.val_auroc == final[fit.best_epoch - 1]["val_mean_auroc"]   # the kept weights are that epoch's
+    assert fit.val_auroc == final[fit.best_epoch - 1]["val_mean_auroc"]  # the kept weights are that epoch's
     assert fit.val_auroc > 0.8
     with pytest.raises(ValueError, match="selection"):
         select_probe(sets["train"], sets["val"], {**settings, "selection": "test"}, seed=0)

@@ -1,4 +1,5 @@
 """Cross-validated pooled-feature check (neurovfm.probes.pooled_cv): pooling, signal vs noise, fold hygiene."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -62,6 +63,7 @@ def test_held_out_scores_come_from_probes_that_never_saw_them():
     res = cv_mean_auroc(x, y, c=10.0, repeats=3)
     assert abs(res["mean_auroc"] - 0.5) < 0.15
     from sklearn.linear_model import LogisticRegression
+
     fit = LogisticRegression(C=10.0, max_iter=2000).fit(x, y[:, 0])
     assert roc_auc_score(y[:, 0], fit.decision_function(x)) > 0.99
 

@@ -1,6 +1,7 @@
 """Report-generation training over two CPU processes (gloo) with FSDP2: the LLM is sharded, steps run, and
 rank 0's checkpoint (gathered tensors) loads into a single-process model and resumes there; micro-batches with
 gradient sync on the last one only train the same weights; the torchrun launch."""
+
 import math
 import os
 import socket
@@ -43,16 +44,20 @@ def _worker(rank: int, port: int, tmp: str, paths: dict, strategy: str) -> None:
     from neurovfm.jepa.train import init_distributed
     from neurovfm.reportgen.train import CHECKPOINT
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     d = init_distributed()
     try:
         cfg = tiny_config(tmp, distributed={"strategy": strategy, "gpus": 0})
         out = os.path.join(tmp, "dist")
         trainer = _trainer(cfg, paths, out, d)
-        shards = {n: (p.to_local().shape[0], p.shape[0]) for n, p in trainer.model.named_parameters()
-                  if isinstance(p, DTensor)}
+        shards = {
+            n: (p.to_local().shape[0], p.shape[0])
+            for n, p in trainer.model.named_parameters()
+            if isinstance(p, DTensor)
+        }
         trainer.run()
         gathered = dd.full_state(trainer.model.state_dict())
         # a second sharded trainer restores the checkpoint: the optimiser state survives the shard/gather trip
@@ -63,21 +68,29 @@ def _worker(rank: int, port: int, tmp: str, paths: dict, strategy: str) -> None:
         again.restore(state, optimizer)
         restored = dd.full_optimizer_state(optimizer.state_dict())
         # the same run in micro-batches of one study per rank: gradients reduced once per step, same result
-        cfg_micro = tiny_config(tmp, distributed={"strategy": strategy, "gpus": 0},
-                                stage1={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1},
-                                stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1,
-                                        "finetune": "full"})
+        cfg_micro = tiny_config(
+            tmp,
+            distributed={"strategy": strategy, "gpus": 0},
+            stage1={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1},
+            stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1, "finetune": "full"},
+        )
         micro = _trainer(cfg_micro, paths, os.path.join(tmp, "dist_micro"), d)
         micro.run()
         gathered_micro = dd.full_state(micro.model.state_dict())
         if rank == 0:
             ckpt = load_checkpoint(os.path.join(out, CHECKPOINT))
-            same = all(torch.equal(v, restored["state"][i][k]) for i, s in ckpt["optimizer"]["state"].items()
-                       for k, v in s.items())
-            torch.save({"gathered": gathered, "optimizer_roundtrip": same, "gathered_micro": gathered_micro},
-                       os.path.join(tmp, "gathered.pt"))
-        torch.save({"shards": shards, "rows": trainer.rows, "rows_micro": micro.rows},
-                   os.path.join(tmp, f"rank{rank}.pt"))
+            same = all(
+                torch.equal(v, restored["state"][i][k])
+                for i, s in ckpt["optimizer"]["state"].items()
+                for k, v in s.items()
+            )
+            torch.save(
+                {"gathered": gathered, "optimizer_roundtrip": same, "gathered_micro": gathered_micro},
+                os.path.join(tmp, "gathered.pt"),
+            )
+        torch.save(
+            {"shards": shards, "rows": trainer.rows, "rows_micro": micro.rows}, os.path.join(tmp, f"rank{rank}.pt")
+        )
     finally:
         dist.destroy_process_group()
 
@@ -140,7 +153,9 @@ def test_sharding_policy_and_batch_split(tmp_path):
     cfg = tiny_config(tmp_path)
     model = tiny_qwen3(cfg["reportgen"]["lm"]["tiny"], train_bpe(["a b c"], 300), seed=0)
     layers = dd.decoder_layers(model)
-    assert [type(m).__name__ for m in layers] == ["Qwen3DecoderLayer"] * cfg["reportgen"]["lm"]["tiny"]["num_hidden_layers"]
+    assert [type(m).__name__ for m in layers] == ["Qwen3DecoderLayer"] * cfg["reportgen"]["lm"]["tiny"][
+        "num_hidden_layers"
+    ]
     with pytest.raises(ValueError):
         dd.decoder_layers(torch.nn.Linear(2, 2))
     assert dd.rank_items(list("abcde"), 0, 2) == list("ace") and dd.rank_items(list("abcde"), 1, 2) == list("bd")
@@ -152,8 +167,11 @@ def test_sharding_policy_and_batch_split(tmp_path):
 
 def test_lora_under_fsdp_is_refused(tmp_path):
     paths = make_inputs(tmp_path / "in")
-    cfg = tiny_config(tmp_path, stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "lora"},
-                      distributed={"strategy": "fsdp", "gpus": 0})
+    cfg = tiny_config(
+        tmp_path,
+        stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "finetune": "lora"},
+        distributed={"strategy": "fsdp", "gpus": 0},
+    )
     with pytest.raises(ValueError, match="strategy 'ddp'"):
         _trainer(cfg, paths, tmp_path / "out", Dist(rank=0, world_size=2))
 
@@ -161,22 +179,26 @@ def test_lora_under_fsdp_is_refused(tmp_path):
 def _lora_worker(rank: int, port: int, tmp: str, paths: dict) -> None:
     from neurovfm.jepa.train import init_distributed
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     d = init_distributed()
     try:
         trainer = _trainer(_lora_config(tmp), paths, os.path.join(tmp, "dist"), d)
         trainer.run()
-        merged = {n: p.detach().clone() for n, p in trainer.model.state_dict().items()}   # after the export
+        merged = {n: p.detach().clone() for n, p in trainer.model.state_dict().items()}  # after the export
         torch.save({"rows": trainer.rows, "merged": merged}, os.path.join(tmp, f"lora{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
 def _lora_config(tmp):
-    return tiny_config(tmp, stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1,
-                                    "finetune": "lora"}, distributed={"strategy": "ddp", "gpus": 0})
+    return tiny_config(
+        tmp,
+        stage2={"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1, "finetune": "lora"},
+        distributed={"strategy": "ddp", "gpus": 0},
+    )
 
 
 def test_lora_over_two_ddp_processes(tmp_path):
@@ -195,12 +217,14 @@ def test_lora_over_two_ddp_processes(tmp_path):
     from neurovfm.jepa.checkpoint import load as load_checkpoint
     from neurovfm.reportgen.train import CHECKPOINT
 
-    adapters = {k: v for k, v in load_checkpoint(tmp_path / "dist" / CHECKPOINT)["lm_trainable"].items() if "lora_" in k}
+    adapters = {
+        k: v for k, v in load_checkpoint(tmp_path / "dist" / CHECKPOINT)["lm_trainable"].items() if "lora_" in k
+    }
     assert adapters and all(k.split(".lora_")[0].endswith(("q_proj", "k_proj", "v_proj", "o_proj")) for k in adapters)
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapters.items()), "adapters did not train"
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "dist" / "lm", local_files_only=True)
     assert not any("lora_" in n for n, _ in exported.named_parameters())
-    merged = {k.removeprefix("base_model.model."): v for k, v in r0["merged"].items()}   # the peft wrapper's names
+    merged = {k.removeprefix("base_model.model."): v for k, v in r0["merged"].items()}  # the peft wrapper's names
     for k, v in exported.state_dict().items():
         torch.testing.assert_close(v, merged[k], msg=k)
     resumed = _trainer(_lora_config(tmp_path), paths, tmp_path / "dist")

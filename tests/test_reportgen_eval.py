@@ -1,5 +1,6 @@
 """Curation weights, answer parsing, text metrics against known values, the rule judge, the balanced set and
 the cost table."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,14 +27,17 @@ def test_rarest_label_weights_against_naive_loop():
     assert draw(ids, w, 5, seed=3) == draw(ids, w, 5, seed=3)
 
 
-@pytest.mark.parametrize("text,status,items", [
-    ('["Acute hemorrhage.", "Midline shift."]', "ok", ["Acute hemorrhage.", "Midline shift."]),
-    ("```json\n[]\n```", "ok", []),
-    ('["cut off', "malformed", []),
-    ('{"findings": ["x"]}', "malformed", []),
-    ('["a", 3]', "malformed", []),
-    ("", "malformed", []),
-])
+@pytest.mark.parametrize(
+    "text,status,items",
+    [
+        ('["Acute hemorrhage.", "Midline shift."]', "ok", ["Acute hemorrhage.", "Midline shift."]),
+        ("```json\n[]\n```", "ok", []),
+        ('["cut off', "malformed", []),
+        ('{"findings": ["x"]}', "malformed", []),
+        ('["a", 3]', "malformed", []),
+        ("", "malformed", []),
+    ],
+)
 def test_parse_findings(text, status, items):
     got, st, err = parse_findings(text)
     assert (got, st) == (items, status)
@@ -43,9 +47,11 @@ def test_parse_findings(text, status, items):
 def test_bleu2_known_value():
     # Papineni et al. (2002), candidate 1: modified precisions 17/18 (unigrams) and 10/17 (bigrams), no penalty
     cand = "It is a guide to action which ensures that the military always obeys the commands of the party"
-    refs = ["It is a guide to action that ensures that the military will forever heed Party commands",
-            "It is the guiding principle which guarantees the military forces always being under the command of the Party",
-            "It is the practical guide for the army always to heed the directions of the party"]
+    refs = [
+        "It is a guide to action that ensures that the military will forever heed Party commands",
+        "It is the guiding principle which guarantees the military forces always being under the command of the Party",
+        "It is the practical guide for the army always to heed the directions of the party",
+    ]
     assert bleu2(cand, refs) == pytest.approx(np.sqrt(17 / 18 * 10 / 17), abs=1e-6)
     assert bleu2("", refs) == 0.0
 
@@ -78,11 +84,16 @@ def test_rule_judge_levels():
 
 
 def test_balanced_set_and_label_acuity(tmp_path):
-    cand = pd.DataFrame({"study_id": [f"s{i:02d}" for i in range(18)],
-                         "modality": ["CT", "MR"] * 9,
-                         "acuity": (["urgent"] * 6 + ["routine"] * 6 + ["unremarkable"] * 6)})
-    cand = pd.concat([cand, pd.DataFrame({"study_id": ["x1", "x2"], "modality": ["CT", "CT"],
-                                          "acuity": ["urgent", "urgent"]})])
+    cand = pd.DataFrame(
+        {
+            "study_id": [f"s{i:02d}" for i in range(18)],
+            "modality": ["CT", "MR"] * 9,
+            "acuity": (["urgent"] * 6 + ["routine"] * 6 + ["unremarkable"] * 6),
+        }
+    )
+    cand = pd.concat(
+        [cand, pd.DataFrame({"study_id": ["x1", "x2"], "modality": ["CT", "CT"], "acuity": ["urgent", "urgent"]})]
+    )
     out = balanced_set(cand, None, seed=0)
     assert out.groupby(["modality", "acuity"]).size().tolist() == [3] * 6
     assert out.equals(balanced_set(cand, None, seed=0))
@@ -103,5 +114,6 @@ def test_cost_table_arithmetic(tmp_path):
     assert t.iloc[1].usd_per_100 == pytest.approx(2 * paper.usd_per_100)
     gpt = t.iloc[2]
     f = c["frontier"]["gpt-5"]
-    assert gpt.usd_per_100 == pytest.approx(100 * (f["input_tokens"] * f["usd_per_m_input"]
-                                                   + f["output_tokens"] * f["usd_per_m_output"]) / 1e6)
+    assert gpt.usd_per_100 == pytest.approx(
+        100 * (f["input_tokens"] * f["usd_per_m_input"] + f["output_tokens"] * f["usd_per_m_output"]) / 1e6
+    )

@@ -1,4 +1,5 @@
 """The 2D input builder for frontier models: exclusion, priority selection, slice step and black-slice dropping."""
+
 import base64
 import io
 import json
@@ -17,35 +18,49 @@ def fr(tmp_path):
 
 
 def test_mr_selection_follows_clinical_priority(fr):
-    series = [{"series_id": s, "modality": "MR", "sequence": s, "series_description": d} for s, d in
-              [("t1", "Sag T1"), ("t2", "Ax T2"), ("flair", "Ax FLAIR"), ("dwi", "DWI"), ("t1c", "Ax T1 +C"),
-               ("swi", "SWI"), ("t2x", "Ax T2 phase map")]]
+    series = [
+        {"series_id": s, "modality": "MR", "sequence": s, "series_description": d}
+        for s, d in [
+            ("t1", "Sag T1"),
+            ("t2", "Ax T2"),
+            ("flair", "Ax FLAIR"),
+            ("dwi", "DWI"),
+            ("t1c", "Ax T1 +C"),
+            ("swi", "SWI"),
+            ("t2x", "Ax T2 phase map"),
+        ]
+    ]
     chosen = select(candidates(series, fr), 4)
     assert [c["sequence"] for c in chosen] == ["t1c", "dwi", "flair", "swi"]
-    assert [c["sequence"] for c in candidates(series, fr)][-2:] == ["t2", "t1"]   # unknown family last
-    assert all(c["series_id"] != "t2x" for c in candidates(series, fr))           # phase map excluded
+    assert [c["sequence"] for c in candidates(series, fr)][-2:] == ["t2", "t1"]  # unknown family last
+    assert all(c["series_id"] != "t2x" for c in candidates(series, fr))  # phase map excluded
     assert excluded("Scout 3-plane", fr["exclude_patterns"]) and not excluded("Ax T2", fr["exclude_patterns"])
 
 
 def test_ct_selection_takes_one_of_each_window_first(fr):
-    series = [{"series_id": f"c{k}", "modality": "CT", "sequence": "ct", "series_description": "Head"}
-              for k in range(2)]
+    series = [
+        {"series_id": f"c{k}", "modality": "CT", "sequence": "ct", "series_description": "Head"} for k in range(2)
+    ]
     chosen = select(candidates(series, fr), 4)
-    assert [(c["series_id"], c["channel"]) for c in chosen] == [("c0", "brain"), ("c0", "blood"), ("c0", "bone"),
-                                                               ("c1", "brain")]
+    assert [(c["series_id"], c["channel"]) for c in chosen] == [
+        ("c0", "brain"),
+        ("c0", "blood"),
+        ("c0", "bone"),
+        ("c1", "brain"),
+    ]
 
 
 def test_slices_every_other_resized_scaled_and_black_dropped(fr):
     vol = np.zeros((10, 64, 48), np.uint8)
-    vol[:, 8:56, 8:40] = 200          # a head: 50% of the slice
-    vol[4] = 0                        # an all-black slice (kept by the slice step, then dropped)
+    vol[:, 8:56, 8:40] = 200  # a head: 50% of the slice
+    vol[4] = 0  # an all-black slice (kept by the slice step, then dropped)
     vol[6, :, :] = 0
-    vol[6, :4, :4] = 255              # 16 / 3072 pixels bright: > 90% black, dropped
+    vol[6, :4, :4] = 255  # 16 / 3072 pixels bright: > 90% black, dropped
     vol[8, :, :] = 0
-    vol[8, :32, :] = 255              # 50% bright: kept
+    vol[8, :32, :] = 255  # 50% bright: kept
     out, dropped = slices_2d(vol, fr)
     assert dropped == 2
-    assert out.shape == (3, 224, 224)   # slices 0, 2, 8
+    assert out.shape == (3, 224, 224)  # slices 0, 2, 8
     assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
     assert out[0].max() == pytest.approx(200 / 255, abs=1e-3)
 

@@ -1,5 +1,6 @@
 """The LLM triage judge against a local OpenAI-compatible test server (127.0.0.1): replies, retries after 5xx,
 timeouts, malformed replies, and nothing sent without an endpoint."""
+
 import json
 
 import pytest
@@ -11,8 +12,16 @@ from test_labels_llm import Server
 
 
 def judge(endpoint, **kw):
-    spec = {"name": "j", "endpoint": endpoint, "model": "m", "api_key_env": None, "timeout_s": kw.get("timeout", 5),
-            "retries": kw.get("retries", 2), "backoff_s": 0.01, "max_workers": 1}
+    spec = {
+        "name": "j",
+        "endpoint": endpoint,
+        "model": "m",
+        "api_key_env": None,
+        "timeout_s": kw.get("timeout", 5),
+        "retries": kw.get("retries", 2),
+        "backoff_s": 0.01,
+        "max_workers": 1,
+    }
     return LLMJudge("j", endpoint_client(spec, kw.get("cache")))
 
 
@@ -55,8 +64,18 @@ def test_cache_answers_repeat_questions_without_a_request(tmp_path):
 
 def test_only_configured_endpoints_become_judges(tmp_path):
     cfg = tiny_config(tmp_path)["reportgen"]
-    cfg["triage"]["judges"] = [{"name": "off", "endpoint": None, "model": "m", "api_key_env": None, "timeout_s": 1,
-                                "retries": 0, "backoff_s": 0.0, "max_workers": 1}]
+    cfg["triage"]["judges"] = [
+        {
+            "name": "off",
+            "endpoint": None,
+            "model": "m",
+            "api_key_env": None,
+            "timeout_s": 1,
+            "retries": 0,
+            "backoff_s": 0.0,
+            "max_workers": 1,
+        }
+    ]
     judges = judges_from_config(cfg, tmp_path)
     assert [type(j) for j in judges] == [RuleJudge]
     assert parse_triage('```json\n{"triage": "ROUTINE"}\n```') == "routine"
@@ -66,13 +85,18 @@ def test_only_configured_endpoints_become_judges(tmp_path):
 @pytest.fixture(scope="module")
 def rule_judge():
     from neurovfm.config import default_config
+
     return RuleJudge.from_config(default_config()["reportgen"]["triage"])
 
 
 def test_expected_postoperative_change_is_not_urgent(rule_judge):
     assert rule_judge.triage(["Expected postoperative pneumocephalus after left craniotomy."], None, "CT") == "routine"
-    assert rule_judge.triage(["Small amount of postoperative blood products in the right frontal resection bed."],
-                             None, "CT") == "routine"
+    assert (
+        rule_judge.triage(
+            ["Small amount of postoperative blood products in the right frontal resection bed."], None, "CT"
+        )
+        == "routine"
+    )
     # the modifier must qualify the urgent finding itself, not a neighbour in the sentence
     assert rule_judge.triage(["Postoperative changes of a left craniotomy and pneumocephalus."], None, "CT") == "urgent"
 
@@ -91,7 +115,9 @@ def test_named_normal_variant_is_not_urgent(rule_judge):
 def test_upgrade_cues_win_over_downgrade_cues(rule_judge):
     assert rule_judge.triage(["Chronic right subdural hematoma."], None, "CT") == "routine"
     assert rule_judge.triage(["Acute on chronic right subdural hematoma."], None, "CT") == "urgent"
-    assert rule_judge.triage(["New hemorrhage in the postoperative left frontal resection bed."], None, "CT") == "urgent"
+    assert (
+        rule_judge.triage(["New hemorrhage in the postoperative left frontal resection bed."], None, "CT") == "urgent"
+    )
     assert rule_judge.triage(["Left parietal hematoma, increased since the prior study."], None, "CT") == "urgent"
     assert rule_judge.acuity("stable, no new hemorrhage") == "upgrade"  # the judge only sees positive mentions
 
@@ -102,8 +128,18 @@ def test_llm_prompt_states_the_configured_acuity_modifiers(tmp_path):
     cfg["triage"]["downgrade_cues"] = ["postoperative"]
     cfg["triage"]["variant_cues"] = ["normal variant"]
     with Server([(200, '{"triage": "routine"}', 0)]) as srv:
-        cfg["triage"]["judges"] = [{"name": "j", "endpoint": srv.endpoint, "model": "m", "api_key_env": None,
-                                    "timeout_s": 5, "retries": 0, "backoff_s": 0.0, "max_workers": 1}]
+        cfg["triage"]["judges"] = [
+            {
+                "name": "j",
+                "endpoint": srv.endpoint,
+                "model": "m",
+                "api_key_env": None,
+                "timeout_s": 5,
+                "retries": 0,
+                "backoff_s": 0.0,
+                "max_workers": 1,
+            }
+        ]
         judges = judges_from_config(cfg, None)
         assert judges[1].triage(["Pneumocephalus after surgery."], None, "CT") == "routine"
     system = srv.requests[0]["body"]["messages"][0]["content"]
@@ -112,5 +148,6 @@ def test_llm_prompt_states_the_configured_acuity_modifiers(tmp_path):
 
 def test_acuity_cues_are_schema_checked(tmp_path):
     from neurovfm.config import ConfigError, default_config
+
     with pytest.raises(ConfigError, match="upgrade_cues"):
         default_config(reportgen={"triage": {"upgrade_cues": ["new", "3 mm"]}})

@@ -1,5 +1,6 @@
 """Perceiver, connector placement, prompts, the local-path LM loader, training resume and generation, gradient
 accumulation and checkpointing against one plain pass."""
+
 import copy
 import json
 
@@ -39,7 +40,7 @@ def test_inputs_embeds_places_visual_tokens_in_order():
     ids = torch.tensor([[1, 9, 9, 2, 9, 9, 3]])
     visual = torch.arange(16, dtype=torch.float32).reshape(4, 4)
     out = inputs_embeds(embed, ids, 9, [visual])
-    torch.testing.assert_close(out[0, [1, 2, 4, 5]], visual)          # series after series, where the slots are
+    torch.testing.assert_close(out[0, [1, 2, 4, 5]], visual)  # series after series, where the slots are
     torch.testing.assert_close(out[0, [0, 3, 6]], embed(torch.tensor([1, 2, 3])))  # text untouched
     with pytest.raises(ValueError):
         inputs_embeds(embed, ids, 9, [visual[:3]])
@@ -134,15 +135,38 @@ def _evaluate_without_phi(cfg, paths, gens, tmp_path):
     frontier.parent.mkdir(parents=True)
     frontier.write_text("")
     cfg["reportgen"]["encoders"], cfg["reportgen"]["sizes"] = ["fake"], [8]
-    triage_set(cfg, paths["findings"], paths["ct"], paths["mri"], paths["test"], None, res / "set.csv",
-               res / "acuity.csv")
+    triage_set(
+        cfg, paths["findings"], paths["ct"], paths["mri"], paths["test"], None, res / "set.csv", res / "acuity.csv"
+    )
     chosen = pd.read_csv(res / "set.csv")
     assert len(chosen) == 6 and chosen.groupby(["modality", "acuity"]).size().eq(1).all()
-    validation = triage(cfg, gens, frontier, paths["findings"], paths["reports"], res / "set.csv",
-                        res / "acuity.csv", tmp_path / "private" / "cache", res / "pred.csv", res / "val.csv")
+    validation = triage(
+        cfg,
+        gens,
+        frontier,
+        paths["findings"],
+        paths["reports"],
+        res / "set.csv",
+        res / "acuity.csv",
+        tmp_path / "private" / "cache",
+        res / "pred.csv",
+        res / "val.csv",
+    )
     assert validation.passes.all()  # the rule judge reproduces the label-derived acuity of the references
-    evaluate(cfg, gens, frontier, res / "pred.csv", res / "set.csv", paths["findings"], paths["ct"], paths["mri"],
-             res / "text.csv", res / "triage.csv", res / "cost.csv", res / "scaling.csv")
+    evaluate(
+        cfg,
+        gens,
+        frontier,
+        res / "pred.csv",
+        res / "set.csv",
+        paths["findings"],
+        paths["ct"],
+        paths["mri"],
+        res / "text.csv",
+        res / "triage.csv",
+        res / "cost.csv",
+        res / "scaling.csv",
+    )
     tri = pd.read_csv(res / "triage.csv")
     ref = tri[(tri.model == "reference") & (tri.stratum == "all") & (tri.variant == "indication")]
     assert ref.accuracy.iloc[0] == 1.0
@@ -160,6 +184,7 @@ def _stop_after(trainer, stage: int, steps: int):
             return original(st, total, start, optimizer, params)
         original(st, min(total, start + steps), start, optimizer, params)
         raise KeyboardInterrupt
+
     return patched
 
 
@@ -188,8 +213,10 @@ def test_micro_batches_accumulate_the_whole_batch_gradient(tmp_path, one_thread,
     for n in g_full:
         torch.testing.assert_close(g_mb[n], g_full[n], atol=1e-6, rtol=1e-4, msg=n)
     # the naive alternative (mean of micro-batch means) differs here
-    naive = sum(float(trainer.accumulate(sids[a:a + micro], 2, micro)) * len(sids[a:a + micro])
-                for a in range(0, len(sids), micro)) / len(sids)
+    naive = sum(
+        float(trainer.accumulate(sids[a : a + micro], 2, micro)) * len(sids[a : a + micro])
+        for a in range(0, len(sids), micro)
+    ) / len(sids)
     assert abs(naive - loss_full) > 1e-4
 
 

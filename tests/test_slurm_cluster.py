@@ -10,6 +10,7 @@ are skipped with the reason; set NEUROVFM_REQUIRE_SLURM=1 (CI) to turn a skip in
 The cluster state lives in $NEUROVFM_SLURM_DIR (default /tmp/neurovfm-slurm); a cluster already
 running there is reused and left running, one started here is stopped at the end.
 """
+
 import os
 import re
 import shutil
@@ -61,24 +62,32 @@ def _cluster_env(state: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    missing = [t for t in ("sbatch", "sacct", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd")
-               if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("sbatch", "sacct", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd")
+        if shutil.which(t) is None
+    ]
     if missing:
         _unavailable(f"SLURM is not installed ({', '.join(missing)} missing; run .ci/slurm-setup.sh)")
     if os.geteuid() != 0:
         _unavailable("the SLURM test cluster needs root (slurmd launches the jobs)")
     state = Path(os.environ.get("NEUROVFM_SLURM_DIR", "/tmp/neurovfm-slurm"))
     was_running = all(_daemon_alive(state, d) for d in DAEMONS)
-    res = subprocess.run(["bash", str(TESTCLUSTER / "start.sh"), str(state)],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        ["bash", str(TESTCLUSTER / "start.sh"), str(state)], capture_output=True, text=True, timeout=300
+    )
     if res.returncode != 0:
         _unavailable(f"the SLURM test cluster did not start: {res.stderr.strip()[-2000:]}")
     env = _cluster_env(state)
-    yield {"state": state, "env": env, "account": env["NEUROVFM_SLURM_ACCOUNT"],
-           "partition": env["NEUROVFM_SLURM_PARTITION"], "gpu_model": env["NEUROVFM_SLURM_GPU_MODEL"]}
+    yield {
+        "state": state,
+        "env": env,
+        "account": env["NEUROVFM_SLURM_ACCOUNT"],
+        "partition": env["NEUROVFM_SLURM_PARTITION"],
+        "gpu_model": env["NEUROVFM_SLURM_GPU_MODEL"],
+    }
     if not was_running:
-        subprocess.run(["bash", str(TESTCLUSTER / "stop.sh"), str(state)], capture_output=True, text=True,
-                       timeout=300)
+        subprocess.run(["bash", str(TESTCLUSTER / "stop.sh"), str(state)], capture_output=True, text=True, timeout=300)
 
 
 def _snakemake(args, cwd: Path, env: dict, timeout: int, on_running=None):
@@ -86,8 +95,14 @@ def _snakemake(args, cwd: Path, env: dict, timeout: int, on_running=None):
     Returns (returncode, combined output). A run past `timeout` is interrupted and reported as such."""
     log = cwd / f"snakemake-{time.monotonic_ns()}.out"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
             if time.monotonic() > deadline:
@@ -106,9 +121,13 @@ def _snakemake(args, cwd: Path, env: dict, timeout: int, on_running=None):
 
 def _sacct(env: dict, jobids) -> dict:
     """{jobid: (state, account, partition, alloc_tres)} of the allocations (no steps)."""
-    res = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(jobids),
-                          "-o", "JobIDRaw,State,Account,Partition,AllocTRES"],
-                         capture_output=True, text=True, env=env, check=True)
+    res = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(jobids), "-o", "JobIDRaw,State,Account,Partition,AllocTRES"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     table = {}
     for line in res.stdout.splitlines():
         jobid, state, account, partition, tres = line.split("|")
@@ -121,8 +140,7 @@ def _wait_for_accounting(env: dict, jobids, timeout=30) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         table = _sacct(env, jobids)
-        final = all(j in table and table[j][0].split()[0] not in ("PENDING", "RUNNING", "COMPLETING")
-                    for j in jobids)
+        final = all(j in table and table[j][0].split()[0] not in ("PENDING", "RUNNING", "COMPLETING") for j in jobids)
         if final or time.monotonic() > deadline:
             return table
         time.sleep(1)
@@ -146,7 +164,7 @@ def _copy_profile(dest: Path) -> Path:
 # ---------------------------------------------------------------------------------------------------
 # fault handling through the real scheduler
 # ---------------------------------------------------------------------------------------------------
-FAULT_SNAKEFILE = r'''
+FAULT_SNAKEFILE = r"""
 # Each rule appends its output in two pieces. Attempt 1 stalls after the first piece (the test cancels
 # it, or the 1-minute time limit kills it); attempt 2 runs through. Appending (>>) means any piece
 # left behind by attempt 1 would still be in the final file.
@@ -180,7 +198,7 @@ rule timeout:
         "echo 'attempt {resources.attempt_no} piece 1' >> {output}; "
         "if [ {resources.attempt_no} -eq 1 ]; then sleep 600; fi; "
         "echo 'attempt {resources.attempt_no} piece 2' >> {output} 2> {log}"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -205,10 +223,21 @@ def fault_run(slurm_cluster, tmp_path_factory):
                 cancelled.append(slurm_id)
                 return
 
-    rc, output = _snakemake(["--profile", str(profile), *FAST_STATUS, "all"],
-                            cwd=work, env=env, timeout=420, on_running=cancel_first_attempt)
-    return {"work": work, "rc": rc, "output": output, "cancelled": cancelled,
-            "retries": yaml.safe_load((profile / "config.v8+.yaml").read_text())["retries"], "env": env}
+    rc, output = _snakemake(
+        ["--profile", str(profile), *FAST_STATUS, "all"],
+        cwd=work,
+        env=env,
+        timeout=420,
+        on_running=cancel_first_attempt,
+    )
+    return {
+        "work": work,
+        "rc": rc,
+        "output": output,
+        "cancelled": cancelled,
+        "retries": yaml.safe_load((profile / "config.v8+.yaml").read_text())["retries"],
+        "env": env,
+    }
 
 
 @pytest.mark.slow
@@ -233,8 +262,14 @@ def test_failed_job_is_retried_and_partial_output_discarded(fault_run, rule, fai
 @pytest.mark.slow
 def test_retried_run_is_complete_for_snakemake(fault_run):
     """Nothing left to do afterwards: the killed attempts are not remembered as incomplete outputs."""
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all"], cwd=fault_run["work"],
-                         env=fault_run["env"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all"],
+        cwd=fault_run["work"],
+        env=fault_run["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Nothing to be done" in res.stdout + res.stderr
 
@@ -287,11 +322,22 @@ def test_gpu_request_builder_uses_gpus_not_gres():
         __getattr__ = dict.__getitem__
 
     def job(**resources):
-        return SimpleNamespace(resources=Resources(resources), threads=resources.get("cpus_per_task", 1),
-                               is_group=lambda: False, name="pretrain", wildcards={})
+        return SimpleNamespace(
+            resources=Resources(resources),
+            threads=resources.get("cpus_per_task", 1),
+            is_group=lambda: False,
+            name="pretrain",
+            wildcards={},
+        )
 
-    params = {"run_uuid": "u", "slurm_logfile": "l.log", "comment_str": "rule_pretrain", "account": " -A lab",
-              "partition": " -p gpu", "workdir": "/w"}
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "l.log",
+        "comment_str": "rule_pretrain",
+        "account": " -A lab",
+        "partition": " -p gpu",
+        "workdir": "/w",
+    }
     gpu_job = job(gpu=2, gpu_model="l40s", cpus_per_task=8, mem_mb=64000, runtime=600)
     call = get_submit_command(gpu_job, params) + set_gres_string(gpu_job)
     assert "--gpus=l40s:2" in call and "--gres" not in call
@@ -309,10 +355,14 @@ def test_gpu_rules_are_scheduled_with_gpus(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(GPU_SNAKEFILE.replace("{model}", model))
     profile = _copy_profile(tmp_path)
     env = slurm_cluster["env"]
-    rc, output = _snakemake(["--profile", str(profile), *FAST_STATUS, "--verbose", "all"], cwd=tmp_path, env=env, timeout=180)
+    rc, output = _snakemake(
+        ["--profile", str(profile), *FAST_STATUS, "--verbose", "all"], cwd=tmp_path, env=env, timeout=180
+    )
     assert rc == 0, output[-6000:]
-    calls = {m.group(1): _sbatch_call_options(m.group(0))
-             for m in re.finditer(r"sbatch call: sbatch .*?--comment (\S+).*", output)}
+    calls = {
+        m.group(1): _sbatch_call_options(m.group(0))
+        for m in re.finditer(r"sbatch call: sbatch .*?--comment (\S+).*", output)
+    }
     assert set(calls) == {"rule_gpu_model", "rule_gpu_any"}, output[-4000:]
     assert f"--gpus={model}:2" in calls["rule_gpu_model"]
     assert "--gpus=1" in calls["rule_gpu_any"]
@@ -339,10 +389,19 @@ SMALL_RUN = {
 
 
 # Everything up to the first GPU rule (pretrain): the CPU stages of the demo DAG.
-CPU_TARGETS = [f"results/slurmtest/{t}" for t in (
-    "labels/extractor_eval.csv", "labels/findings.jsonl",
-    "shards/train/index.json", "shards/val/index.json", "shards/test/index.json",
-    "figures/ed_dataset.png", "figures/ed_preprocessing.png", "figures/ed_masking.png")]
+CPU_TARGETS = [
+    f"results/slurmtest/{t}"
+    for t in (
+        "labels/extractor_eval.csv",
+        "labels/findings.jsonl",
+        "shards/train/index.json",
+        "shards/val/index.json",
+        "shards/test/index.json",
+        "figures/ed_dataset.png",
+        "figures/ed_preprocessing.png",
+        "figures/ed_masking.png",
+    )
+]
 
 
 def _workflow_copy(dest: Path) -> Path:
@@ -362,17 +421,35 @@ def demo_dag_runs(slurm_cluster, tmp_path_factory):
     env = slurm_cluster["env"]
     local, remote = _workflow_copy(base / "local"), _workflow_copy(base / "slurm")
     started = time.monotonic()
-    rc_local, out_local = _snakemake([*CPU_TARGETS, "--profile", "profiles/local", "--configfile", "slurmtest.yaml"],
-                                     cwd=local, env=env, timeout=240)
+    rc_local, out_local = _snakemake(
+        [*CPU_TARGETS, "--profile", "profiles/local", "--configfile", "slurmtest.yaml"], cwd=local, env=env, timeout=240
+    )
     t_local = time.monotonic() - started
     assert rc_local == 0, f"the local run failed, nothing to compare:\n{out_local[-6000:]}"
     started = time.monotonic()
     # the armis2 profile as users run it, with paper.yaml kept and this small run layered on top
-    rc, out = _snakemake([*CPU_TARGETS, "--profile", "profiles/armis2", *FAST_STATUS,
-                          "--configfile", "profiles/armis2/paper.yaml", "slurmtest.yaml"],
-                         cwd=remote, env=env, timeout=300)
-    return {"local": local, "slurm": remote, "rc": rc, "output": out, "env": env,
-            "seconds": {"local": t_local, "slurm": time.monotonic() - started}}
+    rc, out = _snakemake(
+        [
+            *CPU_TARGETS,
+            "--profile",
+            "profiles/armis2",
+            *FAST_STATUS,
+            "--configfile",
+            "profiles/armis2/paper.yaml",
+            "slurmtest.yaml",
+        ],
+        cwd=remote,
+        env=env,
+        timeout=300,
+    )
+    return {
+        "local": local,
+        "slurm": remote,
+        "rc": rc,
+        "output": out,
+        "env": env,
+        "seconds": {"local": t_local, "slurm": time.monotonic() - started},
+    }
 
 
 @pytest.mark.slow

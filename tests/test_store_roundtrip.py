@@ -1,4 +1,5 @@
 """Preprocess -> shards -> reader: bit-exact round trip, ledger, stats, atomicity, resume, laziness, sampler."""
+
 import copy
 import json
 import os
@@ -32,8 +33,14 @@ GOOD = [  # series, study, modality, split, acquisition
     ("s06", "st4", "CT", "val", Acquisition("axial", (20, 90, 90), (1.5, 1.5), 5.0)),
     ("s07", "st5", "MR", "test", Acquisition("axial", (22, 90, 90), (1.4, 1.4), 5.0, flip_rows=True)),
 ]
-BAD = {"b_nan": "non_finite_values", "b_const": "constant_image", "b_tiny": "smaller_than_patch",
-       "b_corrupt": "unreadable_pixels", "b_nofiles": "missing_files", "b_modality": "unknown_modality"}
+BAD = {
+    "b_nan": "non_finite_values",
+    "b_const": "constant_image",
+    "b_tiny": "smaller_than_patch",
+    "b_corrupt": "unreadable_pixels",
+    "b_nofiles": "missing_files",
+    "b_modality": "unknown_modality",
+}
 
 
 def npy_loader(paths, affine, shape):
@@ -54,10 +61,19 @@ def exploding_loader(paths, affine, shape):
 
 
 def _row(sid, study, modality, split, acq):
-    return {"series_id": sid, "study_id": study, "patient_id": "p" + study, "modality": modality,
-            "sequence": "ct" if modality == "CT" else "t2", "orientation": acq.plane, "n_slices": acq.shape[0],
-            "rows": acq.shape[1], "cols": acq.shape[2], "split": split,
-            "affine_lps": json.dumps(acq.affine().ravel().tolist())}
+    return {
+        "series_id": sid,
+        "study_id": study,
+        "patient_id": "p" + study,
+        "modality": modality,
+        "sequence": "ct" if modality == "CT" else "t2",
+        "orientation": acq.plane,
+        "n_slices": acq.shape[0],
+        "rows": acq.shape[1],
+        "cols": acq.shape[2],
+        "split": split,
+        "affine_lps": json.dumps(acq.affine().ravel().tolist()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +98,14 @@ def export(tmp_path_factory):
         rows.append(_row(sid, "st9", "PT" if sid == "b_modality" else "CT", "train", acq))
     for r in rows:
         if r["series_id"] != "b_nofiles":
-            files.append({"file_id": "f" + r["series_id"], "series_id": r["series_id"], "slice_index": 0,
-                          "path": f"{r['series_id']}.npy"})
+            files.append(
+                {
+                    "file_id": "f" + r["series_id"],
+                    "series_id": r["series_id"],
+                    "slice_index": 0,
+                    "path": f"{r['series_id']}.npy",
+                }
+            )
     pd.DataFrame(rows).to_csv(root / "series.csv", index=False)
     pd.DataFrame(files).to_csv(root / "files.csv", index=False)
     return root
@@ -92,8 +114,9 @@ def export(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shards(export, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
-    summary = run_preprocess(export / "series.csv", export / "files.csv", export, out, CFG, workers=2,
-                             loader=npy_loader)
+    summary = run_preprocess(
+        export / "series.csv", export / "files.csv", export, out, CFG, workers=2, loader=npy_loader
+    )
     return out, summary
 
 
@@ -102,7 +125,15 @@ def test_every_series_is_written_or_excluded(shards, export):
     ledger = pd.read_csv(out / "exclusions.csv")
     assert dict(zip(ledger.series_id, ledger.reason)) == BAD
     assert set(ledger.stage) == {"preprocess"} and list(ledger.columns) == [
-        "unit", "file_id", "series_id", "study_id", "n_files", "reason", "detail", "stage"]
+        "unit",
+        "file_id",
+        "series_id",
+        "study_id",
+        "n_files",
+        "reason",
+        "detail",
+        "stage",
+    ]
     written = {v["series_id"] for s in ("train", "val", "test") for v in ShardReader(out / s / "index.json").volumes}
     assert written == {g[0] for g in GOOD}
     assert summary["splits"]["train"]["shards"] == 2 and summary["splits"]["val"]["shards"] == 1
@@ -134,8 +165,14 @@ def test_train_stats_match_a_direct_computation(shards, export):
         if split != "train":
             continue
         arr = np.load(export / f"{sid}.npy")
-        res = process(arr, acq.affine(), mod, plan(acq.affine(), acq.shape, CFG["preprocess"]), CFG["preprocess"],
-                      keep_voxel_mask=True)
+        res = process(
+            arr,
+            acq.affine(),
+            mod,
+            plan(acq.affine(), acq.shape, CFG["preprocess"]),
+            CFG["preprocess"],
+            keep_voxel_mask=True,
+        )
         reader = ShardReader(out / "train" / "index.json")
         i = reader.position(sid)
         for name in reader.channels(i):
@@ -149,8 +186,7 @@ def test_train_stats_match_a_direct_computation(shards, export):
 def test_interrupted_write_leaves_nothing_readable_and_rerun_resumes(export, tmp_path, monkeypatch):
     cfg = copy.deepcopy(CFG)
     out = tmp_path / "out"
-    first = run_preprocess(export / "series.csv", export / "files.csv", export, out, cfg, workers=1,
-                           loader=npy_loader)
+    first = run_preprocess(export / "series.csv", export / "files.csv", export, out, cfg, workers=1, loader=npy_loader)
     shard_files = sorted((out / "train").glob("shard-*.bin"))
     stamps = {p: p.stat().st_mtime_ns for p in shard_files}
     # kill while writing the shard that holds s05: no index may survive, that shard is not committed
@@ -160,16 +196,18 @@ def test_interrupted_write_leaves_nothing_readable_and_rerun_resumes(export, tmp
     (out / "train" / f"shard-{victim:05d}.json").unlink()  # that shard must be redone
     (out / "train" / f"shard-{victim:05d}.bin").unlink()
     with pytest.raises(Boom):
-        run_preprocess(export / "series.csv", export / "files.csv", export, out, cfg, workers=1,
-                       loader=exploding_loader)
+        run_preprocess(
+            export / "series.csv", export / "files.csv", export, out, cfg, workers=1, loader=exploding_loader
+        )
     assert not (out / "train" / "index.json").exists()
     with pytest.raises(StoreIndexError):
         ShardReader(out / "train" / "index.json")
     assert (out / "train" / f".shard-{victim:05d}.bin.tmp").exists()
     assert not (out / "train" / f"shard-{victim:05d}.bin").exists()
     monkeypatch.delenv("NEUROVFM_TEST_EXPLODE")
-    second = run_preprocess(export / "series.csv", export / "files.csv", export, out, cfg, workers=1,
-                            loader=exploding_loader)
+    second = run_preprocess(
+        export / "series.csv", export / "files.csv", export, out, cfg, workers=1, loader=exploding_loader
+    )
     assert second == first
     for p, t in stamps.items():
         if p.name != f"shard-{victim:05d}.bin":
@@ -187,8 +225,11 @@ def test_interrupted_write_leaves_nothing_readable_and_rerun_resumes(export, tmp
 def test_opening_a_reader_touches_no_shard(shards, tmp_path):
     out, _ = shards
     reader = ShardReader(out / "train" / "index.json")
-    opened = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
-              if os.path.exists(f"/proc/self/fd/{fd}")}
+    opened = {
+        os.path.realpath(f"/proc/self/fd/{fd}")
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")
+    }
     assert not any(p.endswith(".bin") and str(out) in p for p in opened)
     assert reader._maps == {}
     moved = tmp_path / "moved"
@@ -209,8 +250,9 @@ def test_opening_a_reader_touches_no_shard(shards, tmp_path):
 def test_dataset_normalises_and_samples_ct_windows(shards):
     out, _ = shards
     stats = out / "train" / "stats.json"
-    ds = VolumeDataset(out / "train" / "index.json", stats=stats, ct_window_probs={"brain": 0.7, "blood": 0.15,
-                                                                                     "bone": 0.15}, seed=1)
+    ds = VolumeDataset(
+        out / "train" / "index.json", stats=stats, ct_window_probs={"brain": 0.7, "blood": 0.15, "bone": 0.15}, seed=1
+    )
     items = [ds[i] for i in range(len(ds))]
     for it in items:
         assert it["image"].dtype == torch.float32 and it["image"].shape[0] == 1
@@ -242,7 +284,9 @@ def test_sampler_keeps_studies_together_and_balances():
 
 
 def test_stats_are_exact_integer_moments():
-    vols = [{"modality": "MR", "moments": {"mri": [2, 255, 255 * 255]}},
-            {"modality": "MR", "moments": {"mri": [2, 0, 0]}}]
+    vols = [
+        {"modality": "MR", "moments": {"mri": [2, 255, 255 * 255]}},
+        {"modality": "MR", "moments": {"mri": [2, 0, 0]}},
+    ]
     s = compute_stats(vols)["stats"]["MR"]["mri"]
     assert s["mean"] == pytest.approx(0.25) and s["std"] == pytest.approx(np.sqrt(0.25 - 0.0625))

@@ -1,4 +1,5 @@
 """The synthetic PACS export: real DICOM files, correct geometry, planted defects, determinism."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,21 @@ from neurovfm.synth.export import synth_settings, write_export
 from neurovfm.synth.geometry import Acquisition
 
 ROOT = Path(__file__).resolve().parents[1]
-PHI_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "PatientAddress", "OtherPatientIDs",
-            "ReferringPhysicianName", "InstitutionAddress")
+PHI_TAGS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "AccessionNumber",
+    "PatientAddress",
+    "OtherPatientIDs",
+    "ReferringPhysicianName",
+    "InstitutionAddress",
+)
 
 
 def tiny_cfg(n_studies: int = 6) -> dict:
     cfg = synth_settings(default_config())
-    cfg.update(n_studies=n_studies, mr_matrix=[32], ct_matrix=[32], max_slices=16, mprage_fraction=0.0,
-               bad_inputs=True)
+    cfg.update(n_studies=n_studies, mr_matrix=[32], ct_matrix=[32], max_slices=16, mprage_fraction=0.0, bad_inputs=True)
     return cfg
 
 
@@ -46,19 +54,34 @@ def _files(out: Path) -> list[Path]:
 
 
 def _digest(out: Path) -> dict[str, str]:
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
 
 
 # --- writer geometry against the Acquisition and SimpleITK -----------------------------------------
-@pytest.mark.parametrize("plane,reverse,tilt", [("axial", False, 0.0), ("sagittal", True, 0.0), ("coronal", False, 0.0),
-                                               ("axial", True, 0.0)])
+@pytest.mark.parametrize(
+    "plane,reverse,tilt",
+    [("axial", False, 0.0), ("sagittal", True, 0.0), ("coronal", False, 0.0), ("axial", True, 0.0)],
+)
 def test_header_geometry_matches_acquisition_and_simpleitk(tmp_path, plane, reverse, tilt):
     plans = build_cohort(tiny_cfg(2), seed=3)
     study = plans[0]
-    acq = Acquisition(plane=plane, rows=24, cols=20, n_slices=12, pixel_spacing=(0.9, 1.1), slice_thickness=3.0,
-                      spacing_between_slices=3.5, center_lps=(4.0, -7.0, 12.0), oblique_deg=(6.0, -3.0, 2.0),
-                      gantry_tilt_deg=tilt, reverse_order=reverse)
+    acq = Acquisition(
+        plane=plane,
+        rows=24,
+        cols=20,
+        n_slices=12,
+        pixel_spacing=(0.9, 1.1),
+        slice_thickness=3.0,
+        spacing_between_slices=3.5,
+        center_lps=(4.0, -7.0, 12.0),
+        oblique_deg=(6.0, -3.0, 2.0),
+        gantry_tilt_deg=tilt,
+        reverse_order=reverse,
+    )
 
     class S:  # minimal series plan
         number, description, modality, image_type = 3, "AX T2", "MR", ("ORIGINAL", "PRIMARY", "M")
@@ -76,8 +99,9 @@ def test_header_geometry_matches_acquisition_and_simpleitk(tmp_path, plane, reve
     for k, ds in enumerate(read):
         assert ds.InstanceNumber == k + 1
         np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], (a @ [0, 0, k, 1])[:3], atol=1e-4)
-        np.testing.assert_allclose([float(v) for v in ds.ImageOrientationPatient],
-                                   np.r_[a[:3, 0] / 1.1, a[:3, 1] / 0.9], atol=1e-6)
+        np.testing.assert_allclose(
+            [float(v) for v in ds.ImageOrientationPatient], np.r_[a[:3, 0] / 1.1, a[:3, 1] / 0.9], atol=1e-6
+        )
         assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.9, 1.1])
         stored = ds.pixel_array
         assert stored.shape == (24, 20)
@@ -121,8 +145,23 @@ def test_every_file_is_accounted_for(export):
 
 def test_truth_files_complete(export):
     out, _ = export
-    keys = {"study_instance_uid", "accession_number", "patient_id", "modality", "study_date", "age", "sex", "site",
-            "labels", "findings", "triage", "indication", "report_present", "key_findings", "series"}
+    keys = {
+        "study_instance_uid",
+        "accession_number",
+        "patient_id",
+        "modality",
+        "study_date",
+        "age",
+        "sex",
+        "site",
+        "labels",
+        "findings",
+        "triage",
+        "indication",
+        "report_present",
+        "key_findings",
+        "series",
+    }
     for t in _truths(out):
         assert keys <= set(t)
         assert t["triage"] in ("unremarkable", "routine", "urgent")
@@ -137,8 +176,13 @@ def test_truth_files_complete(export):
 def test_files_parse_and_carry_phi_and_geometry(export):
     out, manifest = export
     planted = {r["path"] for r in manifest["export_level_files"]}
-    truncated = {p for t in _truths(out) for s in t["series"] for p in s["paths"]
-                 if any(d["reason"] == "truncated_pixel_data" for d in s["file_exclusions"])}
+    truncated = {
+        p
+        for t in _truths(out)
+        for s in t["series"]
+        for p in s["paths"]
+        if any(d["reason"] == "truncated_pixel_data" for d in s["file_exclusions"])
+    }
     n_images = 0
     for t in _truths(out):
         for s in t["series"]:
@@ -221,8 +265,15 @@ def test_every_bad_input_kind_is_planted(export):
 def test_reports_csv(export):
     out, manifest = export
     df = pd.read_csv(out / "reports.csv", dtype=str)
-    assert list(df.columns) == ["accession_number", "patient_id", "study_date", "modality", "exam_description",
-                                "indication", "report_text"]
+    assert list(df.columns) == [
+        "accession_number",
+        "patient_id",
+        "study_date",
+        "modality",
+        "exam_description",
+        "indication",
+        "report_text",
+    ]
     truths = {t["accession_number"]: t for t in _truths(out)}
     assert set(df.accession_number) == {a for a, t in truths.items() if t["report_present"]}
     assert len(df) == manifest["counts"]["reports"]

@@ -1,5 +1,6 @@
 """The demo's external dataset: written as NIfTI + subjects.csv that the project's NIfTI ingest reads
 with the geometry the renderer used."""
+
 import json
 
 import nibabel as nib
@@ -17,8 +18,9 @@ from neurovfm.ingest.nifti import run_ingest_nifti
 def external(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("external")
     cfg = default_config()
-    cfg["analysis"]["external"]["synthetic"].update(n_subjects=5, rescan_fraction=0.6, matrix=[48],
-                                                    planes=["sagittal", "axial", "coronal"])
+    cfg["analysis"]["external"]["synthetic"].update(
+        n_subjects=5, rescan_fraction=0.6, matrix=[48], planes=["sagittal", "axial", "coronal"]
+    )
     out = tmp / "site_b"
     summary = pipeline.synth_external(cfg, out, dataset="site_b")
     return cfg, out, summary, tmp
@@ -29,8 +31,17 @@ def test_layout_and_labels(external):
     table = pd.read_csv(out / "subjects.csv")
     assert summary["n_scans"] == len(table) and summary["n_rescanned"] >= 1
     assert table["subject_id"].nunique() == 5 and table["study_id"].is_unique
-    assert set(table.columns) >= {"file", "subject_id", "study_id", "modality", "sequence", "age", "atrophy",
-                                  "meningioma", "brain_age"}
+    assert set(table.columns) >= {
+        "file",
+        "subject_id",
+        "study_id",
+        "modality",
+        "sequence",
+        "age",
+        "atrophy",
+        "meningioma",
+        "brain_age",
+    }
     assert np.allclose(table["brain_age"], table["age"])
     for f in table["file"]:
         assert (out / f).is_file()
@@ -76,8 +87,9 @@ def test_nifti_ingest_reads_geometry(external):
 def test_workflow_ingest_step_reads_nifti_input(external):
     """The workflow's own ingest step with ``input.kind: nifti`` (the path a hospital with NIfTI exports uses)."""
     cfg, out, summary, tmp = external
-    cfg = default_config(input={"kind": "nifti", "nifti_dir": str(out), "nifti_csv": str(out / "subjects.csv")},
-                         run="demo")
+    cfg = default_config(
+        input={"kind": "nifti", "nifti_dir": str(out), "nifti_csv": str(out / "subjects.csv")}, run="demo"
+    )
     pipeline.ingest(cfg, None, None, tmp / "step" / "ingest", tmp / "step" / "private")
     series = pd.read_csv(tmp / "step" / "ingest" / "series.csv")
     assert len(series) == summary["n_scans"] and set(series["modality"]) == {"MR"}

@@ -1,4 +1,5 @@
 """Synthetic phantom: geometry of rendered series, laterality, tissue values, every finding kind."""
+
 import numpy as np
 import pytest
 
@@ -37,12 +38,19 @@ def _with_marker(p, native, radius=1.5):
 ACQS = {
     "axial": dict(plane="axial", pixel_spacing=(0.9, 0.9), slice_thickness=2.0, spacing_between_slices=2.0),
     "sagittal": dict(plane="sagittal", pixel_spacing=(1.0, 1.0), slice_thickness=2.0, spacing_between_slices=2.0),
-    "coronal": dict(plane="coronal", pixel_spacing=(1.0, 1.0), slice_thickness=2.0, spacing_between_slices=2.0,
-                    reverse_order=True),
-    "oblique": dict(plane="axial", pixel_spacing=(1.0, 1.0), slice_thickness=2.0, spacing_between_slices=2.0,
-                    oblique_deg=(12.0, -7.0, 5.0)),
-    "tilted": dict(plane="axial", pixel_spacing=(0.8, 0.8), slice_thickness=2.5, spacing_between_slices=2.5,
-                   gantry_tilt_deg=18.0),
+    "coronal": dict(
+        plane="coronal", pixel_spacing=(1.0, 1.0), slice_thickness=2.0, spacing_between_slices=2.0, reverse_order=True
+    ),
+    "oblique": dict(
+        plane="axial",
+        pixel_spacing=(1.0, 1.0),
+        slice_thickness=2.0,
+        spacing_between_slices=2.0,
+        oblique_deg=(12.0, -7.0, 5.0),
+    ),
+    "tilted": dict(
+        plane="axial", pixel_spacing=(0.8, 0.8), slice_thickness=2.5, spacing_between_slices=2.5, gantry_tilt_deg=18.0
+    ),
 }
 
 
@@ -71,8 +79,9 @@ def test_left_lesion_lands_at_larger_x(reverse):
     cx = p.head_center_lps[0]
     assert p.findings[0]["center_lps"][0] > cx
     acq = Acquisition("axial", 96, 96, 30, (2.2, 2.2), 5.0, 5.0, center_lps=p.head_center_lps, reverse_order=reverse)
-    diff = render(p, "CT", "ct", acq, np.random.default_rng(0), CLEAN_CT) - \
-        render(base, "CT", "ct", acq, np.random.default_rng(0), CLEAN_CT)
+    diff = render(p, "CT", "ct", acq, np.random.default_rng(0), CLEAN_CT) - render(
+        base, "CT", "ct", acq, np.random.default_rng(0), CLEAN_CT
+    )
     k, j, i = np.nonzero(diff > 20)
     assert len(k) > 10
     pts = acq.voxel_to_lps() @ np.stack([i, j, k, np.ones_like(i)]).astype(float)
@@ -102,7 +111,9 @@ def test_ct_tissue_values(normal):
     assert 20 <= wm <= 45
     edge = inner_table_point(anat, [0.7, 0.1, 0.7])
     assert _value(normal, edge + normal_at(anat, edge) * anat.skull_mm / 2, "CT", "ct") > 300
-    ich = build_patient(np.random.default_rng(4), 60, "M", [{"kind": "ich_parenchymal", "side": "right", "size": "large"}])
+    ich = build_patient(
+        np.random.default_rng(4), 60, "M", [{"kind": "ich_parenchymal", "side": "right", "size": "large"}]
+    )
     centre = ich.lps_to_native(ich.findings[0]["center_lps"])
     assert _value(ich, centre, "CT", "ct") > wm + 25
 

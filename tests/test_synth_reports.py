@@ -1,4 +1,5 @@
 """Cohort statistics and the free-text reports of the embedded health system (no rendering needed)."""
+
 from __future__ import annotations
 
 import collections
@@ -21,24 +22,61 @@ CFG = synth_settings(default_config(synth={"n_studies": 300}))  # fixed size: th
 SEED = 20251128
 # Words a reader would look for, per finding kind (written for the test, not taken from the bank).
 KIND_WORDS = {
-    "sdh_acute": r"subdural|SDH", "sdh_chronic": r"subdural|SDH", "edh": r"epidural|EDH",
-    "ich_parenchymal": r"intraparenchymal|hematoma|ICH|hemorrhage", "ivh": r"intraventricular|IVH",
-    "ventriculomegaly": r"ventric|hydroceph", "atrophy": r"atrophy|volume loss", "glioma": r"glioma|glioblastoma",
-    "meningioma": r"meningioma", "stroke_acute": r"infarct|ischemi", "midline_shift": r"shift",
-    "skull_fracture_displaced": r"fracture", "skull_fracture_nondisplaced": r"fracture",
-    "craniotomy": r"craniotomy", "resection_cavity": r"cavity", "ms_lesions": r"multiple sclerosis|MS\b|demyelinat",
-    "chiari": r"Chiari", "pneumocephalus": r"pneumocephalus|intracranial air", "svid": r"small vessel|microvascular",
-    "scalp_hematoma": r"scalp|subgaleal", "encephalomalacia": r"encephalomalacia|infarct",
+    "sdh_acute": r"subdural|SDH",
+    "sdh_chronic": r"subdural|SDH",
+    "edh": r"epidural|EDH",
+    "ich_parenchymal": r"intraparenchymal|hematoma|ICH|hemorrhage",
+    "ivh": r"intraventricular|IVH",
+    "ventriculomegaly": r"ventric|hydroceph",
+    "atrophy": r"atrophy|volume loss",
+    "glioma": r"glioma|glioblastoma",
+    "meningioma": r"meningioma",
+    "stroke_acute": r"infarct|ischemi",
+    "midline_shift": r"shift",
+    "skull_fracture_displaced": r"fracture",
+    "skull_fracture_nondisplaced": r"fracture",
+    "craniotomy": r"craniotomy",
+    "resection_cavity": r"cavity",
+    "ms_lesions": r"multiple sclerosis|MS\b|demyelinat",
+    "chiari": r"Chiari",
+    "pneumocephalus": r"pneumocephalus|intracranial air",
+    "svid": r"small vessel|microvascular",
+    "scalp_hematoma": r"scalp|subgaleal",
+    "encephalomalacia": r"encephalomalacia|infarct",
     "bg_calcification": r"calcification",
 }
 COMMON = {
-    "CT": ["intracranial_hemorrhage", "acute_subdural_hematoma", "subacute_chronic_subdural_hematoma",
-           "intraparenchymal_hemorrhage", "intraventricular_hemorrhage", "midline_shift", "cerebral_atrophy",
-           "small_vessel_ischemic_disease", "craniotomy", "resection_cavity", "encephalomalacia_gliosis",
-           "scalp_hemorrhage_hematoma", "ventriculomegaly", "acute_ischemic_stroke"],
-    "MR": ["intracranial_hemorrhage", "subdural_hematoma", "brain_tumor", "glioma", "cerebral_edema",
-           "acute_ischemic_stroke", "cerebral_atrophy", "small_vessel_ischemic_disease", "craniotomy_craniectomy",
-           "tumor_resection_cavity", "ventriculomegaly", "multiple_sclerosis", "brain_midline_shift"],
+    "CT": [
+        "intracranial_hemorrhage",
+        "acute_subdural_hematoma",
+        "subacute_chronic_subdural_hematoma",
+        "intraparenchymal_hemorrhage",
+        "intraventricular_hemorrhage",
+        "midline_shift",
+        "cerebral_atrophy",
+        "small_vessel_ischemic_disease",
+        "craniotomy",
+        "resection_cavity",
+        "encephalomalacia_gliosis",
+        "scalp_hemorrhage_hematoma",
+        "ventriculomegaly",
+        "acute_ischemic_stroke",
+    ],
+    "MR": [
+        "intracranial_hemorrhage",
+        "subdural_hematoma",
+        "brain_tumor",
+        "glioma",
+        "cerebral_edema",
+        "acute_ischemic_stroke",
+        "cerebral_atrophy",
+        "small_vessel_ischemic_disease",
+        "craniotomy_craniectomy",
+        "tumor_resection_cavity",
+        "ventriculomegaly",
+        "multiple_sclerosis",
+        "brain_midline_shift",
+    ],
 }
 
 
@@ -66,8 +104,9 @@ def reports(cohort):
 
 def test_cohort_deterministic_and_sized(cohort):
     again = build_cohort(CFG, SEED)
-    assert [(p.patient.mrn, p.study_date, p.modality, p.findings) for p in cohort] == \
-           [(p.patient.mrn, p.study_date, p.modality, p.findings) for p in again]
+    assert [(p.patient.mrn, p.study_date, p.modality, p.findings) for p in cohort] == [
+        (p.patient.mrn, p.study_date, p.modality, p.findings) for p in again
+    ]
     assert len(cohort) == 300
     assert collections.Counter(p.modality for p in cohort) == {"CT": 150, "MR": 150}
     recent = np.mean([p.study_date >= dt.date(2023, 6, 1) for p in cohort])
@@ -91,10 +130,14 @@ def test_prevalence_and_clinical_logic(cohort):
     for p in cohort:
         kinds = {f["kind"]: f for f in p.findings}
         for f in p.findings:  # only kinds that have a label in this modality are present
-            assert (CATALOG[f["kind"]].ct_labels if p.modality == "CT" else CATALOG[f["kind"]].mri_labels)
+            assert CATALOG[f["kind"]].ct_labels if p.modality == "CT" else CATALOG[f["kind"]].mri_labels
         if "midline_shift" in kinds:
-            masses = [f for f in p.findings if f["kind"] in ("sdh_acute", "sdh_chronic", "edh", "ich_parenchymal",
-                                                              "glioma") and f["side"] in ("left", "right")]
+            masses = [
+                f
+                for f in p.findings
+                if f["kind"] in ("sdh_acute", "sdh_chronic", "edh", "ich_parenchymal", "glioma")
+                and f["side"] in ("left", "right")
+            ]
             assert any(m["side"] != kinds["midline_shift"]["side"] for m in masses)  # shift away from a mass
         if "ms_lesions" in kinds and p.scenario != "follow_up":
             assert 16 <= p.age <= 60

@@ -1,4 +1,5 @@
 """Writer B (the unseen report bank) and the two-bank generalisation harness."""
+
 import re
 
 import numpy as np
@@ -56,8 +57,12 @@ def test_bank_b_does_not_reuse_bank_a_sentences():
 
 
 def test_from_truth_record():
-    rec = {"modality": "MRI", "findings": [{"kind": "glioma", "side": "left", "size": "large"}], "resolved": [],
-           "indication": "Seizure."}
+    rec = {
+        "modality": "MRI",
+        "findings": [{"kind": "glioma", "side": "left", "size": "large"}],
+        "resolved": [],
+        "indication": "Seizure.",
+    }
     st = from_truth(rec)
     assert st == StudyText("MR", [{"kind": "glioma", "side": "left", "size": "large"}], [], "Seizure.", False)
     text = write_unseen_report(st, np.random.default_rng(0)).text
@@ -65,12 +70,19 @@ def test_from_truth_record():
 
 
 def test_truth_sides_combines_and_skips_unsided_labels():
-    sides = truth_sides("CT", [{"kind": "sdh_acute", "side": "left"}, {"kind": "ich_parenchymal", "side": "right"},
-                               {"kind": "midline_shift", "side": "right"}])
+    sides = truth_sides(
+        "CT",
+        [
+            {"kind": "sdh_acute", "side": "left"},
+            {"kind": "ich_parenchymal", "side": "right"},
+            {"kind": "midline_shift", "side": "right"},
+        ],
+    )
     assert sides["acute_subdural_hematoma"] == "left" and sides["intracranial_hemorrhage"] == "bilateral"
     assert sides["midline_shift"] == "right"
-    assert "intracranial_hemorrhage" not in truth_sides("CT", [{"kind": "sdh_acute", "side": "left"},
-                                                               {"kind": "ivh", "side": None}])
+    assert "intracranial_hemorrhage" not in truth_sides(
+        "CT", [{"kind": "sdh_acute", "side": "left"}, {"kind": "ivh", "side": None}]
+    )
 
 
 def test_generalisation_table_has_both_banks(tmp_path, capsys):

@@ -1,4 +1,5 @@
 """The workflow's skeleton: schema validation, profiles dry-run, CLI help, atomic outputs."""
+
 import copy
 import os
 import subprocess
@@ -24,15 +25,18 @@ def test_default_config_is_valid():
     assert cfg["run"] == "demo"
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda c: c["synth"].__setitem__("n_studis", 3), "n_studis"),
-    (lambda c: c["synth"].__setitem__("n_studies", "many"), "synth.n_studies"),
-    (lambda c: c["splits"].__setitem__("cutoff", "June 2023"), "splits.cutoff"),
-    (lambda c: c.__setitem__("colour", "red"), "colour"),
-    (lambda c: c["labels"].__setitem__("extractor", "regex"), "labels.extractor"),
-    (lambda c: c["pretrain"].__setitem__("export", "ema"), "pretrain.export"),
-    (lambda c: c["pretrain"].pop("export"), "export"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda c: c["synth"].__setitem__("n_studis", 3), "n_studis"),
+        (lambda c: c["synth"].__setitem__("n_studies", "many"), "synth.n_studies"),
+        (lambda c: c["splits"].__setitem__("cutoff", "June 2023"), "splits.cutoff"),
+        (lambda c: c.__setitem__("colour", "red"), "colour"),
+        (lambda c: c["labels"].__setitem__("extractor", "regex"), "labels.extractor"),
+        (lambda c: c["pretrain"].__setitem__("export", "ema"), "pretrain.export"),
+        (lambda c: c["pretrain"].pop("export"), "export"),
+    ],
+)
 def test_schema_names_the_bad_key(mutate, needle):
     cfg = copy.deepcopy(load_config(ROOT / "config.yaml"))
     mutate(cfg)
@@ -72,8 +76,12 @@ def test_cli_help(sub):
 
 
 def test_cli_set_override_is_validated():
-    res = subprocess.run([sys.executable, "-m", "neurovfm.cli", "check-config", "--set", "synth.n_studies=abc"],
-                         capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "neurovfm.cli", "check-config", "--set", "synth.n_studies=abc"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert res.returncode == 2
     assert "synth.n_studies" in res.stderr
 

@@ -4,6 +4,7 @@ A phantom is a function of LPS position (so any orientation, obliquity or gantry
 anatomy): air outside an ellipsoidal head, a skull shell, brain, and a small dense blob. Volumes are
 returned as float32 [k, j, i] with the voxel (i, j, k) -> LPS affine of ``series.csv``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def head(xyz: np.ndarray, modality: str = "CT") -> np.ndarray:
     out = np.full(xyz.shape[1:], vals["air"], dtype=np.float32)
     out[rho < 1.0] = vals["skull"]
     out[rho < inner] = vals["brain"]
-    blob = ((xyz[0] - 20) ** 2 + (xyz[1] + 10) ** 2 + (xyz[2] - 15) ** 2) < 15.0 ** 2
+    blob = ((xyz[0] - 20) ** 2 + (xyz[1] + 10) ** 2 + (xyz[2] - 15) ** 2) < 15.0**2
     out[blob & (rho < inner)] = vals["blob"]
     return out
 
@@ -90,8 +91,13 @@ def volume(acq: Acquisition, modality: str = "CT", noise: float = 0.0, seed: int
     return out, affine
 
 
-def write_dicom_series(folder: str | Path, array: np.ndarray, affine: np.ndarray, modality: str,
-                       uid_prefix: str = "1.2.826.0.1.3680043.8.498.") -> list[Path]:
+def write_dicom_series(
+    folder: str | Path,
+    array: np.ndarray,
+    affine: np.ndarray,
+    modality: str,
+    uid_prefix: str = "1.2.826.0.1.3680043.8.498.",
+) -> list[Path]:
     """Write ``array`` ([k, j, i], HU for CT) as uncompressed 16-bit DICOM slices; returns the paths in order."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -117,7 +123,10 @@ def write_dicom_series(folder: str | Path, array: np.ndarray, affine: np.ndarray
         ds.InstanceNumber = k + 1
         ds.ImageOrientationPatient = [round(float(v), 6) for v in (*col_dir, *row_dir)]
         ds.ImagePositionPatient = [round(float(v), 4) for v in affine[:3, 3] + k * affine[:3, 2]]
-        ds.PixelSpacing = [round(float(np.linalg.norm(affine[:3, 1])), 6), round(float(np.linalg.norm(affine[:3, 0])), 6)]
+        ds.PixelSpacing = [
+            round(float(np.linalg.norm(affine[:3, 1])), 6),
+            round(float(np.linalg.norm(affine[:3, 0])), 6),
+        ]
         ds.Rows, ds.Columns = int(array.shape[1]), int(array.shape[2])
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0

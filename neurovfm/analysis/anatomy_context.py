@@ -20,6 +20,7 @@ on the validation split's (patients never cross); R^2 per target and their mean,
 resampling validation patients, and each encoder's paired difference from the ``reference`` encoder (random
 weights) on the same resamples.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,12 +44,13 @@ BASELINES = ("positions", "intensity", "raw")
 @dataclass
 class Views:
     """Sampled tokens of oriented views: the probe's inputs and targets."""
-    patches: np.ndarray     # [n, P] float32 voxels of each token (normalised as in pretraining)
-    coords: np.ndarray      # [n, 3] int, coordinates in the oriented grid
-    target: np.ndarray      # [n, 3] float, native mm (|x|, y, z) of the token centre
-    group: np.ndarray       # [n] object, the patient (study) of each token
-    modality: np.ndarray    # [n] object
-    features: dict          # encoder name -> [n, D] float32 frozen features of the tokens
+
+    patches: np.ndarray  # [n, P] float32 voxels of each token (normalised as in pretraining)
+    coords: np.ndarray  # [n, 3] int, coordinates in the oriented grid
+    target: np.ndarray  # [n, 3] float, native mm (|x|, y, z) of the token centre
+    group: np.ndarray  # [n] object, the patient (study) of each token
+    modality: np.ndarray  # [n] object
+    features: dict  # encoder name -> [n, D] float32 frozen features of the tokens
 
 
 def token_native_coords(entry: dict, spacing, patch, native_to_lps: np.ndarray) -> np.ndarray:
@@ -72,9 +74,20 @@ def orient_grid(values: np.ndarray, flips, swap: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def collect_views(dataset, positions: list[int], poses: dict, encoders: dict, patch, n_views: int,
-                  tokens_per_view: int, flip_p: float, swap_p: float, seed: int, device: str = "cpu",
-                  progress=None) -> tuple[Views, list[dict]]:
+def collect_views(
+    dataset,
+    positions: list[int],
+    poses: dict,
+    encoders: dict,
+    patch,
+    n_views: int,
+    tokens_per_view: int,
+    flip_p: float,
+    swap_p: float,
+    seed: int,
+    device: str = "cpu",
+    progress=None,
+) -> tuple[Views, list[dict]]:
     """Oriented views of the volumes at ``positions`` of ``dataset`` (one channel each: the MRI, or the CT
     window the dataset was opened with), each encoded whole (all its foreground tokens are the context) by every
     encoder of ``encoders`` (name -> frozen module); up to ``tokens_per_view`` foreground tokens of each view are
@@ -114,12 +127,14 @@ def collect_views(dataset, positions: list[int], poses: dict, encoders: dict, pa
             progress.update()
     if not parts:
         raise ValueError("no volume could be sampled: " + ", ".join(sorted({s["reason"] for s in skipped})))
-    views = Views(patches=np.concatenate([p[0] for p in parts]).astype(np.float32),
-                  coords=np.concatenate([p[1] for p in parts]).astype(int),
-                  target=np.concatenate([np.c_[np.abs(p[2][:, 0]), p[2][:, 1], p[2][:, 2]] for p in parts]),
-                  group=np.concatenate([np.full(len(p[0]), p[3]["study_id"], object) for p in parts]),
-                  modality=np.concatenate([np.full(len(p[0]), p[3]["modality"], object) for p in parts]),
-                  features={name: np.concatenate(f).astype(np.float32) for name, f in feats.items()})
+    views = Views(
+        patches=np.concatenate([p[0] for p in parts]).astype(np.float32),
+        coords=np.concatenate([p[1] for p in parts]).astype(int),
+        target=np.concatenate([np.c_[np.abs(p[2][:, 0]), p[2][:, 1], p[2][:, 2]] for p in parts]),
+        group=np.concatenate([np.full(len(p[0]), p[3]["study_id"], object) for p in parts]),
+        modality=np.concatenate([np.full(len(p[0]), p[3]["modality"], object) for p in parts]),
+        features={name: np.concatenate(f).astype(np.float32) for name, f in feats.items()},
+    )
     return views, skipped
 
 
@@ -147,8 +162,9 @@ def ridge_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     return model.predict(x_test)
 
 
-def grouped_r2(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n_boot: int, seed: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def grouped_r2(
+    y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """R^2 per target [T] on all tokens, and its replicates [n_boot, T] when whole patients are resampled.
 
     Per patient the sums n, sum y, sum y^2 and the residual sum of squares are kept, so each replicate is a
@@ -170,8 +186,7 @@ def grouped_r2(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, n_boot: int,
     return r2(np.ones(n_groups)), r2(weights.astype(float))
 
 
-def score(train_x: np.ndarray, train: Views, test_x: np.ndarray, test: Views, alphas, n_boot: int, seed: int
-          ) -> dict:
+def score(train_x: np.ndarray, train: Views, test_x: np.ndarray, test: Views, alphas, n_boot: int, seed: int) -> dict:
     """Per modality: (point R^2 [T], replicates [n_boot, T]) of a ridge readout trained on train tokens."""
     out = {}
     for mod in sorted(set(test.modality)):
@@ -194,8 +209,14 @@ def summary_rows(scores: dict, reference: str, alpha: float) -> list[dict]:
             for t, label in enumerate((*TARGETS, "mean")):
                 pick = (lambda a: a[..., t]) if label != "mean" else (lambda a: a.mean(-1))
                 lo, hi = percentile_ci(pick(reps)[:, None], alpha)
-                row = {"encoder": name, "modality": mod, "target": label, "r2": float(pick(point)),
-                       "lo": float(lo[0]), "hi": float(hi[0])}
+                row = {
+                    "encoder": name,
+                    "modality": mod,
+                    "target": label,
+                    "r2": float(pick(point)),
+                    "lo": float(lo[0]),
+                    "hi": float(hi[0]),
+                }
                 if ref is not None and name != reference:
                     d = pick(reps) - pick(ref[1])
                     dlo, dhi = percentile_ci(d[:, None], alpha)

@@ -9,14 +9,22 @@ Regions (codes index :data:`REGIONS`): brain tissue (grey + white matter fractio
 (:func:`neurovfm.synth.anatomy.lobe_of`): frontal, parietal, temporal, occipital, deep grey (basal ganglia, the
 stand-in for insula / hippocampus), cerebellum, brainstem; everything else is ``non_brain`` (0).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
 
 REGIONS = ("non_brain", "frontal", "parietal", "temporal", "occipital", "deep_grey", "cerebellum", "brainstem")
-LOBE_NAMES = {"frontal lobe": 1, "parietal lobe": 2, "temporal lobe": 3, "occipital lobe": 4, "basal ganglia": 5,
-              "cerebellum": 6, "posterior fossa": 7}
+LOBE_NAMES = {
+    "frontal lobe": 1,
+    "parietal lobe": 2,
+    "temporal lobe": 3,
+    "occipital lobe": 4,
+    "basal ganglia": 5,
+    "cerebellum": 6,
+    "posterior fossa": 7,
+}
 _ZYX_FROM_XYZ = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
 
 
@@ -26,13 +34,13 @@ def lobe_codes(x, y, z) -> np.ndarray:
 
     x, y, z = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float))
     ax = np.abs(x)
-    out = np.full(x.shape, 2, np.int8)                                   # parietal: what is left
-    out[y < -8] = 1                                                      # frontal
-    out[(z < 2) & (ax > 28) & (y > -20)] = 3                             # temporal
-    out[y > 68] = 4                                                      # occipital
-    out[(ax > 8) & (ax < 32) & (y > -22) & (y < 12) & (z > -8) & (z < 16)] = 5   # deep grey
+    out = np.full(x.shape, 2, np.int8)  # parietal: what is left
+    out[y < -8] = 1  # frontal
+    out[(z < 2) & (ax > 28) & (y > -20)] = 3  # temporal
+    out[y > 68] = 4  # occipital
+    out[(ax > 8) & (ax < 32) & (y > -22) & (y < 12) & (z > -8) & (z < 16)] = 5  # deep grey
     fossa = _fossa(y, z)
-    out[fossa] = np.where(ax[fossa] > 8, 6, 7)                          # cerebellum / brainstem
+    out[fossa] = np.where(ax[fossa] > 8, 6, 7)  # cerebellum / brainstem
     return out
 
 
@@ -72,8 +80,16 @@ def volume_to_template(entry: dict, spacing, native_to_lps: np.ndarray, anat) ->
 def sample(template: np.ndarray, affine: np.ndarray, shape, order: int = 0) -> np.ndarray:
     """``template`` (Z, Y, X) resampled onto a volume of ``shape`` whose index -> template-index map is
     ``affine``; outside the template: 0."""
-    return ndi.affine_transform(template, affine[:3, :3], offset=affine[:3, 3], output_shape=tuple(shape),
-                                order=order, mode="constant", cval=0, prefilter=False)
+    return ndi.affine_transform(
+        template,
+        affine[:3, :3],
+        offset=affine[:3, 3],
+        output_shape=tuple(shape),
+        order=order,
+        mode="constant",
+        cval=0,
+        prefilter=False,
+    )
 
 
 def token_majority(labels: np.ndarray, patch, n_codes: int = len(REGIONS)) -> np.ndarray:

@@ -5,6 +5,7 @@ brain clusters per encoder (Extended Data Fig. 13e). Volumes are chosen with the
 Table rows (``anatomy.csv``): ``analysis`` (matching | kmeans), ``encoder``, ``metric``, ``group``, ``value``,
 ``lo``, ``hi`` (95% percentile bootstrap over pairs / volumes), ``n``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,11 @@ def select_volumes(meta: list[dict], acfg: dict, seed: int) -> dict[str, list[in
     for o in ("axial", "coronal", "sagittal"):
         cand = [i for i, m in enumerate(meta) if m["modality"] == "MR" and m["orientation"] == o]
         km += _spread(meta, cand, int(acfg["kmeans"]["per_orientation"]), seed)
-    return {"tsne": _spread(meta, mr_t1, int(acfg["tsne"]["n_volumes"]), seed),
-            "matching": _spread(meta, match, int(acfg["matching"]["n_volumes"]), seed), "kmeans": km}
+    return {
+        "tsne": _spread(meta, mr_t1, int(acfg["tsne"]["n_volumes"]), seed),
+        "matching": _spread(meta, match, int(acfg["matching"]["n_volumes"]), seed),
+        "kmeans": km,
+    }
 
 
 class VolumeAnatomy:
@@ -94,12 +98,21 @@ def _ci_rows(values, analysis, encoder, metric, group, n_boot, seed, alpha):
     v = np.asarray(values, float)
     reps = np.array([v[idx].mean() for idx in bootstrap_indices(len(v), n_boot, seed)])
     lo, hi = percentile_ci(reps[:, None], alpha)
-    return {"analysis": analysis, "encoder": encoder, "metric": metric, "group": group, "value": float(v.mean()),
-            "lo": float(lo[0]), "hi": float(hi[0]), "n": len(v)}
+    return {
+        "analysis": analysis,
+        "encoder": encoder,
+        "metric": metric,
+        "group": group,
+        "value": float(v.mean()),
+        "lo": float(lo[0]),
+        "hi": float(hi[0]),
+        "n": len(v),
+    }
 
 
-def run_anatomy(cfg: dict, encoders: dict, shard_index, stats_json, feature_indices: dict, truth_dir,
-                device: str = "cpu") -> dict:
+def run_anatomy(
+    cfg: dict, encoders: dict, shard_index, stats_json, feature_indices: dict, truth_dir, device: str = "cpu"
+) -> dict:
     """``encoders``: name -> encoder.pt (None for random); ``feature_indices``: name -> the split's feature
     index. Returns ``{"table", "tsne", "matching", "kmeans"}`` DataFrames (the latter three for the figures)."""
     import torch
@@ -139,12 +152,22 @@ def run_anatomy(cfg: dict, encoders: dict, shard_index, stats_json, feature_indi
             nq = int(m["queries"].sum())
             if nq == 0:
                 continue
-            per_pair.append({"encoder": enc, "a": meta[ia]["series_id"], "b": meta[ib]["series_id"],
-                             "acq_a": f"{meta[ia]['modality']} {meta[ia]['sequence']} {meta[ia]['orientation']}",
-                             "acq_b": f"{meta[ib]['modality']} {meta[ib]['sequence']} {meta[ib]['orientation']}",
-                             "queries": nq, "accuracy": m["matches"].sum() / nq, "chance": m["chance"] / nq,
-                             **{f"acc:{ar.REGIONS[r]}": (m["matches"][r] / m["queries"][r] if m["queries"][r]
-                                                         else np.nan) for r in range(1, len(ar.REGIONS))}})
+            per_pair.append(
+                {
+                    "encoder": enc,
+                    "a": meta[ia]["series_id"],
+                    "b": meta[ib]["series_id"],
+                    "acq_a": f"{meta[ia]['modality']} {meta[ia]['sequence']} {meta[ia]['orientation']}",
+                    "acq_b": f"{meta[ib]['modality']} {meta[ib]['sequence']} {meta[ib]['orientation']}",
+                    "queries": nq,
+                    "accuracy": m["matches"].sum() / nq,
+                    "chance": m["chance"] / nq,
+                    **{
+                        f"acc:{ar.REGIONS[r]}": (m["matches"][r] / m["queries"][r] if m["queries"][r] else np.nan)
+                        for r in range(1, len(ar.REGIONS))
+                    },
+                }
+            )
         pp = pd.DataFrame(per_pair)
         match_rows.append(pp)
         for metric in ("accuracy", "chance"):
@@ -164,21 +187,43 @@ def run_anatomy(cfg: dict, encoders: dict, shard_index, stats_json, feature_indi
         for i in sel["kmeans"]:
             image = dataset[i]["image"][0].numpy()
             fg = mr_foreground(np.asarray(dataset.reader.channel(i, "mri")))
-            cmap = dense_clusters(encode, image, fg, va.patch, acfg["kmeans"]["stride_vox"], int(acfg["kmeans"]["k"]),
-                                  float(cfg["preprocess"]["token_foreground_fraction"]),
-                                  int(acfg["kmeans"]["n_init"]), seed)
+            cmap = dense_clusters(
+                encode,
+                image,
+                fg,
+                va.patch,
+                acfg["kmeans"]["stride_vox"],
+                int(acfg["kmeans"]["k"]),
+                float(cfg["preprocess"]["token_foreground_fraction"]),
+                int(acfg["kmeans"]["n_init"]),
+                seed,
+            )
             best, ious = best_cluster(cmap, va.brain[i], int(acfg["kmeans"]["k"]))
-            km_rows.append({"encoder": enc, "series_id": meta[i]["series_id"], "orientation": meta[i]["orientation"],
-                            "sequence": meta[i]["sequence"], "best_cluster": best, "iou": ious[best],
-                            "cluster_map": cmap, "brain": va.brain[i]})
-        kd = pd.DataFrame([{k: v for k, v in r.items() if k not in ("cluster_map", "brain")}
-                           for r in km_rows if r["encoder"] == enc])
+            km_rows.append(
+                {
+                    "encoder": enc,
+                    "series_id": meta[i]["series_id"],
+                    "orientation": meta[i]["orientation"],
+                    "sequence": meta[i]["sequence"],
+                    "best_cluster": best,
+                    "iou": ious[best],
+                    "cluster_map": cmap,
+                    "brain": va.brain[i],
+                }
+            )
+        kd = pd.DataFrame(
+            [{k: v for k, v in r.items() if k not in ("cluster_map", "brain")} for r in km_rows if r["encoder"] == enc]
+        )
         rows.append(_ci_rows(kd["iou"], "kmeans", enc, "iou", "all", n_boot, seed, alpha))
         for o, g in kd.groupby("orientation"):
             rows.append(_ci_rows(g["iou"], "kmeans", enc, "iou", o, n_boot, seed, alpha))
     dataset.reader.close()
-    return {"table": pd.DataFrame(rows, columns=TABLE_COLUMNS), "tsne": tsne_rows,
-            "matching": pd.concat(match_rows, ignore_index=True), "kmeans": km_rows}
+    return {
+        "table": pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        "tsne": tsne_rows,
+        "matching": pd.concat(match_rows, ignore_index=True),
+        "kmeans": km_rows,
+    }
 
 
 def truth_by_study(cfg: dict, truth_dir) -> dict:
@@ -198,5 +243,6 @@ def _tsne(feats, regions, volumes, tcfg: dict, seed: int) -> pd.DataFrame:
     keep = np.sort(rng.choice(len(x), min(len(x), int(tcfg["max_tokens"])), replace=False))
     perplexity = min(float(tcfg["perplexity"]), (len(keep) - 1) / 3.0)
     emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x[keep])
-    return pd.DataFrame({"x": emb[:, 0], "y": emb[:, 1], "region": [ar.REGIONS[r] for r in reg[keep]],
-                         "volume": vol[keep]})
+    return pd.DataFrame(
+        {"x": emb[:, 0], "y": emb[:, 1], "region": [ar.REGIONS[r] for r in reg[keep]], "volume": vol[keep]}
+    )

@@ -8,6 +8,7 @@ token features. If the diagnostic cannot score this encoder above random weights
 diagnostic is blind; if it can, a pretrained encoder that stays at random's level has not learned what context
 tells about position. Written as an ``encoder.pt`` like pretraining's, so every feature and probe tool loads it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,9 +45,21 @@ def crop_sample(dataset, i: int, pose, patch, max_crop, flip_p: float, swap_p: f
     return patches[keep], coords[keep], np.c_[np.abs(nat[:, 0]), nat[:, 1], nat[:, 2]]
 
 
-def train_anatomy_encoder(model_cfg: dict, dataset, positions: list[int], poses: dict, steps: int, batch_size: int,
-                          lr: float, weight_decay: float, max_crop, flip_p: float, swap_p: float, seed: int,
-                          device: str = "cpu") -> tuple[torch.nn.Module, list[float]]:
+def train_anatomy_encoder(
+    model_cfg: dict,
+    dataset,
+    positions: list[int],
+    poses: dict,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    max_crop,
+    flip_p: float,
+    swap_p: float,
+    seed: int,
+    device: str = "cpu",
+) -> tuple[torch.nn.Module, list[float]]:
     """Train encoder + linear head on the volumes at ``positions`` (those with a pose); returns the encoder and
     the loss per step. AdamW, linear warm-up over the first tenth, cosine decay."""
     from neurovfm.jepa.build import build_models
@@ -62,8 +75,12 @@ def train_anatomy_encoder(model_cfg: dict, dataset, positions: list[int], poses:
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     # target standardisation from a first pass over a sample of crops
-    probe = [crop_sample(dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p, swap_p,
-                         rng)[2] for i in rng.choice(usable, size=min(32, len(usable)), replace=False)]
+    probe = [
+        crop_sample(dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p, swap_p, rng)[
+            2
+        ]
+        for i in rng.choice(usable, size=min(32, len(usable)), replace=False)
+    ]
     mean, std = np.concatenate(probe).mean(0), np.concatenate(probe).std(0)
     mean_t, std_t = (torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std))
     warm = max(1, steps // 10)
@@ -76,12 +93,17 @@ def train_anatomy_encoder(model_cfg: dict, dataset, positions: list[int], poses:
             scale = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
         for g in opt.param_groups:
             g["lr"] = lr * scale
-        batch = [crop_sample(dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p,
-                             swap_p, rng) for i in rng.choice(usable, size=batch_size)]
+        batch = [
+            crop_sample(
+                dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p, swap_p, rng
+            )
+            for i in rng.choice(usable, size=batch_size)
+        ]
         batch = [b for b in batch if len(b[0])]
         cu, max_len = cu_seqlens_from_lengths([len(b[0]) for b in batch], device=device)
-        x = encoder(torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu,
-                    max_len)
+        x = encoder(
+            torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu, max_len
+        )
         y = torch.as_tensor(np.concatenate([b[2] for b in batch]), dtype=torch.float32, device=device)
         y = (y - mean_t) / std_t
         loss = F.mse_loss(head(x), y)

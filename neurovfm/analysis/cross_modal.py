@@ -13,6 +13,7 @@ equivalence band (paper: +/- 0.05 AUROC):
 * ``inconclusive`` -- anything else (the CI crosses a band edge);
 * ``not_evaluable`` -- too few positives or negatives in the target test set.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -56,10 +57,20 @@ def verdict(lo: float, hi: float, band: float) -> str:
     return "inconclusive"
 
 
-def cross_modal_deltas(native_scores, transferred_scores, labels, class_names: Sequence[str],
-                       source: str, target: str, source_names: Sequence[str] | None = None,
-                       band: float = 0.05, n_boot: int = 10_000, seed: int = 0, min_pos: int = 10,
-                       alpha: float = 0.05) -> pd.DataFrame:
+def cross_modal_deltas(
+    native_scores,
+    transferred_scores,
+    labels,
+    class_names: Sequence[str],
+    source: str,
+    target: str,
+    source_names: Sequence[str] | None = None,
+    band: float = 0.05,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    min_pos: int = 10,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Delta AUROC (transferred - native) per shared diagnosis on the target modality's test studies.
 
     ``native_scores`` / ``transferred_scores`` / ``labels``: [n_target_test, n_shared], columns in the
@@ -68,13 +79,23 @@ def cross_modal_deltas(native_scores, transferred_scores, labels, class_names: S
     with target diagnosis j. Columns: ``source, target, source_label, label, n_pos, n_neg, status,
     auroc_transferred, auroc_native, delta, delta_lo, delta_hi, band, verdict``.
     """
-    df = paired_auroc_difference(transferred_scores, native_scores, labels, n_boot=n_boot, seed=seed,
-                                 class_names=list(class_names), min_pos=min_pos, alpha=alpha)
+    df = paired_auroc_difference(
+        transferred_scores,
+        native_scores,
+        labels,
+        n_boot=n_boot,
+        seed=seed,
+        class_names=list(class_names),
+        min_pos=min_pos,
+        alpha=alpha,
+    )
     df = df.rename(columns={"auroc_a": "auroc_transferred", "auroc_b": "auroc_native"})
     df.insert(0, "source_label", list(source_names) if source_names is not None else list(class_names))
     df.insert(0, "target", _MODALITY[target.upper()])
     df.insert(0, "source", _MODALITY[source.upper()])
     df["band"] = band
-    df["verdict"] = [verdict(lo, hi, band) if st == "ok" else "not_evaluable"
-                     for lo, hi, st in zip(df["delta_lo"], df["delta_hi"], df["status"])]
+    df["verdict"] = [
+        verdict(lo, hi, band) if st == "ok" else "not_evaluable"
+        for lo, hi, st in zip(df["delta_lo"], df["delta_hi"], df["status"])
+    ]
     return df

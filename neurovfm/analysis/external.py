@@ -20,6 +20,7 @@ Per dataset:
 4. :func:`frozen_transfer` -- the fold models fitted on dataset A applied unchanged to all of dataset B
    and ensembled the same way (paper: the ADNI-trained classifier on AIBL and OASIS-1).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, dict], tuple]
 @dataclass
 class Split:
     """Study indices of the held-out test set and of each fold's (train, val) development studies."""
+
     test: np.ndarray
     folds: list
     subjects: np.ndarray  # subject id of every study
@@ -91,8 +93,15 @@ def stratification_targets(y, subjects, task: str, n_bins: int = 5) -> tuple[np.
     return subj, (b[:, None] == np.arange(len(edges) + 1)[None, :]).astype(int)
 
 
-def make_split(y, subjects, task: str = CLASSIFICATION, test_fraction: float = 0.2, n_folds: int = 8,
-               n_bins: int = 5, seed: int = 0) -> Split:
+def make_split(
+    y,
+    subjects,
+    task: str = CLASSIFICATION,
+    test_fraction: float = 0.2,
+    n_folds: int = 8,
+    n_bins: int = 5,
+    seed: int = 0,
+) -> Split:
     """Subject-grouped, iteratively stratified test hold-out and development folds (study indices)."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
@@ -109,8 +118,11 @@ def make_split(y, subjects, task: str = CLASSIFICATION, test_fraction: float = 0
     study_of = {s: np.flatnonzero(subjects == s) for s in subj}
 
     def studies(subject_rows) -> np.ndarray:
-        return np.sort(np.concatenate([study_of[s] for s in subj[subject_rows]])) if len(subject_rows) else \
-            np.zeros(0, int)
+        return (
+            np.sort(np.concatenate([study_of[s] for s in subj[subject_rows]]))
+            if len(subject_rows)
+            else np.zeros(0, int)
+        )
 
     folds = [(studies(dev_s[tr]), studies(dev_s[va])) for tr, va in kf.split(X[dev_s], M[dev_s])]
     return Split(test=studies(test_s), folds=folds, subjects=subjects)
@@ -136,9 +148,18 @@ def selection_score(scores, y, task: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def evaluate_predictions(scores, y, subjects, task: str, class_names: Sequence[str] | None = None,
-                         thresholds=None, n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05,
-                         chunk: int = 256) -> pd.DataFrame:
+def evaluate_predictions(
+    scores,
+    y,
+    subjects,
+    task: str,
+    class_names: Sequence[str] | None = None,
+    thresholds=None,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    chunk: int = 256,
+) -> pd.DataFrame:
     """Test metrics with subject-level percentile CIs (columns ``METRIC_COLUMNS``).
 
     Classification: ``auroc`` per class, and ``balanced_accuracy`` per class when ``thresholds`` [K]
@@ -153,27 +174,38 @@ def evaluate_predictions(scores, y, subjects, task: str, class_names: Sequence[s
     n_subj = len(np.unique(subjects))
     if task == REGRESSION:
         err = S[:, 0] - Y[:, 0]
-        stats = {"mae": (np.abs(err), False), "rmse": (err ** 2, True)}
+        stats = {"mae": (np.abs(err), False), "rmse": (err**2, True)}
         reps = {m: np.empty(n_boot) for m in stats}
         start = 0
         for counts in cluster_count_chunks(subjects, n_boot, seed, chunk):
             tot = counts.sum(axis=0)
             for m, (v, sq) in stats.items():
                 r = (v @ counts) / tot
-                reps[m][start:start + counts.shape[1]] = np.sqrt(r) if sq else r
+                reps[m][start : start + counts.shape[1]] = np.sqrt(r) if sq else r
             start += counts.shape[1]
         rows = []
         for m, (v, sq) in stats.items():
             lo, hi = percentile_ci(reps[m][:, None], alpha)
             val = float(np.sqrt(v.mean()) if sq else v.mean())
-            rows.append({"metric": m, "label": names[0], "value": val, "lo": lo[0], "hi": hi[0],
-                         "n_studies": n, "n_subjects": n_subj})
+            rows.append(
+                {
+                    "metric": m,
+                    "label": names[0],
+                    "value": val,
+                    "lo": lo[0],
+                    "hi": hi[0],
+                    "n_studies": n,
+                    "n_subjects": n_subj,
+                }
+            )
         return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
     Yb = Y.astype(bool)
     thr = None if thresholds is None else np.asarray(thresholds, float).ravel()
-    engines = [SubsetAUROC(S[:, j], Yb[:, j], np.ones((1, n), bool))
-               if Yb[:, j].any() and (~Yb[:, j]).any() else None for j in range(k)]
+    engines = [
+        SubsetAUROC(S[:, j], Yb[:, j], np.ones((1, n), bool)) if Yb[:, j].any() and (~Yb[:, j]).any() else None
+        for j in range(k)
+    ]
     au = np.full((n_boot, k), np.nan)
     ba = np.full((n_boot, k), np.nan)
     start = 0
@@ -182,27 +214,45 @@ def evaluate_predictions(scores, y, subjects, task: str, class_names: Sequence[s
         for j, eng in enumerate(engines):
             if eng is None:
                 continue
-            au[start:start + m, j] = eng(counts)[:, 0]
+            au[start : start + m, j] = eng(counts)[:, 0]
             if thr is not None:
                 pred = S[:, j] >= thr[j]
                 wp, wn = Yb[:, j] @ counts, (~Yb[:, j]) @ counts
                 with np.errstate(divide="ignore", invalid="ignore"):
                     sens = np.where(wp > 0, (Yb[:, j] & pred) @ counts / wp, np.nan)
                     spec = np.where(wn > 0, (~Yb[:, j] & ~pred) @ counts / wn, np.nan)
-                ba[start:start + m, j] = 0.5 * (sens + spec)
+                ba[start : start + m, j] = 0.5 * (sens + spec)
         start += m
     rows = []
     au_lo, au_hi = percentile_ci(au, alpha)
     ba_lo, ba_hi = percentile_ci(ba, alpha)
     for j, name in enumerate(names):
-        rows.append({"metric": "auroc", "label": name, "value": auroc(S[:, j], Yb[:, j]), "lo": au_lo[j],
-                     "hi": au_hi[j], "n_studies": n, "n_subjects": n_subj})
+        rows.append(
+            {
+                "metric": "auroc",
+                "label": name,
+                "value": auroc(S[:, j], Yb[:, j]),
+                "lo": au_lo[j],
+                "hi": au_hi[j],
+                "n_studies": n,
+                "n_subjects": n_subj,
+            }
+        )
         if thr is not None:
             pred = S[:, j] >= thr[j]
             sens = (Yb[:, j] & pred).sum() / max(Yb[:, j].sum(), 1)
             spec = (~Yb[:, j] & ~pred).sum() / max((~Yb[:, j]).sum(), 1)
-            rows.append({"metric": "balanced_accuracy", "label": name, "value": 0.5 * (sens + spec),
-                         "lo": ba_lo[j], "hi": ba_hi[j], "n_studies": n, "n_subjects": n_subj})
+            rows.append(
+                {
+                    "metric": "balanced_accuracy",
+                    "label": name,
+                    "value": 0.5 * (sens + spec),
+                    "lo": ba_lo[j],
+                    "hi": ba_hi[j],
+                    "n_studies": n,
+                    "n_subjects": n_subj,
+                }
+            )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
@@ -212,21 +262,33 @@ class ProtocolResult:
     split: Split
     task: str
     class_names: list
-    cv: pd.DataFrame              # setting, hparams (JSON), fold, val_score
+    cv: pd.DataFrame  # setting, hparams (JSON), fold, val_score
     best_setting: int
     best_hparams: dict
     fold_test_scores: np.ndarray  # [n_folds, n_test, K] of the chosen setting
-    test_scores: np.ndarray       # [n_test, K] ensemble (mean over folds)
-    oof_val_scores: np.ndarray    # [n_studies, K]; NaN outside development
+    test_scores: np.ndarray  # [n_test, K] ensemble (mean over folds)
+    oof_val_scores: np.ndarray  # [n_studies, K]; NaN outside development
     thresholds: np.ndarray | None
     metrics: pd.DataFrame
     extra: dict = field(default_factory=dict)
 
 
-def run_protocol(fit_predict: FitPredict, y, subjects, grid: Sequence[dict], task: str = CLASSIFICATION,
-                 class_names: Sequence[str] | None = None, test_fraction: float = 0.2, n_folds: int = 8,
-                 n_bins: int = 5, seed: int = 0, n_boot: int = 10_000, alpha: float = 0.05,
-                 split: Split | None = None, progress_every_s: float = 10.0) -> ProtocolResult:
+def run_protocol(
+    fit_predict: FitPredict,
+    y,
+    subjects,
+    grid: Sequence[dict],
+    task: str = CLASSIFICATION,
+    class_names: Sequence[str] | None = None,
+    test_fraction: float = 0.2,
+    n_folds: int = 8,
+    n_bins: int = 5,
+    seed: int = 0,
+    n_boot: int = 10_000,
+    alpha: float = 0.05,
+    split: Split | None = None,
+    progress_every_s: float = 10.0,
+) -> ProtocolResult:
     """The whole protocol for one dataset (see the module docstring). ``y``: [n] or [n, K] targets
     of every study; ``subjects``: [n] subject ids; ``grid``: hyper-parameter settings (dicts) passed
     to ``fit_predict``. ``split`` overrides :func:`make_split` (e.g. a saved split)."""
@@ -247,8 +309,14 @@ def run_protocol(fit_predict: FitPredict, y, subjects, grid: Sequence[dict], tas
             vs, ts = _as_scores(vs, len(va)), _as_scores(ts, len(test))
             val_full[va] = vs
             tests.append(ts)
-            rows.append({"setting": si, "hparams": json.dumps(hp, sort_keys=True), "fold": fi,
-                         "val_score": selection_score(vs, Y[va], task)})
+            rows.append(
+                {
+                    "setting": si,
+                    "hparams": json.dumps(hp, sort_keys=True),
+                    "fold": fi,
+                    "val_score": selection_score(vs, Y[va], task),
+                }
+            )
             prog.update()
         fold_tests.append(np.stack(tests))
         oof.append(val_full)
@@ -260,12 +328,18 @@ def run_protocol(fit_predict: FitPredict, y, subjects, grid: Sequence[dict], tas
     dev = np.concatenate([va for _, va in sp_.folds])
     thr = select_thresholds(oof[best][dev], Y[dev]) if task == CLASSIFICATION else None
     metrics = evaluate_predictions(ens, Y[test], sp_.subjects[test], task, names, thr, n_boot, seed, alpha)
-    return ProtocolResult(sp_, task, names, cv, best, dict(grid[best]), fold_tests[best], ens, oof[best],
-                          thr, metrics)
+    return ProtocolResult(sp_, task, names, cv, best, dict(grid[best]), fold_tests[best], ens, oof[best], thr, metrics)
 
 
-def frozen_transfer(predict_fold: Callable[[int, dict], np.ndarray], result: ProtocolResult, y_b, subjects_b,
-                    n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> tuple[np.ndarray, pd.DataFrame]:
+def frozen_transfer(
+    predict_fold: Callable[[int, dict], np.ndarray],
+    result: ProtocolResult,
+    y_b,
+    subjects_b,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Apply the chosen fold models of ``result`` (dataset A) to every study of dataset B.
 
     ``predict_fold(fold, hparams)`` returns fold ``fold``'s scores [n_B(, K)] on dataset B (the model
@@ -273,8 +347,10 @@ def frozen_transfer(predict_fold: Callable[[int, dict], np.ndarray], result: Pro
     (balanced accuracy) are dataset A's. Returns ``(ensemble_scores, metrics)``.
     """
     n_b = len(np.asarray(subjects_b))
-    scores = np.stack([_as_scores(predict_fold(f, dict(result.best_hparams)), n_b)
-                       for f in range(len(result.split.folds))]).mean(axis=0)
-    metrics = evaluate_predictions(scores, y_b, subjects_b, result.task, result.class_names, result.thresholds,
-                                   n_boot, seed, alpha)
+    scores = np.stack(
+        [_as_scores(predict_fold(f, dict(result.best_hparams)), n_b) for f in range(len(result.split.folds))]
+    ).mean(axis=0)
+    metrics = evaluate_predictions(
+        scores, y_b, subjects_b, result.task, result.class_names, result.thresholds, n_boot, seed, alpha
+    )
     return scores, metrics

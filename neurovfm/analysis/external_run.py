@@ -10,6 +10,7 @@ Layout: ``work_dir`` (``results/{run}/external/{name}/benchmark/``) holds ``inge
 ``features/{encoder}/``, ``probes/{encoder}/{task}/`` (``fold{k}.pt``, ``predictions.csv``, ``cv.csv``);
 ``private_dir`` the ingest's private files.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,14 +44,30 @@ def prepare(cfg: dict, nifti_dir, csv, work_dir, private_dir, encoders: dict, st
     write_csv(pooled, table)
     key = resolve_key(cfg["deid"], cfg["run"])
     summary = run_ingest_nifti(str(nifti_dir), str(pooled), str(work / "ingest"), str(priv), cfg, key)
-    run_preprocess(work / "ingest" / "series.csv", priv / "files.csv", Path(nifti_dir), work / "shards", cfg,
-                   workers=1, kind="nifti")
+    run_preprocess(
+        work / "ingest" / "series.csv",
+        priv / "files.csv",
+        Path(nifti_dir),
+        work / "shards",
+        cfg,
+        workers=1,
+        kind="nifti",
+    )
     fcfg = cfg["features"]
     for name, pt in encoders.items():
         enc, mcfg = load_frozen(name, cfg, pt, seed=fcfg["seed"])
-        extract(enc, name, mcfg, {POOL: work / "shards" / POOL / "index.json"}, stats_json, work / "features" / name,
-                max_tokens=fcfg["max_tokens"], chunk_tokens=fcfg["chunk_tokens"], precision=fcfg["precision"],
-                progress_every_s=fcfg["progress_every_s"])
+        extract(
+            enc,
+            name,
+            mcfg,
+            {POOL: work / "shards" / POOL / "index.json"},
+            stats_json,
+            work / "features" / name,
+            max_tokens=fcfg["max_tokens"],
+            chunk_tokens=fcfg["chunk_tokens"],
+            precision=fcfg["precision"],
+            progress_every_s=fcfg["progress_every_s"],
+        )
     return summary
 
 
@@ -65,8 +82,13 @@ def study_table(work_dir) -> pd.DataFrame:
 def probe_settings(cfg: dict, task_type: str) -> dict:
     """The ``probes`` section with ``analysis.external.probe`` over it and the task type."""
     p = cfg["analysis"]["external"]["probe"]
-    return {**cfg["probes"], "epochs": p["epochs"], "grid": p["grid"], "max_train_tokens": p["max_train_tokens"],
-            "task": task_type}
+    return {
+        **cfg["probes"],
+        "epochs": p["epochs"],
+        "grid": p["grid"],
+        "max_train_tokens": p["max_train_tokens"],
+        "task": task_type,
+    }
 
 
 class FoldProbes:
@@ -95,12 +117,13 @@ class FoldProbes:
         key = json.dumps(hp, sort_keys=True)
         fold = self._calls.get(key, 0)
         self._calls[key] = fold + 1
-        fit = fit_probe(self.bags(train_idx, "train"), self.bags(val_idx, "val"), self.settings, hp,
-                        self.seed + fold)
+        fit = fit_probe(self.bags(train_idx, "train"), self.bags(val_idx, "val"), self.settings, hp, self.seed + fold)
         self.fits[(key, fold)] = fit
         m = int(self.settings["eval_max_tokens"])
-        return (fit.decode(predict(fit.model, self.bags(val_idx, "val"), m)),
-                fit.decode(predict(fit.model, self.bags(test_idx, "test"), m)))
+        return (
+            fit.decode(predict(fit.model, self.bags(val_idx, "val"), m)),
+            fit.decode(predict(fit.model, self.bags(test_idx, "test"), m)),
+        )
 
 
 def _save_folds(folder: Path, probes: FoldProbes, result, task_type: str) -> None:
@@ -110,12 +133,23 @@ def _save_folds(folder: Path, probes: FoldProbes, result, task_type: str) -> Non
     s = probes.settings
     for f in range(len(result.split.folds)):
         fit = probes.fits[(key, f)]
-        save_probe(folder / f"fold{f}.pt", fit.model,
-                   {"kind": s["kind"], "dim": probes.reader.dim, "class_names": probes.names, "hidden": s["hidden"],
-                    "attn_hidden": s["attn_hidden"], "hparams": result.best_hparams, "task": task_type,
-                    "target_scale": None if fit.target_scale is None else [np.asarray(v).tolist()
-                                                                         for v in fit.target_scale],
-                    "thresholds": None if result.thresholds is None else np.asarray(result.thresholds).tolist()})
+        save_probe(
+            folder / f"fold{f}.pt",
+            fit.model,
+            {
+                "kind": s["kind"],
+                "dim": probes.reader.dim,
+                "class_names": probes.names,
+                "hidden": s["hidden"],
+                "attn_hidden": s["attn_hidden"],
+                "hparams": result.best_hparams,
+                "task": task_type,
+                "target_scale": None
+                if fit.target_scale is None
+                else [np.asarray(v).tolist() for v in fit.target_scale],
+                "thresholds": None if result.thresholds is None else np.asarray(result.thresholds).tolist(),
+            },
+        )
 
 
 def _targets(studies: pd.DataFrame, names: list[str], task_type: str) -> np.ndarray:
@@ -123,8 +157,9 @@ def _targets(studies: pd.DataFrame, names: list[str], task_type: str) -> np.ndar
     return y[:, 0] if task_type == ex.REGRESSION else y.astype(int)
 
 
-def benchmark(cfg: dict, dataset: str, work_dir, encoders: list[str], transfer_dirs: dict | None = None,
-              seed: int = 0) -> pd.DataFrame:
+def benchmark(
+    cfg: dict, dataset: str, work_dir, encoders: list[str], transfer_dirs: dict | None = None, seed: int = 0
+) -> pd.DataFrame:
     """The protocol for every (encoder, task) of ``dataset``; rows of ``TABLE_COLUMNS``. ``transfer_dirs``:
     (source dataset, task) -> that dataset's ``benchmark`` folder, whose fold probes are applied here frozen."""
     import torch
@@ -146,30 +181,45 @@ def benchmark(cfg: dict, dataset: str, work_dir, encoders: list[str], transfer_d
         have = set(reader.study_ids)
         pool = studies[studies["study_id"].isin(have)].reset_index(drop=True)
         if len(pool) < len(studies):
-            log.warning("%s/%s: %d labelled studies without features are left out", dataset, enc,
-                        len(studies) - len(pool))
+            log.warning(
+                "%s/%s: %d labelled studies without features are left out", dataset, enc, len(studies) - len(pool)
+            )
         subjects = pool["patient_id"].to_numpy()
         for task, tcfg in dcfg["tasks"].items():
             names, kind = list(tcfg["labels"]), tcfg["type"]
             probes = FoldProbes(reader, pool, names, mods[0], probe_settings(cfg, kind), seed)
             grid = grid_candidates(ecfg["probe"]["grid"])
-            res = ex.run_protocol(probes, _targets(pool, names, kind), subjects, grid, kind, names,
-                                  float(ecfg["test_fraction"]), int(ecfg["n_folds"]), int(ecfg["regression_bins"]),
-                                  seed, int(an["n_boot"]), float(an["alpha"]),
-                                  progress_every_s=float(an["progress_every_s"]))
+            res = ex.run_protocol(
+                probes,
+                _targets(pool, names, kind),
+                subjects,
+                grid,
+                kind,
+                names,
+                float(ecfg["test_fraction"]),
+                int(ecfg["n_folds"]),
+                int(ecfg["regression_bins"]),
+                seed,
+                int(an["n_boot"]),
+                float(an["alpha"]),
+                progress_every_s=float(an["progress_every_s"]),
+            )
             out = work / "probes" / enc / task
             out.mkdir(parents=True, exist_ok=True)
             _save_folds(out, probes, res, kind)
             write_csv(out / "cv.csv", res.cv)
-            pred = pd.DataFrame({"study_id": pool["study_id"].iloc[res.split.test].to_numpy(),
-                                 "subject": subjects[res.split.test]})
+            pred = pd.DataFrame(
+                {"study_id": pool["study_id"].iloc[res.split.test].to_numpy(), "subject": subjects[res.split.test]}
+            )
             for j, n in enumerate(names):
                 pred[f"label:{n}"] = pool[n].iloc[res.split.test].to_numpy()
                 pred[f"score:{n}"] = res.test_scores[:, j]
             write_csv(out / "predictions.csv", pred)
             hp = json.dumps(res.best_hparams, sort_keys=True)
-            rows += [{"dataset": dataset, "trained_on": dataset, "encoder": enc, "task": task, **r, "hparams": hp}
-                     for r in res.metrics.to_dict("records")]
+            rows += [
+                {"dataset": dataset, "trained_on": dataset, "encoder": enc, "task": task, **r, "hparams": hp}
+                for r in res.metrics.to_dict("records")
+            ]
         for src in dcfg["transfer_from"]:
             folder = Path(transfer_dirs[(src["dataset"], src["task"])]) / "probes" / enc / src["task"]
             folds = sorted(folder.glob("fold*.pt"))
@@ -185,10 +235,27 @@ def benchmark(cfg: dict, dataset: str, work_dir, encoders: list[str], transfer_d
                 if meta["target_scale"] is not None:
                     s = s * np.asarray(meta["target_scale"][1]) + np.asarray(meta["target_scale"][0])
                 scores.append(s)
-            metrics = ex.evaluate_predictions(np.mean(scores, axis=0), _targets(pool, names, meta["task"]), subjects,
-                                              meta["task"], names, meta["thresholds"], int(an["n_boot"]), seed,
-                                              float(an["alpha"]))
-            rows += [{"dataset": dataset, "trained_on": src["dataset"], "encoder": enc, "task": src["task"], **r,
-                      "hparams": json.dumps(meta["hparams"], sort_keys=True)} for r in metrics.to_dict("records")]
+            metrics = ex.evaluate_predictions(
+                np.mean(scores, axis=0),
+                _targets(pool, names, meta["task"]),
+                subjects,
+                meta["task"],
+                names,
+                meta["thresholds"],
+                int(an["n_boot"]),
+                seed,
+                float(an["alpha"]),
+            )
+            rows += [
+                {
+                    "dataset": dataset,
+                    "trained_on": src["dataset"],
+                    "encoder": enc,
+                    "task": src["task"],
+                    **r,
+                    "hparams": json.dumps(meta["hparams"], sort_keys=True),
+                }
+                for r in metrics.to_dict("records")
+            ]
         reader.close()
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -7,6 +7,7 @@ for its cluster on all voxels it covers and every voxel takes the majority vote 
 no foreground token covers are left unassigned, -1). The brain cluster is the one whose mask has the highest IoU
 with the reference brain mask; that IoU is the volume's score.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,7 +33,7 @@ def vote_map(shape, windows, patch, k: int) -> np.ndarray:
     for offset, coords, clusters in windows:
         starts = np.asarray(coords, int) * ps + np.asarray(offset, int)
         for (s, r, c), cl in zip(starts, clusters):
-            counts[int(cl), s:s + ps[0], r:r + ps[1], c:c + ps[2]] += 1
+            counts[int(cl), s : s + ps[0], r : r + ps[1], c : c + ps[2]] += 1
     out = counts.argmax(axis=0).astype(np.int16)
     out[counts.sum(axis=0) == 0] = -1
     return out
@@ -50,8 +51,17 @@ def best_cluster(cluster_map: np.ndarray, brain: np.ndarray, k: int) -> tuple[in
     return int(np.nanargmax(ious)), ious
 
 
-def dense_clusters(encode, image: np.ndarray, foreground: np.ndarray, patch, stride, k: int, min_fraction: float,
-                   n_init: int, seed: int) -> np.ndarray:
+def dense_clusters(
+    encode,
+    image: np.ndarray,
+    foreground: np.ndarray,
+    patch,
+    stride,
+    k: int,
+    min_fraction: float,
+    n_init: int,
+    seed: int,
+) -> np.ndarray:
     """Cluster map of one volume. ``encode(patches [n, prod(patch)] float32, coords [n, 3]) -> features [n, D]``;
     ``image`` the normalised volume (slice, row, col), ``foreground`` its voxel mask; a window token is encoded
     when at least ``min_fraction`` of its voxels are foreground (the preprocessing rule)."""

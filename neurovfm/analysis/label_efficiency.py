@@ -27,6 +27,7 @@ mean observed F1 of the reference encoder). When the table holds both modalities
 those of the first modality level (the modality effect is additive, so with a shared slope the fold
 is the same for both). The bootstrap keeps the slope model chosen on the full table.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,20 @@ from neurovfm.eval.bootstrap import bootstrap_indices, percentile_ci
 
 log = logging.getLogger("neurovfm")
 
-TABLE_COLUMNS = ["encoder", "modality", "label", "n_train_pos", "n_val_pos", "n_test_pos", "n_test",
-                 "platt_a", "platt_b", "f1", "included", "reason"]
+TABLE_COLUMNS = [
+    "encoder",
+    "modality",
+    "label",
+    "n_train_pos",
+    "n_val_pos",
+    "n_test_pos",
+    "n_test",
+    "platt_a",
+    "platt_b",
+    "f1",
+    "included",
+    "reason",
+]
 
 
 # ----------------------------------------------------------------------------- calibration and F1
@@ -89,9 +102,19 @@ def calibrated_f1(test_logits, test_labels, a: float, b: float, threshold: float
     return f1_score(platt_apply(test_logits, a, b) >= threshold, test_labels)
 
 
-def label_efficiency_table(encoder: str, modality: str, class_names: Sequence[str], n_train_pos,
-                           val_scores, val_labels, test_scores, test_labels, min_train_pos: int = 30,
-                           min_test_pos: int = 10, threshold: float = 0.5) -> pd.DataFrame:
+def label_efficiency_table(
+    encoder: str,
+    modality: str,
+    class_names: Sequence[str],
+    n_train_pos,
+    val_scores,
+    val_labels,
+    test_scores,
+    test_labels,
+    min_train_pos: int = 30,
+    min_test_pos: int = 10,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
     """One row per class (columns ``TABLE_COLUMNS``) for one encoder and modality.
 
     ``n_train_pos``: [K] training positives per class; ``val_*`` / ``test_*``: [n, K] logits and 0/1
@@ -120,9 +143,22 @@ def label_efficiency_table(encoder: str, modality: str, class_names: Sequence[st
         else:
             a, b = platt_fit(vs[:, j], vy[:, j])
             f1 = calibrated_f1(ts[:, j], ty[:, j], a, b, threshold)
-        rows.append({"encoder": encoder, "modality": modality, "label": name, "n_train_pos": int(ntr[j]),
-                     "n_val_pos": int(vy[:, j].sum()), "n_test_pos": int(ty[:, j].sum()), "n_test": len(ty),
-                     "platt_a": a, "platt_b": b, "f1": f1, "included": not reasons, "reason": ";".join(reasons)})
+        rows.append(
+            {
+                "encoder": encoder,
+                "modality": modality,
+                "label": name,
+                "n_train_pos": int(ntr[j]),
+                "n_val_pos": int(vy[:, j].sum()),
+                "n_test_pos": int(ty[:, j].sum()),
+                "n_test": len(ty),
+                "platt_a": a,
+                "platt_b": b,
+                "f1": f1,
+                "included": not reasons,
+                "reason": ";".join(reasons),
+            }
+        )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -139,18 +175,26 @@ def _prepare(table: pd.DataFrame) -> pd.DataFrame:
 def coef_table(res) -> pd.DataFrame:
     """Tidy coefficients of a fitted statsmodels result (HC3 SEs when fitted with cov_type='HC3')."""
     ci = np.asarray(res.conf_int())
-    return pd.DataFrame({"term": list(res.params.index), "coef": res.params.to_numpy(),
-                         "se": res.bse.to_numpy(), "stat": res.tvalues.to_numpy(),
-                         "p": res.pvalues.to_numpy(), "ci_lo": ci[:, 0], "ci_hi": ci[:, 1]})
+    return pd.DataFrame(
+        {
+            "term": list(res.params.index),
+            "coef": res.params.to_numpy(),
+            "se": res.bse.to_numpy(),
+            "stat": res.tvalues.to_numpy(),
+            "p": res.pvalues.to_numpy(),
+            "ci_lo": ci[:, 0],
+            "ci_hi": ci[:, 1],
+        }
+    )
 
 
 @dataclass
 class ScalingFit:
-    result: object          # statsmodels RegressionResults (HC3 covariance)
-    coefs: pd.DataFrame     # coef_table(result)
-    lines: pd.DataFrame     # modality, intercept, slope (per modality)
+    result: object  # statsmodels RegressionResults (HC3 covariance)
+    coefs: pd.DataFrame  # coef_table(result)
+    lines: pd.DataFrame  # modality, intercept, slope (per modality)
     formula: str
-    data: pd.DataFrame      # the included rows with log10_n
+    data: pd.DataFrame  # the included rows with log10_n
 
 
 def fit_scaling(table: pd.DataFrame) -> ScalingFit:
@@ -170,8 +214,9 @@ def fit_scaling(table: pd.DataFrame) -> ScalingFit:
     lines = []
     for m in mods:
         ti, ts = f"C(modality)[T.{m}]", f"log10_n:C(modality)[T.{m}]"
-        lines.append({"modality": m, "intercept": p["Intercept"] + p.get(ti, 0.0),
-                      "slope": p["log10_n"] + p.get(ts, 0.0)})
+        lines.append(
+            {"modality": m, "intercept": p["Intercept"] + p.get(ti, 0.0), "slope": p["log10_n"] + p.get(ts, 0.0)}
+        )
     return ScalingFit(res, coef_table(res), pd.DataFrame(lines), formula, df)
 
 
@@ -179,12 +224,12 @@ def fit_scaling(table: pd.DataFrame) -> ScalingFit:
 class AncovaResult:
     shared_slope: bool
     p_slope_equality: float
-    interaction: object     # fit with encoder x log10_n interaction (HC3)
-    chosen: object          # the model kept: shared slope or encoder-specific slopes (HC3)
-    formula: str            # formula of the chosen model
+    interaction: object  # fit with encoder x log10_n interaction (HC3)
+    chosen: object  # the model kept: shared slope or encoder-specific slopes (HC3)
+    formula: str  # formula of the chosen model
     reference: str
-    encoders: list          # reference first
-    lines: pd.DataFrame     # encoder, intercept, slope (first modality level)
+    encoders: list  # reference first
+    lines: pd.DataFrame  # encoder, intercept, slope (first modality level)
     data: pd.DataFrame
 
 
@@ -237,8 +282,9 @@ def ancova(table: pd.DataFrame, reference: str, alpha: float = 0.05) -> AncovaRe
         p = float(np.asarray(full.wald_test(R, use_f=True, scalar=True).pvalue))
     shared = not (p < alpha)
     chosen = smf.ols(f_shared, data=df).fit(cov_type="HC3") if shared else full
-    return AncovaResult(shared, p, full, chosen, f_shared if shared else f_int, reference, encs,
-                        _lines(chosen.params, encs, shared), df)
+    return AncovaResult(
+        shared, p, full, chosen, f_shared if shared else f_int, reference, encs, _lines(chosen.params, encs, shared), df
+    )
 
 
 # ----------------------------------------------------------------------------- label equivalence
@@ -253,9 +299,16 @@ def _fold(params: np.ndarray, names: list, encoder: str, shared: bool, f_ref: fl
     return (f_ref - a0 - d) / (b0 + s) - (f_ref - a0) / b0
 
 
-def label_equivalence(table: pd.DataFrame, reference: str, n_boot: int = 10_000, seed: int = 0,
-                      alpha: float = 0.05, ancova_alpha: float = 0.05, reference_f1: float | None = None,
-                      chunk: int = 1000) -> tuple[pd.DataFrame, np.ndarray]:
+def label_equivalence(
+    table: pd.DataFrame,
+    reference: str,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    ancova_alpha: float = 0.05,
+    reference_f1: float | None = None,
+    chunk: int = 1000,
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Fold increase in training positives each baseline needs to match ``reference`` at fixed F1.
 
     Returns ``(table, log10_fold_reps)``: one row per baseline encoder (``encoder, reference,
@@ -273,8 +326,7 @@ def label_equivalence(table: pd.DataFrame, reference: str, n_boot: int = 10_000,
     y = np.asarray(res.model.endog, dtype=float)
     baselines = fit.encoders[1:]
     f_ref = float(df.loc[df["encoder"] == reference, "f1"].mean()) if reference_f1 is None else float(reference_f1)
-    point = np.array([_fold(res.params.to_numpy()[None, :], names, e, fit.shared_slope, f_ref)[0]
-                      for e in baselines])
+    point = np.array([_fold(res.params.to_numpy()[None, :], names, e, fit.shared_slope, f_ref)[0] for e in baselines])
 
     keys = list(zip(df["modality"], df["label"]))
     uniq = list(dict.fromkeys(sorted(set(keys))))
@@ -296,12 +348,21 @@ def label_equivalence(table: pd.DataFrame, reference: str, n_boot: int = 10_000,
             beta[full_rank] = np.linalg.solve(A[full_rank], bvec[full_rank][:, :, None])[:, :, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             for i, e in enumerate(baselines):
-                reps[start:start + m, i] = _fold(beta, names, e, fit.shared_slope, f_ref)
+                reps[start : start + m, i] = _fold(beta, names, e, fit.shared_slope, f_ref)
     lo, hi = percentile_ci(reps, alpha)
-    out = pd.DataFrame({"encoder": baselines, "reference": reference,
-                        "slopes": "shared" if fit.shared_slope else "encoder_specific",
-                        "p_slope_equality": fit.p_slope_equality, "reference_f1": f_ref,
-                        "fold": np.power(10.0, point), "fold_lo": np.power(10.0, lo),
-                        "fold_hi": np.power(10.0, hi), "n_classes": len(uniq), "n_boot": n_boot,
-                        "n_failed": np.isnan(reps).sum(axis=0)})
+    out = pd.DataFrame(
+        {
+            "encoder": baselines,
+            "reference": reference,
+            "slopes": "shared" if fit.shared_slope else "encoder_specific",
+            "p_slope_equality": fit.p_slope_equality,
+            "reference_f1": f_ref,
+            "fold": np.power(10.0, point),
+            "fold_lo": np.power(10.0, lo),
+            "fold_hi": np.power(10.0, hi),
+            "n_classes": len(uniq),
+            "n_boot": n_boot,
+            "n_failed": np.isnan(reps).sum(axis=0),
+        }
+    )
     return out, reps

@@ -16,6 +16,7 @@ all with "true side = left" as the positive class:
 has the largest component along the patient's L-R axis (LPS x), read from the shard index's
 ``direction_lps`` (columns = array axes (slice, row, col)); it is never assumed.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -67,8 +68,9 @@ class FlippedVolumes:
 
 
 # ----------------------------------------------------------------------------- labels and selection
-def side_targets(lateral: Mapping[str, Mapping[str, str]], study_ids: Sequence[str],
-                 diagnoses: Sequence[str] | None = None) -> np.ndarray:
+def side_targets(
+    lateral: Mapping[str, Mapping[str, str]], study_ids: Sequence[str], diagnoses: Sequence[str] | None = None
+) -> np.ndarray:
     """[n, 2] 0/1 (left, right): a finding of ``diagnoses`` (None: any) on that side; bilateral sets both."""
     out = np.zeros((len(study_ids), 2), dtype=np.float32)
     keep = None if diagnoses is None else set(diagnoses)
@@ -83,9 +85,13 @@ def side_targets(lateral: Mapping[str, Mapping[str, str]], study_ids: Sequence[s
     return out
 
 
-def eligible_studies(test_rows: pd.DataFrame, class_names: Sequence[str], thresholds,
-                     lateral: Mapping[str, Mapping[str, str]], diagnoses: Sequence[str] | None = None
-                     ) -> pd.DataFrame:
+def eligible_studies(
+    test_rows: pd.DataFrame,
+    class_names: Sequence[str],
+    thresholds,
+    lateral: Mapping[str, Mapping[str, str]],
+    diagnoses: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Test studies with a lateralised, correctly detected finding and their true side.
 
     ``test_rows``: the test rows of a diagnostic ``predictions.csv``; ``thresholds``: the validation
@@ -99,17 +105,34 @@ def eligible_studies(test_rows: pd.DataFrame, class_names: Sequence[str], thresh
     keep = None if diagnoses is None else set(diagnoses)
     rows = []
     for _, r in test_rows.iterrows():
-        lat = {dx: s for dx, s in lateral.get(r["study_id"], {}).items()
-               if dx in col and (keep is None or dx in keep) and int(r[f"label:{dx}"]) == 1}
+        lat = {
+            dx: s
+            for dx, s in lateral.get(r["study_id"], {}).items()
+            if dx in col and (keep is None or dx in keep) and int(r[f"label:{dx}"]) == 1
+        }
         if not lat:
             continue
         hit = {dx: s for dx, s in lat.items() if float(r[f"prob:{dx}"]) >= thr[col[dx]]}
         sides = set(hit.values())
-        reason = ("not_detected" if not hit else "bilateral" if "bilateral" in sides
-                  else "conflicting_sides" if len(sides) > 1 else
-                  "" if sides <= set(SIDES) else "unknown_side")
-        rows.append({"study_id": r["study_id"], "side": next(iter(sides)) if reason == "" else "",
-                     "diagnoses": ";".join(sorted(hit or lat)), "reason": reason})
+        reason = (
+            "not_detected"
+            if not hit
+            else "bilateral"
+            if "bilateral" in sides
+            else "conflicting_sides"
+            if len(sides) > 1
+            else ""
+            if sides <= set(SIDES)
+            else "unknown_side"
+        )
+        rows.append(
+            {
+                "study_id": r["study_id"],
+                "side": next(iter(sides)) if reason == "" else "",
+                "diagnoses": ";".join(sorted(hit or lat)),
+                "reason": reason,
+            }
+        )
     return pd.DataFrame(rows, columns=["study_id", "side", "diagnoses", "reason"])
 
 
@@ -120,5 +143,8 @@ def laterality_aurocs(delta_left, delta_right, side) -> dict:
     is_left = np.asarray(side) == "left"
     if not (is_left.any() and (~is_left).any()):
         return {"auroc_left": np.nan, "auroc_right": np.nan, "auroc_combined": np.nan}
-    return {"auroc_left": auroc(-dl, is_left), "auroc_right": auroc(dr, is_left),
-            "auroc_combined": auroc(dr - dl, is_left)}
+    return {
+        "auroc_left": auroc(-dl, is_left),
+        "auroc_right": auroc(dr, is_left),
+        "auroc_combined": auroc(dr - dl, is_left),
+    }

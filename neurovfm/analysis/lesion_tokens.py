@@ -11,6 +11,7 @@ preprocessed volume by the same index -> template map as the anatomy analysis
 Findings that only deform or thin tissue (atrophy, ventriculomegaly, midline shift, fractures of the base maps)
 have no layer and are not scored here: they have no single token where they "are".
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,17 +37,21 @@ def token_means(voxels: np.ndarray, patch) -> np.ndarray:
     return voxels.reshape(s // ps, ps, r // pr, pr, c // pc, pc).mean(axis=(1, 3, 5))
 
 
-def volume_token_fractions(entry: dict, spacing, patch, patient, anat, maps: dict[str, np.ndarray]
-                           ) -> dict[str, np.ndarray]:
+def volume_token_fractions(
+    entry: dict, spacing, patch, patient, anat, maps: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Lesion tissue -> float32 token grid of the fraction of each token of the volume ``entry`` (a shard index
     record) that the tissue fills."""
     aff = ar.volume_to_template(entry, spacing, patient.native_to_lps, anat)
-    return {t: token_means(ar.sample(m, aff, entry["shape"], order=1).astype(np.float32), patch).astype(np.float32)
-            for t, m in maps.items()}
+    return {
+        t: token_means(ar.sample(m, aff, entry["shape"], order=1).astype(np.float32), patch).astype(np.float32)
+        for t, m in maps.items()
+    }
 
 
-def label_tokens(coords: np.ndarray, fractions: dict[str, np.ndarray], positive: float, negative: float,
-                 margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def label_tokens(
+    coords: np.ndarray, fractions: dict[str, np.ndarray], positive: float, negative: float, margin: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """For stored tokens at ``coords`` [n, 3]: (label [n] int8: 1 lesion, 0 control, -1 neither, tissue [n] object).
 
     Lesion: some tissue fills at least ``positive`` of the token (the tissue that fills most is named). Control:
@@ -73,8 +78,9 @@ def label_tokens(coords: np.ndarray, fractions: dict[str, np.ndarray], positive:
     return label, tissue
 
 
-def grouped_oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int = 5, c: float = 0.1,
-                  seed: int = 0) -> np.ndarray:
+def grouped_oof_scores(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int = 5, c: float = 0.1, seed: int = 0
+) -> np.ndarray:
     """Out-of-fold decision scores [n] of a standardised, class-weighted L2 logistic regression; folds keep each
     group (patient) on one side (``StratifiedGroupKFold``)."""
     from sklearn.linear_model import LogisticRegression
@@ -98,8 +104,15 @@ def grouped_oof_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds
     return scores
 
 
-def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups: np.ndarray, n_boot: int,
-                            seed: int, alpha: float = 0.05, chunk: int = 256) -> dict[str, tuple[float, float, float]]:
+def patient_bootstrap_auroc(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    groups: np.ndarray,
+    n_boot: int,
+    seed: int,
+    alpha: float = 0.05,
+    chunk: int = 256,
+) -> dict[str, tuple[float, float, float]]:
     """Name -> (AUROC, lo, hi) over the same patient resamples for every name (the project's cluster bootstrap,
     :func:`neurovfm.analysis.resample.cluster_count_chunks` and :class:`~neurovfm.analysis.resample.SubsetAUROC`;
     a resample without both labels gives NaN and is ignored); with a name ``random`` also ``<name>-random``
@@ -127,10 +140,20 @@ def patient_bootstrap_auroc(y: np.ndarray, scores: dict[str, np.ndarray], groups
     return out
 
 
-def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list], truth_dir, positive: float = 0.3,
-                   negative: float = 0.02, controls_per_lesion: int = 3, control_brain: float | None = 0.5,
-                   raw: bool = True, seed: int = 0,
-                   progress=None, max_studies: int | None = None) -> dict:
+def collect_tokens(
+    cfg: dict,
+    shard_indices: list,
+    feature_dirs: dict[str, list],
+    truth_dir,
+    positive: float = 0.3,
+    negative: float = 0.02,
+    controls_per_lesion: int = 3,
+    control_brain: float | None = 0.5,
+    raw: bool = True,
+    seed: int = 0,
+    progress=None,
+    max_studies: int | None = None,
+) -> dict:
     """Lesion and control tokens of every volume (of the given shard indices) whose study has a layer finding.
 
     ``feature_dirs``: encoder -> feature index paths (one per shard index, same order); CT volumes are read in
@@ -151,8 +174,10 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
     truth = truth_by_study(cfg, truth_dir)
     readers = [ShardReader(p) for p in shard_indices]
     feats = {enc: [FeatureReader(p) for p in paths] for enc, paths in feature_dirs.items()}
-    entry_of = {enc: [{(e["series_id"], e["window"]): k for k, e in enumerate(fr.entries)} for fr in frs]
-                for enc, frs in feats.items()}
+    entry_of = {
+        enc: [{(e["series_id"], e["window"]): k for k, e in enumerate(fr.entries)} for fr in frs]
+        for enc, frs in feats.items()
+    }
     vols_by_uid: dict[str, list] = {}
     for r, reader in enumerate(readers):
         for i, v in enumerate(reader.volumes):
@@ -171,7 +196,7 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
         brain = None if control_brain is None else ar.tissue_mask(patient.frac, ("gm", "wm"), 0.5).astype(np.float32)
         if progress is not None:
             progress(n_done + 1, len(vols_by_uid))
-        if not maps:   # deformations only (atrophy, shift, fractures): nothing local to score
+        if not maps:  # deformations only (atrophy, shift, fractures): nothing local to score
             skipped["no layer finding"] += len(vols_by_uid[uid])
             continue
         for r, i in vols_by_uid[uid]:
@@ -187,11 +212,12 @@ def collect_tokens(cfg: dict, shard_indices: list, feature_dirs: dict[str, list]
                     raise ValueError(f"encoder {enc}: token coordinates of series {v['series_id']} differ")
             label, tissue = label_tokens(coords, fr_, positive, negative)
             if brain is not None:
-                in_brain = volume_token_fractions(v, reader.index["spacing_mm"], reader.index["patch"], patient,
-                                                  anat, {"brain": brain})["brain"]
+                in_brain = volume_token_fractions(
+                    v, reader.index["spacing_mm"], reader.index["patch"], patient, anat, {"brain": brain}
+                )["brain"]
                 label[(label == 0) & (in_brain[tuple(coords.T)] < control_brain)] = -1
             pos, neg = np.where(label == 1)[0], np.where(label == 0)[0]
-            if len(pos) == 0 or len(neg) == 0:   # e.g. a finding outside this volume's coverage
+            if len(pos) == 0 or len(neg) == 0:  # e.g. a finding outside this volume's coverage
                 skipped["no lesion token" if len(pos) == 0 else "no control token"] += 1
                 continue
             neg = np.sort(rng.choice(neg, min(len(neg), controls_per_lesion * len(pos)), replace=False))
@@ -232,8 +258,10 @@ def save_tokens(path, tokens: dict) -> None:
     """The token selection of :func:`collect_tokens` without features (``.npz``; strings stored as unicode)."""
     from neurovfm.utils.atomic import atomic_path
 
-    arrays = {k: (np.asarray(tokens[k]).astype(str) if np.asarray(tokens[k]).dtype == object else tokens[k])
-              for k in TOKEN_KEYS}
+    arrays = {
+        k: (np.asarray(tokens[k]).astype(str) if np.asarray(tokens[k]).dtype == object else tokens[k])
+        for k in TOKEN_KEYS
+    }
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
 
@@ -256,8 +284,9 @@ def features_at(tokens: dict, feature_indices: list) -> np.ndarray:
     out = None
     series, window = np.asarray(tokens["series"]).astype(str), np.asarray(tokens["window"]).astype(str)
     order = np.lexsort((window, series))
-    bounds = np.flatnonzero(np.r_[True, (series[order][1:] != series[order][:-1])
-                                  | (window[order][1:] != window[order][:-1]), True])
+    bounds = np.flatnonzero(
+        np.r_[True, (series[order][1:] != series[order][:-1]) | (window[order][1:] != window[order][:-1]), True]
+    )
     for a, b in zip(bounds[:-1], bounds[1:]):
         idx = order[a:b]
         key = (series[idx[0]], window[idx[0]])

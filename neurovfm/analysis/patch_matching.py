@@ -2,6 +2,7 @@
 nearest token of volume B (cosine similarity of L2-normalised features, no spatial alignment), and counts as a match
 when both tokens lie in the same anatomical region. Chance: the probability that a token of B drawn at random lies
 in the query's region."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def nearest_neighbours(a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.nd
     an, bn = l2_normalise(a), l2_normalise(b)
     out = np.empty(len(an), np.int64)
     for s in range(0, len(an), chunk):
-        out[s:s + chunk] = (an[s:s + chunk] @ bn.T).argmax(axis=1)
+        out[s : s + chunk] = (an[s : s + chunk] @ bn.T).argmax(axis=1)
     return out
 
 
@@ -31,18 +32,28 @@ def match_pair(feat_a, region_a, feat_b, region_b, n_regions: int) -> dict:
     share_b = np.bincount(region_b, minlength=n_regions) / max(len(region_b), 1)
     queries = np.bincount(region_a[q], minlength=n_regions)
     matches = np.bincount(region_a[q][hit], minlength=n_regions)
-    return {"queries": queries, "matches": matches, "chance": float((queries * share_b).sum()),
-            "nn": nn, "query_index": np.flatnonzero(q)}
+    return {
+        "queries": queries,
+        "matches": matches,
+        "chance": float((queries * share_b).sum()),
+        "nn": nn,
+        "query_index": np.flatnonzero(q),
+    }
 
 
 def plan_pairs(meta: list[dict], n_pairs: int, seed: int) -> list[tuple[int, int]]:
     """Ordered pairs (A, B) of different patients and different acquisitions (modality, sequence or orientation),
     ``n_pairs`` drawn without replacement (all when fewer)."""
+
     def acq(m):
         return (m["modality"], m["sequence"], m["orientation"])
 
-    pairs = [(i, j) for i in range(len(meta)) for j in range(len(meta))
-             if i != j and meta[i]["patient_id"] != meta[j]["patient_id"] and acq(meta[i]) != acq(meta[j])]
+    pairs = [
+        (i, j)
+        for i in range(len(meta))
+        for j in range(len(meta))
+        if i != j and meta[i]["patient_id"] != meta[j]["patient_id"] and acq(meta[i]) != acq(meta[j])
+    ]
     if len(pairs) <= n_pairs:
         return pairs
     rng = np.random.default_rng(seed)

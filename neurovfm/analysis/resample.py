@@ -13,6 +13,7 @@ is in replicate r) and per-study masks. The sums that give AUROC come from the e
 (``_make_plan`` / ``_metrics_from_segments``), built per subset, so ties and integer weights are
 treated exactly as in ``bootstrap_metrics`` (AUROC of the explicitly repeated sample).
 """
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -92,7 +93,7 @@ class SubsetAUROC:
         out = np.full((counts.shape[1], len(self.plans)), np.nan)
         for g, plan in enumerate(self.plans):
             if plan is not None:
-                res = _metrics_from_segments(seg[self.offsets[g]:self.offsets[g + 1]], plan, totals[g])
+                res = _metrics_from_segments(seg[self.offsets[g] : self.offsets[g + 1]], plan, totals[g])
                 out[:, g] = res["auroc"]
         return out
 

@@ -13,6 +13,7 @@ CI that excludes zero (a significant deviation) and cells whose CI lies inside t
 (+/- 0.05 AUROC) as showing no material deviation. Outliers here are cells with ``|S| > outlier_s``
 (paper: 1) whose CI is not inside the band, i.e. significant and possibly material.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,9 +31,25 @@ from neurovfm.utils.progress import Progress
 log = logging.getLogger("neurovfm")
 
 AGE_SEX = "age_sex"  # pseudo-column: age band crossed with sex
-AGE = "age"          # age bands alone
-CELL_COLUMNS = ["label", "variable", "level", "n", "n_pos", "n_neg", "status", "auroc_all", "auroc_group",
-                "delta", "delta_lo", "delta_hi", "half_width", "S", "within_band", "outlier"]
+AGE = "age"  # age bands alone
+CELL_COLUMNS = [
+    "label",
+    "variable",
+    "level",
+    "n",
+    "n_pos",
+    "n_neg",
+    "status",
+    "auroc_all",
+    "auroc_group",
+    "delta",
+    "delta_lo",
+    "delta_hi",
+    "half_width",
+    "S",
+    "within_band",
+    "outlier",
+]
 
 
 @dataclass(frozen=True)
@@ -66,8 +83,9 @@ def _levels(values: np.ndarray) -> np.ndarray:
     return np.where(s.isna(), "", s.astype(str).str.strip()).astype(object)
 
 
-def subgroup_masks(meta: pd.DataFrame, variables: Sequence[str], age_bins: Sequence[float],
-                   max_levels: Mapping[str, int] | None = None) -> list[Subgroup]:
+def subgroup_masks(
+    meta: pd.DataFrame, variables: Sequence[str], age_bins: Sequence[float], max_levels: Mapping[str, int] | None = None
+) -> list[Subgroup]:
     """One :class:`Subgroup` per observed level of each variable (rows aligned with ``meta``).
 
     ``variables``: columns of ``meta``, or ``age_sex`` / ``age`` (bands from ``age_bins`` edges; use
@@ -90,16 +108,29 @@ def subgroup_masks(meta: pd.DataFrame, variables: Sequence[str], age_bins: Seque
         else:
             raise KeyError(f"subgroup variable {var!r} is not a column of the metadata ({list(meta.columns)})")
         counts = pd.Series(vals[vals != ""]).value_counts(sort=True)
-        levels = sorted(counts.index[:max_levels[var]] if var in max_levels else counts.index)
+        levels = sorted(counts.index[: max_levels[var]] if var in max_levels else counts.index)
         out.extend(Subgroup(var, str(lv), vals == lv) for lv in levels)
     return out
 
 
-def subgroup_deltas(scores, labels, meta: pd.DataFrame, class_names: Sequence[str], variables: Sequence[str],
-                    age_bins: Sequence[float], min_pos: int = 10, min_neg: int = 10, n_boot: int = 10_000,
-                    seed: int = 0, alpha: float = 0.05, band: float = 0.05, outlier_s: float = 1.0,
-                    max_levels: Mapping[str, int] | None = None, chunk: int = 256,
-                    progress_every_s: float = 10.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def subgroup_deltas(
+    scores,
+    labels,
+    meta: pd.DataFrame,
+    class_names: Sequence[str],
+    variables: Sequence[str],
+    age_bins: Sequence[float],
+    min_pos: int = 10,
+    min_neg: int = 10,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    band: float = 0.05,
+    outlier_s: float = 1.0,
+    max_levels: Mapping[str, int] | None = None,
+    chunk: int = 256,
+    progress_every_s: float = 10.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell AUROC differentials and per-subgroup mean AUROC, from one paired bootstrap.
 
     ``scores`` / ``labels``: [n_studies, n_classes] test-set logits and 0/1 labels of one modality;
@@ -122,7 +153,7 @@ def subgroup_deltas(scores, labels, meta: pd.DataFrame, class_names: Sequence[st
     G = len(groups)
     masks = np.vstack([np.ones(n, bool)] + [g.mask for g in groups]) if G else np.ones((1, n), bool)
 
-    npos = (masks.astype(np.int64) @ Y.astype(np.int64))  # [G+1, K]
+    npos = masks.astype(np.int64) @ Y.astype(np.int64)  # [G+1, K]
     nneg = masks.sum(axis=1)[:, None] - npos
     status = np.full((G + 1, k), "ok", dtype=object)
     status[npos < min_pos] = "too_few_positives"
@@ -149,10 +180,10 @@ def subgroup_deltas(scores, labels, meta: pd.DataFrame, class_names: Sequence[st
                 continue
             reps = eng(counts)  # [m, G+1]
             reps[:, ~ok[:, j]] = np.nan
-            delta_reps[start:start + m, :, j] = reps[:, 1:] - reps[:, :1]
+            delta_reps[start : start + m, :, j] = reps[:, 1:] - reps[:, :1]
             fin = np.isfinite(reps)
-            mean_sum[start:start + m] += np.where(fin, reps, 0.0)
-            mean_cnt[start:start + m] += fin
+            mean_sum[start : start + m] += np.where(fin, reps, 0.0)
+            mean_cnt[start : start + m] += fin
         start += m
         prog.update(m)
     prog.close()
@@ -166,12 +197,26 @@ def subgroup_deltas(scores, labels, meta: pd.DataFrame, class_names: Sequence[st
             with np.errstate(divide="ignore", invalid="ignore"):
                 s_idx = d / half if half > 0 else np.nan
             within = bool(ok[gi, j] and lo[j] >= -band and hi[j] <= band)
-            rows.append({"label": name, "variable": g.variable, "level": g.level, "n": int(g.mask.sum()),
-                         "n_pos": int(npos[gi, j]), "n_neg": int(nneg[gi, j]), "status": status[gi, j],
-                         "auroc_all": point[0, j], "auroc_group": point[gi, j], "delta": d,
-                         "delta_lo": lo[j], "delta_hi": hi[j], "half_width": half, "S": s_idx,
-                         "within_band": within,
-                         "outlier": bool(ok[gi, j] and np.isfinite(s_idx) and abs(s_idx) > outlier_s and not within)})
+            rows.append(
+                {
+                    "label": name,
+                    "variable": g.variable,
+                    "level": g.level,
+                    "n": int(g.mask.sum()),
+                    "n_pos": int(npos[gi, j]),
+                    "n_neg": int(nneg[gi, j]),
+                    "status": status[gi, j],
+                    "auroc_all": point[0, j],
+                    "auroc_group": point[gi, j],
+                    "delta": d,
+                    "delta_lo": lo[j],
+                    "delta_hi": hi[j],
+                    "half_width": half,
+                    "S": s_idx,
+                    "within_band": within,
+                    "outlier": bool(ok[gi, j] and np.isfinite(s_idx) and abs(s_idx) > outlier_s and not within),
+                }
+            )
     cells = pd.DataFrame(rows, columns=CELL_COLUMNS)
 
     with warnings.catch_warnings():
@@ -179,11 +224,17 @@ def subgroup_deltas(scores, labels, meta: pd.DataFrame, class_names: Sequence[st
         mean_reps = np.where(mean_cnt > 0, mean_sum / np.maximum(mean_cnt, 1), np.nan)
     mlo, mhi = percentile_ci(mean_reps, alpha)
     names = [("all", "all")] + [(g.variable, g.level) for g in groups]
-    means = pd.DataFrame({"variable": [a for a, _ in names], "level": [b for _, b in names],
-                          "n": masks.sum(axis=1).astype(int), "n_classes": ok.sum(axis=1).astype(int),
-                          "mean_auroc": [np.nanmean(point[i][ok[i]]) if ok[i].any() else np.nan
-                                         for i in range(G + 1)],
-                          "mean_auroc_lo": mlo, "mean_auroc_hi": mhi})
+    means = pd.DataFrame(
+        {
+            "variable": [a for a, _ in names],
+            "level": [b for _, b in names],
+            "n": masks.sum(axis=1).astype(int),
+            "n_classes": ok.sum(axis=1).astype(int),
+            "mean_auroc": [np.nanmean(point[i][ok[i]]) if ok[i].any() else np.nan for i in range(G + 1)],
+            "mean_auroc_lo": mlo,
+            "mean_auroc_hi": mhi,
+        }
+    )
     return cells, means
 
 

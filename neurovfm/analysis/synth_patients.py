@@ -5,6 +5,7 @@ The generator draws each study's patient (pose, head size, atrophy, findings) fr
 and the patient therefore recovers exactly the patient that was imaged; as a guard against the generator and this
 module drifting apart, every rebuilt finding centre is compared with the ground-truth file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,19 +50,23 @@ def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid not in wanted:
             continue
-        patient = build_patient(_stream(seed, plan.index, "patient"), plan.age, plan.patient.sex,
-                                [dict(f) for f in plan.findings])
+        patient = build_patient(
+            _stream(seed, plan.index, "patient"), plan.age, plan.patient.sex, [dict(f) for f in plan.findings]
+        )
         if truth is not None and uid in truth:
             got = [f["center_lps"] for f in patient.findings]
             want = [f["center_lps"] for f in truth[uid]["findings"]]
-            if len(got) != len(want) or not np.allclose(np.asarray(got, float).reshape(-1, 3),
-                                                        np.asarray(want, float).reshape(-1, 3), atol=0.11):
+            if len(got) != len(want) or not np.allclose(
+                np.asarray(got, float).reshape(-1, 3), np.asarray(want, float).reshape(-1, 3), atol=0.11
+            ):
                 raise TruthMismatch(f"study {uid}: rebuilt findings {got} differ from the truth file {want}")
         seen.add(uid)
         yield uid, patient
     missing = wanted - seen
     if missing:
-        raise TruthMismatch(f"{len(missing)} studies are not in this configuration's cohort (e.g. {sorted(missing)[0]})")
+        raise TruthMismatch(
+            f"{len(missing)} studies are not in this configuration's cohort (e.g. {sorted(missing)[0]})"
+        )
 
 
 def iter_poses(cfg: dict, study_uids):

@@ -25,6 +25,7 @@ percentile CI (``nanpercentile``).
 
 CIs are percentile intervals (default 95%: 2.5th and 97.5th percentiles, numpy's linear rule).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,11 +42,26 @@ from neurovfm.eval.metrics import DEFAULT_MIN_POS, STATUS_OK, _as_binary, class_
 from neurovfm.eval.thresholds import select_thresholds
 
 METRICS = ("auroc", "balanced_accuracy", "sensitivity", "specificity")
-TABLE_COLUMNS = ["label", "category", "n_pos", "n_neg", "status",
-                 "auroc", "auroc_lo", "auroc_hi",
-                 "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi",
-                 "sensitivity", "sensitivity_lo", "sensitivity_hi",
-                 "specificity", "specificity_lo", "specificity_hi", "threshold"]
+TABLE_COLUMNS = [
+    "label",
+    "category",
+    "n_pos",
+    "n_neg",
+    "status",
+    "auroc",
+    "auroc_lo",
+    "auroc_hi",
+    "balanced_accuracy",
+    "balanced_accuracy_lo",
+    "balanced_accuracy_hi",
+    "sensitivity",
+    "sensitivity_lo",
+    "sensitivity_hi",
+    "specificity",
+    "specificity_lo",
+    "specificity_hi",
+    "threshold",
+]
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -58,7 +74,7 @@ def bootstrap_indices(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
 
 def _count_chunks(n: int, n_boot: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
     """Multiplicities of the canonical draws as [n, m] arrays (study-major), m <= chunk replicates."""
-    dtype = np.uint16 if n < 2 ** 16 else np.uint32  # every segment sum is <= n
+    dtype = np.uint16 if n < 2**16 else np.uint32  # every segment sum is <= n
     draws = bootstrap_indices(n, n_boot, seed)
     for start in range(0, n_boot, chunk):
         m = min(chunk, n_boot - start)
@@ -71,12 +87,12 @@ def _count_chunks(n: int, n_boot: int, seed: int, chunk: int) -> Iterator[np.nda
 # ----------------------------------------------------------------------------- per-class plan
 @dataclass
 class _Plan:
-    order: np.ndarray      # study indices sorted by (score asc, positives first)
-    bounds: np.ndarray     # segment start positions (strictly increasing, bounds[0] == 0)
-    pos_seg: np.ndarray    # [G] segment holding the positives of positive tie group g
-    grp_end: np.ndarray    # [G] index (into bounds + [n]) one past the last segment of group g
-    above: np.ndarray      # [G] bool: group score >= threshold
-    thr_seg: int           # index (into bounds + [n]) of first segment with score >= threshold; -1: none
+    order: np.ndarray  # study indices sorted by (score asc, positives first)
+    bounds: np.ndarray  # segment start positions (strictly increasing, bounds[0] == 0)
+    pos_seg: np.ndarray  # [G] segment holding the positives of positive tie group g
+    grp_end: np.ndarray  # [G] index (into bounds + [n]) one past the last segment of group g
+    above: np.ndarray  # [G] bool: group score >= threshold
+    thr_seg: int  # index (into bounds + [n]) of first segment with score >= threshold; -1: none
 
     @property
     def n_seg(self) -> int:
@@ -100,10 +116,14 @@ def _make_plan(s: np.ndarray, y: np.ndarray, threshold: float) -> _Plan:
     bounds = np.unique(np.concatenate(cuts))
     bounds = bounds[bounds < n]
     ext = np.r_[bounds, n]
-    return _Plan(order=order, bounds=bounds,
-                 pos_seg=np.searchsorted(ext, ps), grp_end=np.searchsorted(ext, pe),
-                 above=ss[ps] >= threshold if thr_pos >= 0 else np.zeros(len(ps), bool),
-                 thr_seg=int(np.searchsorted(ext, thr_pos)) if thr_pos >= 0 else -1)
+    return _Plan(
+        order=order,
+        bounds=bounds,
+        pos_seg=np.searchsorted(ext, ps),
+        grp_end=np.searchsorted(ext, pe),
+        above=ss[ps] >= threshold if thr_pos >= 0 else np.zeros(len(ps), bool),
+        thr_seg=int(np.searchsorted(ext, thr_pos)) if thr_pos >= 0 else -1,
+    )
 
 
 def _plan_matrix(plans: Sequence[_Plan], n: int) -> sp.csr_matrix:
@@ -146,6 +166,7 @@ def _metrics_from_segments(S: np.ndarray, p: _Plan, n_total: np.ndarray) -> dict
 @dataclass
 class BootstrapResult:
     """Point estimates ``point[metric]`` [K] and replicates ``reps[metric]`` [R, K] per class."""
+
     class_names: list
     n_pos: np.ndarray
     n_neg: np.ndarray
@@ -178,10 +199,18 @@ def _n_jobs(n_jobs: int | None) -> int:
     return max(1, n_jobs if n_jobs else min(4, os.cpu_count() or 1))
 
 
-def bootstrap_metrics(scores, labels, thresholds=None, n_boot: int = 10_000, seed: int = 0,
-                      class_names: Sequence[str] | None = None, min_pos: int = DEFAULT_MIN_POS,
-                      chunk: int = 128, n_jobs: int | None = None, alpha: float = 0.05
-                      ) -> BootstrapResult:
+def bootstrap_metrics(
+    scores,
+    labels,
+    thresholds=None,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    min_pos: int = DEFAULT_MIN_POS,
+    chunk: int = 128,
+    n_jobs: int | None = None,
+    alpha: float = 0.05,
+) -> BootstrapResult:
     """Study-level bootstrap of AUROC (and thresholded metrics when ``thresholds`` is given).
 
     ``scores``/``labels``: [n_studies, n_classes]; ``thresholds``: [n_classes] (NaN: none).
@@ -219,7 +248,7 @@ def bootstrap_metrics(scores, labels, thresholds=None, n_boot: int = 10_000, see
         seg = mats[bi] @ counts
         res = []
         for t, i in enumerate(blocks[bi]):
-            res.append(_metrics_from_segments(seg[offs[bi][t]:offs[bi][t + 1]], plans[i], n_total))
+            res.append(_metrics_from_segments(seg[offs[bi][t] : offs[bi][t + 1]], plans[i], n_total))
         return res
 
     def run_all(counts: np.ndarray, pool) -> list:
@@ -232,7 +261,7 @@ def bootstrap_metrics(scores, labels, thresholds=None, n_boot: int = 10_000, see
 
     pool = ThreadPoolExecutor(len(blocks)) if len(blocks) > 1 else None
     try:
-        ones = np.ones((n, 1), dtype=np.uint16 if n < 2 ** 16 else np.uint32)
+        ones = np.ones((n, 1), dtype=np.uint16 if n < 2**16 else np.uint32)
         for i, res in enumerate(run_all(ones, None)):
             for m in METRICS:
                 point[m][active[i]] = res[m][0]
@@ -240,7 +269,7 @@ def bootstrap_metrics(scores, labels, thresholds=None, n_boot: int = 10_000, see
             m_ = counts.shape[1]
             for i, res in enumerate(run_all(counts, pool)):
                 for m in METRICS:
-                    reps[m][start:start + m_, active[i]] = res[m]
+                    reps[m][start : start + m_, active[i]] = res[m]
     finally:
         if pool is not None:
             pool.shutdown()
@@ -255,11 +284,19 @@ def _chunked(n, n_boot, seed, chunk):
 
 
 # ----------------------------------------------------------------------------- derived outputs
-def paired_auroc_difference(scores_a, scores_b, labels, n_boot: int = 10_000, seed: int = 0,
-                            class_names: Sequence[str] | None = None,
-                            min_pos: int = DEFAULT_MIN_POS, alpha: float = 0.05,
-                            chunk: int = 128, n_jobs: int | None = None,
-                            return_replicates: bool = False):
+def paired_auroc_difference(
+    scores_a,
+    scores_b,
+    labels,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    min_pos: int = DEFAULT_MIN_POS,
+    alpha: float = 0.05,
+    chunk: int = 128,
+    n_jobs: int | None = None,
+    return_replicates: bool = False,
+):
     """Delta AUROC = AUROC(a) - AUROC(b) per class, both encoders scored on the SAME resamples.
 
     Returns a DataFrame ``label, n_pos, n_neg, status, auroc_a, auroc_b, delta, delta_lo, delta_hi``
@@ -270,20 +307,38 @@ def paired_auroc_difference(scores_a, scores_b, labels, n_boot: int = 10_000, se
     if A.shape != B.shape or A.shape != Y.shape:
         raise ValueError("scores_a, scores_b and labels must have the same shape")
     k = A.shape[1]
-    res = bootstrap_metrics(np.concatenate([A, B], axis=1), np.concatenate([Y, Y], axis=1),
-                            n_boot=n_boot, seed=seed, min_pos=min_pos, chunk=chunk, n_jobs=n_jobs)
+    res = bootstrap_metrics(
+        np.concatenate([A, B], axis=1),
+        np.concatenate([Y, Y], axis=1),
+        n_boot=n_boot,
+        seed=seed,
+        min_pos=min_pos,
+        chunk=chunk,
+        n_jobs=n_jobs,
+    )
     d = res.reps["auroc"][:, :k] - res.reps["auroc"][:, k:]
     lo, hi = percentile_ci(d, alpha)
     names = list(class_names) if class_names is not None else [f"class_{j}" for j in range(k)]
     pa, pb = res.point["auroc"][:k], res.point["auroc"][k:]
-    df = pd.DataFrame({"label": names, "n_pos": res.n_pos[:k], "n_neg": res.n_neg[:k],
-                       "status": res.status[:k], "auroc_a": pa, "auroc_b": pb, "delta": pa - pb,
-                       "delta_lo": lo, "delta_hi": hi})
+    df = pd.DataFrame(
+        {
+            "label": names,
+            "n_pos": res.n_pos[:k],
+            "n_neg": res.n_neg[:k],
+            "status": res.status[:k],
+            "auroc_a": pa,
+            "auroc_b": pb,
+            "delta": pa - pb,
+            "delta_lo": lo,
+            "delta_hi": hi,
+        }
+    )
     return (df, d) if return_replicates else df
 
 
-def category_means(result: BootstrapResult, categories: Mapping[str, Sequence[str]],
-                   metric: str = "auroc") -> pd.DataFrame:
+def category_means(
+    result: BootstrapResult, categories: Mapping[str, Sequence[str]], metric: str = "auroc"
+) -> pd.DataFrame:
     """Mean of ``metric`` over the evaluable classes of each category, per replicate, with CIs.
 
     ``categories``: {category: [class names]}. Classes not in ``result`` raise; classes whose status
@@ -297,30 +352,43 @@ def category_means(result: BootstrapResult, categories: Mapping[str, Sequence[st
         if missing:
             raise KeyError(f"category {cat!r}: unknown classes {missing}")
         cols = [index[c] for c in members if result.status[index[c]] == STATUS_OK]
-        row = {"category": cat, "n_classes": len(cols), "n_excluded": len(members) - len(cols),
-               metric: np.nan, f"{metric}_lo": np.nan, f"{metric}_hi": np.nan}
+        row = {
+            "category": cat,
+            "n_classes": len(cols),
+            "n_excluded": len(members) - len(cols),
+            metric: np.nan,
+            f"{metric}_lo": np.nan,
+            f"{metric}_hi": np.nan,
+        }
         if cols:
             with warnings.catch_warnings():  # all-NaN replicate rows -> NaN, silently
                 warnings.simplefilter("ignore", RuntimeWarning)
                 per_rep = np.nanmean(result.reps[metric][:, cols], axis=1)
             lo, hi = percentile_ci(per_rep[:, None], result.alpha)
-            row.update({metric: float(np.nanmean(result.point[metric][cols])),
-                        f"{metric}_lo": float(lo[0]), f"{metric}_hi": float(hi[0])})
+            row.update(
+                {
+                    metric: float(np.nanmean(result.point[metric][cols])),
+                    f"{metric}_lo": float(lo[0]),
+                    f"{metric}_hi": float(hi[0]),
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def per_class_table(result: BootstrapResult,
-                    categories: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def per_class_table(result: BootstrapResult, categories: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """The per-class output table (columns ``TABLE_COLUMNS``) of a :class:`BootstrapResult`."""
     cat_of = {}
     for cat, members in (categories or {}).items():
         for c in members:
             cat_of[c] = cat
-    data = {"label": result.class_names,
-            "category": [cat_of.get(c, "") for c in result.class_names],
-            "n_pos": result.n_pos.astype(int), "n_neg": result.n_neg.astype(int),
-            "status": result.status}
+    data = {
+        "label": result.class_names,
+        "category": [cat_of.get(c, "") for c in result.class_names],
+        "n_pos": result.n_pos.astype(int),
+        "n_neg": result.n_neg.astype(int),
+        "status": result.status,
+    }
     for m in METRICS:
         lo, hi = result.ci(m)
         data[m], data[f"{m}_lo"], data[f"{m}_hi"] = result.point[m], lo, hi
@@ -328,17 +396,35 @@ def per_class_table(result: BootstrapResult,
     return pd.DataFrame(data)[TABLE_COLUMNS]
 
 
-def evaluate_classes(test_scores, test_labels, val_scores=None, val_labels=None, thresholds=None,
-                     class_names: Sequence[str] | None = None,
-                     categories: Mapping[str, Sequence[str]] | None = None,
-                     n_boot: int = 10_000, seed: int = 0, min_pos: int = DEFAULT_MIN_POS,
-                     alpha: float = 0.05, chunk: int = 128, n_jobs: int | None = None
-                     ) -> tuple[pd.DataFrame, BootstrapResult]:
+def evaluate_classes(
+    test_scores,
+    test_labels,
+    val_scores=None,
+    val_labels=None,
+    thresholds=None,
+    class_names: Sequence[str] | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    min_pos: int = DEFAULT_MIN_POS,
+    alpha: float = 0.05,
+    chunk: int = 128,
+    n_jobs: int | None = None,
+) -> tuple[pd.DataFrame, BootstrapResult]:
     """Thresholds from validation (Youden, unless ``thresholds`` is given), bootstrap on test,
     and the per-class table. Returns ``(table, result)``."""
     if thresholds is None and val_scores is not None:
         thresholds = select_thresholds(val_scores, val_labels)
-    res = bootstrap_metrics(test_scores, test_labels, thresholds=thresholds, n_boot=n_boot,
-                            seed=seed, class_names=class_names, min_pos=min_pos, chunk=chunk,
-                            n_jobs=n_jobs, alpha=alpha)
+    res = bootstrap_metrics(
+        test_scores,
+        test_labels,
+        thresholds=thresholds,
+        n_boot=n_boot,
+        seed=seed,
+        class_names=class_names,
+        min_pos=min_pos,
+        chunk=chunk,
+        n_jobs=n_jobs,
+        alpha=alpha,
+    )
     return per_class_table(res, categories), res

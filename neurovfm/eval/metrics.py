@@ -12,6 +12,7 @@
 The bootstrap (``neurovfm.eval.bootstrap``) uses its own vectorised engine; these functions are the
 plain reference implementation and the one used for quick single-table evaluation.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -71,8 +72,7 @@ def threshold_metrics(scores, labels, threshold: float, weights=None) -> dict:
     tp, tn = w[y & pred].sum(), w[~y & ~pred].sum()
     sens = tp / wp if wp > 0 else float("nan")
     spec = tn / wn if wn > 0 else float("nan")
-    return {"sensitivity": float(sens), "specificity": float(spec),
-            "balanced_accuracy": float(0.5 * (sens + spec))}
+    return {"sensitivity": float(sens), "specificity": float(spec), "balanced_accuracy": float(0.5 * (sens + spec))}
 
 
 def class_status(n_pos: int, n_neg: int, min_pos: int = DEFAULT_MIN_POS) -> str:
@@ -84,8 +84,9 @@ def class_status(n_pos: int, n_neg: int, min_pos: int = DEFAULT_MIN_POS) -> str:
     return STATUS_OK
 
 
-def per_class_metrics(scores, labels, thresholds=None, class_names: Sequence[str] | None = None,
-                      min_pos: int = DEFAULT_MIN_POS) -> pd.DataFrame:
+def per_class_metrics(
+    scores, labels, thresholds=None, class_names: Sequence[str] | None = None, min_pos: int = DEFAULT_MIN_POS
+) -> pd.DataFrame:
     """Point estimates per class for a [n_studies, n_classes] score table.
 
     Columns: ``label, n_pos, n_neg, status, auroc, balanced_accuracy, sensitivity, specificity,
@@ -104,9 +105,17 @@ def per_class_metrics(scores, labels, thresholds=None, class_names: Sequence[str
         n_pos = int(y.sum())
         n_neg = int(len(y) - n_pos)
         st = class_status(n_pos, n_neg, min_pos)
-        row = {"label": names[j], "n_pos": n_pos, "n_neg": n_neg, "status": st, "auroc": np.nan,
-               "balanced_accuracy": np.nan, "sensitivity": np.nan, "specificity": np.nan,
-               "threshold": float(thr[j])}
+        row = {
+            "label": names[j],
+            "n_pos": n_pos,
+            "n_neg": n_neg,
+            "status": st,
+            "auroc": np.nan,
+            "balanced_accuracy": np.nan,
+            "sensitivity": np.nan,
+            "specificity": np.nan,
+            "threshold": float(thr[j]),
+        }
         if st == STATUS_OK:
             row["auroc"] = auroc(S[:, j], y)
             if np.isfinite(thr[j]):

@@ -6,6 +6,7 @@ ties (several thresholds with the same maximal J, compared exactly on integer co
 threshold. A class whose validation set has no positives or no negatives gets NaN (no threshold).
 The test set is never looked at: :func:`apply_thresholds` only consumes the returned numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ the EMA teacher, ``pretrain.export``; ``results/{run}/pretrain/{name}/encoder.pt
 :func:`neurovfm.jepa.checkpoint.load_encoder`) or ``random``: the architecture of a pretrain model (by default the first name of ``pretrain.train``) with random weights drawn from a seed, the
 usual lower bound for a frozen-feature probe. Either way the encoder is returned in eval mode with gradients off.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,13 @@ def random_encoder(cfg: dict, seed: int, model: str | None = None) -> tuple[torc
     return freeze(encoder), {**mcfg, "random_seed": int(seed), "architecture_of": model}
 
 
-def load_frozen(name: str, cfg: dict, encoder_pt: str | Path | None = None, seed: int | None = None,
-                device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_frozen(
+    name: str,
+    cfg: dict,
+    encoder_pt: str | Path | None = None,
+    seed: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, dict]:
     """(frozen encoder on ``device``, model config) for a pretrain model name or ``random``."""
     if name == RANDOM:
         encoder, mcfg = random_encoder(cfg, cfg["seed"] if seed is None else seed)

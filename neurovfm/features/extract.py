@@ -10,6 +10,7 @@ change the features. bf16 autocast on CUDA, fp32 on CPU (``precision: auto``).
 Volumes are grouped into chunks of about ``chunk_tokens`` stored tokens, whole studies at a time, in index
 order; chunks are the unit of resumption (see :mod:`neurovfm.features.store`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,11 +62,21 @@ def volume_items(dataset: VolumeDataset, i: int, patch) -> list[dict]:
     entry = dataset.volumes[i]
     out = []
     for c, name in enumerate(item["channels"]):
-        patches, coords = patchify(item["image"][c:c + 1], patch)
-        out.append({"meta": {"series_id": entry["series_id"], "study_id": entry["study_id"],
-                             "modality": entry["modality"], "sequence": entry.get("sequence"), "window": name,
-                             "grid": list(item["token_mask"].shape)},
-                    "patches": patches[mask], "coords": coords[mask]})
+        patches, coords = patchify(item["image"][c : c + 1], patch)
+        out.append(
+            {
+                "meta": {
+                    "series_id": entry["series_id"],
+                    "study_id": entry["study_id"],
+                    "modality": entry["modality"],
+                    "sequence": entry.get("sequence"),
+                    "window": name,
+                    "grid": list(item["token_mask"].shape),
+                },
+                "patches": patches[mask],
+                "coords": coords[mask],
+            }
+        )
     return out
 
 
@@ -108,7 +119,7 @@ def encode_items(encoder, items, max_tokens: int, device: torch.device, precisio
             yield from flush()
             pack, n = [], 0
         if k == 0:
-            if pack:          # keep the order: flush what precedes the empty item first
+            if pack:  # keep the order: flush what precedes the empty item first
                 yield from flush()
                 pack, n = [], 0
             yield it, torch.zeros(0, dim)
@@ -121,20 +132,40 @@ def encode_items(encoder, items, max_tokens: int, device: torch.device, precisio
 
 def chunk_fingerprint(split: str, header: dict, reader, members: list[int], stats: dict) -> str:
     mods = sorted({reader.volumes[i]["modality"] for i in members})
-    key = {"format": store.FORMAT, "version": store.VERSION, "split": split, "weights": header["weights_sha256"],
-           "patch": header["patch"], "dtype": np.dtype(store.DTYPE).name,
-           "stats": {m: stats.get(m) for m in mods},
-           "volumes": [[reader.volumes[i][k] for k in ("series_id", "shard", "offset", "nbytes")]
-                       + [reader.volumes[i]["mask"]["n_foreground"]] for i in members]}
+    key = {
+        "format": store.FORMAT,
+        "version": store.VERSION,
+        "split": split,
+        "weights": header["weights_sha256"],
+        "patch": header["patch"],
+        "dtype": np.dtype(store.DTYPE).name,
+        "stats": {m: stats.get(m) for m in mods},
+        "volumes": [
+            [reader.volumes[i][k] for k in ("series_id", "shard", "offset", "nbytes")]
+            + [reader.volumes[i]["mask"]["n_foreground"]]
+            for i in members
+        ],
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def extract_split(encoder, split: str, index_path, stats: dict, out_dir, header: dict, device: torch.device,
-                  max_tokens: int, chunk_tokens: int, precision: str, progress_every_s: float) -> dict:
+def extract_split(
+    encoder,
+    split: str,
+    index_path,
+    stats: dict,
+    out_dir,
+    header: dict,
+    device: torch.device,
+    max_tokens: int,
+    chunk_tokens: int,
+    precision: str,
+    progress_every_s: float,
+) -> dict:
     """Extract one split into ``out_dir`` (resuming finished chunks); returns a summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / store.INDEX_NAME).unlink(missing_ok=True)     # written last again
+    (out_dir / store.INDEX_NAME).unlink(missing_ok=True)  # written last again
     dataset = VolumeDataset(index_path, stats)
     reader = dataset.reader
     patch = tuple(reader.index["patch"])
@@ -162,9 +193,15 @@ def extract_split(encoder, split: str, index_path, stats: dict, out_dir, header:
     prog.close()
     index = store.write_index(out_dir, header, sidecars)
     reader.close()
-    return {"split": split, "volumes": len(reader.volumes), "entries": len(index["entries"]),
-            "tokens": sum(s["n_tokens"] for s in sidecars), "tokens_encoded": encoded, "chunks": len(chunks),
-            "chunks_reused": done}
+    return {
+        "split": split,
+        "volumes": len(reader.volumes),
+        "entries": len(index["entries"]),
+        "tokens": sum(s["n_tokens"] for s in sidecars),
+        "tokens_encoded": encoded,
+        "chunks": len(chunks),
+        "chunks_reused": done,
+    }
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -173,8 +210,16 @@ def resolve_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
-def extract(encoder, name: str, model_cfg: dict, shard_indices: dict, stats_json, out_dir,
-            device: str | torch.device | None = None, **settings) -> dict:
+def extract(
+    encoder,
+    name: str,
+    model_cfg: dict,
+    shard_indices: dict,
+    stats_json,
+    out_dir,
+    device: str | torch.device | None = None,
+    **settings,
+) -> dict:
     """Every split of ``shard_indices`` (split -> shards index.json) into ``out_dir/{split}/``."""
     from neurovfm.features.encoders import weights_digest
     from neurovfm.store.stats import load_stats
@@ -183,14 +228,31 @@ def extract(encoder, name: str, model_cfg: dict, shard_indices: dict, stats_json
     encoder = encoder.to(device).eval()
     stats = load_stats(stats_json)
     opts = dict(settings)  # max_tokens, chunk_tokens, precision, progress_every_s (config section `features`)
-    header = {"encoder": name, "model": model_cfg, "weights_sha256": weights_digest(encoder),
-              "dim": int(encoder.embed_dim),
-              "normalisation": {"scale": "voxel / 255", "zscore": "train split stats per modality and channel",
-                                "stats": stats}}
+    header = {
+        "encoder": name,
+        "model": model_cfg,
+        "weights_sha256": weights_digest(encoder),
+        "dim": int(encoder.embed_dim),
+        "normalisation": {
+            "scale": "voxel / 255",
+            "zscore": "train split stats per modality and channel",
+            "stats": stats,
+        },
+    }
     out = {}
     for split, index_path in shard_indices.items():
-        out[split] = extract_split(encoder, split, index_path, stats, Path(out_dir) / split, header, device,
-                                   max_tokens=opts["max_tokens"], chunk_tokens=opts["chunk_tokens"],
-                                   precision=opts["precision"], progress_every_s=opts["progress_every_s"])
+        out[split] = extract_split(
+            encoder,
+            split,
+            index_path,
+            stats,
+            Path(out_dir) / split,
+            header,
+            device,
+            max_tokens=opts["max_tokens"],
+            chunk_tokens=opts["chunk_tokens"],
+            precision=opts["precision"],
+            progress_every_s=opts["progress_every_s"],
+        )
         log.info("features %s/%s: %s", name, split, out[split])
     return out

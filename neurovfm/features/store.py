@@ -20,6 +20,7 @@ Chunk files are written through a temporary sibling and renamed; a chunk counts 
 names the same fingerprint (split, encoder weights, normalisation, the chunk's volumes) and both files have the
 recorded sizes, so a rerun after a kill recomputes only unfinished chunks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,9 +84,13 @@ class ChunkWriter:
             raise ValueError(f"features {features.shape} / coords {coords.shape} do not fit [n, {self.dim}] / [n, 3]")
         if n and (coords.min() < 0 or coords.max() > np.iinfo(COORDS_DTYPE).max):
             raise ValueError("token coordinates do not fit int16")
-        entry = {**meta, "n_tokens": int(n), "chunk": self.chunk,
-                 "offset": self.n_tokens * self.dim * np.dtype(DTYPE).itemsize,
-                 "coords_offset": self.n_tokens * 3 * np.dtype(COORDS_DTYPE).itemsize}
+        entry = {
+            **meta,
+            "n_tokens": int(n),
+            "chunk": self.chunk,
+            "offset": self.n_tokens * self.dim * np.dtype(DTYPE).itemsize,
+            "coords_offset": self.n_tokens * 3 * np.dtype(COORDS_DTYPE).itemsize,
+        }
         self._feat.write(features.tobytes())
         self._coord.write(coords.astype(COORDS_DTYPE).tobytes())
         self.n_tokens += n
@@ -93,16 +98,22 @@ class ChunkWriter:
         return entry
 
     def __exit__(self, exc_type, exc, tb):
-        self._stack.__exit__(exc_type, exc, tb)   # renames both files only without an exception
+        self._stack.__exit__(exc_type, exc, tb)  # renames both files only without an exception
         if exc_type is None:
             write_text(self.folder / sidecar_file(self.chunk), dumps(self.sidecar()))
         return False
 
     def sidecar(self) -> dict:
-        return {"chunk": self.chunk, "file": chunk_file(self.chunk), "coords_file": coords_file(self.chunk),
-                "n_tokens": self.n_tokens, "nbytes": self.n_tokens * self.dim * np.dtype(DTYPE).itemsize,
-                "coords_nbytes": self.n_tokens * 3 * np.dtype(COORDS_DTYPE).itemsize,
-                "fingerprint": self.fingerprint, "entries": self.entries}
+        return {
+            "chunk": self.chunk,
+            "file": chunk_file(self.chunk),
+            "coords_file": coords_file(self.chunk),
+            "n_tokens": self.n_tokens,
+            "nbytes": self.n_tokens * self.dim * np.dtype(DTYPE).itemsize,
+            "coords_nbytes": self.n_tokens * 3 * np.dtype(COORDS_DTYPE).itemsize,
+            "fingerprint": self.fingerprint,
+            "entries": self.entries,
+        }
 
 
 def finished(folder: str | Path, chunk: int, fingerprint: str) -> dict | None:
@@ -115,8 +126,11 @@ def finished(folder: str | Path, chunk: int, fingerprint: str) -> dict | None:
         content = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if (content.get("fingerprint") != fingerprint or feat.stat().st_size != content.get("nbytes")
-            or coord.stat().st_size != content.get("coords_nbytes")):
+    if (
+        content.get("fingerprint") != fingerprint
+        or feat.stat().st_size != content.get("nbytes")
+        or coord.stat().st_size != content.get("coords_nbytes")
+    ):
         return None
     return content
 
@@ -135,12 +149,18 @@ def remove_stale(folder: str | Path, n_chunks: int) -> None:
 def write_index(folder: str | Path, header: dict, sidecars: list[dict]) -> dict:
     chunks, entries = [], []
     for s in sidecars:
-        chunks.append({k: s[k] for k in ("file", "coords_file", "n_tokens", "nbytes", "coords_nbytes",
-                                         "fingerprint")})
+        chunks.append({k: s[k] for k in ("file", "coords_file", "n_tokens", "nbytes", "coords_nbytes", "fingerprint")})
         entries.extend(s["entries"])
-    index = {"format": FORMAT, "version": VERSION, **header, "dtype": np.dtype(DTYPE).name,
-             "coords_dtype": np.dtype(COORDS_DTYPE).name, "coords_axes": ["slice", "row", "col"],
-             "chunks": chunks, "entries": entries}
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        **header,
+        "dtype": np.dtype(DTYPE).name,
+        "coords_dtype": np.dtype(COORDS_DTYPE).name,
+        "coords_axes": ["slice", "row", "col"],
+        "chunks": chunks,
+        "entries": entries,
+    }
     write_text(Path(folder) / INDEX_NAME, dumps(index))
     return index
 
@@ -187,8 +207,10 @@ class FeatureReader:
             for p, n in zip(paths, (info["nbytes"], info["coords_nbytes"])):
                 if not p.is_file() or p.stat().st_size != n:
                     raise FeatureStoreError(f"feature chunk {p} is missing or not the size the index records")
-            maps = tuple(np.memmap(p, dtype=np.uint8, mode="r") if n else np.zeros(0, np.uint8)
-                         for p, n in zip(paths, (info["nbytes"], info["coords_nbytes"])))
+            maps = tuple(
+                np.memmap(p, dtype=np.uint8, mode="r") if n else np.zeros(0, np.uint8)
+                for p, n in zip(paths, (info["nbytes"], info["coords_nbytes"]))
+            )
             self._maps[c] = maps
         return maps
 
@@ -196,14 +218,14 @@ class FeatureReader:
         """float16 [n_tokens, dim] of entry ``i`` (a read-only view)."""
         e = self.entries[i]
         nbytes = e["n_tokens"] * self.dim * np.dtype(DTYPE).itemsize
-        raw = self._chunk(e["chunk"])[0][e["offset"]:e["offset"] + nbytes]
+        raw = self._chunk(e["chunk"])[0][e["offset"] : e["offset"] + nbytes]
         return raw.view(DTYPE).reshape(e["n_tokens"], self.dim)
 
     def coords(self, i: int) -> np.ndarray:
         """int16 [n_tokens, 3] token coordinates (slice, row, col) of entry ``i`` (a read-only view)."""
         e = self.entries[i]
         nbytes = e["n_tokens"] * 3 * np.dtype(COORDS_DTYPE).itemsize
-        raw = self._chunk(e["chunk"])[1][e["coords_offset"]:e["coords_offset"] + nbytes]
+        raw = self._chunk(e["chunk"])[1][e["coords_offset"] : e["coords_offset"] + nbytes]
         return raw.view(COORDS_DTYPE).reshape(e["n_tokens"], 3)
 
     def study_entries(self, study_id: str) -> list[int]:
@@ -213,8 +235,10 @@ class FeatureReader:
         """Every entry of one study: dicts of the index entry plus ``features`` and ``coords`` views."""
         if study_id not in self._by_study:
             raise KeyError(f"study {study_id!r} is not in {self.index_path}")
-        return [{**self.entries[i], "features": self.features(i), "coords": self.coords(i)}
-                for i in self._by_study[study_id]]
+        return [
+            {**self.entries[i], "features": self.features(i), "coords": self.coords(i)}
+            for i in self._by_study[study_id]
+        ]
 
     def close(self) -> None:
         self._maps.clear()

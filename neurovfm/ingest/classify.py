@@ -10,6 +10,7 @@ label trace-weighted diffusion that way; parametric maps are caught by their Ima
 (``ADC``, ``FA``, ``EADC``, ``EXP``) or by description patterns. Philips-style prefixes of the
 orientation letter (``sT1W``, ``aT2W``) count as T1/T2.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,35 @@ _GRE = ("gre", "fl2d", "ffe", "gradient echo")
 _FLAIR = ("flair", "dark fluid", "tirm", "t2fl")
 _T1 = (r"[astc]?t1w?", "mprage", "mp rage", "spgr", "fspgr", "bravo", "tfl", "vibe", "tfe", "t1 se", "t1tse")
 _T2 = (r"[astc]?t2w?", "tse", "fse", "haste", "ssfse", "propeller", "blade", "ciss", "fiesta")
-_CONTRAST_YES = (r"post", r"\+c", r"c\+", r"w contrast", r"w/ ?contrast", r"with", r"gad", r"gd", r"contrast",
-                 r"cta", r"angio", r"cect", r"postcontrast", r"enhanced", r"w/")
-_CONTRAST_NO = (r"wo", r"w/o", r"without", r"non ?con", r"noncontrast", r"non contrast", r"pre", r"precontrast",
-                r"plain", r"unenhanced")
+_CONTRAST_YES = (
+    r"post",
+    r"\+c",
+    r"c\+",
+    r"w contrast",
+    r"w/ ?contrast",
+    r"with",
+    r"gad",
+    r"gd",
+    r"contrast",
+    r"cta",
+    r"angio",
+    r"cect",
+    r"postcontrast",
+    r"enhanced",
+    r"w/",
+)
+_CONTRAST_NO = (
+    r"wo",
+    r"w/o",
+    r"without",
+    r"non ?con",
+    r"noncontrast",
+    r"non contrast",
+    r"pre",
+    r"precontrast",
+    r"plain",
+    r"unenhanced",
+)
 _NO_AGENT = {"", "none", "no", "n/a", "na", "0"}
 
 
@@ -47,8 +73,9 @@ def matches(text: str, patterns) -> bool:
     return bool(patterns) and _compile(tuple(patterns)).search(text) is not None
 
 
-def exclusion_reason(description: str | None, image_type, exclude_patterns,
-                     localizer_patterns=LOCALIZER_PATTERNS) -> tuple[str | None, str]:
+def exclusion_reason(
+    description: str | None, image_type, exclude_patterns, localizer_patterns=LOCALIZER_PATTERNS
+) -> tuple[str | None, str]:
     """(``localizer`` | ``derived`` | None, detail) for a series."""
     itype = [str(v).upper() for v in (image_type or ())]
     desc = normalise(description)
@@ -76,8 +103,13 @@ def has_contrast(description: str | None, contrast_agent: str | None) -> bool:
     return matches(desc, _CONTRAST_YES)
 
 
-def sequence_family(modality: str, description: str | None, contrast_agent: str | None = None,
-                    b_value: float | None = None, scanning_sequence=()) -> str:
+def sequence_family(
+    modality: str,
+    description: str | None,
+    contrast_agent: str | None = None,
+    b_value: float | None = None,
+    scanning_sequence=(),
+) -> str:
     """One of ct, ct_contrast, t1, t1c, t2, flair, dwi, swi, other."""
     contrast = has_contrast(description, contrast_agent)
     if modality == "CT":

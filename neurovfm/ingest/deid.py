@@ -5,6 +5,7 @@ patient gets the same hash in every table of a run, nobody without the key can r
 mapping from a known MRN, and re-running with the same key is reproducible. The key never reaches
 ``results/``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,8 @@ def resolve_key(deid_cfg: dict, run: str) -> bytes:
         return deid_cfg["demo_key"].encode()
     raise MissingKeyError(
         f"no de-identification key: set the environment variable {env!r} or deid.key_file "
-        f"(the demo key is only accepted for run: demo)")
+        f"(the demo key is only accepted for run: demo)"
+    )
 
 
 def keyed_hash(value: str, key: bytes, kind: str) -> str:

@@ -1,4 +1,5 @@
 """Dates and ages from DICOM header strings."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,8 +22,9 @@ def parse_da(value: str | None) -> dt.date | None:
         return None
 
 
-def age_years(patient_age: str | None, birth_date: str | None, study_date: dt.date | None,
-              cap: int = 90) -> float | None:
+def age_years(
+    patient_age: str | None, birth_date: str | None, study_date: dt.date | None, cap: int = 90
+) -> float | None:
     """Age at the study in years: from PatientAge (nnnY/M/W/D), else birth date vs study date; capped."""
     if patient_age:
         m = _AGE.match(patient_age)

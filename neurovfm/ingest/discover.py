@@ -4,6 +4,7 @@
 fixed, PHI-free detail text (exception messages can quote header values or paths, so they are not
 copied).
 """
+
 from __future__ import annotations
 
 import logging
@@ -110,14 +111,16 @@ def read_header(root: str, rel: str, modalities: tuple[str, ...] = ("CT", "MR"))
             fp.seek(0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=SPECIFIC_TAGS,
-                                     force=not part10)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=SPECIFIC_TAGS, force=not part10)
                 media_sop = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "") if ds.file_meta else ""
                 rec, bad = extract(ds)
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if ds.file_meta else ""
             if not ts:
-                ts = "1.2.840.10008.1.2" if ds.is_implicit_VR else (
-                    "1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2")
+                ts = (
+                    "1.2.840.10008.1.2"
+                    if ds.is_implicit_VR
+                    else ("1.2.840.10008.1.2.1" if ds.is_little_endian else "1.2.840.10008.1.2.2")
+                )
             sop = rec.get("sop_class_uid") or media_sop
             if sop == DICOMDIR_SOP or media_sop == DICOMDIR_SOP:
                 return _fail(rel, "dicomdir", "DICOMDIR (media storage directory)")
@@ -127,8 +130,12 @@ def read_header(root: str, rel: str, modalities: tuple[str, ...] = ("CT", "MR"))
             if sop in MULTIFRAME_SOPS:
                 return _fail(rel, "multiframe_unsupported", "enhanced multi-frame image (not supported)")
             if sop not in IMAGE_SOPS:
-                if sop and not sop.startswith(SECONDARY_CAPTURE_PREFIX) and "Image Storage" in pydicom.uid.UID(
-                        sop).name and rec.get("modality") not in modalities:
+                if (
+                    sop
+                    and not sop.startswith(SECONDARY_CAPTURE_PREFIX)
+                    and "Image Storage" in pydicom.uid.UID(sop).name
+                    and rec.get("modality") not in modalities
+                ):
                     return _fail(rel, "unsupported_modality", f"{rec.get('modality')} image")
                 name = pydicom.uid.UID(sop).name if sop else "no SOP class"
                 return _fail(rel, "non_image_sop_class", name)
@@ -141,8 +148,19 @@ def read_header(root: str, rel: str, modalities: tuple[str, ...] = ("CT", "MR"))
             problem = _pixel_check(fp, file_size, ts, rec)
             if problem:
                 return _fail(rel, "truncated_pixel_data", problem)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            NotImplementedError, OverflowError, UnicodeError, LookupError) as exc:
+    except (
+        InvalidDicomError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        NotImplementedError,
+        OverflowError,
+        UnicodeError,
+        LookupError,
+    ) as exc:
         return _fail(rel, "unreadable_dicom", f"header could not be parsed ({type(exc).__name__})")
     except OSError as exc:  # the file system, not the data: file_missing, permission_denied, io_error (transient)
         failure = describe(exc)
@@ -158,12 +176,18 @@ def _read_chunk(args: tuple[str, list[str], tuple[str, ...]]) -> list[dict]:
     return [read_header(root, rel, modalities) for rel in rels]
 
 
-def read_headers(root: str, rels: list[str], workers: int = 1, chunk_size: int = 256,
-                 modalities: tuple[str, ...] = ("CT", "MR"), progress_every_s: float = 10.0) -> Iterator[dict]:
+def read_headers(
+    root: str,
+    rels: list[str],
+    workers: int = 1,
+    chunk_size: int = 256,
+    modalities: tuple[str, ...] = ("CT", "MR"),
+    progress_every_s: float = 10.0,
+) -> Iterator[dict]:
     """Header records of ``rels`` in input order, streamed. ``workers`` > 1 uses a process pool with at
     most ``2 * workers`` chunks in flight, so memory stays bounded whatever the export size."""
     prog = Progress(len(rels), "header read", log, every_s=progress_every_s, unit="files")
-    chunks = [rels[i:i + chunk_size] for i in range(0, len(rels), chunk_size)]
+    chunks = [rels[i : i + chunk_size] for i in range(0, len(rels), chunk_size)]
     if workers <= 1:
         for chunk in chunks:
             for rec in _read_chunk((root, chunk, modalities)):

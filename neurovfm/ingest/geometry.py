@@ -4,6 +4,7 @@ Voxel convention (shared with preprocessing): index (i, j, k) = (column, row, sl
 IOP's first cosine triplet is the direction of increasing column index i, the second of increasing
 row index j; PixelSpacing is (row spacing, column spacing).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,12 +69,19 @@ def gap_problem(sorted_proj: np.ndarray, spacing_tolerance: float) -> tuple[str 
     missing = (nearest >= 2) & (np.abs(ratio - nearest) <= spacing_tolerance)
     if missing.any():
         n_missing = int(np.sum(nearest[missing] - 1))
-        return "missing_slices", f"{n_missing} slice(s) missing (gaps of {ratio[missing].round(2).tolist()} x the median {median:.3g} mm)", median
+        return (
+            "missing_slices",
+            f"{n_missing} slice(s) missing (gaps of {ratio[missing].round(2).tolist()} x the median {median:.3g} mm)",
+            median,
+        )
     off = np.abs(ratio - 1) > spacing_tolerance
     if off.any():
-        return ("irregular_spacing",
-                f"{int(off.sum())} gap(s) deviate from the median {median:.3g} mm by more than "
-                f"{100 * spacing_tolerance:.0f}% (range {gaps.min():.3g}-{gaps.max():.3g} mm)", median)
+        return (
+            "irregular_spacing",
+            f"{int(off.sum())} gap(s) deviate from the median {median:.3g} mm by more than "
+            f"{100 * spacing_tolerance:.0f}% (range {gaps.min():.3g}-{gaps.max():.3g} mm)",
+            median,
+        )
     return None, "", median
 
 

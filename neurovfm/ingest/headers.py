@@ -4,6 +4,7 @@ Only these tags are parsed (``specific_tags``); everything else in a header is s
 record is a flat dict of str/int/float/tuple values so it pickles cheaply between processes.
 Fields marked PHI are kept only in memory, to scrub text and compute age; they are never written.
 """
+
 from __future__ import annotations
 
 import struct
@@ -69,8 +70,13 @@ _UTF8_CHARSETS = {"ISO_IR 192", "ISO 2022 IR 192"}
 def _text(value, kind: str):
     """Convert a header value given as text (backslash-separated multi-values) or a number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"float": float(value), "int": int(value), "floats": (float(value),), "str": str(value),
-                "strs": (str(value),)}[kind]
+        return {
+            "float": float(value),
+            "int": int(value),
+            "floats": (float(value),),
+            "str": str(value),
+            "strs": (str(value),),
+        }[kind]
     if not isinstance(value, str):
         # an already-converted pydicom value (MultiValue, PersonName, DSfloat, ...)
         if hasattr(value, "__len__") and not isinstance(value, (bytes, bytearray)):
@@ -111,8 +117,11 @@ def _raw(ds, tag, encoding: str, order: str):
             return int.from_bytes(value[:size], order, signed=signed) if len(value) >= size else None
         if vr in _BINARY_FLOAT:
             size, code = _BINARY_FLOAT[vr]
-            return struct.unpack(("<" if order == "little" else ">") + code, value[:size])[0] if len(
-                value) >= size else None
+            return (
+                struct.unpack(("<" if order == "little" else ">") + code, value[:size])[0]
+                if len(value) >= size
+                else None
+            )
         if vr == "SQ":
             return None
         return value.decode(encoding, errors="replace")

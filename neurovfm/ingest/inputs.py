@@ -5,6 +5,7 @@ Each check raises :class:`neurovfm.utils.failure.Failed` with a user reason code
 ``results/{run}/logs/``), its ``private`` message names the path or the columns (stderr and
 ``private/{run}/errors/`` only).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,11 @@ def folder(path, what: str) -> Path:
         raise Failed("bad_input_path", f"{what} is not configured", private=f"{what} is not configured")
     p = expand(path)
     if p.is_file():
-        raise Failed("bad_input_path", f"{what} is a file, not a folder",
-                     private=f"{what} {str(path)!r} is a file; give the folder that holds the export")
+        raise Failed(
+            "bad_input_path",
+            f"{what} is a file, not a folder",
+            private=f"{what} {str(path)!r} is a file; give the folder that holds the export",
+        )
     if not p.is_dir():
         raise Failed("bad_input_path", f"{what} does not exist", private=f"{what} {str(path)!r} does not exist")
     return p
@@ -45,18 +49,25 @@ def table(path, what: str, required: tuple[str, ...]) -> Path:
     try:
         columns = list(pd.read_csv(p, nrows=0, dtype=str).columns)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise Failed("missing_column", f"{what} has no header row of column names",
-                     private=f"{what} {str(path)!r} is not a CSV with a header row ({type(err).__name__})") from err
+        raise Failed(
+            "missing_column",
+            f"{what} has no header row of column names",
+            private=f"{what} {str(path)!r} is not a CSV with a header row ({type(err).__name__})",
+        ) from err
     missing = [c for c in required if c not in columns]
     if missing:
-        raise Failed("missing_column", f"{what} lacks required column(s) {', '.join(missing)}",
-                     private=f"{what} {str(path)!r} lacks required column(s) {', '.join(missing)}; "
-                             f"columns found: {', '.join(columns) or '(none)'}")
+        raise Failed(
+            "missing_column",
+            f"{what} lacks required column(s) {', '.join(missing)}",
+            private=f"{what} {str(path)!r} lacks required column(s) {', '.join(missing)}; "
+            f"columns found: {', '.join(columns) or '(none)'}",
+        )
     return p
 
 
-def require_volumes(n_files_seen: int, n_volumes: int, excluded_by_reason: dict, allow_empty: bool,
-                    what: str = "DICOM") -> None:
+def require_volumes(
+    n_files_seen: int, n_volumes: int, excluded_by_reason: dict, allow_empty: bool, what: str = "DICOM"
+) -> None:
     """Refuse an export without files or without any includable series (unless ``allow_empty``)."""
     if allow_empty or n_volumes > 0:
         return
@@ -65,6 +76,8 @@ def require_volumes(n_files_seen: int, n_volumes: int, excluded_by_reason: dict,
         raise Failed("empty_export", msg, private=msg)
     top = sorted(excluded_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]
     reasons = ", ".join(f"{k} {v}" for k, v in top)
-    msg = (f"none of the {n_files_seen} files could be included (files by reason: {reasons}; "
-           "ingest.allow_empty: true accepts this)")
+    msg = (
+        f"none of the {n_files_seen} files could be included (files by reason: {reasons}; "
+        "ingest.allow_empty: true accepts this)"
+    )
     raise Failed("no_includable_series", msg, private=msg)

@@ -3,6 +3,7 @@
 Rows: ``unit`` (file | series | study), ``file_id`` / ``series_id`` / ``study_id`` (keyed hashes,
 empty where unknown), ``n_files``, ``reason`` (a code of :mod:`neurovfm.utils.failure`), ``detail`` (PHI-free text), ``stage``.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -21,15 +22,33 @@ class Ledger:
     stage: str = "ingest"
     rows: list[dict] = field(default_factory=list)
 
-    def add(self, unit: str, reason: str, n_files: int, detail: str = "", file_id: str = "",
-            series_id: str = "", study_id: str = "") -> None:
+    def add(
+        self,
+        unit: str,
+        reason: str,
+        n_files: int,
+        detail: str = "",
+        file_id: str = "",
+        series_id: str = "",
+        study_id: str = "",
+    ) -> None:
         if unit not in UNITS:
             raise ValueError(f"ledger unit must be one of {UNITS}, got {unit!r}")
         if n_files < 0:
             raise ValueError("ledger n_files must be >= 0")
         check(reason)  # the closed vocabulary of neurovfm.utils.failure: nothing else reaches results/
-        self.rows.append({"unit": unit, "file_id": file_id, "series_id": series_id, "study_id": study_id,
-                          "n_files": int(n_files), "reason": reason, "detail": detail, "stage": self.stage})
+        self.rows.append(
+            {
+                "unit": unit,
+                "file_id": file_id,
+                "series_id": series_id,
+                "study_id": study_id,
+                "n_files": int(n_files),
+                "reason": reason,
+                "detail": detail,
+                "stage": self.stage,
+            }
+        )
 
     @property
     def n_files(self) -> int:
@@ -54,5 +73,4 @@ class Ledger:
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=COLUMNS)
-        return df.sort_values(["unit", "reason", "study_id", "series_id", "file_id"], kind="stable",
-                              ignore_index=True)
+        return df.sort_values(["unit", "reason", "study_id", "series_id", "file_id"], kind="stable", ignore_index=True)

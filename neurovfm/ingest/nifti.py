@@ -7,6 +7,7 @@ modality, sequence, age, sex, site, split``; every other column is a label, copi
 Without a ``split`` column, studies are train except a seeded, patient-level validation hold-out of
 ``splits.val_per_modality`` per modality (there are no dates for a temporal test split).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -52,6 +53,7 @@ def _modality(value: str) -> str | None:
 def _volume_row(path: str, modality: str, sequence_text: str, params: dict):
     """(row dict, None) or (None, (reason, detail))."""
     import nibabel as nib
+
     try:
         img = nib.load(path)
         shape = img.shape
@@ -75,19 +77,34 @@ def _volume_row(path: str, modality: str, sequence_text: str, params: dict):
         return None, ("excessive_tilt", f"slice axis {tilt:.1f} deg off the normal")
     seq = (sequence_text or "").strip().lower()
     family = seq if seq in FAMILIES else sequence_family(modality, sequence_text)
-    return {"modality": modality, "sequence": family, "orientation": geo.orientation_label(n, params["oblique_deg"]),
-            "n_slices": int(shape[2]), "rows": int(shape[1]), "cols": int(shape[0]),
-            "pixel_spacing_row": round(sj, 6), "pixel_spacing_col": round(si, 6),
-            "slice_spacing": round(abs(float(ck @ n)), 6), "slice_thickness": round(abs(float(ck @ n)), 6),
-            "tilt_deg": round(tilt, 4), "manufacturer": "", "field_strength": None, "series_description": "",
-            "contrast": int(family in ("t1c", "ct_contrast")), "stack": "",
-            "affine_lps": json.dumps([round(float(v), 6) for v in a.ravel()])}, None
+    return {
+        "modality": modality,
+        "sequence": family,
+        "orientation": geo.orientation_label(n, params["oblique_deg"]),
+        "n_slices": int(shape[2]),
+        "rows": int(shape[1]),
+        "cols": int(shape[0]),
+        "pixel_spacing_row": round(sj, 6),
+        "pixel_spacing_col": round(si, 6),
+        "slice_spacing": round(abs(float(ck @ n)), 6),
+        "slice_thickness": round(abs(float(ck @ n)), 6),
+        "tilt_deg": round(tilt, 4),
+        "manufacturer": "",
+        "field_strength": None,
+        "series_description": "",
+        "contrast": int(family in ("t1c", "ct_contrast")),
+        "stack": "",
+        "affine_lps": json.dumps([round(float(v), 6) for v in a.ravel()]),
+    }, None
 
 
 def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: str, cfg: dict, key: bytes) -> dict:
     icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
-    params = {"min_slices": int(icfg["min_slices"]), "max_tilt_deg": float(icfg["max_tilt_deg"]),
-              "oblique_deg": float(icfg["oblique_deg"])}
+    params = {
+        "min_slices": int(icfg["min_slices"]),
+        "max_tilt_deg": float(icfg["max_tilt_deg"]),
+        "oblique_deg": float(icfg["oblique_deg"]),
+    }
     df = pd.read_csv(inputs.table(nifti_csv, "input.nifti_csv", REQUIRED_COLUMNS), dtype=str, keep_default_na=False)
     label_cols = [c for c in df.columns if c not in KNOWN]
     ledger = Ledger()
@@ -105,7 +122,9 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
         study_id = keyed_hash(study_key, key, "study")
         mod = _modality(row.get("modality", "MR") or "MR")
         if mod is None:
-            ledger.add("file", "unsupported_modality", 1, "modality column is not CT/MR", file_id=fid, study_id=study_id)
+            ledger.add(
+                "file", "unsupported_modality", 1, "modality column is not CT/MR", file_id=fid, study_id=study_id
+            )
             continue
         path = os.path.join(nifti_dir, rel)
         if not os.path.isfile(path):
@@ -123,11 +142,21 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
             age = pd.to_numeric(row.get("age", ""), errors="coerce")
             sex = (row.get("sex", "") or "").strip().upper()[:1]
             studies[study_id] = {
-                "study_id": study_id, "patient_id": keyed_hash(row["subject_id"], key, "patient"), "modality": mod,
-                "study_year": None, "age": cap_age(None if pd.isna(age) else float(age), int(dcfg["age_cap"])),
-                "sex": sex if sex in ("M", "F", "O") else "", "ethnicity": "", "site": row.get("site", ""),
-                "manufacturer": "", "field_strength": None, "n_series": 0, "has_report": False,
-                "split": (row.get("split", "") or "").strip().lower(), "study_date": dt.date(1900, 1, 1)}
+                "study_id": study_id,
+                "patient_id": keyed_hash(row["subject_id"], key, "patient"),
+                "modality": mod,
+                "study_year": None,
+                "age": cap_age(None if pd.isna(age) else float(age), int(dcfg["age_cap"])),
+                "sex": sex if sex in ("M", "F", "O") else "",
+                "ethnicity": "",
+                "site": row.get("site", ""),
+                "manufacturer": "",
+                "field_strength": None,
+                "n_series": 0,
+                "has_report": False,
+                "split": (row.get("split", "") or "").strip().lower(),
+                "study_date": dt.date(1900, 1, 1),
+            }
             labels.append({"study_id": study_id, **{c: row[c] for c in label_cols}})
         studies[study_id]["n_series"] += 1
 
@@ -136,13 +165,28 @@ def run_ingest_nifti(nifti_dir: str, nifti_csv: str, out_dir: str, private_dir: 
     if len(st):
         need = ~st["split"].isin(SPLITS)
         if need.any():
-            st.loc[need, "split"] = assign_splits(st[need], "2999-01-01", "2999-12-31",
-                                                  int(scfg["val_per_modality"]), int(cfg["seed"]),
-                                                  float(scfg["max_val_fraction"]))
+            st.loc[need, "split"] = assign_splits(
+                st[need],
+                "2999-01-01",
+                "2999-12-31",
+                int(scfg["val_per_modality"]),
+                int(cfg["seed"]),
+                float(scfg["max_val_fraction"]),
+            )
         vol_df["split"] = vol_df["study_id"].map(dict(zip(st["study_id"], st["split"])))
     inputs.require_volumes(n_seen, len(vol_df), ledger.files_by_reason(), bool(icfg["allow_empty"]), "NIfTI")
-    summary = write_outputs(out_dir, private_dir, vol_df, st, ledger, files, [], n_files_seen=n_seen,
-                            n_files_included=len(vols), input_kind="nifti")
+    summary = write_outputs(
+        out_dir,
+        private_dir,
+        vol_df,
+        st,
+        ledger,
+        files,
+        [],
+        n_files_seen=n_seen,
+        n_files_included=len(vols),
+        input_kind="nifti",
+    )
     lab = pd.DataFrame(labels, columns=["study_id", *label_cols])
     if len(lab):
         lab["split"] = lab["study_id"].map(dict(zip(st["study_id"], st["split"])))

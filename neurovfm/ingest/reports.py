@@ -5,6 +5,7 @@ study's patient: name parts, patient IDs (also without leading zeros), accession
 (whole and per comma-separated part) and the birth date written in common formats. It removes what
 the headers tell us; it is not a general-purpose free-text de-identifier.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,6 +22,7 @@ MIN_PART_CHARS = 2  # shorter name/address fragments are not scrubbed (they woul
 @dataclass
 class Identifiers:
     """The PHI values known for one study, from its headers (and the report row)."""
+
     names: list[str] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     birth_date: str | None = None  # YYYYMMDD
@@ -35,8 +37,12 @@ class Identifiers:
 
 def identifiers_from_header(rec: dict) -> Identifiers:
     ids = [rec.get("patient_id"), rec.get("accession"), *(rec.get("other_patient_ids") or ())]
-    return Identifiers(names=[rec["patient_name"]] if rec.get("patient_name") else [],
-                       ids=[i for i in ids if i], birth_date=rec.get("birth_date"), address=rec.get("address"))
+    return Identifiers(
+        names=[rec["patient_name"]] if rec.get("patient_name") else [],
+        ids=[i for i in ids if i],
+        birth_date=rec.get("birth_date"),
+        address=rec.get("address"),
+    )
 
 
 def date_variants(yyyymmdd: str) -> list[str]:
@@ -83,8 +89,9 @@ def scrubber(ident: Identifiers):
     terms = _terms(ident)
     if not terms:
         return lambda text: text
-    pattern = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(re.escape(t) for t in terms) + r")(?![A-Za-z0-9])",
-                         re.IGNORECASE)
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9])(?:" + "|".join(re.escape(t) for t in terms) + r")(?![A-Za-z0-9])", re.IGNORECASE
+    )
     return lambda text: pattern.sub(REDACTED, text) if text else text
 
 
@@ -108,8 +115,7 @@ def join_reports(reports: pd.DataFrame, by_uid: dict[str, str], by_accession: di
     shared by several studies).
     """
     matched: dict[str, list[int]] = {}
-    counts = {"reports_total": len(reports), "reports_matched": 0, "reports_without_study": 0,
-              "reports_ambiguous": 0}
+    counts = {"reports_total": len(reports), "reports_matched": 0, "reports_without_study": 0, "reports_ambiguous": 0}
     for idx, row in reports.iterrows():
         uid = row["study_instance_uid"].strip()
         acc = row["accession_number"].strip()

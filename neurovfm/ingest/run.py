@@ -5,6 +5,7 @@ Outputs (contracts in workflow/ARCHITECTURE.md): ``out_dir/{series,studies,exclu
 Nothing written under ``out_dir`` holds a path, a name, a birth date, an accession number or an
 address: identifiers are keyed hashes and free text is scrubbed.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
 
-SERIES_FIELDS = ("modality", "series_description", "image_type", "manufacturer", "field_strength",
-                 "contrast_agent", "scanning_sequence")
+SERIES_FIELDS = (
+    "modality",
+    "series_description",
+    "image_type",
+    "manufacturer",
+    "field_strength",
+    "contrast_agent",
+    "scanning_sequence",
+)
 STUDY_FIELDS = ("study_date", "patient_age", "sex", "ethnicity", "institution")
 
 
@@ -66,16 +74,24 @@ class Collector:
         st, se = rec["study_uid"], rec["series_uid"]
         if st not in self.studies:
             patient_key = rec.get("patient_id") or f"study-without-patient-id:{st}"
-            self.studies[st] = StudyAcc({k: rec.get(k) for k in STUDY_FIELDS}, patient_key,
-                                        identifiers_from_header(rec), rec.get("accession"))
+            self.studies[st] = StudyAcc(
+                {k: rec.get(k) for k in STUDY_FIELDS}, patient_key, identifiers_from_header(rec), rec.get("accession")
+            )
         else:
             self.studies[st].ident.merge(identifiers_from_header(rec))
         acc = self.series.get(se)
         if acc is None:
             acc = self.series[se] = SeriesAcc(st, {k: rec.get(k) for k in SERIES_FIELDS})
         elif acc.study_uid != st:
-            self.ledger.add("file", "series_study_conflict", 1, "series UID reused in another study", file_id=fid,
-                            series_id=keyed_hash(se, self.key, "series"), study_id=keyed_hash(st, self.key, "study"))
+            self.ledger.add(
+                "file",
+                "series_study_conflict",
+                1,
+                "series UID reused in another study",
+                file_id=fid,
+                series_id=keyed_hash(se, self.key, "series"),
+                study_id=keyed_hash(st, self.key, "study"),
+            )
             return
         b = rec.get("diffusion_b_value")
         if b is not None:
@@ -105,31 +121,55 @@ def _assemble(col: Collector, params: SeriesParams, key: bytes, oblique_deg: flo
             sid = keyed_hash(se + (f"#{rej.stack}" if rej.stack else ""), key, "series")
             if rej.unit == "file":
                 for p in rej.paths:
-                    ledger.add("file", rej.reason, 1, rej.detail, file_id=keyed_hash(p, key, "file"),
-                               series_id=sid, study_id=study_id)
+                    ledger.add(
+                        "file",
+                        rej.reason,
+                        1,
+                        rej.detail,
+                        file_id=keyed_hash(p, key, "file"),
+                        series_id=sid,
+                        study_id=study_id,
+                    )
             else:
                 ledger.add("series", rej.reason, len(rej.paths), rej.detail, series_id=sid, study_id=study_id)
         scrub = scrubber(study.ident)
         desc = scrub(info["series_description"] or "")
         for vol in res.volumes:
             sid = keyed_hash(se + (f"#{vol.stack}" if vol.stack else ""), key, "series")
-            rows.append({
-                "series_id": sid, "study_id": study_id, "study_uid": acc.study_uid,
-                "modality": info["modality"],
-                "sequence": sequence_family(info["modality"], info["series_description"], info["contrast_agent"],
-                                            acc.max_b, info["scanning_sequence"]),
-                "orientation": geo.orientation_label(vol.normal, oblique_deg),
-                "n_slices": vol.n_slices, "rows": vol.rows, "cols": vol.cols,
-                "pixel_spacing_row": vol.pixel_spacing[0], "pixel_spacing_col": vol.pixel_spacing[1],
-                "slice_spacing": round(vol.slice_spacing, 6), "slice_thickness": vol.slice_thickness,
-                "tilt_deg": round(vol.tilt_deg, 4), "manufacturer": info["manufacturer"] or "",
-                "field_strength": info["field_strength"], "series_description": desc,
-                "contrast": int(has_contrast(info["series_description"], info["contrast_agent"])),
-                "stack": vol.stack,
-                "affine_lps": json.dumps([round(float(v), 6) for v in vol.affine.ravel()]),
-            })
-            file_rows += [{"file_id": keyed_hash(p, key, "file"), "series_id": sid, "slice_index": k, "path": p}
-                          for k, p in enumerate(vol.paths)]
+            rows.append(
+                {
+                    "series_id": sid,
+                    "study_id": study_id,
+                    "study_uid": acc.study_uid,
+                    "modality": info["modality"],
+                    "sequence": sequence_family(
+                        info["modality"],
+                        info["series_description"],
+                        info["contrast_agent"],
+                        acc.max_b,
+                        info["scanning_sequence"],
+                    ),
+                    "orientation": geo.orientation_label(vol.normal, oblique_deg),
+                    "n_slices": vol.n_slices,
+                    "rows": vol.rows,
+                    "cols": vol.cols,
+                    "pixel_spacing_row": vol.pixel_spacing[0],
+                    "pixel_spacing_col": vol.pixel_spacing[1],
+                    "slice_spacing": round(vol.slice_spacing, 6),
+                    "slice_thickness": vol.slice_thickness,
+                    "tilt_deg": round(vol.tilt_deg, 4),
+                    "manufacturer": info["manufacturer"] or "",
+                    "field_strength": info["field_strength"],
+                    "series_description": desc,
+                    "contrast": int(has_contrast(info["series_description"], info["contrast_agent"])),
+                    "stack": vol.stack,
+                    "affine_lps": json.dumps([round(float(v), 6) for v in vol.affine.ravel()]),
+                }
+            )
+            file_rows += [
+                {"file_id": keyed_hash(p, key, "file"), "series_id": sid, "slice_index": k, "path": p}
+                for k, p in enumerate(vol.paths)
+            ]
         prog.update()
     prog.close()
     return rows, file_rows
@@ -141,26 +181,30 @@ def _study_table(col: Collector, vols: pd.DataFrame, key: bytes, age_cap: int) -
         s = col.studies[st]
         date = parse_da(s.info["study_date"])
         mr = grp[grp["modality"] == "MR"]
-        rows.append({
-            "study_uid": st, "study_id": keyed_hash(st, key, "study"),
-            "patient_id": keyed_hash(s.patient_key, key, "patient"),
-            "modality": _mode(grp["modality"]), "study_date": date,
-            "study_year": date.year if date else None,
-            "age": age_years(s.info["patient_age"], s.ident.birth_date, date, age_cap),
-            "sex": (s.info["sex"] or "").upper()[:1] if (s.info["sex"] or "").upper()[:1] in "MFO" else "",
-            "ethnicity": s.info["ethnicity"] or "", "site": s.info["institution"] or "",
-            "manufacturer": _mode(grp["manufacturer"]) or "",
-            "field_strength": _mode(mr["field_strength"]) if len(mr) else None,
-            "n_series": len(grp),
-        })
+        rows.append(
+            {
+                "study_uid": st,
+                "study_id": keyed_hash(st, key, "study"),
+                "patient_id": keyed_hash(s.patient_key, key, "patient"),
+                "modality": _mode(grp["modality"]),
+                "study_date": date,
+                "study_year": date.year if date else None,
+                "age": age_years(s.info["patient_age"], s.ident.birth_date, date, age_cap),
+                "sex": (s.info["sex"] or "").upper()[:1] if (s.info["sex"] or "").upper()[:1] in "MFO" else "",
+                "ethnicity": s.info["ethnicity"] or "",
+                "site": s.info["institution"] or "",
+                "manufacturer": _mode(grp["manufacturer"]) or "",
+                "field_strength": _mode(mr["field_strength"]) if len(mr) else None,
+                "n_series": len(grp),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _reports(reports_csv, studies: pd.DataFrame, col: Collector):
     """(has_report per study_uid, jsonl rows keyed by study_uid, counts)."""
     if not reports_csv:
-        return {}, {}, {"reports_total": 0, "reports_matched": 0, "reports_without_study": 0,
-                        "reports_ambiguous": 0}
+        return {}, {}, {"reports_total": 0, "reports_matched": 0, "reports_without_study": 0, "reports_ambiguous": 0}
     df = read_reports(reports_csv)
     by_acc: dict[str, list[str]] = {}
     for st, s in col.studies.items():
@@ -178,13 +222,16 @@ def _reports(reports_csv, studies: pd.DataFrame, col: Collector):
         extra_ids = [df.at[i, "patient_id"] for i in idxs] + [df.at[i, "accession_number"] for i in idxs]
         ident.ids += [i for i in extra_ids if i and i not in ident.ids]
         scrub = scrubber(ident)
-        out[st] = {"text": "\n\n".join(scrub(df.at[i, "report_text"]) for i in idxs),
-                   "indication": " ".join(scrub(df.at[i, "indication"]) for i in idxs if df.at[i, "indication"])}
+        out[st] = {
+            "text": "\n\n".join(scrub(df.at[i, "report_text"]) for i in idxs),
+            "indication": " ".join(scrub(df.at[i, "indication"]) for i in idxs if df.at[i, "indication"]),
+        }
     return {st: st in out for st in included}, out, counts
 
 
-def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_dir: str, cfg: dict, key: bytes,
-               workers: int = 1) -> dict:
+def run_ingest(
+    dicom_dir: str, reports_csv: str | None, out_dir: str, private_dir: str, cfg: dict, key: bytes, workers: int = 1
+) -> dict:
     """Ingest a DICOM export. Returns the summary dict (also written to ``out_dir/summary.json``)."""
     icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
     params = SeriesParams.from_config(icfg)
@@ -193,29 +240,39 @@ def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_di
     files, links = walk(dicom_dir)
     log.info("ingest: %d files found (%d symbolic links skipped)", len(files), links)
     col = Collector(key, ledger)
-    for rec in read_headers(dicom_dir, files, workers=max(1, int(workers or 1)),
-                            chunk_size=int(icfg["chunk_size"]), modalities=modalities):
+    for rec in read_headers(
+        dicom_dir, files, workers=max(1, int(workers or 1)), chunk_size=int(icfg["chunk_size"]), modalities=modalities
+    ):
         col.add(rec)
 
     rows, file_rows = _assemble(col, params, key, float(icfg["oblique_deg"]), ledger)
     vols = pd.DataFrame(rows)
-    studies = _study_table(col, vols, key, int(dcfg["age_cap"])) if len(vols) else pd.DataFrame(
-        columns=["study_uid", "study_id", "study_date"])
+    studies = (
+        _study_table(col, vols, key, int(dcfg["age_cap"]))
+        if len(vols)
+        else pd.DataFrame(columns=["study_uid", "study_id", "study_date"])
+    )
     has_report, report_rows, report_counts = _reports(reports_csv, studies, col)
 
     if len(studies):
         studies["has_report"] = studies["study_uid"].map(lambda u: bool(has_report.get(u, False)))
         dated = studies["study_date"].notna()
         split = pd.Series(index=studies.index, dtype=object)
-        split[dated] = assign_splits(studies[dated], scfg["cutoff"],
-                                     scfg["test_end"], int(scfg["val_per_modality"]),
-                                     int(cfg["seed"]), float(scfg["max_val_fraction"]))
+        split[dated] = assign_splits(
+            studies[dated],
+            scfg["cutoff"],
+            scfg["test_end"],
+            int(scfg["val_per_modality"]),
+            int(cfg["seed"]),
+            float(scfg["max_val_fraction"]),
+        )
         split[~dated] = "no_study_date"
         studies["split"] = split
         for _, s in studies[studies["split"].isin([AFTER_WINDOW, "no_study_date"])].iterrows():
             n = int(vols.loc[vols["study_uid"] == s["study_uid"], "n_slices"].sum())
-            detail = ("study date after the prospective test window" if s["split"] == AFTER_WINDOW
-                      else "no valid StudyDate")
+            detail = (
+                "study date after the prospective test window" if s["split"] == AFTER_WINDOW else "no valid StudyDate"
+            )
             ledger.add("study", s["split"], n, detail, study_id=s["study_id"])
         studies = studies[studies["split"].isin(["train", "val", "test"])]
         vols = vols[vols["study_uid"].isin(set(studies["study_uid"]))].copy()
@@ -224,13 +281,37 @@ def run_ingest(dicom_dir: str, reports_csv: str | None, out_dir: str, private_di
         report_counts["studies_without_report"] = int((~studies["has_report"]).sum())
     keep_sids = set(vols["series_id"]) if len(vols) else set()
     file_rows = [r for r in file_rows if r["series_id"] in keep_sids]
-    reports = [{"study_id": s["study_id"], "modality": s["modality"], "indication": report_rows[s["study_uid"]]["indication"],
-                "report_text": report_rows[s["study_uid"]]["text"]}
-               for _, s in studies.iterrows() if s["study_uid"] in report_rows] if len(studies) else []
+    reports = (
+        [
+            {
+                "study_id": s["study_id"],
+                "modality": s["modality"],
+                "indication": report_rows[s["study_uid"]]["indication"],
+                "report_text": report_rows[s["study_uid"]]["text"],
+            }
+            for _, s in studies.iterrows()
+            if s["study_uid"] in report_rows
+        ]
+        if len(studies)
+        else []
+    )
     inputs.require_volumes(len(files), len(vols), ledger.files_by_reason(), bool(icfg["allow_empty"]))
     if ledger.n_transient:
-        log.warning("ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
-                    "rerun ingest to include them (README: When something goes wrong)", ledger.n_transient)
-    summary = write_outputs(out_dir, private_dir, vols, studies, ledger, file_rows, reports,
-                            n_files_seen=len(files), symlinks_skipped=links, report_counts=report_counts)
+        log.warning(
+            "ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
+            "rerun ingest to include them (README: When something goes wrong)",
+            ledger.n_transient,
+        )
+    summary = write_outputs(
+        out_dir,
+        private_dir,
+        vols,
+        studies,
+        ledger,
+        file_rows,
+        reports,
+        n_files_seen=len(files),
+        symlinks_skipped=links,
+        report_counts=report_counts,
+    )
     return summary

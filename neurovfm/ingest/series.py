@@ -4,6 +4,7 @@ Order of checks: duplicate SOP instances (file level), localizer/derived, missin
 mixed orientations, inconsistent dimensions, shared positions (split into stacks by a
 distinguishing tag, or reject), then per stack: too few slices, gaps, tilt.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,9 +15,12 @@ from neurovfm.ingest import geometry as geo
 from neurovfm.ingest.classify import exclusion_reason
 
 # record key -> DICOM keyword, in the order they are tried to tell stacks apart
-STACK_TAGS = (("echo_numbers", "EchoNumbers"), ("diffusion_b_value", "DiffusionBValue"),
-              ("temporal_position", "TemporalPositionIdentifier"),
-              ("acquisition_number", "AcquisitionNumber"))
+STACK_TAGS = (
+    ("echo_numbers", "EchoNumbers"),
+    ("diffusion_b_value", "DiffusionBValue"),
+    ("temporal_position", "TemporalPositionIdentifier"),
+    ("acquisition_number", "AcquisitionNumber"),
+)
 
 
 @dataclass(slots=True)
@@ -34,9 +38,18 @@ class Slice:
 
     @classmethod
     def from_record(cls, rec: dict) -> "Slice":
-        return cls(rec["path"], rec["sop_instance_uid"], rec.get("ipp"), rec.get("iop"), rec.get("pixel_spacing"),
-                   rec.get("rows"), rec.get("cols"), rec.get("slice_thickness"), rec.get("instance_number"),
-                   tuple(rec.get(k) for k, _ in STACK_TAGS))
+        return cls(
+            rec["path"],
+            rec["sop_instance_uid"],
+            rec.get("ipp"),
+            rec.get("iop"),
+            rec.get("pixel_spacing"),
+            rec.get("rows"),
+            rec.get("cols"),
+            rec.get("slice_thickness"),
+            rec.get("instance_number"),
+            tuple(rec.get(k) for k, _ in STACK_TAGS),
+        )
 
 
 @dataclass
@@ -92,8 +105,16 @@ class SeriesResult:
 
 
 def _has_geometry(s: Slice) -> bool:
-    return (s.ipp is not None and len(s.ipp) == 3 and s.iop is not None and len(s.iop) == 6
-            and s.pixel_spacing is not None and len(s.pixel_spacing) == 2 and bool(s.rows) and bool(s.cols))
+    return (
+        s.ipp is not None
+        and len(s.ipp) == 3
+        and s.iop is not None
+        and len(s.iop) == 6
+        and s.pixel_spacing is not None
+        and len(s.pixel_spacing) == 2
+        and bool(s.rows)
+        and bool(s.cols)
+    )
 
 
 def _split_stacks(slices: list[Slice], normal: np.ndarray, tol_mm: float):
@@ -116,8 +137,10 @@ def _split_stacks(slices: list[Slice], normal: np.ndarray, tol_mm: float):
             for s in slices:
                 stacks.setdefault(s.stack_values[t], []).append(s)
             return [(f"{keyword}={_fmt(v)}", stacks[v]) for v in sorted(stacks, key=_sort_key)]
-    return (f"{int((counts > 1).sum())} position(s) hold up to {depth} images and no tag "
-            f"({', '.join(k for _, k in STACK_TAGS)}) tells them apart")
+    return (
+        f"{int((counts > 1).sum())} position(s) hold up to {depth} images and no tag "
+        f"({', '.join(k for _, k in STACK_TAGS)}) tells them apart"
+    )
 
 
 def _fmt(v) -> str:
@@ -133,8 +156,13 @@ def _sort_key(v):
 
 def _stack_volume(label: str, slices: list[Slice], iop, normal, p: SeriesParams):
     if len(slices) < p.min_slices:
-        return Rejection("series", "too_few_slices", [s.path for s in slices],
-                         f"{len(slices)} image(s), fewer than {p.min_slices}", label)
+        return Rejection(
+            "series",
+            "too_few_slices",
+            [s.path for s in slices],
+            f"{len(slices)} image(s), fewer than {p.min_slices}",
+            label,
+        )
     proj = geo.project([s.ipp for s in slices], normal)
     order = np.lexsort((np.array([s.path for s in slices]), proj))
     slices = [slices[i] for i in order]
@@ -144,14 +172,27 @@ def _stack_volume(label: str, slices: list[Slice], iop, normal, p: SeriesParams)
     ipps = [s.ipp for s in slices]
     tilt = geo.tilt_deg(ipps, normal)
     if tilt > p.max_tilt_deg:
-        return Rejection("series", "excessive_tilt", [s.path for s in slices],
-                         f"gantry tilt {tilt:.1f} deg above {p.max_tilt_deg:g}", label)
+        return Rejection(
+            "series",
+            "excessive_tilt",
+            [s.path for s in slices],
+            f"gantry tilt {tilt:.1f} deg above {p.max_tilt_deg:g}",
+            label,
+        )
     thick = [s.slice_thickness for s in slices if s.slice_thickness]
     first = slices[0]
-    return Volume(label, [s.path for s in slices], int(first.rows), int(first.cols),
-                  (float(first.pixel_spacing[0]), float(first.pixel_spacing[1])), float(median_gap),
-                  float(np.median(thick)) if thick else None, tilt,
-                  geo.affine_lps(iop, first.pixel_spacing, ipps), normal)
+    return Volume(
+        label,
+        [s.path for s in slices],
+        int(first.rows),
+        int(first.cols),
+        (float(first.pixel_spacing[0]), float(first.pixel_spacing[1])),
+        float(median_gap),
+        float(np.median(thick)) if thick else None,
+        tilt,
+        geo.affine_lps(iop, first.pixel_spacing, ipps),
+        normal,
+    )
 
 
 def assemble_series(files: list[Slice], description: str | None, image_type, p: SeriesParams) -> SeriesResult:
@@ -160,8 +201,9 @@ def assemble_series(files: list[Slice], description: str | None, image_type, p: 
     seen: dict[str, Slice] = {}
     for s in sorted(files, key=lambda f: f.path):
         if s.sop_instance_uid in seen:
-            out.rejections.append(Rejection("file", "duplicate_instance", [s.path],
-                                            "same SOPInstanceUID as another file of the series"))
+            out.rejections.append(
+                Rejection("file", "duplicate_instance", [s.path], "same SOPInstanceUID as another file of the series")
+            )
         else:
             seen[s.sop_instance_uid] = s
     slices = list(seen.values())
@@ -173,25 +215,40 @@ def assemble_series(files: list[Slice], description: str | None, image_type, p: 
         return out
     lacking = [s for s in slices if not _has_geometry(s)]
     if lacking:
-        out.rejections.append(Rejection("series", "missing_geometry", paths,
-                                        f"{len(lacking)} image(s) lack position/orientation/spacing/matrix"))
+        out.rejections.append(
+            Rejection(
+                "series", "missing_geometry", paths, f"{len(lacking)} image(s) lack position/orientation/spacing/matrix"
+            )
+        )
         return out
     if not geo.orientations_agree([s.iop for s in slices], p.iop_tolerance):
-        out.rejections.append(Rejection("series", "mixed_orientations", paths,
-                                        "images of the series have different orientations"))
+        out.rejections.append(
+            Rejection("series", "mixed_orientations", paths, "images of the series have different orientations")
+        )
         return out
     dims = {(s.rows, s.cols) for s in slices}
     sp = np.array([s.pixel_spacing for s in slices], dtype=float)
     if len(dims) > 1 or np.any(np.abs(sp - sp[0]) > p.spacing_rel_tolerance * np.abs(sp[0]).max()):
-        out.rejections.append(Rejection("series", "inconsistent_dimensions", paths,
-                                        f"{len(dims)} matrix size(s), pixel spacing range "
-                                        f"{sp.min():.4g}-{sp.max():.4g} mm"))
+        out.rejections.append(
+            Rejection(
+                "series",
+                "inconsistent_dimensions",
+                paths,
+                f"{len(dims)} matrix size(s), pixel spacing range {sp.min():.4g}-{sp.max():.4g} mm",
+            )
+        )
         return out
     try:
         _, _, normal = geo.cosines(slices[0].iop)
     except ValueError:
-        out.rejections.append(Rejection("series", "missing_geometry", paths,
-                                        "ImageOrientationPatient unusable (not 6 values, or a zero-length direction)"))
+        out.rejections.append(
+            Rejection(
+                "series",
+                "missing_geometry",
+                paths,
+                "ImageOrientationPatient unusable (not 6 values, or a zero-length direction)",
+            )
+        )
         return out
     stacks = _split_stacks(slices, normal, p.position_tolerance_mm)
     if isinstance(stacks, str):

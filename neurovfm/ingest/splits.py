@@ -8,6 +8,7 @@ in both train and val, and the choice is reproducible. The quota counts studies 
 validation set selects probes, which need labels) unless a modality has no reported study at all;
 it is capped at ``max_val_fraction`` of that modality's counted studies.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,9 @@ def _as_date(value) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
-def assign_splits(studies: pd.DataFrame, cutoff, test_end, val_per_modality: int, seed: int,
-                  max_val_fraction: float = 0.5) -> pd.Series:
+def assign_splits(
+    studies: pd.DataFrame, cutoff, test_end, val_per_modality: int, seed: int, max_val_fraction: float = 0.5
+) -> pd.Series:
     """Split label per study. ``studies`` needs ``study_id, patient_id, modality, study_date``
     (datetime.date) and ``has_report`` (bool); the result is indexed like ``studies``."""
     cutoff, test_end = _as_date(cutoff), _as_date(test_end)

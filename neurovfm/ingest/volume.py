@@ -1,5 +1,6 @@
 """Pixel loading for preprocessing: a DICOM series (files in sorted order) or a NIfTI file as a float32
 array indexed (k, j, i) = (slice, row, column), with the voxel -> LPS affine of the same convention."""
+
 from __future__ import annotations
 
 import os
@@ -32,14 +33,27 @@ def read_slice(path: str):
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=not part10)
             if not part10 and "TransferSyntaxUID" not in ds.file_meta:
-                ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if ds.is_implicit_VR else
-                                                  ExplicitVRLittleEndian if ds.is_little_endian else
-                                                  ExplicitVRBigEndian)
+                ds.file_meta.TransferSyntaxUID = (
+                    ImplicitVRLittleEndian
+                    if ds.is_implicit_VR
+                    else ExplicitVRLittleEndian
+                    if ds.is_little_endian
+                    else ExplicitVRBigEndian
+                )
             return ds, ds.pixel_array
     except OSError:
         raise
-    except (InvalidDicomError, ValueError, AttributeError, KeyError, TypeError, RuntimeError, NotImplementedError,
-            EOFError, IndexError) as exc:
+    except (
+        InvalidDicomError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        NotImplementedError,
+        EOFError,
+        IndexError,
+    ) as exc:
         raise diagnose(path, part10, exc) from exc
 
 
@@ -51,34 +65,55 @@ def diagnose(path: str, part10: bool, exc: BaseException) -> VolumeError:
     with open(path, "rb") as fp:
         head = fp.read(8)
     if not part10 and (len(head) < 8 or int.from_bytes(head[:2], "little") not in _RAW_FIRST_GROUPS):
-        return VolumeError("no DICM preamble and no DICOM data set at the start (the file changed after ingest "
-                           "or is not DICOM)", "not_dicom")
+        return VolumeError(
+            "no DICM preamble and no DICOM data set at the start (the file changed after ingest or is not DICOM)",
+            "not_dicom",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-    except (InvalidDicomError, ValueError, AttributeError, KeyError, TypeError, EOFError, IndexError,
-            NotImplementedError) as err:
-        return VolumeError(f"the header cannot be parsed ({type(err).__name__}); the file is {size} bytes",
-                           "unreadable_dicom")
+    except (
+        InvalidDicomError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        EOFError,
+        IndexError,
+        NotImplementedError,
+    ) as err:
+        return VolumeError(
+            f"the header cannot be parsed ({type(err).__name__}); the file is {size} bytes", "unreadable_dicom"
+        )
     ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if ds.file_meta else ""
-    rec = {"rows": ds.get("Rows"), "cols": ds.get("Columns"), "bits_allocated": ds.get("BitsAllocated"),
-           "samples_per_pixel": ds.get("SamplesPerPixel")}
+    rec = {
+        "rows": ds.get("Rows"),
+        "cols": ds.get("Columns"),
+        "bits_allocated": ds.get("BitsAllocated"),
+        "samples_per_pixel": ds.get("SamplesPerPixel"),
+    }
     expected = _expected_pixel_bytes(rec)
     if "PixelData" not in ds and expected:
-        return VolumeError(f"the file is truncated: it ends after the header, before its pixel data ({size} "
-                           f"bytes, the image alone needs {expected})", "truncated_file")
+        return VolumeError(
+            f"the file is truncated: it ends after the header, before its pixel data ({size} "
+            f"bytes, the image alone needs {expected})",
+            "truncated_file",
+        )
     compressed = bool(ts) and ts not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
     if compressed:
         name = UID(ts).name if not UID(ts).is_private else "an unregistered transfer syntax"
-        return VolumeError(f"compressed pixel data ({name}) that no installed decoder can read, or a corrupt "
-                           f"compressed stream ({type(exc).__name__}); install the decoder (pylibjpeg, "
-                           "gdcm) or export uncompressed", "pixel_decode_failed")
+        return VolumeError(
+            f"compressed pixel data ({name}) that no installed decoder can read, or a corrupt "
+            f"compressed stream ({type(exc).__name__}); install the decoder (pylibjpeg, "
+            "gdcm) or export uncompressed",
+            "pixel_decode_failed",
+        )
     if expected and size < expected:
-        return VolumeError(f"the file is truncated: {size} bytes, the image alone needs {expected}",
-                           "truncated_file")
-    return VolumeError(f"the pixel data cannot be decoded ({type(exc).__name__}); the file is {size} bytes",
-                       "pixel_decode_failed")
+        return VolumeError(f"the file is truncated: {size} bytes, the image alone needs {expected}", "truncated_file")
+    return VolumeError(
+        f"the pixel data cannot be decoded ({type(exc).__name__}); the file is {size} bytes", "pixel_decode_failed"
+    )
 
 
 def load_series_volume(paths: list[str], affine_lps, position_tolerance_mm: float = 0.05) -> np.ndarray:
@@ -102,15 +137,17 @@ def load_series_volume(paths: list[str], affine_lps, position_tolerance_mm: floa
         if out is None:
             out = np.empty((len(paths), *pix.shape), dtype=np.float32)
         elif pix.shape != out.shape[1:]:
-            raise VolumeError(f"slice {k}: matrix {pix.shape} differs from the first slice's {out.shape[1:]}",
-                              "geometry_mismatch")
+            raise VolumeError(
+                f"slice {k}: matrix {pix.shape} differs from the first slice's {out.shape[1:]}", "geometry_mismatch"
+            )
         ipp = ds.get("ImagePositionPatient")
         if ipp is not None:
             expected = affine[:3, 3] + k * affine[:3, 2]
             err = float(np.max(np.abs(np.asarray([float(v) for v in ipp]) - expected)))
             if err > position_tolerance_mm:
-                raise VolumeError(f"slice {k}: position is {err:.3f} mm from where the affine puts it",
-                                  "geometry_mismatch")
+                raise VolumeError(
+                    f"slice {k}: position is {err:.3f} mm from where the affine puts it", "geometry_mismatch"
+                )
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
         out[k] = pix.astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -132,8 +169,9 @@ def load_nifti_volume(path: str) -> tuple[np.ndarray, np.ndarray]:
     except (FileNotFoundError, PermissionError):
         raise
     except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as exc:
-        raise VolumeError(f"NIfTI could not be read ({type(exc).__name__}); truncated or not NIfTI",
-                          "unreadable_nifti") from exc
+        raise VolumeError(
+            f"NIfTI could not be read ({type(exc).__name__}); truncated or not NIfTI", "unreadable_nifti"
+        ) from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -8,6 +8,7 @@ Axis permutations are limited to swapping the two in-plane axes: the slice axis 
 sides and the in-plane axes 16-voxel (16 mm) ones, so moving the slice axis in-plane would change what a
 token is. Flips act on all three axes (as in the authors' code).
 """
+
 from __future__ import annotations
 
 import numpy as np

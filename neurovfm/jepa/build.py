@@ -1,4 +1,5 @@
 """Student encoder, predictor and teacher from a model configuration (``pretrain.models.<name>``)."""
+
 from __future__ import annotations
 
 import copy
@@ -20,16 +21,28 @@ def model_config(pretrain: dict, name: str, patch) -> dict:
 
 def build_models(model: dict, encoder_only: bool = False):
     """-> encoder, or (student encoder, predictor, teacher) with the teacher a frozen copy of the student."""
-    backend = model.get("attn_backend")      # None: chosen per call from the tensors (see models.attention)
+    backend = model.get("attn_backend")  # None: chosen per call from the tensors (see models.attention)
     # encoder.pt files written before the position option existed hold the added code
     position = {"pos_embed": model.get("pos_embed", "add"), "pos_dim": int(model.get("pos_dim", 30))}
-    encoder = build_encoder(model["encoder"], patch_size=tuple(model["patch_size"]), in_chans=model["in_chans"],
-                            drop_path_rate=float(model.get("drop_path", 0.0)), attn_backend=backend, **position)
+    encoder = build_encoder(
+        model["encoder"],
+        patch_size=tuple(model["patch_size"]),
+        in_chans=model["in_chans"],
+        drop_path_rate=float(model.get("drop_path", 0.0)),
+        attn_backend=backend,
+        **position,
+    )
     if encoder_only:
         return encoder
     encoder.set_grad_checkpointing(bool(model.get("grad_checkpointing", False)))
-    predictor = Predictor(encoder.embed_dim, int(model["predictor_dim"]), int(model["predictor_depth"]),
-                          int(model["predictor_heads"]), attn_backend=backend, **position)
+    predictor = Predictor(
+        encoder.embed_dim,
+        int(model["predictor_dim"]),
+        int(model["predictor_depth"]),
+        int(model["predictor_heads"]),
+        attn_backend=backend,
+        **position,
+    )
     predictor.set_grad_checkpointing(bool(model.get("grad_checkpointing", False)))
     teacher = copy.deepcopy(encoder)
     teacher.set_grad_checkpointing(False)

@@ -3,6 +3,7 @@
 Both are written atomically (temporary sibling, then rename): a job killed while saving leaves the previous
 checkpoint intact. Weights load with ``strict=True``: a checkpoint that does not match the model is an error.
 """
+
 from __future__ import annotations
 
 import random
@@ -44,8 +45,14 @@ def load(path: str | Path) -> dict:
 
 def training_state(step: int, modules: dict, optimizer, ranks: list[dict], extra: dict) -> dict:
     """``modules``: name -> nn.Module (unwrapped); ``ranks``: per process {position, rng}."""
-    return {"step": int(step), "modules": {k: m.state_dict() for k, m in modules.items()},
-            "optimizer": optimizer.state_dict(), "ranks": ranks, "world_size": len(ranks), **extra}
+    return {
+        "step": int(step),
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizer": optimizer.state_dict(),
+        "ranks": ranks,
+        "world_size": len(ranks),
+        **extra,
+    }
 
 
 def restore(state: dict, modules: dict, optimizer) -> None:
@@ -58,8 +65,16 @@ def save_encoder(path: str | Path, encoder: torch.nn.Module, model_config: dict,
     """An encoder's weights (the student or the EMA teacher, ``pretrain.export``) with the configuration that
     rebuilds it."""
     weights = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    save(path, {"format": "neurovfm-encoder", "version": 1, "model": dict(model_config), "step": int(step),
-                "state_dict": weights})
+    save(
+        path,
+        {
+            "format": "neurovfm-encoder",
+            "version": 1,
+            "model": dict(model_config),
+            "step": int(step),
+            "state_dict": weights,
+        },
+    )
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

@@ -8,6 +8,7 @@ position in the epoch), so a batch is the same whichever worker builds it and af
 The packed batch holds ALL foreground tokens of every item (the teacher's input) and, as indices into
 that pack, the context tokens (the student's input) and the target tokens (what is predicted).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,34 +24,34 @@ from neurovfm.models.patch_embed import patchify
 
 @dataclass
 class Sample:
-    patches: torch.Tensor          # [n_fg, P] float32, the crop's foreground tokens
-    coords: torch.Tensor           # [n_fg, 3] long, token coordinates in the (augmented) crop
-    context: torch.Tensor          # [n_fg] bool
-    target: torch.Tensor           # [n_fg] bool
+    patches: torch.Tensor  # [n_fg, P] float32, the crop's foreground tokens
+    coords: torch.Tensor  # [n_fg, 3] long, token coordinates in the (augmented) crop
+    context: torch.Tensor  # [n_fg] bool
+    target: torch.Tensor  # [n_fg] bool
     modality: str
     mode: int
-    grid: tuple                    # token grid of the crop (z, y, x)
-    fg_grid: torch.Tensor          # [z, y, x] bool, the crop's foreground (for figures)
-    image: torch.Tensor            # [C, Z, Y, X] the augmented crop (a reference, for figures)
+    grid: tuple  # token grid of the crop (z, y, x)
+    fg_grid: torch.Tensor  # [z, y, x] bool, the crop's foreground (for figures)
+    image: torch.Tensor  # [C, Z, Y, X] the augmented crop (a reference, for figures)
 
 
 @dataclass
 class JepaBatch:
-    patches: torch.Tensor          # [N, P] all foreground tokens, packed
-    coords: torch.Tensor           # [N, 3] long
-    cu: torch.Tensor               # [B+1] int32
+    patches: torch.Tensor  # [N, P] all foreground tokens, packed
+    coords: torch.Tensor  # [N, 3] long
+    cu: torch.Tensor  # [B+1] int32
     max_len: int
-    ctx_idx: torch.Tensor          # [Nc] long, rows of the pack that are context
+    ctx_idx: torch.Tensor  # [Nc] long, rows of the pack that are context
     cu_ctx: torch.Tensor
     max_ctx: int
-    tgt_idx: torch.Tensor          # [Nt] long, rows of the pack that are target
+    tgt_idx: torch.Tensor  # [Nt] long, rows of the pack that are target
     cu_tgt: torch.Tensor
     max_tgt: int
     modality: list[str]
-    mode: np.ndarray               # [B] configuration ids
-    n_foreground: np.ndarray       # [B]
-    n_context: np.ndarray          # [B]
-    position: tuple = (0, 0)       # stream position after this batch: (epoch, offset)
+    mode: np.ndarray  # [B] configuration ids
+    n_foreground: np.ndarray  # [B]
+    n_context: np.ndarray  # [B]
+    position: tuple = (0, 0)  # stream position after this batch: (epoch, offset)
     keys: list = field(default_factory=list)
 
     @property
@@ -59,11 +60,14 @@ class JepaBatch:
 
     def pin_memory(self) -> "JepaBatch":
         """Called by a DataLoader with ``pin_memory=True``: page-locked tensors copy to the GPU asynchronously."""
-        return JepaBatch(**{k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+        return JepaBatch(
+            **{k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        )
 
     def to(self, device) -> "JepaBatch":
-        moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-                 for k, v in self.__dict__.items()}
+        moved = {
+            k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()
+        }
         return JepaBatch(**moved)
 
 
@@ -73,8 +77,9 @@ class Collator:
     def __init__(self, pretrain: dict, patch, seed: int, rank: int = 0):
         self.patch = tuple(int(p) for p in patch)
         self.max_crop = tuple(int(m) for m in pretrain["max_crop_tokens"])
-        self.specs: dict[str, MaskSpec] = {m: spec_from_config(pretrain["masking"], m)
-                                           for m in pretrain["masking"]["context_ratio"]}
+        self.specs: dict[str, MaskSpec] = {
+            m: spec_from_config(pretrain["masking"], m) for m in pretrain["masking"]["context_ratio"]
+        }
         self.flip_p = float(pretrain["augment"]["flip_p"])
         self.swap_p = float(pretrain["augment"]["swap_inplane_p"])
         self.seed, self.rank = int(seed), int(rank)
@@ -89,16 +94,23 @@ class Collator:
         mask = mask[box]
         flips, swap = draw_orientation(rng, self.flip_p, self.swap_p)
         image, mask = orient(image, mask, flips, swap)
-        if int(mask.sum()) < 2:              # a crop of scattered foreground: use every token of it
+        if int(mask.sum()) < 2:  # a crop of scattered foreground: use every token of it
             mask = torch.ones_like(mask)
         patches, coords = patchify(image, self.patch)
         keep = mask.reshape(-1)
         context, target = sample_masks(mask.numpy(), mode, self.specs[item["modality"]], rng)
         flat = mask.numpy().reshape(-1)
-        return Sample(patches=patches[keep].contiguous(), coords=coords[keep].contiguous(),
-                      context=torch.from_numpy(context.reshape(-1)[flat].copy()),
-                      target=torch.from_numpy(target.reshape(-1)[flat].copy()),
-                      modality=item["modality"], mode=mode, grid=tuple(mask.shape), fg_grid=mask, image=image)
+        return Sample(
+            patches=patches[keep].contiguous(),
+            coords=coords[keep].contiguous(),
+            context=torch.from_numpy(context.reshape(-1)[flat].copy()),
+            target=torch.from_numpy(target.reshape(-1)[flat].copy()),
+            modality=item["modality"],
+            mode=mode,
+            grid=tuple(mask.shape),
+            fg_grid=mask,
+            image=image,
+        )
 
     def samples(self, items: list[dict]) -> list[Sample]:
         first = items[0]
@@ -124,11 +136,22 @@ def pack(samples: list[Sample]) -> JepaBatch:
     cu, max_len = cu_seqlens_from_lengths(n_fg.tolist())
     cu_ctx, max_ctx = cu_seqlens_from_lengths(n_ctx.tolist())
     cu_tgt, max_tgt = cu_seqlens_from_lengths(n_tgt.tolist())
-    return JepaBatch(patches=torch.cat([s.patches for s in samples]), coords=torch.cat([s.coords for s in samples]),
-                     cu=cu, max_len=max_len, ctx_idx=ctx_idx, cu_ctx=cu_ctx, max_ctx=max_ctx,
-                     tgt_idx=tgt_idx, cu_tgt=cu_tgt, max_tgt=max_tgt,
-                     modality=[s.modality for s in samples], mode=np.array([s.mode for s in samples]),
-                     n_foreground=n_fg, n_context=n_ctx)
+    return JepaBatch(
+        patches=torch.cat([s.patches for s in samples]),
+        coords=torch.cat([s.coords for s in samples]),
+        cu=cu,
+        max_len=max_len,
+        ctx_idx=ctx_idx,
+        cu_ctx=cu_ctx,
+        max_ctx=max_ctx,
+        tgt_idx=tgt_idx,
+        cu_tgt=cu_tgt,
+        max_tgt=max_tgt,
+        modality=[s.modality for s in samples],
+        mode=np.array([s.mode for s in samples]),
+        n_foreground=n_fg,
+        n_context=n_ctx,
+    )
 
 
 def mode_name(mode: int) -> str:

@@ -1,4 +1,5 @@
 """Exponential moving average of the student encoder: the teacher."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The Vol-JEPA objective: smooth L1 between predicted and normalised teacher latents."""
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ A further ``drop_ratio`` of the context tokens is then moved to the target. Back
 context nor target. All masks are ``bool``: the authors' code applied ``~`` to a uint8 mask, which is
 bitwise (0 -> 255, 1 -> 254, both "true"), so :func:`as_bool` converts any input first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,20 +26,22 @@ MODE_NAMES = {MULTI_BLOCK: "multi_block", CONTEXT_BLOCK: "context_block"}
 
 @dataclass(frozen=True)
 class MaskSpec:
-    context_ratio: float            # share of the crop's foreground kept as context before the drop
-    drop_ratio: float               # share of the context then moved to the target
-    target_block_scale: tuple       # (lo, hi) per-axis extent of a target block, as a fraction of the grid
-    context_block_aspect: tuple     # (lo, hi) per-axis stretch of the context block
+    context_ratio: float  # share of the crop's foreground kept as context before the drop
+    drop_ratio: float  # share of the context then moved to the target
+    target_block_scale: tuple  # (lo, hi) per-axis extent of a target block, as a fraction of the grid
+    context_block_aspect: tuple  # (lo, hi) per-axis stretch of the context block
     max_target_blocks: int
 
 
 def spec_from_config(masking: dict, modality: str) -> MaskSpec:
     """``pretrain.masking`` -> the spec of one modality (context ratio is per modality)."""
-    return MaskSpec(context_ratio=float(masking["context_ratio"][modality]),
-                    drop_ratio=float(masking["drop_ratio"]),
-                    target_block_scale=tuple(masking["target_block_scale"]),
-                    context_block_aspect=tuple(masking["context_block_aspect"]),
-                    max_target_blocks=int(masking["max_target_blocks"]))
+    return MaskSpec(
+        context_ratio=float(masking["context_ratio"][modality]),
+        drop_ratio=float(masking["drop_ratio"]),
+        target_block_scale=tuple(masking["target_block_scale"]),
+        context_block_aspect=tuple(masking["context_block_aspect"]),
+        max_target_blocks=int(masking["max_target_blocks"]),
+    )
 
 
 def as_bool(mask) -> np.ndarray:
@@ -51,8 +54,9 @@ def as_bool(mask) -> np.ndarray:
 
 def balanced_modes(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` configuration ids, half of each (the odd one drawn at random), in random order."""
-    modes = np.array([MULTI_BLOCK, CONTEXT_BLOCK] * (n // 2) + ([int(rng.integers(2))] if n % 2 else []),
-                     dtype=np.int64)
+    modes = np.array(
+        [MULTI_BLOCK, CONTEXT_BLOCK] * (n // 2) + ([int(rng.integers(2))] if n % 2 else []), dtype=np.int64
+    )
     return modes[rng.permutation(n)]
 
 
@@ -75,8 +79,16 @@ def _integral(fg: np.ndarray) -> np.ndarray:
 def _box_count(table: np.ndarray, box: tuple[slice, ...]) -> int:
     (z0, z1), (y0, y1), (x0, x1) = ((b.start, b.stop) for b in box)
     t = table
-    return int(t[z1, y1, x1] - t[z0, y1, x1] - t[z1, y0, x1] - t[z1, y1, x0]
-               + t[z0, y0, x1] + t[z0, y1, x0] + t[z1, y0, x0] - t[z0, y0, x0])
+    return int(
+        t[z1, y1, x1]
+        - t[z0, y1, x1]
+        - t[z1, y0, x1]
+        - t[z1, y1, x0]
+        + t[z0, y0, x1]
+        + t[z0, y1, x0]
+        + t[z1, y0, x0]
+        - t[z0, y0, x0]
+    )
 
 
 def _random_fg(fg_flat_idx: np.ndarray, shape, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -112,7 +124,7 @@ def context_block(fg: np.ndarray, spec: MaskSpec, rng: np.random.Generator) -> n
     stretch /= np.prod(stretch) ** (1.0 / 3.0)
     table = _integral(fg)
     best, best_err = None, None
-    for size in np.arange(1.0, 2.0 * max(fg.shape) + 1.0, 0.5):   # the count grows with the size
+    for size in np.arange(1.0, 2.0 * max(fg.shape) + 1.0, 0.5):  # the count grows with the size
         extent = np.clip(np.rint(size * stretch), 1, fg.shape)
         box = _box(center, extent, fg.shape)
         count = _box_count(table, box)
@@ -140,9 +152,9 @@ def sample_masks(foreground, mode: int, spec: MaskSpec, rng: np.random.Generator
     else:
         raise ValueError(f"unknown masking configuration {mode!r}")
     idx = np.flatnonzero(context)
-    if idx.size == 0:                       # blocks covered everything: keep one random token visible
+    if idx.size == 0:  # blocks covered everything: keep one random token visible
         idx = np.flatnonzero(fg)[[rng.integers(n_fg)]]
-    if idx.size == n_fg:                    # context block swallowed the foreground: leave one target
+    if idx.size == n_fg:  # context block swallowed the foreground: leave one target
         idx = np.delete(idx, rng.integers(idx.size))
     n_drop = min(int(round(spec.drop_ratio * idx.size)), idx.size - 1)
     keep = rng.permutation(idx)[n_drop:]

@@ -1,5 +1,6 @@
 """Training metrics kept in memory and written (atomically, whole file) with every checkpoint, so the files
 on disk always match the last checkpoint; a resumed run drops rows past the step it resumes from."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,23 +12,49 @@ from neurovfm.jepa.masking import MODE_NAMES
 from neurovfm.jepa.monitors import MONITOR_COLUMNS
 from neurovfm.utils.atomic import write_csv
 
-STEP_COLUMNS = ["step", "loss", "lr", "wd", "momentum", "grad_norm", "tokens_per_s", "step_s",
-                "n_volumes", "n_tokens", "context_fraction_MR", "context_fraction_CT", "teacher_spread",
-                "teacher_erank", *MONITOR_COLUMNS]
+STEP_COLUMNS = [
+    "step",
+    "loss",
+    "lr",
+    "wd",
+    "momentum",
+    "grad_norm",
+    "tokens_per_s",
+    "step_s",
+    "n_volumes",
+    "n_tokens",
+    "context_fraction_MR",
+    "context_fraction_CT",
+    "teacher_spread",
+    "teacher_erank",
+    *MONITOR_COLUMNS,
+]
 SAMPLE_COLUMNS = ["step", "rank", "sample", "modality", "config", "n_foreground", "n_context", "context_fraction"]
 
 
 def modality_means(modality: list[str], fraction: np.ndarray) -> dict:
     """Mean context fraction per modality of one batch (NaN when the batch has none of it)."""
     mod = np.asarray(modality)
-    return {f"context_fraction_{m}": float(fraction[mod == m].mean()) if (mod == m).any() else float("nan")
-            for m in ("MR", "CT")}
+    return {
+        f"context_fraction_{m}": float(fraction[mod == m].mean()) if (mod == m).any() else float("nan")
+        for m in ("MR", "CT")
+    }
 
 
 def sample_rows(step: int, rank: int, modality, mode, n_fg, n_ctx) -> list[dict]:
-    return [{"step": step, "rank": rank, "sample": i, "modality": m, "config": MODE_NAMES[int(c)],
-             "n_foreground": int(f), "n_context": int(k), "context_fraction": float(k) / float(f)}
-            for i, (m, c, f, k) in enumerate(zip(modality, mode, n_fg, n_ctx))]
+    return [
+        {
+            "step": step,
+            "rank": rank,
+            "sample": i,
+            "modality": m,
+            "config": MODE_NAMES[int(c)],
+            "n_foreground": int(f),
+            "n_context": int(k),
+            "context_fraction": float(k) / float(f),
+        }
+        for i, (m, c, f, k) in enumerate(zip(modality, mode, n_fg, n_ctx))
+    ]
 
 
 class MetricsLog:

@@ -16,6 +16,7 @@ resumed run).
   momentum schedule built for a far longer run the teacher can stay close to its random initialisation, so its
   targets stay random-network features.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,14 @@ import torch.nn.functional as F
 from neurovfm.jepa.loss import effective_rank, teacher_targets
 from neurovfm.models.pos_embed import sincos_3d
 
-MONITOR_COLUMNS = ["target_erank_MR", "target_erank_CT", "floor_loss", "pred_loss_heldout", "self_content_r2",
-                   "teacher_drift"]
+MONITOR_COLUMNS = [
+    "target_erank_MR",
+    "target_erank_CT",
+    "floor_loss",
+    "pred_loss_heldout",
+    "self_content_r2",
+    "teacher_drift",
+]
 
 
 def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -63,15 +70,22 @@ def within_volume_rank(latents: torch.Tensor, cu: torch.Tensor, modality: list[s
     targets = teacher_targets(latents)
     ranks = {"MR": [], "CT": []}
     for i, mod in enumerate(modality):
-        rows = targets[int(cu[i]):int(cu[i + 1])]
+        rows = targets[int(cu[i]) : int(cu[i + 1])]
         if rows.shape[0] >= 2:
             ranks.setdefault(mod, []).append(float(effective_rank(rows)))
-    return {f"target_erank_{m}": (sum(v) / len(v) if v else float("nan")) for m, v in ranks.items()
-            if m in ("MR", "CT")}
+    return {
+        f"target_erank_{m}": (sum(v) / len(v) if v else float("nan")) for m, v in ranks.items() if m in ("MR", "CT")
+    }
 
 
-def position_floor(pred: torch.Tensor, targets: torch.Tensor, tgt_coords: torch.Tensor, cu_tgt: torch.Tensor,
-                   pos_dim: int, alpha: float) -> dict:
+def position_floor(
+    pred: torch.Tensor,
+    targets: torch.Tensor,
+    tgt_coords: torch.Tensor,
+    cu_tgt: torch.Tensor,
+    pos_dim: int,
+    alpha: float,
+) -> dict:
     """Held-out loss of a positions-only ridge predictor and of the real predictor on the same targets."""
     fit = half_split(cu_tgt)
     if fit.all() or not fit.any():
@@ -79,8 +93,10 @@ def position_floor(pred: torch.Tensor, targets: torch.Tensor, tgt_coords: torch.
     codes = sincos_3d(tgt_coords, pos_dim).to(targets.device)
     model = ridge_fit(codes[fit], targets[fit], alpha)
     floor = ridge_predict(model, codes[~fit]).float()
-    return {"floor_loss": float(F.smooth_l1_loss(floor, targets[~fit].float(), beta=1.0)),
-            "pred_loss_heldout": float(F.smooth_l1_loss(pred[~fit].float(), targets[~fit].float(), beta=1.0))}
+    return {
+        "floor_loss": float(F.smooth_l1_loss(floor, targets[~fit].float(), beta=1.0)),
+        "pred_loss_heldout": float(F.smooth_l1_loss(pred[~fit].float(), targets[~fit].float(), beta=1.0)),
+    }
 
 
 def self_content(features: torch.Tensor, patches: torch.Tensor, cu_ctx: torch.Tensor, alpha: float) -> float:

@@ -10,6 +10,7 @@ Two settings scale the recipe to the run it is in rather than to the authors' 51
   2017, for SGD) or ``sqrt(batch / reference)`` (``sqrt``, the rule that keeps Adam's update noise constant;
   Malladi et al. 2022).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,9 @@ class Schedules:
         self.warmup = int(round(opt["warmup_fraction"] * self.total))
 
     def at(self, step: int) -> dict:
-        lr = learning_rate(step, self.total, self.lr_cfg["start"], self.lr_cfg["peak"], self.lr_cfg["final"],
-                           self.warmup)
+        lr = learning_rate(
+            step, self.total, self.lr_cfg["start"], self.lr_cfg["peak"], self.lr_cfg["final"], self.warmup
+        )
         wd = weight_decay(step, self.total, self.wd_cfg["start"], self.wd_cfg["end"])
         m = momentum(step, self.total, self.ema_cfg["start"], self.ema_cfg["end"], float(self.ema_cfg["stretch"]))
         return {"lr": lr, "wd": wd, "momentum": m}

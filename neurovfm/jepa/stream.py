@@ -7,6 +7,7 @@ just ``(epoch, offset)``: where the next batch starts. Each batch's items carry 
 which seed the collator's random choices and the dataset's CT-window draw, so a run resumed from a saved
 position sees exactly the batches an uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,16 +28,35 @@ def eligible(volumes: list[dict], min_foreground: int) -> list[int]:
 class BatchStream(Sampler[list]):
     """Yields lists of ``(epoch, offset, dataset_index)`` keys, ``batch_size`` at a time, forever."""
 
-    def __init__(self, volumes: list[dict], batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 ct_fraction: float | None = None, min_foreground: int = 2, start: tuple[int, int] = (0, 0)):
+    def __init__(
+        self,
+        volumes: list[dict],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        ct_fraction: float | None = None,
+        min_foreground: int = 2,
+        start: tuple[int, int] = (0, 0),
+    ):
         self.keep = eligible(volumes, min_foreground)
         if not self.keep:
             raise ValueError(f"no volume has {min_foreground} or more foreground tokens to train on")
         if len(self.keep) < len(volumes):
-            log.info("pretraining skips %d of %d volumes with fewer than %d foreground tokens",
-                     len(volumes) - len(self.keep), len(volumes), min_foreground)
-        self.sampler = StudySampler([volumes[i] for i in self.keep], shuffle=True, ct_fraction=ct_fraction,
-                                    seed=seed, rank=rank, world_size=world_size)
+            log.info(
+                "pretraining skips %d of %d volumes with fewer than %d foreground tokens",
+                len(volumes) - len(self.keep),
+                len(volumes),
+                min_foreground,
+            )
+        self.sampler = StudySampler(
+            [volumes[i] for i in self.keep],
+            shuffle=True,
+            ct_fraction=ct_fraction,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
         self.batch_size = int(batch_size)
         self.start = (int(start[0]), int(start[1]))
 

@@ -1,6 +1,7 @@
 """An in-memory stand-in for :class:`~neurovfm.store.dataset.VolumeDataset` (same item keys and
 ``volumes`` entries): ellipsoidal "heads" with a shell, an inner blob and noise, foreground = the head's
 tokens. For tests and the throughput benchmark, which must not depend on a built store."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,18 +10,31 @@ from torch.utils.data import Dataset
 
 
 class ToyVolumes(Dataset):
-    def __init__(self, n: int = 8, grid=(6, 8, 8), patch=(4, 16, 16), seed: int = 0, ct_every: int = 2,
-                 volumes_per_study: int = 1, nan_at: int | None = None):
+    def __init__(
+        self,
+        n: int = 8,
+        grid=(6, 8, 8),
+        patch=(4, 16, 16),
+        seed: int = 0,
+        ct_every: int = 2,
+        volumes_per_study: int = 1,
+        nan_at: int | None = None,
+    ):
         self.grid, self.patch, self.seed = tuple(grid), tuple(patch), int(seed)
         self.nan_at = nan_at
         self.epoch = 0
         self.volumes = []
         for i in range(n):
             mask = self._token_mask(i)
-            self.volumes.append({"series_id": f"toy{i:05d}", "study_id": f"study{i // volumes_per_study:05d}",
-                                 "modality": "CT" if i % ct_every == ct_every - 1 else "MR",
-                                 "shape": [g * p for g, p in zip(self.grid, self.patch)],
-                                 "mask": {"shape": list(self.grid), "n_foreground": int(mask.sum())}})
+            self.volumes.append(
+                {
+                    "series_id": f"toy{i:05d}",
+                    "study_id": f"study{i // volumes_per_study:05d}",
+                    "modality": "CT" if i % ct_every == ct_every - 1 else "MR",
+                    "shape": [g * p for g, p in zip(self.grid, self.patch)],
+                    "mask": {"shape": list(self.grid), "n_foreground": int(mask.sum())},
+                }
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -49,6 +63,12 @@ class ToyVolumes(Dataset):
         image = (image + 0.1 * rng.standard_normal(shape)).astype(np.float32)[None]
         if self.nan_at is not None and i == self.nan_at:
             image[:] = np.nan
-        return {"image": torch.from_numpy(image), "token_mask": torch.from_numpy(self._token_mask(i)),
-                "channels": ["toy"], "modality": v["modality"], "series_id": v["series_id"],
-                "study_id": v["study_id"], "index": i}
+        return {
+            "image": torch.from_numpy(image),
+            "token_mask": torch.from_numpy(self._token_mask(i)),
+            "channels": ["toy"],
+            "modality": v["modality"],
+            "series_id": v["series_id"],
+            "study_id": v["study_id"],
+            "index": i,
+        }

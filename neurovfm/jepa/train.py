@@ -8,6 +8,7 @@ cosine learning rate, scheduled weight decay, gradient clipping; then the EMA up
 A run resumes from ``checkpoint.pt`` in its output folder when that checkpoint belongs to the same
 settings and is not finished, and then ends with the same weights as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,17 @@ from neurovfm.utils.progress import Progress
 log = logging.getLogger("neurovfm")
 
 # pretrain keys that do not change the trained weights (left out of the resume fingerprint)
-_BOOKKEEPING = {"train", "export", "workers", "checkpoint_every", "log_every", "sample_log_every", "progress_every_s",
-                "figure_samples", "monitor"}
+_BOOKKEEPING = {
+    "train",
+    "export",
+    "workers",
+    "checkpoint_every",
+    "log_every",
+    "sample_log_every",
+    "progress_every_s",
+    "figure_samples",
+    "monitor",
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,8 +118,12 @@ def param_groups(module: torch.nn.Module, predictor_lr_scale: float = 1.0) -> li
         decay = p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
         scale = float(predictor_lr_scale) if name.startswith("predictor.") else 1.0
         if (decay, scale) not in groups:
-            groups[(decay, scale)] = {"params": [], "decay": decay, "lr_scale": scale,
-                                      **({} if decay else {"weight_decay": 0.0})}
+            groups[(decay, scale)] = {
+                "params": [],
+                "decay": decay,
+                "lr_scale": scale,
+                **({} if decay else {"weight_decay": 0.0}),
+            }
         groups[(decay, scale)]["params"].append(p)
     return list(groups.values())
 
@@ -124,33 +138,50 @@ def apply_schedules(optimizer: torch.optim.Optimizer, values: dict) -> None:
 
 def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> str:
     settings = {k: v for k, v in pretrain.items() if k not in _BOOKKEEPING and k != "models"}
-    blob = json.dumps({"model": model, "pretrain": settings, "seed": seed,
-                       "volumes": [v["series_id"] for v in volumes]}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"model": model, "pretrain": settings, "seed": seed, "volumes": [v["series_id"] for v in volumes]},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def jepa_step(student, teacher, batch: JepaBatch, optimizer, grad_clip: float, amp: torch.dtype | None,
-              variance_weight: float = 0.0) -> dict:
+def jepa_step(
+    student,
+    teacher,
+    batch: JepaBatch,
+    optimizer,
+    grad_clip: float,
+    amp: torch.dtype | None,
+    variance_weight: float = 0.0,
+) -> dict:
     """One optimisation step (without the EMA update). Returns loss, grad norm and teacher spread as tensors,
     and the predictions, targets and teacher latents (detached) for the monitors. ``variance_weight`` adds
     V-JEPA's variance term on the predictions (0: the plain objective; ``loss`` is always the plain one)."""
     device_type = batch.patches.device.type
     ctx = torch.autocast(device_type, dtype=amp) if amp is not None else contextlib.nullcontext()
     with ctx:
-        pred = student(batch.patches, batch.coords, batch.ctx_idx, batch.cu_ctx, batch.max_ctx, batch.tgt_idx,
-                       batch.cu_tgt)
+        pred = student(
+            batch.patches, batch.coords, batch.ctx_idx, batch.cu_ctx, batch.max_ctx, batch.tgt_idx, batch.cu_tgt
+        )
         with torch.no_grad():
             latents = teacher(batch.patches, batch.coords, batch.cu, batch.max_len)
-    targets = teacher_targets(latents[batch.tgt_idx])      # LayerNorm is per token: select first
+    targets = teacher_targets(latents[batch.tgt_idx])  # LayerNorm is per token: select first
     loss = jepa_loss(pred, targets)
     total = loss + variance_weight * variance_penalty(pred) if variance_weight else loss
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    return {"loss": loss.detach(), "grad_norm": grad_norm.detach(), "spread": embedding_spread(targets).detach(),
-            "erank": effective_rank(latents.detach()), "pred": pred.detach(), "targets": targets.detach(),
-            "latents": latents.detach()}
+    return {
+        "loss": loss.detach(),
+        "grad_norm": grad_norm.detach(),
+        "spread": embedding_spread(targets).detach(),
+        "erank": effective_rank(latents.detach()),
+        "pred": pred.detach(),
+        "targets": targets.detach(),
+        "latents": latents.detach(),
+    }
 
 
 def _all_sum(values: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -177,8 +208,9 @@ class Trainer:
         self.model = model_config(self.p, model_name, cfg["preprocess"]["patch"])
         self.total = int(self.p["steps"])
         if int(self.p["batch_size"]) % self.d.world_size:
-            raise ValueError(f"pretrain.batch_size {self.p['batch_size']} is not divisible by the "
-                             f"{self.d.world_size} processes")
+            raise ValueError(
+                f"pretrain.batch_size {self.p['batch_size']} is not divisible by the {self.d.world_size} processes"
+            )
         self.local_batch = int(self.p["batch_size"]) // self.d.world_size
         self.seed = pretrain_seed(cfg)
         self.fingerprint = fingerprint(self.model, self.p, self.seed, dataset.volumes)
@@ -190,14 +222,20 @@ class Trainer:
         self.student = Student(encoder, predictor).to(self.d.device)
         self.teacher.to(self.d.device).eval()
         opt = self.p["optimizer"]
-        self.optimizer = torch.optim.AdamW(param_groups(self.student, opt["predictor_lr_scale"]),
-                                           lr=opt["lr"]["start"],
-                                           betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"]["start"])
-        self.ddp = (DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda"
-                                            else None) if self.d.enabled else self.student)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.student, opt["predictor_lr_scale"]),
+            lr=opt["lr"]["start"],
+            betas=tuple(opt["betas"]),
+            weight_decay=opt["weight_decay"]["start"],
+        )
+        self.ddp = (
+            DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
+            if self.d.enabled
+            else self.student
+        )
         self.metrics = MetricsLog(self.out)
         self.step, self.position = 0, (0, 0)
-        self.drift = monitors.TeacherDrift(self.teacher)       # before a resume restores trained weights
+        self.drift = monitors.TeacherDrift(self.teacher)  # before a resume restores trained weights
 
     # -- checkpoints -------------------------------------------------------------------------------
     @property
@@ -231,9 +269,13 @@ class Trainer:
         else:
             epoch = max(r["position"][0] for r in state["ranks"]) + 1
             self.position = (epoch, 0)
-            log.warning("checkpoint was written by %d processes, this run has %d: data order restarts at "
-                        "epoch %d (weights and optimizer state are resumed)", state["world_size"],
-                        self.d.world_size, epoch)
+            log.warning(
+                "checkpoint was written by %d processes, this run has %d: data order restarts at "
+                "epoch %d (weights and optimizer state are resumed)",
+                state["world_size"],
+                self.d.world_size,
+                epoch,
+            )
         self.metrics.resume(self.step)
         log.info("resumed from %s at step %d of %d", path, self.step, self.total)
         return True
@@ -241,8 +283,9 @@ class Trainer:
     def save_checkpoint(self) -> None:
         ranks = _gather({"position": list(self.position), "rng": ckpt.rng_state()}, self.d)
         if self.d.rank == 0:
-            state = ckpt.training_state(self.step, self.modules, self.optimizer, ranks,
-                                        {"fingerprint": self.fingerprint, "model": self.model})
+            state = ckpt.training_state(
+                self.step, self.modules, self.optimizer, ranks, {"fingerprint": self.fingerprint, "model": self.model}
+            )
             ckpt.save(self.out / ckpt.CHECKPOINT, state)
             self.metrics.write()
         if self.d.enabled:
@@ -250,17 +293,31 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------
     def loader(self) -> DataLoader:
-        stream = BatchStream(self.dataset.volumes, self.local_batch, seed=self.seed, rank=self.d.rank,
-                             world_size=self.d.world_size, ct_fraction=self.p["ct_fraction"],
-                             min_foreground=int(self.p["min_foreground_tokens"]), start=self.position)
+        stream = BatchStream(
+            self.dataset.volumes,
+            self.local_batch,
+            seed=self.seed,
+            rank=self.d.rank,
+            world_size=self.d.world_size,
+            ct_fraction=self.p["ct_fraction"],
+            min_foreground=int(self.p["min_foreground_tokens"]),
+            start=self.position,
+        )
         collate = Collator(self.p, self.cfg["preprocess"]["patch"], seed=self.seed, rank=self.d.rank)
         workers = int(self.p["workers"])
         # its own generator: creating the iterator must not draw from the global torch RNG (which drop-path
         # uses and which a resume restores), or a resumed run would diverge
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(EpochItems(self.dataset), batch_sampler=stream, collate_fn=collate, num_workers=workers,
-                          pin_memory=self.d.device.type == "cuda", persistent_workers=False,
-                          prefetch_factor=2 if workers else None, generator=generator)
+        return DataLoader(
+            EpochItems(self.dataset),
+            batch_sampler=stream,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=self.d.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=2 if workers else None,
+            generator=generator,
+        )
 
     def set_schedules(self, values: dict) -> None:
         apply_schedules(self.optimizer, values)
@@ -275,15 +332,20 @@ class Trainer:
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             encoder.eval()
             try:
-                ctx_features = encoder(batch.patches[batch.ctx_idx], batch.coords[batch.ctx_idx], batch.cu_ctx,
-                                       batch.max_ctx).float()
+                ctx_features = encoder(
+                    batch.patches[batch.ctx_idx], batch.coords[batch.ctx_idx], batch.cu_ctx, batch.max_ctx
+                ).float()
             finally:
                 encoder.train()
         values = monitors.within_volume_rank(out["latents"].float(), batch.cu, batch.modality)
-        values.update(monitors.position_floor(out["pred"], out["targets"], batch.coords[batch.tgt_idx], batch.cu_tgt,
-                                              int(mcfg["position_dim"]), alpha))
-        values["self_content_r2"] = monitors.self_content(ctx_features, batch.patches[batch.ctx_idx], batch.cu_ctx,
-                                                          alpha)
+        values.update(
+            monitors.position_floor(
+                out["pred"], out["targets"], batch.coords[batch.tgt_idx], batch.cu_tgt, int(mcfg["position_dim"]), alpha
+            )
+        )
+        values["self_content_r2"] = monitors.self_content(
+            ctx_features, batch.patches[batch.ctx_idx], batch.cu_ctx, alpha
+        )
         values["teacher_drift"] = self.drift(self.teacher)
         return values
 
@@ -293,17 +355,30 @@ class Trainer:
         every_sample = self.step % int(self.p["sample_log_every"]) == 0
         if not (every_log or every_sample):
             return
-        parts = _gather((batch.modality, batch.mode.tolist(), batch.n_foreground.tolist(),
-                         batch.n_context.tolist()), self.d)
+        parts = _gather(
+            (batch.modality, batch.mode.tolist(), batch.n_foreground.tolist(), batch.n_context.tolist()), self.d
+        )
         if self.d.rank != 0:
             return
         modality = [m for p in parts for m in p[0]]
         fraction = np.concatenate([np.asarray(p[3], float) / np.asarray(p[2], float) for p in parts])
         if every_log:
-            self.metrics.add_step({"step": self.step, "loss": loss, **values, "grad_norm": float(out["grad_norm"]),
-                                   "tokens_per_s": n_tokens / step_s, "step_s": step_s, "n_volumes": len(modality),
-                                   "n_tokens": int(n_tokens), **modality_means(modality, fraction),
-                                   "teacher_spread": spread, "teacher_erank": erank, **out.get("monitor", {})})
+            self.metrics.add_step(
+                {
+                    "step": self.step,
+                    "loss": loss,
+                    **values,
+                    "grad_norm": float(out["grad_norm"]),
+                    "tokens_per_s": n_tokens / step_s,
+                    "step_s": step_s,
+                    "n_volumes": len(modality),
+                    "n_tokens": int(n_tokens),
+                    **modality_means(modality, fraction),
+                    "teacher_spread": spread,
+                    "teacher_erank": erank,
+                    **out.get("monitor", {}),
+                }
+            )
         if every_sample:
             for r, p in enumerate(parts):
                 self.metrics.add_samples(sample_rows(self.step, r, *p))
@@ -313,8 +388,9 @@ class Trainer:
         without the final save, as a killed job would."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.try_resume()
-        progress = Progress(self.total - self.step, f"pretrain {self.model['name']}", unit="steps",
-                            every_s=float("inf"))
+        progress = Progress(
+            self.total - self.step, f"pretrain {self.model['name']}", unit="steps", every_s=float("inf")
+        )
         every_s, last_line = float(self.p["progress_every_s"]), time.monotonic()
         data = iter(self.loader())
         done_here, first_loss, loss = 0, None, float("nan")
@@ -323,23 +399,40 @@ class Trainer:
             batch = next(data).to(self.d.device)
             values = self.schedules.at(self.step)
             self.set_schedules(values)
-            out = jepa_step(self.ddp, self.teacher, batch, self.optimizer, float(self.p["optimizer"]["grad_clip"]),
-                            self.amp, float(self.p["loss"]["variance_weight"]))
-            reduced = _all_sum(torch.stack([out["loss"].float(), torch.tensor(float(batch.patches.shape[0]),
-                                            device=self.d.device), out["spread"].float(), out["erank"].float()]),
-                               self.d)
+            out = jepa_step(
+                self.ddp,
+                self.teacher,
+                batch,
+                self.optimizer,
+                float(self.p["optimizer"]["grad_clip"]),
+                self.amp,
+                float(self.p["loss"]["variance_weight"]),
+            )
+            reduced = _all_sum(
+                torch.stack(
+                    [
+                        out["loss"].float(),
+                        torch.tensor(float(batch.patches.shape[0]), device=self.d.device),
+                        out["spread"].float(),
+                        out["erank"].float(),
+                    ]
+                ),
+                self.d,
+            )
             reduced[0] /= self.d.world_size
             reduced[2:] /= self.d.world_size
             loss = float(reduced[0])
             if not math.isfinite(loss):
-                raise NonFiniteLossError(f"pretraining stopped: the loss is {loss} at step {self.step} "
-                                         f"(model {self.model['name']}); the last good checkpoint is "
-                                         f"{self.out / ckpt.CHECKPOINT}")
+                raise NonFiniteLossError(
+                    f"pretraining stopped: the loss is {loss} at step {self.step} "
+                    f"(model {self.model['name']}); the last good checkpoint is "
+                    f"{self.out / ckpt.CHECKPOINT}"
+                )
             self.optimizer.step()
             ema_update(self.teacher, self.student.encoder, values["momentum"])
             every = int(self.p["monitor"]["every"])
             if self.d.rank == 0 and every and (self.step % every == 0 or self.step + 1 == self.total):
-                out["monitor"] = self.monitor(batch, out)     # rank 0's batch: a sample, not a reduction
+                out["monitor"] = self.monitor(batch, out)  # rank 0's batch: a sample, not a reduction
             if self.d.device.type == "cuda":
                 torch.cuda.synchronize(self.d.device)
             self.log_step(batch, values, out, reduced.cpu(), time.perf_counter() - t0)
@@ -358,15 +451,22 @@ class Trainer:
         if self.d.rank == 0:
             ckpt.save_encoder(self.out / ckpt.ENCODER, self.exported_encoder(), self.model, self.step)
             progress.close()
-            log.info("pretraining %s finished: step %d, loss %.4f -> %.4f; encoder written to %s",
-                     self.model["name"], self.step, first_loss, loss, self.out / ckpt.ENCODER)
+            log.info(
+                "pretraining %s finished: step %d, loss %.4f -> %.4f; encoder written to %s",
+                self.model["name"],
+                self.step,
+                first_loss,
+                loss,
+                self.out / ckpt.ENCODER,
+            )
         if self.d.enabled:
             dist.barrier()
         return {"step": self.step, "stopped": False, "first_loss": first_loss, "last_loss": loss}
 
 
-def train(cfg: dict, model_name: str, dataset, out_dir: str | Path, threads: int | None = None,
-          stop_after: int | None = None) -> dict:
+def train(
+    cfg: dict, model_name: str, dataset, out_dir: str | Path, threads: int | None = None, stop_after: int | None = None
+) -> dict:
     """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface),
     writing checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
     if threads:

@@ -1,4 +1,5 @@
 """Report labels: the paper's diagnosis ontologies, a rule-based and an LLM extractor, key findings, scoring."""
+
 from .ontology import load_ontology
 from .rules import RuleExtractor
 

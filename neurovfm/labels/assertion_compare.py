@@ -12,6 +12,7 @@ medspaCy 1.3.1 pins spaCy < 3.8, whose thinc needs numpy < 2, so it cannot join 
     /tmp/ctxvenv/bin/python neurovfm/labels/assertion_compare.py context /tmp/spans.json /tmp/ctx.json
     python -m neurovfm.labels.assertion_compare score /tmp/ctx.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,18 @@ def dump(n_studies: int, seed: int, out: str) -> None:
                     continue
                 spans = _find_spans(sent, rx.concepts)
                 found = rx.mentions(sent, case.modality, sec.kind, ctx)
-                sentences.append({"text": sent, "spans": [[s, e, c.key, c.history_negates, list(m.labels), m.status]
-                                                          for (s, e, c), m in zip(spans, found)]})
-        rows.append({"bank": case.bank, "modality": case.modality, "labels": sorted(case.labels),
-                     "sentences": sentences})
+                sentences.append(
+                    {
+                        "text": sent,
+                        "spans": [
+                            [s, e, c.key, c.history_negates, list(m.labels), m.status]
+                            for (s, e, c), m in zip(spans, found)
+                        ],
+                    }
+                )
+        rows.append(
+            {"bank": case.bank, "modality": case.modality, "labels": sorted(case.labels), "sentences": sentences}
+        )
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(rows, fh)
 
@@ -116,9 +125,17 @@ def score(context_json: str):
                 t = label_matrix([r["labels"] for r in sub], onto.names)
                 p = label_matrix(predicted, onto.names)
                 tab = score_matrix(t, p, onto.names, modality).set_index("label")
-                out.append({"assertion": back, "bank": bank, "modality": modality, "n_reports": len(sub),
-                            "macro_f1": tab.loc["macro", "f1"], "fp_per_report": tab.loc["micro", "fp"] / len(sub),
-                            "fn_per_report": tab.loc["micro", "fn"] / len(sub)})
+                out.append(
+                    {
+                        "assertion": back,
+                        "bank": bank,
+                        "modality": modality,
+                        "n_reports": len(sub),
+                        "macro_f1": tab.loc["macro", "f1"],
+                        "fp_per_report": tab.loc["micro", "fp"] / len(sub),
+                        "fn_per_report": tab.loc["micro", "fn"] / len(sub),
+                    }
+                )
     table = pd.DataFrame(out)
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return table
@@ -145,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             score(args.context_json)
     except ImportError as exc:
-        print(f"error: {exc.name} is not installed here (the context step needs medspaCy in its own environment)",
-              file=sys.stderr)
+        print(
+            f"error: {exc.name} is not installed here (the context step needs medspaCy in its own environment)",
+            file=sys.stderr,
+        )
         return 2
     except (OSError, json.JSONDecodeError, KeyError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ cost recall instead of vanishing. ``macro`` averages over the labels with suppor
 (a label never present cannot have a recall); ``micro`` pools every label, so false positives on
 labels absent from the truth are counted there.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,18 +52,44 @@ def score_matrix(truth: np.ndarray, pred: np.ndarray, names: list[str], modality
     fn = (truth & ~pred).sum(0)
     rows = []
     for j, name in enumerate(names):
-        rows.append({"modality": modality, "label": name, "tp": int(tp[j]), "fp": int(fp[j]), "fn": int(fn[j]),
-                     "precision": _ratio(tp[j], tp[j] + fp[j]), "recall": _ratio(tp[j], tp[j] + fn[j]),
-                     "f1": _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j]), "support": int(tp[j] + fn[j])})
+        rows.append(
+            {
+                "modality": modality,
+                "label": name,
+                "tp": int(tp[j]),
+                "fp": int(fp[j]),
+                "fn": int(fn[j]),
+                "precision": _ratio(tp[j], tp[j] + fp[j]),
+                "recall": _ratio(tp[j], tp[j] + fn[j]),
+                "f1": _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j]),
+                "support": int(tp[j] + fn[j]),
+            }
+        )
     df = pd.DataFrame(rows, columns=COLUMNS)
     supported = df[df["support"] > 0]
-    macro = {"modality": modality, "label": "macro", "tp": int(supported["tp"].sum()), "fp": int(supported["fp"].sum()),
-             "fn": int(supported["fn"].sum()), "precision": float(supported["precision"].fillna(0.0).mean()),
-             "recall": float(supported["recall"].mean()), "f1": float(supported["f1"].fillna(0.0).mean()),
-             "support": int(supported["support"].sum())}
+    macro = {
+        "modality": modality,
+        "label": "macro",
+        "tp": int(supported["tp"].sum()),
+        "fp": int(supported["fp"].sum()),
+        "fn": int(supported["fn"].sum()),
+        "precision": float(supported["precision"].fillna(0.0).mean()),
+        "recall": float(supported["recall"].mean()),
+        "f1": float(supported["f1"].fillna(0.0).mean()),
+        "support": int(supported["support"].sum()),
+    }
     T, P, N = int(tp.sum()), int(fp.sum()), int(fn.sum())
-    micro = {"modality": modality, "label": "micro", "tp": T, "fp": P, "fn": N, "precision": _ratio(T, T + P),
-             "recall": _ratio(T, T + N), "f1": _ratio(2 * T, 2 * T + P + N), "support": T + N}
+    micro = {
+        "modality": modality,
+        "label": "micro",
+        "tp": T,
+        "fp": P,
+        "fn": N,
+        "precision": _ratio(T, T + P),
+        "recall": _ratio(T, T + N),
+        "f1": _ratio(2 * T, 2 * T + P + N),
+        "support": T + N,
+    }
     if supported.empty:
         for k in ("precision", "recall", "f1"):
             macro[k] = float("nan")
@@ -94,8 +121,14 @@ def _unseen_predictions(records: list[dict], names: list[str], modality: str) ->
     return out
 
 
-def evaluate_extractor(labels_dir: str | Path, truth_dir: str | Path, studies_csv: str | Path, key: bytes,
-                       out_csv: str | Path | None = None, unseen: bool = True) -> pd.DataFrame:
+def evaluate_extractor(
+    labels_dir: str | Path,
+    truth_dir: str | Path,
+    studies_csv: str | Path,
+    key: bytes,
+    out_csv: str | Path | None = None,
+    unseen: bool = True,
+) -> pd.DataFrame:
     """Per-label scores of both banks (``bank`` column); ``unseen=False`` scores the development bank only."""
     truth = load_truth(truth_dir, key)
     studies = pd.read_csv(studies_csv, dtype={"study_id": str})
@@ -105,9 +138,13 @@ def evaluate_extractor(labels_dir: str | Path, truth_dir: str | Path, studies_cs
         onto = load_ontology(modality)
         path = Path(labels_dir) / fname
         pred_df = pd.read_csv(path, dtype={"study_id": str}).set_index("study_id") if path.is_file() else None
-        ids = sorted(sid for sid, rec in truth.items()
-                     if rec.get("report_present", True) and sid in ingested
-                     and ("MR" if str(rec["modality"]).upper() in ("MR", "MRI") else "CT") == modality)
+        ids = sorted(
+            sid
+            for sid, rec in truth.items()
+            if rec.get("report_present", True)
+            and sid in ingested
+            and ("MR" if str(rec["modality"]).upper() in ("MR", "MRI") else "CT") == modality
+        )
         t = np.zeros((len(ids), len(onto.names)), dtype=bool)
         p = np.zeros_like(t)
         col = {n: j for j, n in enumerate(onto.names)}

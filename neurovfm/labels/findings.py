@@ -7,6 +7,7 @@ unremarkable statements, negated tails ("..., without midline shift"), compariso
 to the prior study"), bare measurements, and an impression item that restates a finding already
 kept. Ordered by urgency (an urgent diagnosis of the ontology first), then by report order.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,27 +18,43 @@ from .resolvers import ACUTE, CHRONIC
 from .rules import RuleExtractor
 from .text import DIAGNOSTIC_SECTIONS, split_sections, split_sentences
 
-_NORMAL = re.compile(r"(?i)\b(?:unremarkable|normal|within normal limits|no acute|intact|preserved|patent|clear|"
-                     r"symmetric|midline|age[- ]appropriate|negative|no (?:significant|abnormal|evidence)|grossly)\b")
-_ABNORMAL = re.compile(r"(?i)\b(?:lesions?|abnormal\w*|enhanc\w+|hyperintens\w*|hypointens\w*|hyperdens\w*|hypodens\w*|"
-                       r"thicken\w*|collections?|nodul\w+|opacif\w*|signal abnormalit\w+|restrict\w*|calcifi\w+|"
-                       r"enlarg\w+|narrow\w*|stenos\w+|focus|foci|cyst\w*|deformit\w+|erosion|destruct\w+)\b")
-_NOT_KEY = re.compile(r"(?i)\b(?:non-?specific|incidental|artifacts?|artefacts?|normal variants?|of no clinical significance|"
-                      r"questionable|possible|equivocal|indeterminate|cannot be excluded|may represent|nonspecific)\b")
+_NORMAL = re.compile(
+    r"(?i)\b(?:unremarkable|normal|within normal limits|no acute|intact|preserved|patent|clear|"
+    r"symmetric|midline|age[- ]appropriate|negative|no (?:significant|abnormal|evidence)|grossly)\b"
+)
+_ABNORMAL = re.compile(
+    r"(?i)\b(?:lesions?|abnormal\w*|enhanc\w+|hyperintens\w*|hypointens\w*|hyperdens\w*|hypodens\w*|"
+    r"thicken\w*|collections?|nodul\w+|opacif\w*|signal abnormalit\w+|restrict\w*|calcifi\w+|"
+    r"enlarg\w+|narrow\w*|stenos\w+|focus|foci|cyst\w*|deformit\w+|erosion|destruct\w+)\b"
+)
+_NOT_KEY = re.compile(
+    r"(?i)\b(?:non-?specific|incidental|artifacts?|artefacts?|normal variants?|of no clinical significance|"
+    r"questionable|possible|equivocal|indeterminate|cannot be excluded|may represent|nonspecific)\b"
+)
 _NEGATION_WORD = re.compile(r"(?i)\b(?:no|not|without|negative|free of|resolved|absent)\b")
-_COMPARISON_LEAD = re.compile(r"(?i)^\s*(?:(?:as )?compared (?:to|with)|in comparison (?:to|with)|relative to|since|"
-                              r"when compared (?:to|with))\s+(?:the\s+)?(?:prior|previous|most recent|recent|last)\b[^,]*,\s*")
-_COMPARISON_TAIL = re.compile(r"(?i),?\s*(?:(?:not significantly |essentially |grossly )?(?:unchanged|stable|similar|"
-                              r"increased|decreased|improved|worsened|changed)\s+)?(?:from|since|compared (?:to|with)|"
-                              r"relative to|versus|when compared (?:to|with))\s+(?:the\s+)?(?:prior|previous|most recent|"
-                              r"recent|last)\b(?:\s+(?:study|exam|examination|ct|mri|mr|scan|imaging))?(?:\s+(?:of|from|dated|on)\s+"
-                              r"[\w/.-]+)?")
-_PURE_COMPARISON = re.compile(r"(?i)^\s*(?:comparison|compared|no (?:significant |interval )?change|unchanged|stable|"
-                              r"similar (?:appearance|to prior))\b")
-_MEASUREMENT = re.compile(r"(?i)^(?:(?:it |this |the lesion |which )?(?:measures?|measuring|measured)?\s*(?:approx(?:imately|\.)?|up to|about)?"
-                          r"\s*[\d.]+\s*(?:x|×|by)?\s*)+(?:mm|cm|ml|cc|hu|%)?\W*$")
-_NEGATED_TAIL = re.compile(r"(?i)(?:,|;)?\s*\b(?:without|with no|and no|but no|no evidence of|no associated|no significant|"
-                           r"no)\b")
+_COMPARISON_LEAD = re.compile(
+    r"(?i)^\s*(?:(?:as )?compared (?:to|with)|in comparison (?:to|with)|relative to|since|"
+    r"when compared (?:to|with))\s+(?:the\s+)?(?:prior|previous|most recent|recent|last)\b[^,]*,\s*"
+)
+_COMPARISON_TAIL = re.compile(
+    r"(?i),?\s*(?:(?:not significantly |essentially |grossly )?(?:unchanged|stable|similar|"
+    r"increased|decreased|improved|worsened|changed)\s+)?(?:from|since|compared (?:to|with)|"
+    r"relative to|versus|when compared (?:to|with))\s+(?:the\s+)?(?:prior|previous|most recent|"
+    r"recent|last)\b(?:\s+(?:study|exam|examination|ct|mri|mr|scan|imaging))?(?:\s+(?:of|from|dated|on)\s+"
+    r"[\w/.-]+)?"
+)
+_PURE_COMPARISON = re.compile(
+    r"(?i)^\s*(?:comparison|compared|no (?:significant |interval )?change|unchanged|stable|"
+    r"similar (?:appearance|to prior))\b"
+)
+_MEASUREMENT = re.compile(
+    r"(?i)^(?:(?:it |this |the lesion |which )?(?:measures?|measuring|measured)?\s*(?:approx(?:imately|\.)?|up to|about)?"
+    r"\s*[\d.]+\s*(?:x|×|by)?\s*)+(?:mm|cm|ml|cc|hu|%)?\W*$"
+)
+_NEGATED_TAIL = re.compile(
+    r"(?i)(?:,|;)?\s*\b(?:without|with no|and no|but no|no evidence of|no associated|no significant|"
+    r"no)\b"
+)
 
 
 def _acuity(text: str) -> str:
@@ -74,7 +91,7 @@ class FindingsExtractor:
             last_pos_end = max(text.find(m.text) + len(m.text) for m in positive)
             for tail in _NEGATED_TAIL.finditer(text):
                 if tail.start() >= last_pos_end:
-                    text = text[:tail.start()]
+                    text = text[: tail.start()]
                     break
             labels = {lab for m in positive for lab in m.labels}
             rank = 0 if any(onto[lab].urgent for lab in labels) else 1
@@ -82,8 +99,14 @@ class FindingsExtractor:
             # but are two findings, not a finding and its restatement
             key = frozenset((lab, m.side, _acuity(m.local or m.text)) for m in positive for lab in m.labels)
         else:
-            if mentions or _NEGATION_WORD.search(text) or _NORMAL.search(text) or _PURE_COMPARISON.match(text) \
-                    or _NOT_KEY.search(text) or not _ABNORMAL.search(text):
+            if (
+                mentions
+                or _NEGATION_WORD.search(text)
+                or _NORMAL.search(text)
+                or _PURE_COMPARISON.match(text)
+                or _NOT_KEY.search(text)
+                or not _ABNORMAL.search(text)
+            ):
                 return None
             rank, key = 2, frozenset()
         text = _clean(text)

@@ -8,6 +8,7 @@ urgent sensitivity), and extraction speed (reports per second on one core).
 
 ``python -m neurovfm.labels.generalisation --n 600 --out /tmp/gen.csv`` prints and writes the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ BANKS = ("development", "unseen")
 @dataclass
 class Case:
     """One report of one bank with its ground truth."""
+
     bank: str
     modality: str
     text: str
@@ -55,8 +57,11 @@ def truth_sides(modality: str, findings: list[dict]) -> dict[str, str]:
                 sides.setdefault(lab, set()).add(side)
             else:
                 unsided.add(lab)
-    return {lab: ("bilateral" if "bilateral" in s or len(s) > 1 else next(iter(s)))
-            for lab, s in sides.items() if lab not in unsided}
+    return {
+        lab: ("bilateral" if "bilateral" in s or len(s) > 1 else next(iter(s)))
+        for lab, s in sides.items()
+        if lab not in unsided
+    }
 
 
 def cohort_cases(n_studies: int, seed: int) -> list[Case]:
@@ -107,17 +112,28 @@ def score_cases(cases: list[Case], judge=None) -> pd.DataFrame:
             macro = table[table.label == "macro"].iloc[0]
             micro = table[table.label == "micro"].iloc[0]
             truth_triage = np.array([c.triage for c in sub])
-            pred_triage = np.array([judge.triage(fx.extract(c.text, modality, c.indication), c.indication, modality)
-                                    for c in sub])
+            pred_triage = np.array(
+                [judge.triage(fx.extract(c.text, modality, c.indication), c.indication, modality) for c in sub]
+            )
             urgent = truth_triage == "urgent"
-            rows.append({"bank": bank, "modality": modality, "n_reports": len(sub), "macro_f1": float(macro.f1),
-                         "micro_f1": float(micro.f1), "fp_per_report": float(micro.fp) / len(sub),
-                         "fn_per_report": float(micro.fn) / len(sub),
-                         "laterality_accuracy": side_ok / side_n if side_n else float("nan"), "n_lateralised": side_n,
-                         "triage_accuracy": float((pred_triage == truth_triage).mean()),
-                         "urgent_sensitivity": float((pred_triage[urgent] == "urgent").mean()) if urgent.any()
-                         else float("nan"),
-                         "reports_per_s_per_core": len(sub) / cpu if cpu > 0 else float("nan")})
+            rows.append(
+                {
+                    "bank": bank,
+                    "modality": modality,
+                    "n_reports": len(sub),
+                    "macro_f1": float(macro.f1),
+                    "micro_f1": float(micro.f1),
+                    "fp_per_report": float(micro.fp) / len(sub),
+                    "fn_per_report": float(micro.fn) / len(sub),
+                    "laterality_accuracy": side_ok / side_n if side_n else float("nan"),
+                    "n_lateralised": side_n,
+                    "triage_accuracy": float((pred_triage == truth_triage).mean()),
+                    "urgent_sensitivity": float((pred_triage[urgent] == "urgent").mean())
+                    if urgent.any()
+                    else float("nan"),
+                    "reports_per_s_per_core": len(sub) / cpu if cpu > 0 else float("nan"),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -3,6 +3,7 @@
 Both are package data so that a site can extend them (local abbreviations, another language's
 spellings) without touching code; they are validated against the ontologies on load.
 """
+
 from __future__ import annotations
 
 import functools
@@ -109,16 +110,34 @@ def load_concepts(resolver_names: frozenset) -> tuple[Concept, ...]:
 @functools.lru_cache(maxsize=None)
 def load_cues() -> Cues:
     raw = _read("cues.yaml")
-    pats = {k: _alternation(raw[k]) for k in ("pseudo_negation", "pre_negation", "post_negation", "pre_hedge",
-                                              "post_hedge", "history_anywhere", "history_adjacent", "presence",
-                                              "hypothetical_pre", "treated_pre", "treated_post", "current",
-                                              "inner_negation")}
+    pats = {
+        k: _alternation(raw[k])
+        for k in (
+            "pseudo_negation",
+            "pre_negation",
+            "post_negation",
+            "pre_hedge",
+            "post_hedge",
+            "history_anywhere",
+            "history_adjacent",
+            "presence",
+            "hypothetical_pre",
+            "treated_pre",
+            "treated_post",
+            "current",
+            "inner_negation",
+        )
+    }
     pats["hypothetical_lead"] = re.compile(r"^\W*" + _alternation(raw["hypothetical_lead"]).pattern, re.IGNORECASE)
     pats["team_after"] = re.compile(r"^\W{0,3}" + raw["team_after"] + _B1, re.IGNORECASE)
     pats["differential_glue"] = re.compile(raw["differential_glue"], re.IGNORECASE)
     # cues that start or end with punctuation ('?', ': none') rely on being matched against the clause
     # text before / after the mention as a separate string (the word-boundary guards then hold)
     terminators = re.compile(r";|" + _alternation(raw["terminators"]).pattern, re.IGNORECASE)
-    return Cues(terminators=terminators, history_adjacent_words=int(raw["history_adjacent_words"]),
-                heading_max_words=int(raw["heading_max_words"]),
-                history_not_after=re.compile(r"\s+" + raw["history_not_after"] + _B1, re.IGNORECASE), **pats)
+    return Cues(
+        terminators=terminators,
+        history_adjacent_words=int(raw["history_adjacent_words"]),
+        heading_max_words=int(raw["heading_max_words"]),
+        history_not_after=re.compile(r"\s+" + raw["history_not_after"] + _B1, re.IGNORECASE),
+        **pats,
+    )

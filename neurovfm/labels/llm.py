@@ -7,6 +7,7 @@ error recorded for that report, never silently read as "absent". Valid replies a
 keyed by sha256(model, prompt version, modality, report text); the cache holds report-derived text
 and therefore belongs under the private directory. Standard library only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,7 @@ class LLMClient:
                     continue
                 if attempt == self.retries:
                     break
-                wait = err.wait_s if err.wait_s is not None else self.backoff_s * 2 ** attempt
+                wait = err.wait_s if err.wait_s is not None else self.backoff_s * 2**attempt
                 log.warning("LLM request failed (%s); retry %d/%d in %.1f s", err, attempt + 1, self.retries, wait)
                 time.sleep(min(wait, self.max_backoff_s))
                 continue
@@ -144,28 +145,38 @@ def client_from_config(llm_cfg: dict, cache_dir: str | os.PathLike | None) -> LL
     """An LLMClient from the ``labels.llm`` config section; raises if no endpoint/model is configured."""
     endpoint, model = llm_cfg.get("endpoint"), llm_cfg.get("model")
     if not endpoint:
-        raise LLMConfigError("labels.extractor is 'llm' but labels.llm.endpoint is not set: "
-                             "configure an OpenAI-compatible endpoint (nothing is sent without one)")
+        raise LLMConfigError(
+            "labels.extractor is 'llm' but labels.llm.endpoint is not set: "
+            "configure an OpenAI-compatible endpoint (nothing is sent without one)"
+        )
     if not model:
         raise LLMConfigError("labels.llm.model is not set")
     key_env = llm_cfg.get("api_key_env")
-    return LLMClient(endpoint=endpoint, model=model, api_key=os.environ.get(key_env) if key_env else None,
-                     timeout_s=float(llm_cfg["timeout_s"]), retries=int(llm_cfg["retries"]),
-                     backoff_s=float(llm_cfg["backoff_s"]),
-                     cache_dir=Path(cache_dir) if cache_dir else None)
+    return LLMClient(
+        endpoint=endpoint,
+        model=model,
+        api_key=os.environ.get(key_env) if key_env else None,
+        timeout_s=float(llm_cfg["timeout_s"]),
+        retries=int(llm_cfg["retries"]),
+        backoff_s=float(llm_cfg["backoff_s"]),
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    )
 
 
 # -- diagnosis labels ----------------------------------------------------------------------------
 def label_prompt(onto: Ontology) -> str:
     kind = "head CT" if onto.modality == "CT" else "brain MRI"
-    lines = [f"You label {kind} radiology reports with diagnoses.",
-             "For EVERY diagnosis below decide whether the report says it is present in this study.",
-             "Rules: only the findings/impression count (not the clinical indication or a question to rule out); "
-             "negated, resolved or purely historical findings are absent; findings the radiologist only raises "
-             "as possible / cannot exclude are absent; 'likely', 'probable', 'consistent with' count as present.",
-             "Reply with one JSON object only: {\"diagnoses\": {\"<name>\": {\"present\": \"yes\" or \"no\", "
-             "\"rationale\": \"<one short sentence>\"}, ...}} with exactly the names below as keys.",
-             "", "Diagnoses (name: guidance):"]
+    lines = [
+        f"You label {kind} radiology reports with diagnoses.",
+        "For EVERY diagnosis below decide whether the report says it is present in this study.",
+        "Rules: only the findings/impression count (not the clinical indication or a question to rule out); "
+        "negated, resolved or purely historical findings are absent; findings the radiologist only raises "
+        "as possible / cannot exclude are absent; 'likely', 'probable', 'consistent with' count as present.",
+        'Reply with one JSON object only: {"diagnoses": {"<name>": {"present": "yes" or "no", '
+        '"rationale": "<one short sentence>"}, ...}} with exactly the names below as keys.',
+        "",
+        "Diagnoses (name: guidance):",
+    ]
     lines += [f"- {d.name}: {d.guidance}" for d in onto.diagnoses]
     return "\n".join(lines)
 
@@ -183,7 +194,7 @@ def parse_json_reply(content: str) -> dict:
         if lo < 0 or hi <= lo:
             raise LLMError("the reply contains no JSON object") from None
         try:
-            obj = json.loads(text[lo:hi + 1])
+            obj = json.loads(text[lo : hi + 1])
         except json.JSONDecodeError as err:
             raise LLMError(f"the reply is not valid JSON: {err}") from err
     if not isinstance(obj, dict):
@@ -210,8 +221,10 @@ def validate_labels(obj: dict, onto: Ontology) -> dict[str, dict]:
     unknown = sorted(set(table) - names)
     missing = [n for n in onto.names if n not in table]
     if unknown or missing:
-        raise LLMError(f"reply does not match the ontology: missing {missing[:8]}{'...' if len(missing) > 8 else ''}"
-                       f" unknown {unknown[:8]}{'...' if len(unknown) > 8 else ''}")
+        raise LLMError(
+            f"reply does not match the ontology: missing {missing[:8]}{'...' if len(missing) > 8 else ''}"
+            f" unknown {unknown[:8]}{'...' if len(unknown) > 8 else ''}"
+        )
     out = {}
     for n in onto.names:
         entry = table[n]
@@ -242,17 +255,25 @@ class LLMExtractor:
         if not from_cache:
             self.client.cache_put(key, content)
         present = onto.close(n for n, v in labels.items() if v["present"])
-        return {n: {"present": n in present, "side": None, "evidence": labels[n]["rationale"] or None,
-                    "status": "positive" if labels[n]["present"] else ("implied" if n in present else "absent")}
-                for n in onto.names}
+        return {
+            n: {
+                "present": n in present,
+                "side": None,
+                "evidence": labels[n]["rationale"] or None,
+                "status": "positive" if labels[n]["present"] else ("implied" if n in present else "absent"),
+            }
+            for n in onto.names
+        }
 
 
 # -- key findings ---------------------------------------------------------------------------------
-FINDINGS_SYSTEM = ("You summarise a neuroimaging radiology report into its key findings. Use only the findings and "
-                   "impression; leave out normal or unremarkable statements, comparisons with prior studies, bare "
-                   "measurements and the clinical indication; do not repeat a finding stated in both sections; order "
-                   "them from most to least clinically urgent. Reply with one JSON object only: "
-                   "{\"findings\": [\"<finding>\", ...]} (an empty list for a normal study).")
+FINDINGS_SYSTEM = (
+    "You summarise a neuroimaging radiology report into its key findings. Use only the findings and "
+    "impression; leave out normal or unremarkable statements, comparisons with prior studies, bare "
+    "measurements and the clinical indication; do not repeat a finding stated in both sections; order "
+    "them from most to least clinically urgent. Reply with one JSON object only: "
+    '{"findings": ["<finding>", ...]} (an empty list for a normal study).'
+)
 
 
 def llm_findings(client: LLMClient, report_text: str) -> list[str]:
@@ -271,8 +292,9 @@ def llm_findings(client: LLMClient, report_text: str) -> list[str]:
     return [x.strip() for x in items if x.strip()]
 
 
-def map_reports(fn, items: list, max_workers: int, private_dir=None, stage: str = "llm"
-                ) -> list[tuple[object, str | None]]:
+def map_reports(
+    fn, items: list, max_workers: int, private_dir=None, stage: str = "llm"
+) -> list[tuple[object, str | None]]:
     """Apply ``fn`` to each item with a thread pool; returns (result, None) or (None, error) per item,
     in input order, so one bad report never stops the run. The error is a reason code with a PHI-free detail
     (:func:`neurovfm.utils.failure.describe`: an exception's message may quote report text); the raw message goes

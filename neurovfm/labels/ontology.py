@@ -3,6 +3,7 @@
 The names and order are the paper's; the per-diagnosis guidance, the category and the ``urgent`` flag
 are our own (see the header of ``data/ct.yaml`` / ``data/mri.yaml``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -11,9 +12,21 @@ from importlib import resources
 
 import yaml
 
-CATEGORIES = ("hemorrhagic", "traumatic", "vascular", "ischemic", "neoplastic", "congenital",
-              "infectious_inflammatory", "csf_hydrocephalus", "postoperative_devices", "degenerative",
-              "head_neck", "spine", "other")
+CATEGORIES = (
+    "hemorrhagic",
+    "traumatic",
+    "vascular",
+    "ischemic",
+    "neoplastic",
+    "congenital",
+    "infectious_inflammatory",
+    "csf_hydrocephalus",
+    "postoperative_devices",
+    "degenerative",
+    "head_neck",
+    "spine",
+    "other",
+)
 
 _FILES = {"CT": "ct.yaml", "MR": "mri.yaml"}
 
@@ -81,8 +94,13 @@ def _build(modality: str, raw: dict) -> Ontology:
     entries = raw.get("diagnoses") or []
     diagnoses, index = [], {}
     for e in entries:
-        d = Diagnosis(name=e["name"], category=e["category"], guidance=str(e["guidance"]).strip(),
-                      urgent=bool(e.get("urgent", False)), parents=tuple(e.get("parents") or ()))
+        d = Diagnosis(
+            name=e["name"],
+            category=e["category"],
+            guidance=str(e["guidance"]).strip(),
+            urgent=bool(e.get("urgent", False)),
+            parents=tuple(e.get("parents") or ()),
+        )
         if d.name in index:
             raise OntologyError(f"{modality}: duplicate diagnosis {d.name!r}")
         if d.category not in CATEGORIES:

@@ -6,6 +6,7 @@ negation, hedging, history, hypothetical statements, treated disease; policy in 
 diagnosis names via the lexicon or a resolver (acuity, site, cause) -> laterality (a shift's side is its
 direction) -> parents by implication, with their children's sides. Short lines ending in a colon are headings.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,10 +22,14 @@ _SIDE = re.compile(
     r"|(?i:(?<![A-Za-z])(?P<bi>bilateral(?:ly)?|both (?:sides|hemispheres|cerebral|lateral|frontal|parietal|temporal|occipital|cerebellar)"
     r"|bi(?:frontal|parietal|temporal|occipital|hemispheric|convexity|lateral)|symmetric(?:al)?(?:ly)?)(?![A-Za-z]))"
     r"|(?i:(?<![A-Za-z])(?P<side>left|right)(?:ward|-sided| sided)?(?![A-Za-z]))"
-    r"|(?<![A-Za-z0-9])(?P<abbr>[LR])(?![A-Za-z0-9-])")
-_ATTRIBUTION = re.compile(r"(?:consistent with|compatible with|in keeping with|suggestive of|suspicious for|concerning for|"
-                          r"representing|likely|probably|most likely|reflecting|characteristic of|typical of|due to|from)\s*(?:an? |the )?"
-                          r"(?:\w+ ){0,2}$", re.IGNORECASE)
+    r"|(?<![A-Za-z0-9])(?P<abbr>[LR])(?![A-Za-z0-9-])"
+)
+_ATTRIBUTION = re.compile(
+    r"(?:consistent with|compatible with|in keeping with|suggestive of|suspicious for|concerning for|"
+    r"representing|likely|probably|most likely|reflecting|characteristic of|typical of|due to|from)\s*(?:an? |the )?"
+    r"(?:\w+ ){0,2}$",
+    re.IGNORECASE,
+)
 _LIST_GLUE = re.compile(r"^[\s,/]*(?:(?:and|or|and/or|nor)\b)?[\s,/]*$", re.IGNORECASE)
 
 
@@ -66,10 +71,14 @@ def _clause_bounds(sentence: str, start: int, end: int, cues) -> tuple[int, int]
 
 
 SHIFT_CONCEPTS = frozenset({"midline_shift"})  # their side is the direction of the shift, not a lesion's side
-_DIRECTION = re.compile(r"(?i)(?<![A-Za-z])(?:(?:left|right)[- ]to[- ](?P<to>left|right)|(?P<ward>left|right)[- ]?wards?|"
-                        r"(?:to|toward|towards|into) the (?P<dir>left|right))(?![A-Za-z])")
-_ANAPHOR = re.compile(r"(?i)^\W*(?:this|these|it|they|the (?:appearances?|findings?|lesion|mass|features?)|appearances?|"
-                      r"findings?|features?)\b")
+_DIRECTION = re.compile(
+    r"(?i)(?<![A-Za-z])(?:(?:left|right)[- ]to[- ](?P<to>left|right)|(?P<ward>left|right)[- ]?wards?|"
+    r"(?:to|toward|towards|into) the (?P<dir>left|right))(?![A-Za-z])"
+)
+_ANAPHOR = re.compile(
+    r"(?i)^\W*(?:this|these|it|they|the (?:appearances?|findings?|lesion|mass|features?)|appearances?|"
+    r"findings?|features?)\b"
+)
 _HEADING = re.compile(r"^[^.;!?]*:\s*$")
 
 
@@ -98,7 +107,7 @@ def _side_near(sentence: str, lo: int, hi: int, start: int, end: int) -> str | N
         if "left" in words and "right" in words:
             a, b = part[words.index("left")], part[words.index("right")]
             first, second = (a, b) if a.start() < b.start() else (b, a)
-            if re.search(r"(?i)\b(?:and|&)\b", sentence[first.end():second.start()]):
+            if re.search(r"(?i)\b(?:and|&)\b", sentence[first.end() : second.start()]):
                 return "bilateral"
     best, best_d = None, None
     for m in found:
@@ -131,8 +140,18 @@ class RuleExtractor:
         self.cues = load_cues()
 
     # -- mentions --------------------------------------------------------------------------
-    def _status(self, concept: Concept, sentence: str, lo: int, hi: int, s: int, e: int, post_end: int,
-                glue_end: int, prev_gap: str | None) -> str:
+    def _status(
+        self,
+        concept: Concept,
+        sentence: str,
+        lo: int,
+        hi: int,
+        s: int,
+        e: int,
+        post_end: int,
+        glue_end: int,
+        prev_gap: str | None,
+    ) -> str:
         cues = self.cues
         pre = _mask(sentence[lo:s], cues.pseudo_negation)
         post = _mask(sentence[e:post_end], cues.pseudo_negation)
@@ -140,28 +159,41 @@ class RuleExtractor:
         raw_post = sentence[e:post_end]
         if cues.inner_negation.search(sentence, s, e):
             return "negated"  # "the sulci are not abnormally widened": the negation sits inside the term
-        if cues.hypothetical_lead.match(sentence) or cues.hypothetical_pre.search(raw_pre) or \
-                cues.team_after.match(sentence, e):
+        if (
+            cues.hypothetical_lead.match(sentence)
+            or cues.hypothetical_pre.search(raw_pre)
+            or cues.team_after.match(sentence, e)
+        ):
             return "hypothetical"  # a recommendation, a conditional, a communication line, a team's name
-        if cues.pre_hedge.search(raw_pre) or cues.post_hedge.search(raw_post) or \
-                raw_pre.rstrip().endswith("?") or raw_post.lstrip().startswith("?") or \
-                (prev_gap is not None and cues.differential_glue.match(prev_gap)):
+        if (
+            cues.pre_hedge.search(raw_pre)
+            or cues.post_hedge.search(raw_post)
+            or raw_pre.rstrip().endswith("?")
+            or raw_post.lstrip().startswith("?")
+            or (prev_gap is not None and cues.differential_glue.match(prev_gap))
+        ):
             if not cues.pre_negation.search(pre):
                 return "hedged"
-        if cues.pre_negation.search(pre) or cues.post_negation.search(post) or \
-                (glue_end > e and cues.post_negation.search(_mask(sentence[glue_end:post_end], cues.pseudo_negation))):
+        if (
+            cues.pre_negation.search(pre)
+            or cues.post_negation.search(post)
+            or (glue_end > e and cues.post_negation.search(_mask(sentence[glue_end:post_end], cues.pseudo_negation)))
+        ):
             return "negated"
         if concept.history_negates and self._historical(sentence[lo:s], sentence[lo:hi]):
             return "historical"
-        if concept.treated_negates and (cues.treated_pre.search(raw_pre) or cues.treated_post.search(raw_post)) \
-                and not self._current(sentence[lo:hi]):
+        if (
+            concept.treated_negates
+            and (cues.treated_pre.search(raw_pre) or cues.treated_post.search(raw_post))
+            and not self._current(sentence[lo:hi])
+        ):
             return "treated"
         return "positive"
 
     def _current(self, clause: str) -> bool:
         """A cue that some of the disease is there now ("residual", "recurrent"), not itself negated."""
         for m in self.cues.current.finditer(clause):
-            if not self.cues.pre_negation.search(" ".join(clause[:m.start()].split()[-3:])):
+            if not self.cues.pre_negation.search(" ".join(clause[: m.start()].split()[-3:])):
                 return True
         return False
 
@@ -172,7 +204,7 @@ class RuleExtractor:
         if cues.history_anywhere.search(pre):
             return True
         words = pre.split()
-        tail = " ".join(words[-cues.history_adjacent_words:]) if words else ""
+        tail = " ".join(words[-cues.history_adjacent_words :]) if words else ""
         for m in cues.history_adjacent.finditer(tail):
             if not cues.history_not_after.match(tail, m.end()):
                 return True
@@ -188,41 +220,62 @@ class RuleExtractor:
             # the mention's own stretch ends at the next mention, unless only list glue lies between
             j, post_end, glue_end = i + 1, hi, e
             while j < len(spans) and spans[j][0] < hi:
-                if _LIST_GLUE.match(sentence[spans[j - 1][1]:spans[j][0]]):
+                if _LIST_GLUE.match(sentence[spans[j - 1][1] : spans[j][0]]):
                     glue_end = spans[j][1]
                     j += 1
                     continue
                 post_end = spans[j][0]
                 break
-            prev_gap = sentence[spans[i - 1][1]:s] if i and spans[i - 1][1] >= lo else None
+            prev_gap = sentence[spans[i - 1][1] : s] if i and spans[i - 1][1] >= lo else None
             status = self._status(concept, sentence, lo, hi, s, e, max(post_end, e), glue_end, prev_gap)
             prev_end = max([pe for ps, pe, _ in spans[:i] if pe <= s and ps >= lo] or [lo])
-            next_start = min([ps for ps, _, _ in spans[i + 1:] if ps >= e] + [hi])
+            next_start = min([ps for ps, _, _ in spans[i + 1 :] if ps >= e] + [hi])
             local_end = next_start
             neg = self.cues.pre_negation.search(sentence, e, local_end)
             if neg:
                 local_end = neg.start()
-            ctx = Context(mention=sentence[s:e], local=sentence[prev_end:local_end], sentence=sentence,
-                          report=report_ctx, default=None)
+            ctx = Context(
+                mention=sentence[s:e],
+                local=sentence[prev_end:local_end],
+                sentence=sentence,
+                report=report_ctx,
+                default=None,
+            )
             labels = self._labels(concept, modality, ctx)
             w_lo, w_hi = max(lo, prev_end), max(min(hi, next_start), e)
             if concept.key in SHIFT_CONCEPTS:
                 side = shift_direction(sentence, w_lo, w_hi)
             else:
                 side = _side_near(sentence, w_lo, w_hi, s, e)
-            if side is None and _ATTRIBUTION.search(sentence[max(lo, prev_end):s]):
+            if side is None and _ATTRIBUTION.search(sentence[max(lo, prev_end) : s]):
                 # "... mass in the right temporal lobe, consistent with glioblastoma": the diagnosis names
                 # a lesion described earlier in the sentence; it inherits that lesion's side
                 side = next((m.side for m in reversed(out) if m.side and m.concept not in SHIFT_CONCEPTS), None)
             if side is None and concept.key not in SHIFT_CONCEPTS:
                 # "... infarct with encephalomalacia": a mention joined to a sided one in the same clause shares it
-                side = next((m.side for m, (ms, _, _) in zip(reversed(out), reversed(spans[:i]))
-                             if m.side and ms >= lo and m.concept not in SHIFT_CONCEPTS), None)
+                side = next(
+                    (
+                        m.side
+                        for m, (ms, _, _) in zip(reversed(out), reversed(spans[:i]))
+                        if m.side and ms >= lo and m.concept not in SHIFT_CONCEPTS
+                    ),
+                    None,
+                )
             # a mention right before this one, with only a space between, qualifies it ("postoperative blood
             # products"): the stretch read for acuity cues starts there
             a_lo = next((ps for ps, pe, _ in spans[:i] if pe >= lo and not sentence[pe:s].strip(" -")), w_lo)
-            out.append(Mention(concept.key, sentence[s:e], sentence, section, status, tuple(labels), side,
-                               sentence[min(a_lo, w_lo):w_hi]))
+            out.append(
+                Mention(
+                    concept.key,
+                    sentence[s:e],
+                    sentence,
+                    section,
+                    status,
+                    tuple(labels),
+                    side,
+                    sentence[min(a_lo, w_lo) : w_hi],
+                )
+            )
         return out
 
     @staticmethod

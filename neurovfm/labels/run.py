@@ -5,6 +5,7 @@ pretraining only. A report the extractor cannot label (LLM reply invalid after r
 line) is recorded in ``extract_errors.csv`` (study id, reason code, detail: no report text) and left out
 of the tables rather than written as all-negative.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def read_reports(reports_jsonl: str | Path) -> tuple[list[dict], list[dict]]:
             if not sid:
                 errors.append({"study_id": "", "reason": "no_study_id", "detail": f"line {lineno}"})
             elif sid in seen:
-                errors.append({"study_id": sid, "reason": "duplicate_report", "detail": f"line {lineno}: kept the first"})
+                errors.append(
+                    {"study_id": sid, "reason": "duplicate_report", "detail": f"line {lineno}: kept the first"}
+                )
             else:
                 seen.add(sid)
                 reports.append(rec)
@@ -64,8 +67,13 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
             meta[r.study_id] = (normalise_modality(r.modality), r.split)
         except OntologyError as err:
             keep_raw(private_dir, "labels", err, str(r.study_id))
-            errors.append({"study_id": r.study_id, "reason": "unknown_modality",
-                           "detail": "the study's modality is neither CT nor MR"})
+            errors.append(
+                {
+                    "study_id": r.study_id,
+                    "reason": "unknown_modality",
+                    "detail": "the study's modality is neither CT nor MR",
+                }
+            )
 
     known = set(studies["study_id"])
     todo = []
@@ -79,8 +87,15 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
         elif not isinstance(text, str) or not text.strip():
             errors.append({"study_id": sid, "reason": "empty_report", "detail": "report text is empty"})
         else:
-            todo.append({"study_id": sid, "modality": meta[sid][0], "split": meta[sid][1], "text": text,
-                         "indication": rec.get("indication") or ""})
+            todo.append(
+                {
+                    "study_id": sid,
+                    "modality": meta[sid][0],
+                    "split": meta[sid][1],
+                    "text": text,
+                    "indication": rec.get("indication") or "",
+                }
+            )
     todo.sort(key=lambda r: r["study_id"])
 
     rules = RuleExtractor()
@@ -109,7 +124,7 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
         for r in todo:
             try:
                 outcomes.append((one(r), None))
-            except (ValueError, KeyError) as err:      # the message may quote the report: code only here
+            except (ValueError, KeyError) as err:  # the message may quote the report: code only here
                 keep_raw(private_dir, "labels", err, str(r["study_id"]))
                 outcomes.append((None, describe(err).line()))
     prog.close()
@@ -130,8 +145,15 @@ def run_labels(reports_jsonl, studies_csv, out_dir, cfg: dict, private_dir) -> d
             items = llm_findings(client, r["text"])
         else:
             items = finder.extract(r["text"], r["modality"], r["indication"])
-        lines.append({"study_id": r["study_id"], "modality": r["modality"], "split": r["split"],
-                      "findings": items, "laterality": sides})
+        lines.append(
+            {
+                "study_id": r["study_id"],
+                "modality": r["modality"],
+                "split": r["split"],
+                "findings": items,
+                "laterality": sides,
+            }
+        )
 
     summary = {"n_reports": len(reports), "n_errors": len(errors), "extractor": extractor_kind}
     for m, fname in _TABLES.items():

@@ -5,6 +5,7 @@ own without a colon ("FINDINGS"), or anywhere when written in capitals with a co
 because exports often flatten a report onto one line.
 Text before the first header counts as findings (many short reports have no headers at all).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,19 +13,46 @@ from dataclasses import dataclass
 
 # header words -> section kind; only findings and impression carry diagnoses
 SECTION_ALIASES = {
-    "findings": "findings", "finding": "findings", "report": "findings", "body": "findings",
-    "description": "findings", "observations": "findings",
-    "impression": "impression", "impressions": "impression", "conclusion": "impression",
-    "conclusions": "impression", "summary": "impression", "opinion": "impression",
-    "interpretation": "impression", "assessment": "impression", "diagnosis": "impression",
-    "indication": "indication", "indications": "indication", "clinical indication": "indication",
-    "clinical history": "indication", "history": "indication", "clinical information": "indication",
-    "clinical details": "indication", "clinical": "indication", "reason for exam": "indication",
-    "reason for study": "indication", "reason for examination": "indication", "reason": "indication",
-    "clinical question": "indication", "presenting complaint": "indication",
-    "comparison": "comparison", "comparisons": "comparison", "prior studies": "comparison",
-    "technique": "technique", "procedure": "technique", "protocol": "technique", "exam": "technique",
-    "examination": "technique", "contrast": "technique", "dose": "technique", "sequences": "technique",
+    "findings": "findings",
+    "finding": "findings",
+    "report": "findings",
+    "body": "findings",
+    "description": "findings",
+    "observations": "findings",
+    "impression": "impression",
+    "impressions": "impression",
+    "conclusion": "impression",
+    "conclusions": "impression",
+    "summary": "impression",
+    "opinion": "impression",
+    "interpretation": "impression",
+    "assessment": "impression",
+    "diagnosis": "impression",
+    "indication": "indication",
+    "indications": "indication",
+    "clinical indication": "indication",
+    "clinical history": "indication",
+    "history": "indication",
+    "clinical information": "indication",
+    "clinical details": "indication",
+    "clinical": "indication",
+    "reason for exam": "indication",
+    "reason for study": "indication",
+    "reason for examination": "indication",
+    "reason": "indication",
+    "clinical question": "indication",
+    "presenting complaint": "indication",
+    "comparison": "comparison",
+    "comparisons": "comparison",
+    "prior studies": "comparison",
+    "technique": "technique",
+    "procedure": "technique",
+    "protocol": "technique",
+    "exam": "technique",
+    "examination": "technique",
+    "contrast": "technique",
+    "dose": "technique",
+    "sequences": "technique",
     "addendum": "impression",
 }
 DIAGNOSTIC_SECTIONS = ("findings", "impression")
@@ -35,9 +63,37 @@ _HEADER_ALONE = re.compile(rf"(?im)^[ \t]*(?P<h>{_HEADER_WORDS})[ \t]*:?[ \t]*$"
 _HEADER_CAPS = re.compile(rf"(?<![A-Za-z])(?P<h>{_HEADER_WORDS.upper()})[ \t]*:")
 
 # abbreviations whose period does not end a sentence
-ABBREVIATIONS = ("approx", "dr", "i.e", "e.g", "vs", "etc", "cf", "fig", "mr", "mrs", "st", "incl",
-                 "resp", "pt", "pts", "hx", "sx", "dx", "tx", "ca", "al", "prox", "ant", "sup", "lat",
-                 "med", "ext", "u.s", "viz")
+ABBREVIATIONS = (
+    "approx",
+    "dr",
+    "i.e",
+    "e.g",
+    "vs",
+    "etc",
+    "cf",
+    "fig",
+    "mr",
+    "mrs",
+    "st",
+    "incl",
+    "resp",
+    "pt",
+    "pts",
+    "hx",
+    "sx",
+    "dx",
+    "tx",
+    "ca",
+    "al",
+    "prox",
+    "ant",
+    "sup",
+    "lat",
+    "med",
+    "ext",
+    "u.s",
+    "viz",
+)
 # abbreviations that only continue the sentence before a number ("No. 3", "Fig. 2")
 NUMBER_ABBREVIATIONS = ("no", "nos", "fig", "ref")
 
@@ -62,7 +118,7 @@ def split_sections(report: str) -> list[Section]:
     for m in marks:
         if m.start("h") < pos:
             continue
-        chunk = report[pos:m.start("h")]
+        chunk = report[pos : m.start("h")]
         if chunk.strip():
             out.append(Section(kind, chunk.strip(), pos))
         kind = SECTION_ALIASES[m.group("h").lower()]
@@ -84,8 +140,9 @@ def split_sentences(text: str) -> list[str]:
     breaks that start a new item."""
     text = (text or "").replace("\r\n", "\n").replace("\r", "\n")
     text = re.sub(r"(?<=[A-Za-z])-[ \t]*\n[ \t]*(?=[A-Za-z])", "-", text)  # a word hyphenated across a line break
-    text = re.sub(r"(?i)\b(non|un|post|pre|intra|extra|sub|peri|para|hyper|hypo|iso|mid|semi|re)-[ \t]+(?=[a-z])",
-                  r"\1-", text)  # "non- displaced": a stray space after a prefix hyphen
+    text = re.sub(
+        r"(?i)\b(non|un|post|pre|intra|extra|sub|peri|para|hyper|hypo|iso|mid|semi|re)-[ \t]+(?=[a-z])", r"\1-", text
+    )  # "non- displaced": a stray space after a prefix hyphen
     text = _INLINE_NUM.sub("\n", text)
     pieces: list[str] = []
     for block in re.split(r"\n\s*\n", text):

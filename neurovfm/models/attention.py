@@ -13,6 +13,7 @@ With ``backend=None`` the first usable one in that order is chosen for the given
 SDPA forms, ``sdpa_masked`` is used while the pack holds at most ``masked_max_tokens`` tokens.
 Naming a back end that cannot run on the given tensors raises instead of falling back.
 """
+
 from __future__ import annotations
 
 import functools
@@ -85,15 +86,23 @@ def choose_backend(q: Tensor, masked_max_tokens: int = MASKED_MAX_TOKENS) -> str
     return "sdpa_masked" if q.shape[0] <= masked_max_tokens else "sdpa_loop"
 
 
-def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
-                     backend: str | None = None, masked_max_tokens: int = MASKED_MAX_TOKENS) -> Tensor:
+def varlen_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
+    max_seqlen: int,
+    backend: str | None = None,
+    masked_max_tokens: int = MASKED_MAX_TOKENS,
+) -> Tensor:
     """Softmax attention within each packed sequence: q, k, v [N, H, Dh] -> [N, H, Dh].
 
     Scale 1/sqrt(Dh), no dropout, not causal. ``cu_seqlens`` int32 [B+1]; ``max_seqlen`` its longest length.
     """
     if q.ndim != 3 or q.shape != k.shape or q.shape != v.shape:
-        raise ValueError(f"q, k, v must share one [N, H, Dh] shape, got {tuple(q.shape)}, {tuple(k.shape)}, "
-                         f"{tuple(v.shape)}")
+        raise ValueError(
+            f"q, k, v must share one [N, H, Dh] shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if backend is None:
         backend = choose_backend(q, masked_max_tokens)
     else:
@@ -107,15 +116,19 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_se
         return _torch_varlen()(q, k, v, cu, cu, max_seqlen, max_seqlen)
     if backend == "sdpa_masked":
         mask = block_diag_mask(cu)
-        out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
-                                             v.transpose(0, 1)[None], attn_mask=mask)
+        out = F.scaled_dot_product_attention(
+            q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], attn_mask=mask
+        )
         return out[0].transpose(0, 1)
     outs = []
     start = 0
     for length in seqlens(cu).tolist():
         sl = slice(start, start + length)
-        outs.append(F.scaled_dot_product_attention(q[sl].transpose(0, 1), k[sl].transpose(0, 1),
-                                                   v[sl].transpose(0, 1)).transpose(0, 1))
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[sl].transpose(0, 1), k[sl].transpose(0, 1), v[sl].transpose(0, 1)
+            ).transpose(0, 1)
+        )
         start += length
     return torch.cat(outs, 0)
 

@@ -1,4 +1,5 @@
 """Pre-LN transformer block on packed tokens, with per-volume stochastic depth."""
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,16 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path: float = 0.0, attn_backend: str | None = None, norm_eps: float = 1e-6):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        attn_backend: str | None = None,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_backend=attn_backend)
@@ -76,8 +85,9 @@ def init_weights(module: nn.Module, blocks: nn.ModuleList, std: float = 0.02) ->
         blk.mlp.fc2.weight.data.div_((2.0 * layer_id) ** 0.5)
 
 
-def run_blocks(blocks: nn.ModuleList, x: Tensor, cu_seqlens: Tensor, max_seqlen: int,
-               grad_checkpointing: bool = False) -> Tensor:
+def run_blocks(
+    blocks: nn.ModuleList, x: Tensor, cu_seqlens: Tensor, max_seqlen: int, grad_checkpointing: bool = False
+) -> Tensor:
     """Apply blocks in order; with checkpointing (and grad enabled) activations are recomputed in backward."""
     use_ckpt = grad_checkpointing and torch.is_grad_enabled()
     for blk in blocks:

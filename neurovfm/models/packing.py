@@ -3,6 +3,7 @@
 A pack is a tensor [N, ...] holding B sequences back to back, described by ``cu_seqlens`` (int32, [B+1],
 cumulative lengths starting at 0) and ``max_seqlen`` (the longest sequence). No padding anywhere.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 A volume [C, Z, Y, X] is cut into non-overlapping pz x py x px patches (4 x 16 x 16 in the paper, so 1,024
 values per channel); the first array axis is the slice axis (see the preprocessing stage).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,10 @@ def unpatchify(patches: Tensor, grid_shape, patch_size, channels: int) -> Tensor
     nz, ny, nx = grid_shape
     pz, py, px = patch_size
     if patches.shape != (nz * ny * nx, channels * pz * py * px):
-        raise ValueError(f"patches {tuple(patches.shape)} do not fit grid {tuple(grid_shape)}, "
-                         f"patch {tuple(patch_size)}, {channels} channel(s)")
+        raise ValueError(
+            f"patches {tuple(patches.shape)} do not fit grid {tuple(grid_shape)}, "
+            f"patch {tuple(patch_size)}, {channels} channel(s)"
+        )
     p = patches.reshape(nz, ny, nx, channels, pz, py, px).permute(3, 0, 4, 1, 5, 2, 6)
     return p.reshape(channels, nz * pz, ny * py, nx * px)
 

@@ -10,6 +10,7 @@ volumes at inference share one encoding.
   per axis) most low-frequency channels of a full-width code are nearly constant, an offset that LayerNorm turns
   into a content-dependent signal; concatenating keeps content channels free of it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,8 @@ def sincos_3d(coords: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
         raise ValueError(f"dim must be at least 6, got {dim}")
     n_freq = dim // 6
     exponent = torch.arange(n_freq, dtype=torch.float64, device=coords.device) / n_freq
-    freqs = max_period ** (-exponent)                                     # [F]
-    angles = coords.to(torch.float64)[:, :, None] * freqs                 # [N, 3, F]
+    freqs = max_period ** (-exponent)  # [F]
+    angles = coords.to(torch.float64)[:, :, None] * freqs  # [N, 3, F]
     emb = torch.cat([torch.sin(angles), torch.cos(angles)], -1).reshape(coords.shape[0], 6 * n_freq)
     pad = dim - 6 * n_freq
     if pad:

@@ -5,6 +5,7 @@ position encoding and, at every target, one shared learnable mask token (zero-in
 position encoding (added, or concatenated as in the encoder: ``pos_embed``). Samples are packed together and
 attend only within themselves; the outputs at the target positions are projected back to the encoder width.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,9 +17,19 @@ from .pos_embed import content_width, with_position
 
 
 class Predictor(nn.Module):
-    def __init__(self, embed_dim: int, predictor_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                 attn_backend: str | None = None, drop_path_rate: float = 0.0, grad_checkpointing: bool = False,
-                 pos_embed: str = "add", pos_dim: int = 30):
+    def __init__(
+        self,
+        embed_dim: int,
+        predictor_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        attn_backend: str | None = None,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        pos_embed: str = "add",
+        pos_dim: int = 30,
+    ):
         super().__init__()
         self.embed_dim = embed_dim
         self.predictor_dim = predictor_dim
@@ -29,7 +40,8 @@ class Predictor(nn.Module):
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(predictor_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r, attn_backend=attn_backend)
-            for r in rates)
+            for r in rates
+        )
         self.norm = nn.LayerNorm(predictor_dim, eps=1e-6)
         self.predictor_proj = nn.Linear(predictor_dim, embed_dim)
         init_weights(self, self.blocks)
@@ -41,8 +53,10 @@ class Predictor(nn.Module):
     def forward(self, ctx: Tensor, ctx_coords: Tensor, ctx_cu: Tensor, tgt_coords: Tensor, tgt_cu: Tensor) -> Tensor:
         """ctx [Nc, D] (packed by ctx_cu), tgt_coords [Nt, 3] (packed by tgt_cu, same sample order) -> [Nt, D]."""
         if ctx.shape[0] != ctx_coords.shape[0] or tgt_coords.shape[1] != 3:
-            raise ValueError(f"ctx {tuple(ctx.shape)} / ctx_coords {tuple(ctx_coords.shape)} / tgt_coords "
-                             f"{tuple(tgt_coords.shape)} do not fit")
+            raise ValueError(
+                f"ctx {tuple(ctx.shape)} / ctx_coords {tuple(ctx_coords.shape)} / tgt_coords "
+                f"{tuple(tgt_coords.shape)} do not fit"
+            )
         content = self.predictor_embed(ctx)
         x_ctx = with_position(content, ctx_coords, self.pos_embed, self.pos_dim)
         mask = self.mask_token.to(content.dtype).expand(tgt_coords.shape[0], -1)

@@ -14,6 +14,7 @@ per-study reductions are segment operations (scatter amax, index_add), with no P
 Both heads start with :class:`Standardize` (per-dimension statistics of the training tokens; identity by default),
 so that the optimiser sees unit-scale inputs whatever the encoder's output scale.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,10 @@ def _check_pack(tokens: Tensor, cu_seqlens: Tensor) -> None:
     if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
         raise ValueError("cu_seqlens must be a 1-D tensor [B+1] with B >= 1")
     if int(cu_seqlens[0]) != 0 or int(cu_seqlens[-1]) != tokens.shape[0]:
-        raise ValueError(f"cu_seqlens must start at 0 and end at N={tokens.shape[0]}, "
-                         f"got {int(cu_seqlens[0])}..{int(cu_seqlens[-1])}")
+        raise ValueError(
+            f"cu_seqlens must start at 0 and end at N={tokens.shape[0]}, "
+            f"got {int(cu_seqlens[0])}..{int(cu_seqlens[-1])}"
+        )
 
 
 def segment_softmax(scores: Tensor, cu_seqlens: Tensor) -> Tensor:
@@ -100,8 +103,9 @@ class ClassifyThenAggregate(nn.Module):
         super().__init__()
         self.dim, self.n_classes = dim, n_classes
         self.input_norm = Standardize(dim)
-        self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                        nn.Linear(hidden, n_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
         self.attention = GatedAttentionScores(dim, attn_hidden, n_classes, dropout)
         self.scale = nn.Parameter(torch.ones(n_classes))
         self.bias = nn.Parameter(torch.zeros(n_classes))
@@ -117,8 +121,8 @@ class ClassifyThenAggregate(nn.Module):
     def forward(self, tokens: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
         _check_pack(tokens, cu_seqlens)
         tokens = self.input_norm(tokens)
-        alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)     # [N, K]
-        bag = segment_sum(alpha * self.token_logits(tokens), cu_seqlens)       # [B, K]
+        alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)  # [N, K]
+        bag = segment_sum(alpha * self.token_logits(tokens), cu_seqlens)  # [B, K]
         return bag * self.scale + self.bias, alpha
 
 
@@ -135,8 +139,7 @@ class GatedAttentionPool(nn.Module):
         self.input_norm = Standardize(dim)
         self.attention = GatedAttentionScores(dim, attn_hidden, 1, dropout)
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def attention_scores(self, tokens: Tensor) -> Tensor:
         """Unnormalised attention scores [N, 1]."""
@@ -146,7 +149,7 @@ class GatedAttentionPool(nn.Module):
         """(pooled study embeddings [B, D] before the LayerNorm, attention [N, 1])."""
         _check_pack(tokens, cu_seqlens)
         tokens = self.input_norm(tokens)
-        alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)     # [N, 1]
+        alpha = segment_softmax(self.attention_scores(tokens), cu_seqlens)  # [N, 1]
         return segment_sum(alpha * tokens, cu_seqlens), alpha
 
     def forward(self, tokens: Tensor, cu_seqlens: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,5 +166,13 @@ def build_probe(kind: str, dim: int, n_classes: int, **kw) -> nn.Module:
     raise ValueError(f"unknown probe kind {kind!r}; choose one of {', '.join(PROBE_KINDS)}")
 
 
-__all__ = ["Standardize", "ClassifyThenAggregate", "GatedAttentionPool", "GatedAttentionScores", "PROBE_KINDS", "build_probe",
-           "segment_softmax", "segment_sum"]
+__all__ = [
+    "Standardize",
+    "ClassifyThenAggregate",
+    "GatedAttentionPool",
+    "GatedAttentionScores",
+    "PROBE_KINDS",
+    "build_probe",
+    "segment_softmax",
+    "segment_sum",
+]

@@ -16,6 +16,7 @@ standard ones; "tiny" is ours, for CPU demos and tests). Parameter counts for on
 | medium | 512   | 12    | 8     | 64       | 38.4 M     |
 | base   | 768   | 12    | 12    | 64       | 85.8 M     |
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -35,10 +36,21 @@ VIT_SIZES = {
 class VisionTransformer3D(nn.Module):
     """patches [N, C*pz*py*px] + coords [N, 3] (packed by cu_seqlens) -> token features [N, D]."""
 
-    def __init__(self, patch_size=(4, 16, 16), in_chans: int = 1, embed_dim: int = 768, depth: int = 12,
-                 num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 grad_checkpointing: bool = False, attn_backend: str | None = None, pos_embed: str = "add",
-                 pos_dim: int = 30):
+    def __init__(
+        self,
+        patch_size=(4, 16, 16),
+        in_chans: int = 1,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        attn_backend: str | None = None,
+        pos_embed: str = "add",
+        pos_dim: int = 30,
+    ):
         super().__init__()
         self.patch_size = tuple(patch_size)
         self.embed_dim = embed_dim
@@ -50,8 +62,8 @@ class VisionTransformer3D(nn.Module):
         # stochastic depth grows linearly with depth, as in timm / I-JEPA
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=r, attn_backend=attn_backend)
-            for r in rates)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=r, attn_backend=attn_backend) for r in rates
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         init_weights(self, self.blocks)
 
@@ -64,8 +76,10 @@ class VisionTransformer3D(nn.Module):
 
     def forward(self, patches: Tensor, coords: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
         if coords.shape[0] != patches.shape[0] or int(cu_seqlens[-1]) != patches.shape[0]:
-            raise ValueError(f"{patches.shape[0]} patches, {coords.shape[0]} coords and cu_seqlens total "
-                             f"{int(cu_seqlens[-1])} must agree")
+            raise ValueError(
+                f"{patches.shape[0]} patches, {coords.shape[0]} coords and cu_seqlens total "
+                f"{int(cu_seqlens[-1])} must agree"
+            )
         x = self.embed(patches, coords)
         x = run_blocks(self.blocks, x, cu_seqlens, max_seqlen, self.grad_checkpointing)
         return self.norm(x)

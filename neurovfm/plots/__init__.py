@@ -1,4 +1,5 @@
 """Figures: each writes ``<name>.png``, ``<name>.pdf`` and the table behind it, ``<name>.csv``, atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path

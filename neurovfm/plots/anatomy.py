@@ -1,5 +1,6 @@
 """Fig. 3a (t-SNE of token features by region), Fig. 3b (cross-volume patch matching) and Extended Data Fig. 13e
 (dense k-means brain cluster) from :func:`neurovfm.analysis.anatomy_run.run_anatomy`'s outputs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,7 @@ import pandas as pd
 from neurovfm.analysis.anatomy_regions import REGIONS
 from neurovfm.plots import plt, save_figure
 
-_COLOURS = dict(zip(REGIONS, ["#d9d9d9", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                              "#e377c2"]))
+_COLOURS = dict(zip(REGIONS, ["#d9d9d9", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]))
 
 
 def fig3a(tsne: pd.DataFrame, encoder: str, out_png) -> None:
@@ -17,8 +17,15 @@ def fig3a(tsne: pd.DataFrame, encoder: str, out_png) -> None:
     for r in REGIONS:
         d = tsne[tsne["region"] == r]
         if len(d):
-            ax.scatter(d["x"], d["y"], s=4 if r != "non_brain" else 2, c=_COLOURS[r], label=r.replace("_", " "),
-                       alpha=0.8 if r != "non_brain" else 0.35, linewidths=0)
+            ax.scatter(
+                d["x"],
+                d["y"],
+                s=4 if r != "non_brain" else 2,
+                c=_COLOURS[r],
+                label=r.replace("_", " "),
+                alpha=0.8 if r != "non_brain" else 0.35,
+                linewidths=0,
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"t-SNE of {encoder} token features by region")
@@ -53,8 +60,9 @@ def ed_kmeans(km_rows: list[dict], table: pd.DataFrame, out_png) -> None:
     for r in km_rows:
         examples.setdefault(r["orientation"], r["series_id"])
     orients = sorted(examples)
-    fig, axes = plt.subplots(len(encoders), len(orients) + 1, figsize=(3.0 * (len(orients) + 1), 2.8 * len(encoders)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(encoders), len(orients) + 1, figsize=(3.0 * (len(orients) + 1), 2.8 * len(encoders)), squeeze=False
+    )
     for e, enc in enumerate(encoders):
         for o, orient in enumerate(orients):
             r = next(x for x in km_rows if x["encoder"] == enc and x["series_id"] == examples[orient])
@@ -69,8 +77,13 @@ def ed_kmeans(km_rows: list[dict], table: pd.DataFrame, out_png) -> None:
         d = table[(table["analysis"] == "kmeans") & (table["encoder"] == enc)].set_index("group")
         ax = axes[e, -1]
         grp = [g for g in ["all", "axial", "coronal", "sagittal"] if g in d.index]
-        ax.bar(grp, d.loc[grp, "value"], yerr=[d.loc[grp, "value"] - d.loc[grp, "lo"], d.loc[grp, "hi"] - d.loc[grp, "value"]],
-               capsize=2, color="#1f77b4")
+        ax.bar(
+            grp,
+            d.loc[grp, "value"],
+            yerr=[d.loc[grp, "value"] - d.loc[grp, "lo"], d.loc[grp, "hi"] - d.loc[grp, "value"]],
+            capsize=2,
+            color="#1f77b4",
+        )
         ax.set_ylim(0, 1)
         ax.set_title(f"{enc}: brain-cluster IoU", fontsize=8)
     per_volume = pd.DataFrame([{k: v for k, v in r.items() if k not in ("cluster_map", "brain")} for r in km_rows])

@@ -5,6 +5,7 @@ Per modality the first study of the probe's ``attention.npz`` that is positive f
 the entry (volume x window) holding most of that class's attention, its slice with the largest attention, the
 image and the token attention (each token's weight spread over its 4 x 16 x 16 voxels).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,13 @@ def pick_case(index: dict, predictions: pd.DataFrame, lateral: dict) -> dict | N
     for sid in seen:
         for cls, side in lateral.get(sid, {}).items():
             if cls in names and sid in rows.index and int(rows.at[sid, f"label:{cls}"]) == 1:
-                return {"study_id": sid, "class": cls, "side": side, "k": names.index(cls),
-                        "prob": float(rows.at[sid, f"prob:{cls}"])}
+                return {
+                    "study_id": sid,
+                    "class": cls,
+                    "side": side,
+                    "k": names.index(cls),
+                    "prob": float(rows.at[sid, f"prob:{cls}"]),
+                }
     return None
 
 
@@ -52,14 +58,21 @@ def case_panels(index: dict, data, case: dict, shards: ShardReader, patch) -> di
     image = shards.channel(vol_i, e["window"]).astype(np.float32)
     grid = np.zeros(e["grid"], dtype=np.float32)
     grid[coords[:, 0], coords[:, 1], coords[:, 2]] = col
-    dense = np.kron(grid, np.ones(patch, dtype=np.float32))[:image.shape[0], :image.shape[1], :image.shape[2]]
+    dense = np.kron(grid, np.ones(patch, dtype=np.float32))[: image.shape[0], : image.shape[1], : image.shape[2]]
     z = int(np.argmax(dense.sum(axis=(1, 2))))
-    return {"image": image[z], "attention": dense[z], "slice": z, "series_id": e["series_id"],
-            "window": e["window"], "entry_attention_mass": mass}
+    return {
+        "image": image[z],
+        "attention": dense[z],
+        "slice": z,
+        "series_id": e["series_id"],
+        "window": e["window"],
+        "entry_attention_mass": mass,
+    }
 
 
-def fig3d(attention_npz: dict, predictions_csv: dict, findings_jsonl, shard_index, patch, encoder: str,
-          out_png: str | Path) -> pd.DataFrame:
+def fig3d(
+    attention_npz: dict, predictions_csv: dict, findings_jsonl, shard_index, patch, encoder: str, out_png: str | Path
+) -> pd.DataFrame:
     """``attention_npz`` / ``predictions_csv``: {modality: path} of one encoder's probes; ``shard_index``: the
     attention split's shards index."""
     lateral = laterality_map(findings_jsonl)
@@ -80,13 +93,39 @@ def fig3d(attention_npz: dict, predictions_csv: dict, findings_jsonl, shard_inde
         axes[r, 1].imshow(att, cmap="inferno", alpha=0.6)
         axes[r, 0].set_title(f"{mod.upper()} {case['class'].replace('_', ' ')} ({case['side']})", fontsize=9)
         axes[r, 1].set_title(f"{encoder} attention, p = {case['prob']:.2f}", fontsize=9)
-        rows.append({"modality": mod, "study_id": case["study_id"], "class": case["class"], "side": case["side"],
-                     "prob": case["prob"], "series_id": p["series_id"], "window": p["window"],
-                     "slice": p["slice"], "entry_attention_mass": p["entry_attention_mass"]})
+        rows.append(
+            {
+                "modality": mod,
+                "study_id": case["study_id"],
+                "class": case["class"],
+                "side": case["side"],
+                "prob": case["prob"],
+                "series_id": p["series_id"],
+                "window": p["window"],
+                "slice": p["slice"],
+                "entry_attention_mass": p["entry_attention_mass"],
+            }
+        )
     for ax in axes.ravel():
         ax.axis("off")
     if not cases:
         axes[0, 0].text(0.5, 0.5, "no test study with a lateralised positive finding", ha="center", va="center")
-    save_figure(fig, out_png, pd.DataFrame(rows, columns=["modality", "study_id", "class", "side", "prob",
-                                                          "series_id", "window", "slice", "entry_attention_mass"]))
+    save_figure(
+        fig,
+        out_png,
+        pd.DataFrame(
+            rows,
+            columns=[
+                "modality",
+                "study_id",
+                "class",
+                "side",
+                "prob",
+                "series_id",
+                "window",
+                "slice",
+                "entry_attention_mass",
+            ],
+        ),
+    )
     return pd.DataFrame(rows)

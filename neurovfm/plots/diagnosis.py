@@ -4,6 +4,7 @@ Both read the category tables of :func:`neurovfm.probes.evaluate.diagnosis_table
 the ``all`` row is the mean over every evaluable class with a study-level bootstrap interval. Fig. 2a also shows
 each evaluable class's AUROC as a dot (from the per-class tables).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,15 +58,28 @@ def fig2a(category_csvs: dict, class_csvs: dict, encoders: list[str], out_png: s
                 continue
             c = pd.read_csv(path)
             y = c.loc[c["status"] == "ok", "auroc"].to_numpy(float)
-            x = (k - (len(encoders) - 1) / 2) * width + np.linspace(-width / 4, width / 4, max(len(y), 1))[:len(y)]
+            x = (k - (len(encoders) - 1) / 2) * width + np.linspace(-width / 4, width / 4, max(len(y), 1))[: len(y)]
             ax.scatter(x, y, s=8, color="black", alpha=0.5, zorder=3)
         n = sub["n_classes"].max() if len(sub) else 0
         ax.set_title(f"{MODALITY_TITLES[mod]} ({int(n)} evaluable classes)")
         ax.set_xticks([])
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle("Mean test AUROC per encoder (95% study-level bootstrap CI)")
-    table = t[["encoder", "modality", "n_test", "n_classes", "n_excluded", "auroc", "auroc_lo", "auroc_hi",
-               "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi"]].reset_index(drop=True)
+    table = t[
+        [
+            "encoder",
+            "modality",
+            "n_test",
+            "n_classes",
+            "n_excluded",
+            "auroc",
+            "auroc_lo",
+            "auroc_hi",
+            "balanced_accuracy",
+            "balanced_accuracy_lo",
+            "balanced_accuracy_hi",
+        ]
+    ].reset_index(drop=True)
     save_figure(fig, out_png, table)
     return table
 
@@ -84,7 +98,8 @@ def fig2c(category_csvs: dict, encoders: list[str], out_png: str | Path) -> pd.D
     axes[0].legend(fontsize=8)
     fig.suptitle("Mean test AUROC by diagnostic category (95% study-level bootstrap CI)")
     fig.tight_layout()
-    table = t[["encoder", "modality", "category", "n_classes", "n_excluded", "auroc", "auroc_lo",
-               "auroc_hi"]].reset_index(drop=True)
+    table = t[
+        ["encoder", "modality", "category", "n_classes", "n_excluded", "auroc", "auroc_lo", "auroc_hi"]
+    ].reset_index(drop=True)
     save_figure(fig, out_png, table)
     return table

@@ -1,6 +1,7 @@
 """Figures of the diagnostic analyses, each from its table (:mod:`neurovfm.analysis.diagnostic` and
 :mod:`neurovfm.analysis.laterality_run`): Fig. 2e (label efficiency), Fig. 3c (cross-modal transfer),
 Extended Data subgroups and laterality panels. A panel with nothing evaluable says so and why."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,19 +33,41 @@ def fig2e(table_csv, models_csv, encoders: list[str], out_png: str | Path) -> pd
     for k, enc in enumerate(encoders):
         d = inc[inc["encoder"] == enc]
         for mod, g in d.groupby("modality"):
-            ax.scatter(np.log10(g["n_train_pos"]), g["f1"], color=COLORS(k), marker=MARKERS.get(mod, "o"), s=18,
-                       alpha=0.7, label=f"{enc} {mod}")
+            ax.scatter(
+                np.log10(g["n_train_pos"]),
+                g["f1"],
+                color=COLORS(k),
+                marker=MARKERS.get(mod, "o"),
+                s=18,
+                alpha=0.7,
+                label=f"{enc} {mod}",
+            )
             line = m[(m["section"] == "line") & (m["encoder"] == enc) & (m["modality"] == mod)].set_index("term")
             if {"intercept", "slope"} <= set(line.index):
                 x = np.linspace(np.log10(g["n_train_pos"].min()), np.log10(g["n_train_pos"].max()), 20)
-                ax.plot(x, line.loc["intercept", "coef"] + line.loc["slope", "coef"] * x, color=COLORS(k),
-                        ls="-" if mod == "CT" else "--", lw=1.2)
+                ax.plot(
+                    x,
+                    line.loc["intercept", "coef"] + line.loc["slope", "coef"] * x,
+                    color=COLORS(k),
+                    ls="-" if mod == "CT" else "--",
+                    lw=1.2,
+                )
     folds = m[m["section"] == "label_equivalence"]
-    text = [f"{r.encoder}: {r.coef:.2f}x [{r.ci_lo:.2f}, {r.ci_hi:.2f}]" if r.status == "ok"
-            else f"fold not evaluable: {r.note}" for r in folds.itertuples()]
+    text = [
+        f"{r.encoder}: {r.coef:.2f}x [{r.ci_lo:.2f}, {r.ci_hi:.2f}]"
+        if r.status == "ok"
+        else f"fold not evaluable: {r.note}"
+        for r in folds.itertuples()
+    ]
     if text:
-        ax.text(0.02, 0.98, "positives needed vs reference\n" + "\n".join(text), transform=ax.transAxes,
-                va="top", fontsize=7)
+        ax.text(
+            0.02,
+            0.98,
+            "positives needed vs reference\n" + "\n".join(text),
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7,
+        )
     ax.set_xlabel("log10(training positives)")
     ax.set_ylabel("test F1 (Platt-calibrated)")
     if not inc.empty:
@@ -63,8 +86,11 @@ def fig3c(table_csv, encoder: str, out_png: str | Path) -> pd.DataFrame:
         ok = d[d["status"] == "ok"].reset_index(drop=True)
         ax.set_title(f"{src} probe -> {tgt} test ({encoder})", fontsize=9)
         if ok.empty:
-            _note(ax, f"not evaluable: none of {len(d)} shared diagnoses has enough\npositives and negatives "
-                      f"in the {tgt} test set")
+            _note(
+                ax,
+                f"not evaluable: none of {len(d)} shared diagnoses has enough\npositives and negatives "
+                f"in the {tgt} test set",
+            )
             continue
         y = np.arange(len(ok))
         band = float(ok["band"].iloc[0])
@@ -75,8 +101,14 @@ def fig3c(table_csv, encoder: str, out_png: str | Path) -> pd.DataFrame:
         ax.set_yticks(y)
         ax.set_yticklabels([f"{r.label} ({r.verdict})" for r in ok.itertuples()], fontsize=7)
         ax.set_xlabel("delta AUROC (transferred - native)")
-        ax.text(0.99, 0.01, f"{len(d) - len(ok)} shared diagnoses not evaluable", transform=ax.transAxes,
-                ha="right", fontsize=7)
+        ax.text(
+            0.99,
+            0.01,
+            f"{len(d) - len(ok)} shared diagnoses not evaluable",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=7,
+        )
         ax.legend(fontsize=7, loc="upper left")
     save_figure(fig, out_png, t)
     return t
@@ -101,8 +133,13 @@ def ed_subgroups(cells_csv, encoder: str, band: float, out_png: str | Path) -> p
         ax.axhspan(-band, band, color="grey", alpha=0.2)
         ax.axhline(0, color="black", lw=0.8)
         for r in d[d["outlier"].astype(bool)].itertuples():
-            ax.annotate(f"{r.label}\n{r.variable}={r.level} (S={r.S:.1f})", (r.Index, r.delta), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"{r.label}\n{r.variable}={r.level} (S={r.S:.1f})",
+                (r.Index, r.delta),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xticks(x)
         ax.set_xticklabels([f"{r.level}: {r.label}" for r in d.itertuples()], rotation=90, fontsize=5)
         ax.set_ylabel("delta AUROC (subgroup - all)")
@@ -127,15 +164,18 @@ def ed_laterality(summary_csv, studies_csv, out_png: str | Path) -> pd.DataFrame
         for j, (col, name) in enumerate((("delta_left", "dL"), ("delta_right", "dR"))):
             for k, side in enumerate(("left", "right")):
                 v = d.loc[d["side"] == side, col].to_numpy(float)
-                xs = 2 * j + k + np.linspace(-0.15, 0.15, max(len(v), 1))[:len(v)]
+                xs = 2 * j + k + np.linspace(-0.15, 0.15, max(len(v), 1))[: len(v)]
                 ax.scatter(xs, v, color=COLORS(k), s=14, label=f"true {side}" if j == 0 else None)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks([0, 1, 2, 3])
         ax.set_xticklabels(["dL\nleft", "dL\nright", "dR\nleft", "dR\nright"], fontsize=7)
         ax.set_ylabel("logit change (flipped - original)")
-        txt = (f"AUROC dL {pooled['auroc_left']:.2f}, dR {pooled['auroc_right']:.2f},\n"
-               f"dR-dL {pooled['auroc_combined']:.2f} (n={int(pooled['n_studies'])})"
-               if pooled["status"] == "ok" else f"pooled AUROC not evaluable:\n{pooled['reason']}")
+        txt = (
+            f"AUROC dL {pooled['auroc_left']:.2f}, dR {pooled['auroc_right']:.2f},\n"
+            f"dR-dL {pooled['auroc_combined']:.2f} (n={int(pooled['n_studies'])})"
+            if pooled["status"] == "ok"
+            else f"pooled AUROC not evaluable:\n{pooled['reason']}"
+        )
         ax.text(0.02, 0.98, txt, transform=ax.transAxes, va="top", fontsize=7)
         ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, out_png, s)

@@ -2,6 +2,7 @@
 family, orientation, depth and in-plane size after preprocessing (medians marked), series per study,
 studies per year (development cut-off marked), age by sex, label status per modality, and (h-i) the number of
 positive studies per CT and MRI diagnosis."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,15 @@ def _volumes(shards_dir: Path) -> pd.DataFrame:
     rows = []
     for split in SPLITS:
         for v in load_index(shards_dir / split / "index.json")["volumes"]:
-            rows.append({"series_id": v["series_id"], "modality": v["modality"], "depth": v["shape"][0],
-                         "height": v["shape"][1], "width": v["shape"][2]})
+            rows.append(
+                {
+                    "series_id": v["series_id"],
+                    "modality": v["modality"],
+                    "depth": v["shape"][0],
+                    "height": v["shape"][1],
+                    "width": v["shape"][2],
+                }
+            )
     return pd.DataFrame(rows, columns=["series_id", "modality", "depth", "height", "width"])
 
 
@@ -57,8 +65,9 @@ def _bar(ax, table: pd.DataFrame, title: str):
     ax.set_xlabel("")
 
 
-def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path, labels_dir: Path,
-                out_png: Path) -> None:
+def make_figure(
+    cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path, labels_dir: Path, out_png: Path
+) -> None:
     series = pd.read_csv(series_csv, dtype={"series_id": str, "study_id": str})
     studies = pd.read_csv(studies_csv, dtype={"study_id": str})
     vols = _volumes(shards_dir)
@@ -84,8 +93,9 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
             ax.hist(vals, bins=20, alpha=0.6, color=COLORS.get(mod), label=f"{mod} (median {np.median(vals):g})")
             ax.axvline(np.median(vals), color=COLORS.get(mod), ls="--")
             table.append({"panel": panel, "category": "median", "modality": mod, "value": float(np.median(vals))})
-        ax.set_title(f"c  {'depth (slices)' if col == 'depth' else 'in-plane size (voxels)'} after preprocessing",
-                     fontsize=9)
+        ax.set_title(
+            f"c  {'depth (slices)' if col == 'depth' else 'in-plane size (voxels)'} after preprocessing", fontsize=9
+        )
         ax.legend(fontsize=7)
     per_study = series.groupby(["study_id", "modality"]).size().rename("n").reset_index()
     d = per_study.pivot_table(index="n", columns="modality", values="study_id", aggfunc="count").fillna(0)
@@ -96,8 +106,11 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
     keep("e_year", e)
     ages = pd.to_numeric(studies["age"], errors="coerce")
     bins = (ages // 5 * 5).astype("Int64")
-    f = studies.assign(age_bin=bins).pivot_table(index="age_bin", columns="sex", values="study_id",
-                                                 aggfunc="count").fillna(0)
+    f = (
+        studies.assign(age_bin=bins)
+        .pivot_table(index="age_bin", columns="sex", values="study_id", aggfunc="count")
+        .fillna(0)
+    )
     f.plot.bar(ax=axes[1, 2], width=0.8)
     axes[1, 2].set_title("f  studies by age (5-year bins) and sex", fontsize=9)
     axes[1, 2].tick_params(axis="x", labelsize=7)
@@ -105,8 +118,10 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
     g = studies.pivot_table(index="label_status", columns="modality", values="study_id", aggfunc="count").fillna(0)
     _bar(axes[1, 3], g, "g  label status")
     keep("g_label_status", g)
-    for name, mod, ax, letter in (("ct.csv", "CT", fig.add_subplot(grid[2, :2]), "h"),
-                                  ("mri.csv", "MR", fig.add_subplot(grid[2, 2:]), "i")):
+    for name, mod, ax, letter in (
+        ("ct.csv", "CT", fig.add_subplot(grid[2, :2]), "h"),
+        ("mri.csv", "MR", fig.add_subplot(grid[2, 2:]), "i"),
+    ):
         prevalence = _prevalence(labels_dir / name)
         if prevalence is None:
             ax.text(0.5, 0.5, f"no {name}", ha="center", va="center")
@@ -117,8 +132,11 @@ def make_figure(cfg: dict, series_csv: Path, studies_csv: Path, shards_dir: Path
         ax.set_xticks(range(len(shown)))
         ax.set_xticklabels([n.replace("_", " ") for n in shown.index], rotation=75, ha="right", fontsize=6)
         ax.set_ylabel("positive studies")
-        ax.set_title(f"{letter}  {mod} diagnoses with positives: {len(shown)} of {len(prevalence)} "
-                     f"(ontology order; zero-count classes not drawn)", fontsize=9)
+        ax.set_title(
+            f"{letter}  {mod} diagnoses with positives: {len(shown)} of {len(prevalence)} "
+            f"(ontology order; zero-count classes not drawn)",
+            fontsize=9,
+        )
         for label, n in prevalence.items():
             table.append({"panel": f"{letter}_prevalence", "category": label, "modality": mod, "value": float(n)})
     fig.suptitle(f"Dataset overview: {len(vols)} preprocessed volumes, {len(studies)} studies", fontsize=11)

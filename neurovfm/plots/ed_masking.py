@@ -2,6 +2,7 @@
 background over 8 consecutive token slabs for one MRI and one CT volume in both configurations, and
 histograms of the per-sample context fraction by modality over one batch of ``pretrain.figure_samples``
 samples, medians marked. The samples are drawn exactly as pretraining draws its first batch."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,13 @@ CONTEXT_RGBA, TARGET_RGBA = (0.12, 0.47, 0.95, 0.55), (1.0, 0.55, 0.0, 0.45)
 def _batch(cfg: dict, dataset) -> tuple[list[dict], Collator]:
     p = cfg["pretrain"]
     data = EpochItems(dataset)
-    stream = BatchStream(data.dataset.volumes, int(p["figure_samples"]), seed=int(cfg["seed"]),
-                         ct_fraction=p["ct_fraction"], min_foreground=int(p["min_foreground_tokens"]))
+    stream = BatchStream(
+        data.dataset.volumes,
+        int(p["figure_samples"]),
+        seed=int(cfg["seed"]),
+        ct_fraction=p["ct_fraction"],
+        min_foreground=int(p["min_foreground_tokens"]),
+    )
     keys = next(iter(stream))
     return [data[k] for k in keys], Collator(p, cfg["preprocess"]["patch"], seed=int(cfg["seed"]))
 
@@ -68,8 +74,9 @@ def _draw_examples(fig, gs, examples: list[tuple[str, int, Sample]], patch) -> N
 
 
 def make_figure(cfg: dict, index_path: Path, stats_path: Path, out_png: Path) -> dict:
-    dataset = VolumeDataset(index_path, stats_path, ct_window_probs=cfg["pretrain"]["ct_window_probs"],
-                            seed=cfg["seed"])
+    dataset = VolumeDataset(
+        index_path, stats_path, ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=cfg["seed"]
+    )
     return draw(cfg, dataset, out_png)
 
 
@@ -77,10 +84,15 @@ def draw(cfg: dict, dataset, out_png: Path) -> dict:
     """The figure from any dataset with VolumeDataset's interface; returns the medians by modality."""
     items, collate = _batch(cfg, dataset)
     samples = collate.samples(items)
-    table = pd.DataFrame({"sample": range(len(samples)), "modality": [s.modality for s in samples],
-                          "config": [MODE_NAMES[s.mode] for s in samples],
-                          "n_foreground": [int(s.fg_grid.sum()) for s in samples],
-                          "n_context": [int(s.context.sum()) for s in samples]})
+    table = pd.DataFrame(
+        {
+            "sample": range(len(samples)),
+            "modality": [s.modality for s in samples],
+            "config": [MODE_NAMES[s.mode] for s in samples],
+            "n_foreground": [int(s.fg_grid.sum()) for s in samples],
+            "n_context": [int(s.context.sum()) for s in samples],
+        }
+    )
     table["context_fraction"] = table["n_context"] / table["n_foreground"]
     medians = table.groupby("modality")["context_fraction"].median().to_dict()
 
@@ -99,15 +111,24 @@ def draw(cfg: dict, dataset, out_png: Path) -> dict:
     ax = fig.add_subplot(gs[rows + 1, :])
     bins = np.linspace(0, max(0.4, float(table["context_fraction"].max()) + 0.02), 41)
     for modality, group in table.groupby("modality"):
-        ax.hist(group["context_fraction"], bins=bins, alpha=0.6, color=COLORS.get(modality),
-                label=f"{modality} (n={len(group)}), median {100 * medians[modality]:.1f}%")
+        ax.hist(
+            group["context_fraction"],
+            bins=bins,
+            alpha=0.6,
+            color=COLORS.get(modality),
+            label=f"{modality} (n={len(group)}), median {100 * medians[modality]:.1f}%",
+        )
         ax.axvline(medians[modality], color=COLORS.get(modality), ls="--")
     ax.set_xlabel("visible context fraction of the crop's foreground tokens")
     ax.set_ylabel("samples")
     ax.legend(frameon=False)
-    fig.suptitle(f"Vol-JEPA masking: context (blue), target (orange), background (clear); "
-                 f"batch of {len(samples)}", fontsize=10)
+    fig.suptitle(
+        f"Vol-JEPA masking: context (blue), target (orange), background (clear); batch of {len(samples)}", fontsize=10
+    )
     save_figure(fig, out_png, table)
-    log.info("masking figure: context fraction medians %s over %d samples",
-             {m: round(100 * v, 1) for m, v in medians.items()}, len(samples))
+    log.info(
+        "masking figure: context fraction medians %s over %d samples",
+        {m: round(100 * v, 1) for m, v in medians.items()},
+        len(samples),
+    )
     return medians

@@ -1,4 +1,5 @@
 """Report-generation figures (Fig. 4b-d, Extended Data Fig. 16e left), drawn from the evaluation tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,10 +51,18 @@ def fig4b(triage_csv, main: str, out_png) -> pd.DataFrame:
     ablation = t[(t.stratum == "all") & (t.judge == "rules")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     _bars(axes[0], overall, "model", "judge", "accuracy", "ci_lo", "ci_hi", "Triage accuracy by judge", "accuracy")
-    _bars(axes[1], path, "pathology", "model", "accuracy", "ci_lo", "ci_hi", "By acute pathology (rules judge)",
-          "accuracy")
-    _bars(axes[2], ablation, "model", "variant", "accuracy", "ci_lo", "ci_hi", "With / without indication",
-          "accuracy")
+    _bars(
+        axes[1],
+        path,
+        "pathology",
+        "model",
+        "accuracy",
+        "ci_lo",
+        "ci_hi",
+        "By acute pathology (rules judge)",
+        "accuracy",
+    )
+    _bars(axes[2], ablation, "model", "variant", "accuracy", "ci_lo", "ci_hi", "With / without indication", "accuracy")
     table = pd.concat([overall, path.drop(columns="pathology"), ablation]).drop_duplicates()
     save_figure(fig, out_png, table)
     return table
@@ -63,8 +72,17 @@ def fig4c(triage_csv, main: str, out_png) -> pd.DataFrame:
     t = _models(pd.read_csv(triage_csv), main)
     t = t[(t.stratum == "all") & (t.variant == "indication")]
     fig, ax = plt.subplots(figsize=(6, 4))
-    _bars(ax, t, "model", "judge", "urgent_sensitivity", "urgent_ci_lo", "urgent_ci_hi",
-          "Urgent studies triaged urgent", "sensitivity")
+    _bars(
+        ax,
+        t,
+        "model",
+        "judge",
+        "urgent_sensitivity",
+        "urgent_ci_lo",
+        "urgent_ci_hi",
+        "Urgent studies triaged urgent",
+        "sensitivity",
+    )
     save_figure(fig, out_png, t)
     return t
 
@@ -81,11 +99,14 @@ def fig4d(text_csv, main: str, out_png) -> pd.DataFrame:
 def ed_scaling(scaling_csv, out_png) -> pd.DataFrame:
     t = pd.read_csv(scaling_csv).sort_values("size")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, (y, lo, hi, name) in zip(axes, (("meteor", "meteor_ci_lo", "meteor_ci_hi", "METEOR"),
-                                            ("triage_accuracy", "accuracy_ci_lo", "accuracy_ci_hi",
-                                             "Triage accuracy (rules judge)"))):
-        ax.errorbar(t["size"], t[y], yerr=np.vstack([t[y] - t[lo], t[hi] - t[y]]).clip(min=0), marker="o",
-                    capsize=3)
+    for ax, (y, lo, hi, name) in zip(
+        axes,
+        (
+            ("meteor", "meteor_ci_lo", "meteor_ci_hi", "METEOR"),
+            ("triage_accuracy", "accuracy_ci_lo", "accuracy_ci_hi", "Triage accuracy (rules judge)"),
+        ),
+    ):
+        ax.errorbar(t["size"], t[y], yerr=np.vstack([t[y] - t[lo], t[hi] - t[y]]).clip(min=0), marker="o", capsize=3)
         ax.set_xscale("log")
         ax.set_xlabel("curated training pairs")
         ax.set_ylabel(name)

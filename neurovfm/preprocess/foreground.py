@@ -5,6 +5,7 @@
 * Token rule: a 4 x 16 x 16 token is foreground when at least ``token_foreground_fraction`` of its
   voxels are (1.0 reproduces the authors' "any background voxel makes a background token").
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -21,6 +21,7 @@ axes (0 = slice, 1 = row, 2 = col), with spacing ``spacing_mm`` along them.
   centre-cropping (``fit: crop``, the authors' choice) or centre-padding (``fit: pad``) symmetrically
   about the box centre, in physical space.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -137,10 +138,18 @@ def plan_grid(affine, shape: tuple[int, int, int], spacing, patch, fit: str = "c
         size = -(-full // patch) * patch
     centre = (lo + hi) / 2.0
     first = centre - (size - 1) / 2.0 * spacing
-    return Grid(shape=tuple(int(s) for s in size), full_shape=tuple(int(f) for f in full),
-                spacing=tuple(float(s) for s in spacing), direction=direction, origin=direction @ first,
-                in_axes=in_axes, orientation=orientation, obliquity_deg=obliquity,
-                extent_mm=tuple(float(e) for e in extent), fit=fit)
+    return Grid(
+        shape=tuple(int(s) for s in size),
+        full_shape=tuple(int(f) for f in full),
+        spacing=tuple(float(s) for s in spacing),
+        direction=direction,
+        origin=direction @ first,
+        in_axes=in_axes,
+        orientation=orientation,
+        obliquity_deg=obliquity,
+        extent_mm=tuple(float(e) for e in extent),
+        fit=fit,
+    )
 
 
 def index_map(grid: Grid, affine) -> tuple[np.ndarray, np.ndarray]:

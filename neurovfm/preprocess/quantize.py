@@ -5,6 +5,7 @@ Rounding (exact, deterministic): ``q = floor(v * (2**bits - 1) + 0.5)``, i.e. ro
 A 4-bit level is read back on the 8-bit scale as ``q4 * 17`` (0 -> 0, 15 -> 255), so every stored
 channel divides by 255 to [0, 1] the same way; 4-bit values are then exact multiples of 1/15.
 """
+
 from __future__ import annotations
 
 import numpy as np

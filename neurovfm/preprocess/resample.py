@@ -16,6 +16,7 @@ output slice. The fast path applies box filter + linear interpolation as one spa
 general path (``scipy.ndimage.affine_transform`` after an in-place box filter) serves other orders and
 affines whose in-plane axes are not orthogonal.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,9 @@ def _axis_matrix(pos: np.ndarray, n: int, width: int) -> tuple[sparse.csr_matrix
             rows.append(np.nonzero(inside)[0])
             cols.append(np.clip(nb[inside] + d, 0, n - 1))
             vals.append(wgt[inside] / width)
-    w = sparse.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(len(pos), n))
+    w = sparse.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(len(pos), n)
+    )
     w.sum_duplicates()
     return w, const.astype(np.float32)
 
@@ -77,8 +79,9 @@ def separable_plan(matrix: np.ndarray, tol: float = 1e-7):
     return src if sorted(src) == [1, 2] else None
 
 
-def _separable(array: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape, widths, cval: float,
-               src) -> np.ndarray:
+def _separable(
+    array: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape, widths, cval: float, src
+) -> np.ndarray:
     S, R, C = shape
     K, J, I = array.shape
     s_idx = np.arange(S, dtype=float)
@@ -111,8 +114,9 @@ def _separable(array: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape,
     return out
 
 
-def resample(array: np.ndarray, affine: np.ndarray, grid: Grid, order: int = 1, cval: float = 0.0,
-             smooth: bool = True) -> np.ndarray:
+def resample(
+    array: np.ndarray, affine: np.ndarray, grid: Grid, order: int = 1, cval: float = 0.0, smooth: bool = True
+) -> np.ndarray:
     """float32 array of ``grid.shape`` sampled from ``array`` (indexed [k, j, i]).
 
     ``array`` must be float32; it is modified in place when ``smooth`` is set (the caller owns it)."""
@@ -124,5 +128,14 @@ def resample(array: np.ndarray, affine: np.ndarray, grid: Grid, order: int = 1, 
     if src is not None:
         return _separable(array, matrix, offset, grid.shape, widths, cval, src)
     antialias(array, widths)
-    return ndimage.affine_transform(array, matrix, offset=offset, output_shape=grid.shape, output=np.float32,
-                                    order=order, mode="grid-constant", cval=float(cval), prefilter=order > 1)
+    return ndimage.affine_transform(
+        array,
+        matrix,
+        offset=offset,
+        output_shape=grid.shape,
+        output=np.float32,
+        order=order,
+        mode="grid-constant",
+        cval=float(cval),
+        prefilter=order > 1,
+    )

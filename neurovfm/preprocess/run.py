@@ -7,6 +7,7 @@ write each series straight into its byte range (only small metadata returns to t
 depends on the worker count, not on the export), commit, write the sidecar. Finally the exclusion
 ledger, train statistics and one ``index.json`` per split (written last).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,16 @@ class Job:
 
 
 def exclusion(meta: dict, n_files: int, reason: str, detail: str, file_id: str = "") -> dict:
-    return {"unit": "series", "file_id": file_id, "series_id": meta["series_id"], "study_id": meta["study_id"],
-            "n_files": int(n_files), "reason": check(reason), "detail": detail, "stage": "preprocess"}
+    return {
+        "unit": "series",
+        "file_id": file_id,
+        "series_id": meta["series_id"],
+        "study_id": meta["study_id"],
+        "n_files": int(n_files),
+        "reason": check(reason),
+        "detail": detail,
+        "stage": "preprocess",
+    }
 
 
 def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job], list[dict]]:
@@ -77,8 +86,9 @@ def plan_jobs(series: pd.DataFrame, files: dict, pcfg: dict) -> tuple[list[Job],
             grid = plan(affine, shape, pcfg)
         except (PreprocessError, json.JSONDecodeError, TypeError, ValueError) as err:
             reason = err.reason if isinstance(err, PreprocessError) else "bad_affine"
-            detail = (err.detail if isinstance(err, PreprocessError)
-                      else f"affine_lps cannot be read ({type(err).__name__})")
+            detail = (
+                err.detail if isinstance(err, PreprocessError) else f"affine_lps cannot be read ({type(err).__name__})"
+            )
             excluded.append(exclusion(meta, n_files, reason, detail))
             continue
         planes = n_planes(channel_layout(meta["modality"], pcfg))
@@ -115,13 +125,24 @@ def shard_size(group: list[Job]) -> int:
 
 def _entry(job: Job, res, pcfg: dict) -> dict:
     g = job.grid
-    return {**job.meta, "shard": job.shard, "offset": job.offset, "nbytes": job.nbytes, "shape": list(g.shape),
-            "mask": {"offset": idx.mask_offset(g.shape, len(res.planes)), "shape": list(res.token_mask.shape),
-                     "n_foreground": int(res.token_mask.sum())},
-            "direction_lps": np.round(g.direction, 6).tolist(), "origin_lps": np.round(g.origin, 4).tolist(),
-            "fit": {"mode": g.fit, "full_shape": list(g.full_shape), "margin_vox": list(g.margin)},
-            "obliquity_deg": round(g.obliquity_deg, 3),
-            "intensity": {k: round(v, 4) for k, v in res.intensity.items()}, "moments": res.moments}
+    return {
+        **job.meta,
+        "shard": job.shard,
+        "offset": job.offset,
+        "nbytes": job.nbytes,
+        "shape": list(g.shape),
+        "mask": {
+            "offset": idx.mask_offset(g.shape, len(res.planes)),
+            "shape": list(res.token_mask.shape),
+            "n_foreground": int(res.token_mask.sum()),
+        },
+        "direction_lps": np.round(g.direction, 6).tolist(),
+        "origin_lps": np.round(g.origin, 4).tolist(),
+        "fit": {"mode": g.fit, "full_shape": list(g.full_shape), "margin_vox": list(g.margin)},
+        "obliquity_deg": round(g.obliquity_deg, 3),
+        "intensity": {k: round(v, 4) for k, v in res.intensity.items()},
+        "moments": res.moments,
+    }
 
 
 def _load_failure(err: BaseException, rows: list[tuple[str, str]], export_root: str) -> tuple[Failure, str]:
@@ -144,8 +165,9 @@ def _load_failure(err: BaseException, rows: list[tuple[str, str]], export_root: 
     return failure, file_id
 
 
-def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, shard_tmp: str,
-                private_dir: str | None = None) -> dict:
+def process_job(
+    job: Job, files_csv: str, export_root: str, loader, pcfg: dict, shard_tmp: str, private_dir: str | None = None
+) -> dict:
     """Worker: load, process, write into the shard. Returns {"entry": ...} or {"exclusion": ...}. A failed
     load is described by a reason code and PHI-free detail (:func:`neurovfm.utils.failure.describe`); the
     raw message goes to ``private_dir/errors/preprocess.log``."""
@@ -161,8 +183,14 @@ def process_job(job: Job, files_csv: str, export_root: str, loader, pcfg: dict, 
         out = exclusion(job.meta, job.files[1], failure.reason, failure.detail, file_id)
         return {"exclusion": {**out, "stamp": source.stamp(paths)}}
     try:
-        res = process(np.ascontiguousarray(array, dtype=np.float32), job.affine, job.meta["modality"], job.grid,
-                      pcfg, expected_shape=job.shape)
+        res = process(
+            np.ascontiguousarray(array, dtype=np.float32),
+            job.affine,
+            job.meta["modality"],
+            job.grid,
+            pcfg,
+            expected_shape=job.shape,
+        )
     except PreprocessError as err:
         out = exclusion(job.meta, job.files[1], err.reason, err.detail)
         return {"exclusion": {**out, "stamp": source.stamp(paths)}}
@@ -190,9 +218,16 @@ def to_retry(done: dict, group: list[Job], files_csv: str, export_root: str) -> 
 
 
 def _shard_fingerprint(split: str, group: list[Job], pcfg: dict, kind: str) -> str:
-    return idx.fingerprint({"format": idx.FORMAT, "version": idx.VERSION, "split": split, "kind": kind,
-                            "preprocess": {k: v for k, v in pcfg.items() if k != "workers"},
-                            "records": [[j.meta, j.affine, j.files[1], j.offset, j.nbytes] for j in group]})
+    return idx.fingerprint(
+        {
+            "format": idx.FORMAT,
+            "version": idx.VERSION,
+            "split": split,
+            "kind": kind,
+            "preprocess": {k: v for k, v in pcfg.items() if k != "workers"},
+            "records": [[j.meta, j.affine, j.files[1], j.offset, j.nbytes] for j in group],
+        }
+    )
 
 
 class _Pool:
@@ -200,8 +235,7 @@ class _Pool:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.ex = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-                   if workers > 1 else None)
+        self.ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if workers > 1 else None
 
     def map(self, fn, items, *args):
         if self.ex is None:
@@ -223,9 +257,20 @@ class _Pool:
             self.ex.shutdown()
 
 
-def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool: _Pool, files_csv: str,
-                export_root: str, loader, pcfg: dict, kind: str, progress: Progress,
-                private_dir: str | None = None) -> tuple[list, list, list]:
+def write_split(
+    split: str,
+    jobs: list[Job],
+    out_dir: Path,
+    n_shards: int,
+    pool: _Pool,
+    files_csv: str,
+    export_root: str,
+    loader,
+    pcfg: dict,
+    kind: str,
+    progress: Progress,
+    private_dir: str | None = None,
+) -> tuple[list, list, list]:
     """Write (or reuse) the split's shards; returns (shard infos, entries, exclusions)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shards_info, entries, excluded = [], [], []
@@ -241,10 +286,17 @@ def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool:
                 writer.allocate(tmp, shard_size(group))
             else:  # only the retried records are written; the others stay as they are in the shard
                 todo, again = retry, {j.meta["series_id"] for j in retry}
-                kept = {"volumes": done["volumes"],
-                        "exclusions": [e for e in done["exclusions"] if e["series_id"] not in again]}
-                log.info("%s %s: retrying %d excluded series (%s)", split, final.name, len(retry),
-                         ", ".join(sorted({e["reason"] for e in done["exclusions"] if e["series_id"] in again})))
+                kept = {
+                    "volumes": done["volumes"],
+                    "exclusions": [e for e in done["exclusions"] if e["series_id"] not in again],
+                }
+                log.info(
+                    "%s %s: retrying %d excluded series (%s)",
+                    split,
+                    final.name,
+                    len(retry),
+                    ", ".join(sorted({e["reason"] for e in done["exclusions"] if e["series_id"] in again})),
+                )
                 os.replace(final, tmp)  # a kill from here on leaves no shard: the rerun redoes it whole
                 progress.update(len(group) - len(retry))
             found, lost = list(kept["volumes"]), list(kept["exclusions"])
@@ -253,14 +305,20 @@ def write_split(split: str, jobs: list[Job], out_dir: Path, n_shards: int, pool:
                 progress.update()
             found.sort(key=lambda e: e["offset"])
             writer.commit(tmp, final)
-            done = {"fingerprint": fp, "file": final.name, "nbytes": shard_size(group), "volumes": found,
-                    "exclusions": sorted(lost, key=lambda e: e["series_id"])}
+            done = {
+                "fingerprint": fp,
+                "file": final.name,
+                "nbytes": shard_size(group),
+                "volumes": found,
+                "exclusions": sorted(lost, key=lambda e: e["series_id"]),
+            }
             writer.write_sidecar(sidecar, done)
         else:
             log.info("%s %s already finished (%d volumes), skipped", split, final.name, len(done["volumes"]))
             progress.update(len(group))
-        shards_info.append({"file": final.name, "nbytes": done["nbytes"], "n_volumes": len(done["volumes"]),
-                            "fingerprint": fp})
+        shards_info.append(
+            {"file": final.name, "nbytes": done["nbytes"], "n_volumes": len(done["volumes"]), "fingerprint": fp}
+        )
         entries += done["volumes"]
         excluded += done["exclusions"]
     _remove_stale(out_dir, len(shards_info))
@@ -284,8 +342,17 @@ def _layouts(pcfg: dict) -> dict:
     return out
 
 
-def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, workers: int = 1,
-                   kind: str = "dicom", loader=None, private_dir=None) -> dict:
+def run_preprocess(
+    series_csv,
+    files_csv,
+    export_root,
+    out_dir,
+    cfg: dict,
+    workers: int = 1,
+    kind: str = "dicom",
+    loader=None,
+    private_dir=None,
+) -> dict:
     """Write ``out_dir/{split}/index.json`` (+ shards), ``out_dir/train/stats.json``,
     ``out_dir/exclusions.csv`` and ``out_dir/summary.json``. ``loader(paths, affine, shape)`` overrides
     the ingest loader of ``kind`` (tests, benchmarks). Raw error messages go to
@@ -306,8 +373,20 @@ def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, worke
     try:
         for split in SPLITS:
             split_jobs = [j for j in jobs if j.meta["split"] == split]
-            results[split] = write_split(split, split_jobs, out_dir / split, n_shards[split], pool, str(files_csv),
-                                         str(export_root), loader, pcfg, kind, progress, private_dir)
+            results[split] = write_split(
+                split,
+                split_jobs,
+                out_dir / split,
+                n_shards[split],
+                pool,
+                str(files_csv),
+                str(export_root),
+                loader,
+                pcfg,
+                kind,
+                progress,
+                private_dir,
+            )
     finally:
         pool.close()
     progress.close()
@@ -318,27 +397,48 @@ def run_preprocess(series_csv, files_csv, export_root, out_dir, cfg: dict, worke
     write_stats(out_dir / "train" / "stats.json", compute_stats(results["train"][1], "train"))
     transient = int(ledger["reason"].map(is_transient).sum()) if len(ledger) else 0
     if transient:
-        log.warning("preprocess: %d series excluded for transient reasons (file system); fix the cause and rerun "
-                    "preprocessing to retry them (README: When something goes wrong)", transient)
-    summary = {"n_series_in": int(len(series)), "n_excluded": int(len(ledger)), "n_excluded_transient": transient,
-               "excluded_by_reason": {str(k): int(v) for k, v in ledger["reason"].value_counts().sort_index().items()},
-               "splits": {}}
+        log.warning(
+            "preprocess: %d series excluded for transient reasons (file system); fix the cause and rerun "
+            "preprocessing to retry them (README: When something goes wrong)",
+            transient,
+        )
+    summary = {
+        "n_series_in": int(len(series)),
+        "n_excluded": int(len(ledger)),
+        "n_excluded_transient": transient,
+        "excluded_by_reason": {str(k): int(v) for k, v in ledger["reason"].value_counts().sort_index().items()},
+        "splits": {},
+    }
     for split in SPLITS:
         shards_info, entries, _ = results[split]
         summary["splits"][split] = {
-            "volumes": len(entries), "shards": len(shards_info), "bytes": int(sum(s["nbytes"] for s in shards_info)),
+            "volumes": len(entries),
+            "shards": len(shards_info),
+            "bytes": int(sum(s["nbytes"] for s in shards_info)),
             "tokens": int(sum(int(np.prod(e["mask"]["shape"])) for e in entries)),
             "foreground_tokens": int(sum(e["mask"]["n_foreground"] for e in entries)),
-            "by_modality": {m: sum(e["modality"] == m for e in entries) for m in ("CT", "MR")}}
+            "by_modality": {m: sum(e["modality"] == m for e in entries) for m in ("CT", "MR")},
+        }
     n_out = sum(s["volumes"] for s in summary["splits"].values())
     if n_out + len(ledger) != len(series):
         raise RuntimeError(f"accounting error: {len(series)} series in, {n_out} written + {len(ledger)} excluded")
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
     for split in SPLITS:  # last: an index exists only once everything it names is in place
         shards_info, entries, _ = results[split]
-        idx.write_index(out_dir / split / idx.INDEX_NAME, {
-            "format": idx.FORMAT, "version": idx.VERSION, "split": split, "axis_order": idx.AXIS_ORDER,
-            "spacing_mm": [float(s) for s in pcfg["spacing_mm"]], "patch": [int(p) for p in pcfg["patch"]],
-            "align": idx.ALIGN, "layouts": _layouts(pcfg), "shards": shards_info, "volumes": entries})
+        idx.write_index(
+            out_dir / split / idx.INDEX_NAME,
+            {
+                "format": idx.FORMAT,
+                "version": idx.VERSION,
+                "split": split,
+                "axis_order": idx.AXIS_ORDER,
+                "spacing_mm": [float(s) for s in pcfg["spacing_mm"]],
+                "patch": [int(p) for p in pcfg["patch"]],
+                "align": idx.ALIGN,
+                "layouts": _layouts(pcfg),
+                "shards": shards_info,
+                "volumes": entries,
+            },
+        )
     log.info("preprocess: %d volumes written, %d excluded", n_out, len(ledger))
     return summary

@@ -4,6 +4,7 @@
 loads it: :func:`index_files_csv` records, per series, the byte offset of its first row and its row
 count (rows of a series are contiguous, as ingest writes them), and each worker reads only its own rows.
 """
+
 from __future__ import annotations
 
 import csv

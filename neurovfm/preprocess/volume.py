@@ -8,6 +8,7 @@ Storage layout of a record (``planes`` here, byte offsets in :mod:`neurovfm.stor
   plane 1 = blood (high nibble) | bone (low nibble).
 Rounding is documented in :mod:`neurovfm.preprocess.quantize`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -93,15 +94,20 @@ def plan(affine, shape, pcfg: dict) -> Grid:
     lo, hi = (float(x) for x in pcfg["spacing_range_mm"])
     native = native_spacing(a)
     if not all(lo <= s <= hi for s in native):
-        raise PreprocessError("absurd_spacing", "native voxel size (slice, row, col) "
-                              f"{tuple(round(s, 4) for s in native)} mm outside [{lo}, {hi}] mm")
+        raise PreprocessError(
+            "absurd_spacing",
+            f"native voxel size (slice, row, col) {tuple(round(s, 4) for s in native)} mm outside [{lo}, {hi}] mm",
+        )
     grid = plan_grid(a, tuple(int(s) for s in shape), pcfg["spacing_mm"], pcfg["patch"], pcfg["fit"])
     if max(grid.extent_mm) > float(pcfg["max_extent_mm"]):
-        raise PreprocessError("absurd_extent", f"extent {tuple(round(e, 1) for e in grid.extent_mm)} mm "
-                              f"exceeds {pcfg['max_extent_mm']} mm")
+        raise PreprocessError(
+            "absurd_extent",
+            f"extent {tuple(round(e, 1) for e in grid.extent_mm)} mm exceeds {pcfg['max_extent_mm']} mm",
+        )
     if any(f < p for f, p in zip(grid.full_shape, pcfg["patch"])):
-        raise PreprocessError("smaller_than_patch", f"resampled size {grid.full_shape} is below one patch "
-                              f"{tuple(pcfg['patch'])}")
+        raise PreprocessError(
+            "smaller_than_patch", f"resampled size {grid.full_shape} is below one patch {tuple(pcfg['patch'])}"
+        )
     return grid
 
 
@@ -123,8 +129,9 @@ def check_pixels(array: np.ndarray, shape=None) -> None:
         raise PreprocessError("constant_image", f"every voxel equals {float(array.flat[0]):g}")
 
 
-def process(array: np.ndarray, affine, modality: str, grid: Grid, pcfg: dict,
-            keep_voxel_mask: bool = False, expected_shape=None) -> Processed:
+def process(
+    array: np.ndarray, affine, modality: str, grid: Grid, pcfg: dict, keep_voxel_mask: bool = False, expected_shape=None
+) -> Processed:
     """Resample, window, quantise and mask one volume. ``array`` (float32, [k, j, i]) is consumed."""
     if modality not in ("CT", "MR"):
         raise PreprocessError("unknown_modality", f"modality {modality!r}")
@@ -169,5 +176,10 @@ def process(array: np.ndarray, affine, modality: str, grid: Grid, pcfg: dict,
     if not tokens.any():
         raise PreprocessError("no_foreground", "no token reaches the foreground fraction")
     moments = {name: _moments(lv, mask) for name, lv in levels.items()}
-    return Processed(planes=planes, token_mask=tokens, moments=moments, intensity=intensity,
-                     voxel_mask=mask if keep_voxel_mask else None)
+    return Processed(
+        planes=planes,
+        token_mask=tokens,
+        moments=moments,
+        intensity=intensity,
+        voxel_mask=mask if keep_voxel_mask else None,
+    )

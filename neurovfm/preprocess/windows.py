@@ -8,6 +8,7 @@ voxel up to
 ``MAX_PERCENTILE_SAMPLES`` voxels and over a regular stride of the flattened volume beyond that
 (deterministic; the bounds then move by far less than one 8-bit level).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ head has one attention column per class; the gated-attention head a single colum
 Maps are stored as ``attention.npz``: per entry ``{study}/{series}/{window}/attention`` (float16 [n_tokens, K or 1])
 and ``.../coords`` (int16 [n_tokens, 3]), plus ``index`` (JSON: entries with study_id, series_id, window, grid).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,16 @@ def study_attention(model: nn.Module, bags: BagSet, i: int) -> list[dict]:
     out, start = [], 0
     for e, meta in zip(bags.entries[i], bags.entry_meta(i)):
         n = meta["n_tokens"]
-        out.append({"study_id": meta["study_id"], "series_id": meta["series_id"], "window": meta["window"],
-                    "grid": meta["grid"], "attention": alpha[start:start + n],
-                    "coords": np.asarray(bags.reader.coords(e))})
+        out.append(
+            {
+                "study_id": meta["study_id"],
+                "series_id": meta["series_id"],
+                "window": meta["window"],
+                "grid": meta["grid"],
+                "attention": alpha[start : start + n],
+                "coords": np.asarray(bags.reader.coords(e)),
+            }
+        )
         start += n
     return out
 

@@ -7,6 +7,7 @@ validation studies and records its held-out mean AUROC per epoch, for every fold
 folds is a low-variance score of the features (``benchmarks/jepa_collapse.py --attentive-cv``). The test split is
 never passed in.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,8 @@ class StudySubset(BagSet):
         self.split, self.class_names, self.modality = split, list(names), bagsets[0].modality
         self.study_ids = [self._sets[s].study_ids[i] for s, i in self._items]
         self.labels = np.array([self._sets[s].labels[i] for s, i in self._items], dtype=np.float32).reshape(
-            len(self._items), len(names))
+            len(self._items), len(names)
+        )
         self.n_tokens = np.array([self._sets[s].n_tokens[i] for s, i in self._items], dtype=np.int64)
         self.missing: list[str] = []
         self._dim = bagsets[0].dim
@@ -54,8 +56,7 @@ def pooled_items(bagsets: list[BagSet]) -> list[tuple[int, int]]:
     return [(s, i) for s, b in enumerate(bagsets) for i in range(len(b))]
 
 
-def cv_histories(bagsets: list[BagSet], settings: dict, seed: int, n_folds: int = 5, min_pos: int = 4
-                 ) -> pd.DataFrame:
+def cv_histories(bagsets: list[BagSet], settings: dict, seed: int, n_folds: int = 5, min_pos: int = 4) -> pd.DataFrame:
     """One row per (candidate, fold, epoch): the grid values and the held-out fold's mean AUROC and loss.
 
     Folds: iterative stratification over the classes with at least ``min_pos`` positives among the pooled studies;
@@ -70,14 +71,28 @@ def cv_histories(bagsets: list[BagSet], settings: dict, seed: int, n_folds: int 
     rows = []
     for c, hp in enumerate(grid_candidates(settings["grid"])):
         for f, (train, held) in enumerate(stratified_folds(y[:, strata], n_folds, seed)):
-            fit = fit_probe(StudySubset(bagsets, [items[i] for i in train], "cv_train"),
-                            StudySubset(bagsets, [items[i] for i in held], "cv_held"), settings, hp, seed)
-            rows.extend({"candidate": c, **hp, "fold": f, "epoch": h["epoch"],
-                         "held_mean_auroc": h["val_mean_auroc"], "held_loss": h["val_loss"]} for h in fit.history)
+            fit = fit_probe(
+                StudySubset(bagsets, [items[i] for i in train], "cv_train"),
+                StudySubset(bagsets, [items[i] for i in held], "cv_held"),
+                settings,
+                hp,
+                seed,
+            )
+            rows.extend(
+                {
+                    "candidate": c,
+                    **hp,
+                    "fold": f,
+                    "epoch": h["epoch"],
+                    "held_mean_auroc": h["val_mean_auroc"],
+                    "held_loss": h["val_loss"],
+                }
+                for h in fit.history
+            )
     return pd.DataFrame(rows)
 
 
 def mean_curves(histories: pd.DataFrame) -> pd.DataFrame:
     """Mean held-out AUROC and loss over folds per (candidate, epoch), best first."""
-    out = (histories.groupby(["candidate", "epoch"], as_index=False)[["held_mean_auroc", "held_loss"]].mean())
+    out = histories.groupby(["candidate", "epoch"], as_index=False)[["held_mean_auroc", "held_loss"]].mean()
     return out.sort_values(["held_mean_auroc", "held_loss"], ascending=[False, True]).reset_index(drop=True)

@@ -7,6 +7,7 @@ the caller can record it, never silently lose it. Bags are read lazily from the 
 ``cache=True`` they are kept in RAM as float32 after the first read (the demo's training split is about 100 MB per
 modality; at paper scale leave ``probes.cache_bags`` off and the page cache does the work).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ def read_label_table(path: str | Path, modality: str) -> tuple[pd.DataFrame, lis
     cols = [c for c in df.columns if c not in LABEL_ID_COLUMNS]
     if cols != names:
         missing, extra = sorted(set(names) - set(cols)), sorted(set(cols) - set(names))
-        raise ValueError(f"{path}: label columns do not match the {modality} ontology "
-                         f"(missing {missing[:5]}, unexpected {extra[:5]}, or out of order)")
+        raise ValueError(
+            f"{path}: label columns do not match the {modality} ontology "
+            f"(missing {missing[:5]}, unexpected {extra[:5]}, or out of order)"
+        )
     values = df[names].to_numpy()
     if not np.isin(values, (0, 1)).all():
         raise ValueError(f"{path}: label values must be 0 or 1")
@@ -43,8 +46,16 @@ class BagSet:
     ``windows``: CT windows whose entries join the bag (MR entries have window ``mri`` and always join).
     """
 
-    def __init__(self, reader: FeatureReader, labels: pd.DataFrame, class_names: list[str], split: str,
-                 modality: str, windows=("brain", "blood", "bone"), cache: bool = False):
+    def __init__(
+        self,
+        reader: FeatureReader,
+        labels: pd.DataFrame,
+        class_names: list[str],
+        split: str,
+        modality: str,
+        windows=("brain", "blood", "bone"),
+        cache: bool = False,
+    ):
         self.reader, self.split, self.class_names = reader, split, list(class_names)
         self.modality = normalise_modality(modality)
         self.windows = set(windows) | {"mri"}
@@ -54,9 +65,12 @@ class BagSet:
         self.missing: list[str] = []
         keep = []
         for pos, sid in enumerate(rows["study_id"]):
-            ent = [i for i in reader.study_entries(sid)
-                   if reader.entries[i]["window"] in self.windows
-                   and normalise_modality(reader.entries[i]["modality"]) == self.modality]
+            ent = [
+                i
+                for i in reader.study_entries(sid)
+                if reader.entries[i]["window"] in self.windows
+                and normalise_modality(reader.entries[i]["modality"]) == self.modality
+            ]
             ent = [i for i in ent if reader.entries[i]["n_tokens"] > 0]
             if ent:
                 self.study_ids.append(sid)
@@ -65,8 +79,9 @@ class BagSet:
             else:
                 self.missing.append(sid)
         self.labels = rows[self.class_names].to_numpy(dtype=np.float32)[keep]
-        self.n_tokens = np.array([sum(reader.entries[i]["n_tokens"] for i in ent) for ent in self.entries],
-                                 dtype=np.int64)
+        self.n_tokens = np.array(
+            [sum(reader.entries[i]["n_tokens"] for i in ent) for ent in self.entries], dtype=np.int64
+        )
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -87,8 +102,9 @@ class BagSet:
             self._cache[i] = out
         return out
 
-    def pack(self, idx, max_tokens: int | None = None, rng: np.random.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pack(
+        self, idx, max_tokens: int | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Packed float32 ``tokens [N, D]`` and int32 ``cu_seqlens [B+1]`` of the studies ``idx``.
 
         ``max_tokens`` (training only): a bag longer than this is replaced by a random subset of that many of its
@@ -122,20 +138,28 @@ class BagSet:
         if n == 0:
             raise ValueError(f"split {self.split!r} has no tokens")
         mean = total / n
-        return mean, np.sqrt(np.maximum(sq / n - mean ** 2, 0.0))
+        return mean, np.sqrt(np.maximum(sq / n - mean**2, 0.0))
 
     def entry_meta(self, i: int) -> list[dict]:
         """Index entries (series, window, grid, n_tokens) of study ``i`` in bag order."""
         return [self.reader.entries[e] for e in self.entries[i]]
 
 
-def load_bagsets(feature_dir: str | Path, labels: pd.DataFrame, class_names: list[str], modality: str,
-                 splits=("train", "val", "test"), windows=("brain", "blood", "bone"),
-                 cache_splits=("train", "val"), cache: bool = True) -> dict[str, BagSet]:
+def load_bagsets(
+    feature_dir: str | Path,
+    labels: pd.DataFrame,
+    class_names: list[str],
+    modality: str,
+    splits=("train", "val", "test"),
+    windows=("brain", "blood", "bone"),
+    cache_splits=("train", "val"),
+    cache: bool = True,
+) -> dict[str, BagSet]:
     """One :class:`BagSet` per split from ``feature_dir/{split}/index.json``."""
     out = {}
     for split in splits:
         reader = FeatureReader(Path(feature_dir) / split / "index.json")
-        out[split] = BagSet(reader, labels, class_names, split, modality, windows,
-                            cache=cache and split in cache_splits)
+        out[split] = BagSet(
+            reader, labels, class_names, split, modality, windows, cache=cache and split in cache_splits
+        )
     return out

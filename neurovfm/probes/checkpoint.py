@@ -1,5 +1,6 @@
 """The trained probe on disk: weights plus everything needed to rebuild and apply it (kind, sizes, class names,
 hyperparameters, validation thresholds, encoder and CT windows). Written atomically; loaded strictly."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,14 @@ def load_probe(path: str | Path) -> tuple[nn.Module, dict]:
     blob = load(path)
     if blob.get("format") != FORMAT or blob.get("version") != VERSION:
         raise ValueError(f"{path} is not a {FORMAT} v{VERSION} file")
-    model = build_probe(blob["kind"], int(blob["dim"]), len(blob["class_names"]), hidden=int(blob["hidden"]),
-                        attn_hidden=int(blob["attn_hidden"]), dropout=float(blob["hparams"].get("dropout", 0.0)))
+    model = build_probe(
+        blob["kind"],
+        int(blob["dim"]),
+        len(blob["class_names"]),
+        hidden=int(blob["hidden"]),
+        attn_hidden=int(blob["attn_hidden"]),
+        dropout=float(blob["hparams"].get("dropout", 0.0)),
+    )
     model.load_state_dict(blob["state_dict"], strict=True)
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     return model.eval(), meta

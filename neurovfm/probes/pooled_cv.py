@@ -10,6 +10,7 @@ tokens, so the tails carry it). Per class with enough positives: standardisation
 regression (scikit-learn); folds from iterative multi-label stratification. Score: mean over classes of the
 out-of-fold AUROC, averaged over the fold draws.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,9 @@ def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nd
     return list(folds.split(np.zeros(len(y)), y[:, 0]))
 
 
-def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int = 5, repeats: int = 3,
-                  c: float = 0.01, seed: int = 0) -> dict:
+def cv_mean_auroc(
+    x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int = 5, repeats: int = 3, c: float = 0.01, seed: int = 0
+) -> dict:
     """Mean out-of-fold AUROC over the classes with at least ``min_pos`` positives and negatives.
 
     Returns ``{"mean_auroc", "per_repeat", "classes", "scores"}`` (``classes``: indices scored; ``scores``
@@ -78,11 +80,14 @@ def cv_mean_auroc(x: np.ndarray, y: np.ndarray, min_pos: int = 8, n_folds: int =
             for k, j in enumerate(classes):
                 if y[train, j].min() == y[train, j].max():  # a fold without both labels: an uninformative score
                     continue
-                model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
-                                                                             class_weight="balanced"))
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced"))
                 model.fit(x[train], y[train, j])
                 scores[held, k] = model.decision_function(x[held])
         per_repeat.append(float(np.mean([roc_auc_score(y[:, j], scores[:, k]) for k, j in enumerate(classes)])))
         summed += scores
-    return {"mean_auroc": float(np.mean(per_repeat)), "per_repeat": per_repeat, "classes": classes.tolist(),
-            "scores": summed / repeats}
+    return {
+        "mean_auroc": float(np.mean(per_repeat)),
+        "per_repeat": per_repeat,
+        "classes": classes.tolist(),
+        "scores": summed / repeats,
+    }

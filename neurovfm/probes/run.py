@@ -18,6 +18,7 @@ Files written (each atomically):
 - ``unmatched.csv`` -- labelled studies without any feature entry (reason ``no_features``), so none is lost;
 - ``attention.npz`` -- attention maps of the configured studies (:mod:`neurovfm.probes.attention`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,8 +91,7 @@ def attention_studies(bags: BagSet, lateral: dict[str, dict], max_studies: int |
     return chosen if max_studies is None else chosen[:max_studies]
 
 
-def run_probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, out_dir,
-              findings_jsonl=None) -> dict:
+def run_probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, out_dir, findings_jsonl=None) -> dict:
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {sorted(MODALITIES)}, got {modality!r}")
     settings = cfg["probes"]
@@ -99,35 +99,74 @@ def run_probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, o
     out = Path(out_dir)
     labels, names = read_label_table(labels_csv, MODALITIES[modality])
     windows = settings["ct_windows"]
-    dev = load_bagsets(feature_dir, labels, names, MODALITIES[modality], splits=("train", "val"), windows=windows,
-                       cache=settings["cache_bags"])
+    dev = load_bagsets(
+        feature_dir,
+        labels,
+        names,
+        MODALITIES[modality],
+        splits=("train", "val"),
+        windows=windows,
+        cache=settings["cache_bags"],
+    )
     train, val = dev["train"], dev["val"]
-    log.info("%s %s probe: %d train / %d val studies (%d / %d tokens)", encoder, modality, len(train), len(val),
-             int(train.n_tokens.sum()), int(val.n_tokens.sum()))
+    log.info(
+        "%s %s probe: %d train / %d val studies (%d / %d tokens)",
+        encoder,
+        modality,
+        len(train),
+        len(val),
+        int(train.n_tokens.sum()),
+        int(val.n_tokens.sum()),
+    )
 
     fit, rows, history = select_probe(train, val, settings, seed)
     val_logits = predict(fit.model, val, settings["eval_max_tokens"])
     thresholds = select_thresholds(sigmoid(val_logits), val.labels)
-    save_probe(out / "probe.pt", fit.model, {
-        "kind": settings["kind"], "dim": train.dim, "class_names": names, "hidden": settings["hidden"],
-        "attn_hidden": settings["attn_hidden"], "hparams": fit.hparams, "best_epoch": fit.best_epoch,
-        "thresholds": thresholds.tolist(), "encoder": encoder, "modality": MODALITIES[modality],
-        "ct_windows": list(windows), "seed": seed})
+    save_probe(
+        out / "probe.pt",
+        fit.model,
+        {
+            "kind": settings["kind"],
+            "dim": train.dim,
+            "class_names": names,
+            "hidden": settings["hidden"],
+            "attn_hidden": settings["attn_hidden"],
+            "hparams": fit.hparams,
+            "best_epoch": fit.best_epoch,
+            "thresholds": thresholds.tolist(),
+            "encoder": encoder,
+            "modality": MODALITIES[modality],
+            "ct_windows": list(windows),
+            "seed": seed,
+        },
+    )
     write_csv(out / "selection.csv", pd.DataFrame(rows))
     write_csv(out / "history.csv", pd.DataFrame(history))
-    write_csv(out / "thresholds.csv", pd.DataFrame({
-        "label": names, "threshold": thresholds, "val_n_pos": val.labels.sum(axis=0).astype(int),
-        "val_n_neg": (len(val) - val.labels.sum(axis=0)).astype(int)}))
+    write_csv(
+        out / "thresholds.csv",
+        pd.DataFrame(
+            {
+                "label": names,
+                "threshold": thresholds,
+                "val_n_pos": val.labels.sum(axis=0).astype(int),
+                "val_n_neg": (len(val) - val.labels.sum(axis=0)).astype(int),
+            }
+        ),
+    )
 
     # only now: the test split
-    test = load_bagsets(feature_dir, labels, names, MODALITIES[modality], splits=("test",), windows=windows,
-                        cache_splits=())["test"]
+    test = load_bagsets(
+        feature_dir, labels, names, MODALITIES[modality], splits=("test",), windows=windows, cache_splits=()
+    )["test"]
     test_logits = predict(fit.model, test, settings["eval_max_tokens"])
-    preds = pd.concat([prediction_frame(val, val_logits, thresholds),
-                       prediction_frame(test, test_logits, thresholds)], ignore_index=True)
+    preds = pd.concat(
+        [prediction_frame(val, val_logits, thresholds), prediction_frame(test, test_logits, thresholds)],
+        ignore_index=True,
+    )
     write_csv(out / "predictions.csv", preds)
-    unmatched = [{"study_id": s, "split": b.split, "reason": "no_features"}
-                 for b in (train, val, test) for s in b.missing]
+    unmatched = [
+        {"study_id": s, "split": b.split, "reason": "no_features"} for b in (train, val, test) for s in b.missing
+    ]
     write_csv(out / "unmatched.csv", pd.DataFrame(unmatched, columns=["study_id", "split", "reason"]))
     if unmatched:
         log.warning("%d labelled studies have no feature entries (listed in unmatched.csv)", len(unmatched))
@@ -135,9 +174,18 @@ def run_probe(cfg: dict, encoder: str, modality: str, feature_dir, labels_csv, o
     att_split = {"val": val, "test": test}[settings["attention"]["split"]]
     idx = attention_studies(att_split, laterality_map(findings_jsonl), settings["attention"]["max_studies"])
     n_entries = write_attention(out / "attention.npz", fit.model, att_split, idx)
-    summary = {"encoder": encoder, "modality": modality, "n_train": len(train), "n_val": len(val),
-               "n_test": len(test), "hparams": fit.hparams, "best_epoch": fit.best_epoch,
-               "val_mean_auroc": fit.val_auroc, "attention_studies": len(idx), "attention_entries": n_entries,
-               "unmatched": len(unmatched)}
+    summary = {
+        "encoder": encoder,
+        "modality": modality,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test),
+        "hparams": fit.hparams,
+        "best_epoch": fit.best_epoch,
+        "val_mean_auroc": fit.val_auroc,
+        "attention_studies": len(idx),
+        "attention_entries": n_entries,
+        "unmatched": len(unmatched),
+    }
     log.info("probe done: %s", summary)
     return summary

@@ -14,6 +14,7 @@ output, so the tables report them rather than drop them.
 Optimiser: AdamW; learning rate linear warm-up from ``lr.start`` to the candidate's peak, then half-cosine to
 ``lr.final`` (the authors' probe schedule, same curve as pretraining).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -130,8 +131,9 @@ def _val_key(val_auroc: float, val_loss: float) -> tuple:
     return (val_auroc if math.isfinite(val_auroc) else -math.inf, -val_loss)
 
 
-def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int,
-              keep_epoch: int | None = None) -> FitResult:
+def fit_probe(
+    train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int, keep_epoch: int | None = None
+) -> FitResult:
     """Train one probe for ``settings['epochs']`` epochs; keep the epoch with the best validation score, or the
     weights after epoch ``keep_epoch`` when that was chosen elsewhere (cross-validation).
 
@@ -147,16 +149,24 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = resolve_device(settings["device"])
-    model = build_probe(settings["kind"], train.dim, len(train.class_names), hidden=settings["hidden"],
-                        attn_hidden=settings["attn_hidden"], dropout=float(hparams["dropout"]))
+    model = build_probe(
+        settings["kind"],
+        train.dim,
+        len(train.class_names),
+        hidden=settings["hidden"],
+        attn_hidden=settings["attn_hidden"],
+        dropout=float(hparams["dropout"]),
+    )
     if settings["standardize"]:
         model.input_norm.set_stats(*train.token_stats())
     model.to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(hparams["weight_decay"])},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=float(settings["lr"]["start"]), betas=tuple(settings["betas"]))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": float(hparams["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=float(settings["lr"]["start"]),
+        betas=tuple(settings["betas"]),
+    )
     regression = settings.get("task", "classification") == "regression"  # the diagnostic probes classify
     scale = None
     if regression:  # mean squared error on standardised targets; selection by validation loss
@@ -167,8 +177,11 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
         def loss_fn(logits, target):
             return nn.functional.mse_loss(logits, (target - centre) / spread)
     else:
-        pos_w = torch.tensor(class_pos_weight(train.labels, settings["pos_weight"], settings["pos_weight_max"]),
-                             dtype=torch.float32, device=dev)
+        pos_w = torch.tensor(
+            class_pos_weight(train.labels, settings["pos_weight"], settings["pos_weight_max"]),
+            dtype=torch.float32,
+            device=dev,
+        )
         learnable = train.labels.sum(axis=0) >= settings["min_train_pos"]
         if not learnable.any():
             raise ValueError(f"no class has {settings['min_train_pos']} training positives: nothing to learn")
@@ -177,6 +190,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
         def loss_fn(logits, target):
             per = nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_w, reduction="none")
             return (per * class_mask).sum() / (class_mask.sum() * per.shape[0])
+
     bs = int(settings["batch_size"])
     steps_per_epoch = math.ceil(len(train) / bs)
     epochs = int(settings["epochs"])
@@ -185,16 +199,18 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     y_train = torch.from_numpy(train.labels).to(dev)
     y_val = val.labels
     best, history, step = None, [], 0
-    prog = Progress(epochs, f"probe {settings['kind']} {hparams}", log, every_s=settings["progress_every_s"],
-                    unit="epochs")
+    prog = Progress(
+        epochs, f"probe {settings['kind']} {hparams}", log, every_s=settings["progress_every_s"], unit="epochs"
+    )
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(len(train))
         losses = []
         for b in range(steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            lr = learning_rate(step, total, settings["lr"]["start"], float(hparams["lr"]), settings["lr"]["final"],
-                               warmup)
+            idx = order[b * bs : (b + 1) * bs]
+            lr = learning_rate(
+                step, total, settings["lr"]["start"], float(hparams["lr"]), settings["lr"]["final"], warmup
+            )
             for g in opt.param_groups:
                 g["lr"] = lr
             tokens, cu = train.pack(idx, settings["max_train_tokens"], rng)
@@ -212,10 +228,22 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
         val_logits = predict(model, val, settings["eval_max_tokens"])
         val_loss = float(loss_fn(torch.from_numpy(val_logits).float().to(dev), torch.from_numpy(y_val).to(dev)))
         val_auc, n_scored = (float("nan"), 0) if regression else mean_auroc(val_logits, y_val, settings["min_val_pos"])
-        history.append({"epoch": epoch, "step": step, "lr": lr, "train_loss": float(np.mean(losses)),
-                        "val_loss": val_loss, "val_mean_auroc": val_auc, "val_classes_scored": n_scored})
-        better = epoch == keep_epoch if keep_epoch is not None else (
-            best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]))
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "lr": lr,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_loss,
+                "val_mean_auroc": val_auc,
+                "val_classes_scored": n_scored,
+            }
+        )
+        better = (
+            epoch == keep_epoch
+            if keep_epoch is not None
+            else (best is None or _val_key(val_auc, val_loss) > _val_key(best[1], best[2]))
+        )
         if better:
             best = (epoch, val_auc, val_loss, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         prog.update()
@@ -225,8 +253,7 @@ def fit_probe(train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: i
     return FitResult(model, dict(hparams), best[0], best[1], best[2], history, scale)
 
 
-def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
-                 ) -> tuple[FitResult, list[dict], list[dict]]:
+def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple[FitResult, list[dict], list[dict]]:
     """Fit every grid candidate (same seed each) and keep the best on validation (``selection: validation``), or
     choose candidate and epoch by cross-validation over train + validation (``selection: cv``, see
     :func:`select_probe_cv`).
@@ -242,10 +269,23 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
     rows, history, best = [], [], None
     for c, hp in enumerate(grid_candidates(settings["grid"])):
         fit = fit_probe(train, val, settings, hp, seed)
-        log.info("candidate %d %s: best epoch %d, validation mean AUROC %.4f, loss %.4f", c, hp, fit.best_epoch,
-                 fit.val_auroc, fit.val_loss)
-        rows.append({"candidate": c, **hp, "best_epoch": fit.best_epoch, "val_mean_auroc": fit.val_auroc,
-                     "val_loss": fit.val_loss})
+        log.info(
+            "candidate %d %s: best epoch %d, validation mean AUROC %.4f, loss %.4f",
+            c,
+            hp,
+            fit.best_epoch,
+            fit.val_auroc,
+            fit.val_loss,
+        )
+        rows.append(
+            {
+                "candidate": c,
+                **hp,
+                "best_epoch": fit.best_epoch,
+                "val_mean_auroc": fit.val_auroc,
+                "val_loss": fit.val_loss,
+            }
+        )
         history.extend({"candidate": c, **h} for h in fit.history)
         if best is None or _val_key(fit.val_auroc, fit.val_loss) > _val_key(best[1].val_auroc, best[1].val_loss):
             best = (c, fit)
@@ -254,8 +294,7 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int
     return best[1], rows, history
 
 
-def select_probe_cv(train: BagSet, val: BagSet, settings: dict, seed: int
-                    ) -> tuple[FitResult, list[dict], list[dict]]:
+def select_probe_cv(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple[FitResult, list[dict], list[dict]]:
     """Candidate and epoch with the best mean held-out AUROC over ``cv_folds`` folds of the pooled train +
     validation studies (:mod:`neurovfm.probes.attentive_cv`); then the probe is fitted on train alone with that
     candidate's full schedule and its weights after the chosen epoch are kept. The validation split still sets
@@ -269,15 +308,28 @@ def select_probe_cv(train: BagSet, val: BagSet, settings: dict, seed: int
     chosen, epoch = int(top["candidate"]), int(top["epoch"])
     candidates = grid_candidates(settings["grid"])
     fit = fit_probe(train, val, settings, candidates[chosen], seed, keep_epoch=epoch)
-    log.info("cross-validated choice: candidate %d %s, epoch %d (held-out mean AUROC %.4f); validation %.4f",
-             chosen, candidates[chosen], epoch, top["held_mean_auroc"], fit.val_auroc)
+    log.info(
+        "cross-validated choice: candidate %d %s, epoch %d (held-out mean AUROC %.4f); validation %.4f",
+        chosen,
+        candidates[chosen],
+        epoch,
+        top["held_mean_auroc"],
+        fit.val_auroc,
+    )
     rows = []
     for c, hp in enumerate(candidates):
         own = curves[curves["candidate"] == c].iloc[0]
-        rows.append({"candidate": c, **hp, "best_epoch": int(own["epoch"]), "cv_mean_auroc": own["held_mean_auroc"],
-                     "val_mean_auroc": fit.val_auroc if c == chosen else float("nan"),
-                     "val_loss": fit.val_loss if c == chosen else float("nan"), "chosen": c == chosen})
+        rows.append(
+            {
+                "candidate": c,
+                **hp,
+                "best_epoch": int(own["epoch"]),
+                "cv_mean_auroc": own["held_mean_auroc"],
+                "val_mean_auroc": fit.val_auroc if c == chosen else float("nan"),
+                "val_loss": fit.val_loss if c == chosen else float("nan"),
+                "chosen": c == chosen,
+            }
+        )
     history = [{**r, "phase": "cv"} for r in hist.to_dict("records")]
     history += [{"candidate": chosen, **h, "phase": "final"} for h in fit.history]
     return fit, rows, history
-

@@ -5,6 +5,7 @@ assigned to each study, independent of everything the pipeline extracts); ``labe
 report labels and the ontology's ``urgent`` flags (most specific diagnoses, as the rule judge does), for a
 hospital run without expert acuity labels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,9 @@ def acuity_from_labels(ct_csv, mri_csv) -> dict[str, str]:
 def balanced_set(candidates: pd.DataFrame, per_cell: int | None, seed: int) -> pd.DataFrame:
     """``candidates``: study_id, modality, acuity. Draws ``per_cell`` studies of each of the six cells
     (None: as many as the smallest cell holds); raises if a cell has fewer."""
-    counts = {(m, a): int(((candidates.modality == m) & (candidates.acuity == a)).sum())
-              for m in MODALITIES for a in LEVELS}
+    counts = {
+        (m, a): int(((candidates.modality == m) & (candidates.acuity == a)).sum()) for m in MODALITIES for a in LEVELS
+    }
     n = min(counts.values()) if per_cell is None else int(per_cell)
     short = {f"{m}/{a}": c for (m, a), c in counts.items() if c < n or c == 0}
     if short:

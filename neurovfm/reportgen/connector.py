@@ -4,6 +4,7 @@ A prompt holds one image placeholder token per series. :func:`expand_placeholder
 into ``latents`` slots (label -100); :func:`inputs_embeds` fills those slots, in order, with the projected
 latents of the study's series and every other position with the LLM's word embeddings.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,9 +18,14 @@ IGNORE = -100
 class Connector(nn.Module):
     def __init__(self, dim_in: int, llm_dim: int, perceiver: dict):
         super().__init__()
-        self.perceiver = PerceiverResampler(dim_in, int(perceiver["width"]), int(perceiver["latents"]),
-                                            int(perceiver["depth"]), int(perceiver["heads"]),
-                                            int(perceiver["ff_mult"]))
+        self.perceiver = PerceiverResampler(
+            dim_in,
+            int(perceiver["width"]),
+            int(perceiver["latents"]),
+            int(perceiver["depth"]),
+            int(perceiver["heads"]),
+            int(perceiver["ff_mult"]),
+        )
         width = int(perceiver["width"])
         self.mlp = nn.Sequential(nn.Linear(width, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
         self.n_latents = int(perceiver["latents"])
@@ -30,8 +36,9 @@ class Connector(nn.Module):
         return lat.reshape(-1, lat.shape[-1])
 
 
-def expand_placeholders(ids: list[int], labels: list[int], image_id: int, n_latents: int
-                        ) -> tuple[list[int], list[int], int]:
+def expand_placeholders(
+    ids: list[int], labels: list[int], image_id: int, n_latents: int
+) -> tuple[list[int], list[int], int]:
     """Each ``image_id`` in ``ids`` repeated ``n_latents`` times (labels ``IGNORE`` there); returns the new
     ids, labels and the number of placeholders found."""
     if len(ids) != len(labels):
@@ -48,8 +55,7 @@ def expand_placeholders(ids: list[int], labels: list[int], image_id: int, n_late
     return out_ids, out_labels, n
 
 
-def inputs_embeds(embed: nn.Embedding, ids: torch.Tensor, image_id: int, visual: list[torch.Tensor]
-                  ) -> torch.Tensor:
+def inputs_embeds(embed: nn.Embedding, ids: torch.Tensor, image_id: int, visual: list[torch.Tensor]) -> torch.Tensor:
     """Word embeddings of ``ids`` [B, T] with the image slots of row b replaced by ``visual[b]`` [k_b, D]."""
     slots = ids == image_id
     text = embed(torch.where(slots, torch.zeros_like(ids), ids))

@@ -3,6 +3,7 @@
 Prevalences are counted within a modality (CT and MRI have their own ontologies); a study without any
 label has the label "none" of its modality. ``curation: none`` draws uniformly (the uncurated baseline).
 """
+
 from __future__ import annotations
 
 import numpy as np

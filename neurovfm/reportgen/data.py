@@ -5,6 +5,7 @@ window its own series of latents, as the frontier inputs treat CT windows). Seri
 and are capped at ``reportgen.max_series``; a series longer than ``max_tokens_per_series`` keeps evenly
 strided tokens.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ connector); bf16 parameters with fp32 gradient reduction on CUDA, fp32 on the CP
 replicated with DDP. Each rank trains on its slice of the global batch; checkpoints hold full (gathered) tensors in
 the single-process format.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,14 @@ class LlavaStep(nn.Module):
         super().__init__()
         self.connector, self.lm, self.image_id = connector, lm, image_id
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                series: list[list[torch.Tensor]], num_items: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        labels: torch.Tensor,
+        series: list[list[torch.Tensor]],
+        num_items: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean token loss of the batch; with ``num_items`` (target tokens of the whole accumulated batch) the
         summed token loss divided by it, so that micro-batch losses add up to the whole batch's mean."""
         visual = [self.connector(s) for s in series]
@@ -46,6 +53,7 @@ def gradient_sync(step: nn.Module, enabled: bool):
     if hasattr(step, "no_sync"):
         return nullcontext() if enabled else step.no_sync()
     if hasattr(step, "set_requires_gradient_sync"):
+
         @contextmanager
         def fsdp_sync():
             step.set_requires_gradient_sync(enabled)
@@ -53,6 +61,7 @@ def gradient_sync(step: nn.Module, enabled: bool):
                 yield
             finally:
                 step.set_requires_gradient_sync(True)
+
         return fsdp_sync()
     return nullcontext()
 
@@ -71,8 +80,11 @@ def wrap(step: LlavaStep, strategy: str, device: torch.device, bf16: bool) -> nn
     if strategy == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-              if bf16 and device.type == "cuda" else MixedPrecisionPolicy())
+        mp = (
+            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            if bf16 and device.type == "cuda"
+            else MixedPrecisionPolicy()
+        )
         for layer in decoder_layers(step.lm):
             fully_shard(layer, mp_policy=mp)
         return fully_shard(step.to(device), mp_policy=mp)
@@ -87,8 +99,10 @@ def wrap(step: LlavaStep, strategy: str, device: torch.device, bf16: bool) -> nn
 def rank_items(items: list, rank: int, world: int) -> list:
     """This rank's share of a global batch: every ``world``-th item from position ``rank``."""
     if len(items) < world:
-        raise ValueError(f"a batch of {len(items)} items cannot be split over {world} processes; "
-                         f"raise reportgen.stage*.batch_size to at least {world}")
+        raise ValueError(
+            f"a batch of {len(items)} items cannot be split over {world} processes; "
+            f"raise reportgen.stage*.batch_size to at least {world}"
+        )
     return items[rank::world]
 
 
@@ -106,8 +120,7 @@ def full_state(state: dict) -> dict:
 
 def full_optimizer_state(state: dict) -> dict:
     """An optimiser's ``state_dict()`` with sharded moments gathered (the single-process layout)."""
-    return {"state": {i: full_state(s) for i, s in state["state"].items()},
-            "param_groups": state["param_groups"]}
+    return {"state": {i: full_state(s) for i, s in state["state"].items()}, "param_groups": state["param_groups"]}
 
 
 def shard_like(param: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -130,9 +143,13 @@ def load_full(module: nn.Module, state: dict) -> None:
 
 def shard_optimizer_state(state: dict, params: list[torch.Tensor]) -> dict:
     """A gathered optimiser state dict laid out for ``params`` (the optimiser's parameters, in order)."""
-    return {"state": {i: {k: shard_like(params[i], v) if torch.is_tensor(v) else v for k, v in s.items()}
-                      for i, s in state["state"].items()},
-            "param_groups": state["param_groups"]}
+    return {
+        "state": {
+            i: {k: shard_like(params[i], v) if torch.is_tensor(v) else v for k, v in s.items()}
+            for i, s in state["state"].items()
+        },
+        "param_groups": state["param_groups"],
+    }
 
 
 def mean_over_ranks(value: torch.Tensor) -> float:

@@ -1,6 +1,7 @@
 """Tables of the report-generation evaluation: text metrics, triage accuracy (overall, per modality, per acute
 pathology, with and without the indication), urgent-finding detection, judge validation and scaling.
 Every mean carries a study-level percentile bootstrap interval."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def answer_text(row: dict, normal_text: str) -> str:
     return " ".join(row["findings"]) or normal_text
 
 
-def text_metrics(gens: pd.DataFrame, refs: dict[str, list[str]], normal_text: str, subsets: dict[str, set],
-                 ev: dict, seed: int) -> pd.DataFrame:
+def text_metrics(
+    gens: pd.DataFrame, refs: dict[str, list[str]], normal_text: str, subsets: dict[str, set], ev: dict, seed: int
+) -> pd.DataFrame:
     """``gens``: model, variant, study_id, status, findings, raw -> one row per (model, variant, subset, metric)."""
     rows = []
     for (model, variant), g in gens.groupby(["model", "variant"], sort=True):
@@ -42,9 +44,19 @@ def text_metrics(gens: pd.DataFrame, refs: dict[str, list[str]], normal_text: st
             for name, fn in METRICS.items():
                 scores = [fn(h, r) for h, r in zip(hyps, ref_txt)]
                 m, lo, hi = mean_ci(scores, int(ev["n_boot"]), seed, float(ev["alpha"]))
-                rows.append({"model": model, "variant": variant, "subset": subset, "metric": name, "n": len(scores),
-                             "mean": m, "ci_lo": lo, "ci_hi": hi,
-                             "malformed": int((sub.status != "ok").sum())})
+                rows.append(
+                    {
+                        "model": model,
+                        "variant": variant,
+                        "subset": subset,
+                        "metric": name,
+                        "n": len(scores),
+                        "mean": m,
+                        "ci_lo": lo,
+                        "ci_hi": hi,
+                        "malformed": int((sub.status != "ok").sum()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -64,10 +76,24 @@ def triage_scores(pred: pd.DataFrame, strata: dict[str, set], ev: dict, seed: in
             sens, s_lo, s_hi = mean_ci(hit, int(ev["n_boot"]), seed, float(ev["alpha"]))
             flagged = sub[sub.predicted == "urgent"]
             ppv = float((flagged.acuity == "urgent").mean()) if len(flagged) else float("nan")
-            rows.append({"model": model, "variant": variant, "judge": judge, "stratum": stratum, "n": len(sub),
-                         "accuracy": acc, "ci_lo": lo, "ci_hi": hi, "n_urgent": len(urgent),
-                         "urgent_sensitivity": sens, "urgent_ci_lo": s_lo, "urgent_ci_hi": s_hi,
-                         "urgent_ppv": ppv, "judge_errors": int(sub.predicted.isna().sum())})
+            rows.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "judge": judge,
+                    "stratum": stratum,
+                    "n": len(sub),
+                    "accuracy": acc,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "n_urgent": len(urgent),
+                    "urgent_sensitivity": sens,
+                    "urgent_ci_lo": s_lo,
+                    "urgent_ci_hi": s_hi,
+                    "urgent_ppv": ppv,
+                    "judge_errors": int(sub.predicted.isna().sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -9,6 +9,7 @@ acquisition axis (axis 0 of the store), every ``slice_step``-th slice is kept an
 pixels are dropped. Payloads (OpenAI chat format, PNG data URLs, the indication in the text) hold PHI and are
 written under the private directory; only counts reach results/.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,18 +46,23 @@ def candidates(series: list[dict], fr: dict) -> list[dict]:
 
 
 def select(items: list[dict], max_series: int) -> list[dict]:
-    return items[:int(max_series)]
+    return items[: int(max_series)]
 
 
 def slices_2d(volume: np.ndarray, fr: dict) -> tuple[np.ndarray, int]:
     """uint8 [Z, H, W] -> (float32 [K, size, size] in [0, 1], number of kept slices dropped as black)."""
-    picked = np.asarray(volume[::int(fr["slice_step"])], dtype=np.float32) / 255.0
+    picked = np.asarray(volume[:: int(fr["slice_step"])], dtype=np.float32) / 255.0
     if picked.shape[0] == 0:
         return np.zeros((0, fr["size"], fr["size"]), np.float32), 0
     t = torch.from_numpy(picked)[:, None]
     size = int(fr["size"])
-    resized = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
-                                              antialias=True)[:, 0].clamp_(0.0, 1.0).numpy()
+    resized = (
+        torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[
+            :, 0
+        ]
+        .clamp_(0.0, 1.0)
+        .numpy()
+    )
     black = (resized <= float(fr["black_level"])).mean(axis=(1, 2))
     keep = black <= float(fr["max_black_fraction"])
     return resized[keep], int((~keep).sum())
@@ -78,7 +84,9 @@ def payload(model: str, prompt: str, parts: list[tuple[str, np.ndarray]]) -> dic
     return {"model": model, "messages": [{"role": "user", "content": content}]}
 
 
-def build_study(reader, series: list[dict], fr: dict, max_series: int) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+def build_study(
+    reader, series: list[dict], fr: dict, max_series: int
+) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """(label, slices) per chosen series and one count row per chosen series."""
     parts, rows = [], []
     for item in select(candidates(series, fr), max_series):
@@ -86,8 +94,16 @@ def build_study(reader, series: list[dict], fr: dict, max_series: int) -> tuple[
         images, dropped = slices_2d(vol, fr)
         label = f"{item['sequence']}" + ("" if item["channel"] == "mri" else f" {item['channel']} window")
         parts.append((label, images))
-        rows.append({"series_id": item["series_id"], "sequence": item["sequence"], "channel": item["channel"],
-                     "n_slices": int(vol.shape[0]), "kept": int(images.shape[0]), "dropped_black": dropped})
+        rows.append(
+            {
+                "series_id": item["series_id"],
+                "sequence": item["sequence"],
+                "channel": item["channel"],
+                "n_slices": int(vol.shape[0]),
+                "kept": int(images.shape[0]),
+                "dropped_black": dropped,
+            }
+        )
     return parts, rows
 
 

@@ -3,6 +3,7 @@
 An answer must be a JSON list of strings. Anything else (cut off, not JSON, a JSON object, non-string items)
 is recorded with status ``malformed``, its raw text and the parser's reason; it is kept, not dropped.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ class Generator:
         model_dir = Path(model_dir)
         self.rg = rg
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model, self.tokenizer = load_local(str(model_dir / LM_DIR), rg["lm"]["dtype"],
-                                                rg["lm"]["attn_implementation"])
+        self.model, self.tokenizer = load_local(
+            str(model_dir / LM_DIR), rg["lm"]["dtype"], rg["lm"]["attn_implementation"]
+        )
         self.model.to(self.device).eval()
         blob = torch.load(model_dir / CONNECTOR, map_location="cpu", weights_only=False)
         if blob.get("format") != "neurovfm-reportgen-connector":
@@ -65,14 +67,27 @@ class Generator:
         """(decoded answer, seconds) for one study."""
         t0 = time.perf_counter()
         p, g = self.rg["prompt"], self.rg["generation"]
-        ex = encode(self.tokenizer, p["system"], len(series), indication, p["instruction"], None,
-                    self.connector.n_latents, int(self.rg["max_seq_len"]))
+        ex = encode(
+            self.tokenizer,
+            p["system"],
+            len(series),
+            indication,
+            p["instruction"],
+            None,
+            self.connector.n_latents,
+            int(self.rg["max_seq_len"]),
+        )
         ids = torch.tensor([ex.ids], device=self.device)
         visual = self.connector([s.to(self.device) for s in series])
         embeds = inputs_embeds(self.model.get_input_embeddings(), ids, self.image_id, [visual])
-        out = self.model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids),
-                                  num_beams=int(g["num_beams"]), do_sample=False,
-                                  max_new_tokens=int(g["max_new_tokens"]), eos_token_id=self.eos_id,
-                                  pad_token_id=self.tokenizer.pad_token_id)
+        out = self.model.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones_like(ids),
+            num_beams=int(g["num_beams"]),
+            do_sample=False,
+            max_new_tokens=int(g["max_new_tokens"]),
+            eos_token_id=self.eos_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         text = self.tokenizer.decode(out[0], skip_special_tokens=True)
         return text, time.perf_counter() - t0

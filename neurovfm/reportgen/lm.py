@@ -1,5 +1,6 @@
 """The language model: any Hugging Face causal LM from a local folder, or the demo's tiny Qwen3 built from a
 config with random weights. Nothing is ever downloaded (``local_files_only``, hub offline)."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ def load_local(path: str, dtype: str = "fp32", attn_implementation: str = "sdpa"
         raise FileNotFoundError(f"reportgen.lm.path {path!r} is not a folder with a Hugging Face model")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     added = ensure_specials(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype],
-                                                 attn_implementation=attn_implementation)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=True, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+    )
     if added or len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
         log.info("added %d special tokens; embeddings resized to %d", added, len(tokenizer))
@@ -41,9 +43,15 @@ def tiny_qwen3(tiny: dict, tokenizer, seed: int, attn_implementation: str = "sdp
     _offline()
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
-                         attention_dropout=0.0, **tiny)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        **tiny,
+    )
     config._attn_implementation = attn_implementation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -72,5 +80,7 @@ def enable_checkpointing(model) -> None:
 
 
 def checkpointing_enabled(model) -> bool:
-    flag = getattr(type(model), "is_activation_checkpointing", None) or getattr(type(model), "is_gradient_checkpointing")
+    flag = getattr(type(model), "is_activation_checkpointing", None) or getattr(
+        type(model), "is_gradient_checkpointing"
+    )
     return bool(flag.fget(model))

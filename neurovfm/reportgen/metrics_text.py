@@ -8,6 +8,7 @@ with its default parameters (alpha 0.9, beta 3, gamma 0.5) and the exact and Por
 the WordNet synonym stage is switched off because no registry package ships the WordNet data (NLTK would
 download it at run time). Scores are therefore at most the full METEOR's.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,11 @@ def bleu2(hypothesis: str, references: list[str] | str) -> float:
     hyp = tokens(hypothesis)
     if not hyp:
         return 0.0
-    return float(sentence_bleu([tokens(r) for r in refs], hyp, weights=(0.5, 0.5),
-                               smoothing_function=SmoothingFunction().method1))
+    return float(
+        sentence_bleu(
+            [tokens(r) for r in refs], hyp, weights=(0.5, 0.5), smoothing_function=SmoothingFunction().method1
+        )
+    )
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:

@@ -5,6 +5,7 @@ feed-forward (``ff_mult`` x wider), both residual; a final LayerNorm (the author
 lengths are padded into one batch with a key padding mask, so a series' latents do not depend on what it is
 batched with.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,10 @@ class PerceiverResampler(nn.Module):
         if min(lengths) < 1:
             raise ValueError("a series without tokens cannot be resampled")
         batch = torch.nn.utils.rnn.pad_sequence(list(series), batch_first=True)
-        pad = torch.arange(batch.shape[1], device=batch.device)[None, :] >= torch.tensor(lengths, device=batch.device)[:, None]
+        pad = (
+            torch.arange(batch.shape[1], device=batch.device)[None, :]
+            >= torch.tensor(lengths, device=batch.device)[:, None]
+        )
         return batch, pad
 
     def forward(self, series: list[torch.Tensor]) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Prompts and training examples: ChatML turns (Qwen's chat format), one image placeholder per series,
 the indication as a line of the user turn, and labels masked (-100) everywhere but the answer."""
+
 from __future__ import annotations
 
 import json
@@ -41,23 +42,36 @@ class Example:
     truncated: bool
 
 
-def encode(tokenizer, system: str, n_series: int, indication: str | None, instruction: str | None,
-           target: str | None, n_latents: int, max_len: int) -> Example:
+def encode(
+    tokenizer,
+    system: str,
+    n_series: int,
+    indication: str | None,
+    instruction: str | None,
+    target: str | None,
+    n_latents: int,
+    max_len: int,
+) -> Example:
     """Token ids with each placeholder widened to ``n_latents`` slots; ``target`` None: a generation prompt.
     A too-long example loses the end of its answer (never the images or the prompt)."""
     prompt = chat_prompt(system, user_text(n_series, indication, instruction))
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    t_ids = [] if target is None else tokenizer(target, add_special_tokens=False)["input_ids"] + \
-        [token_id(tokenizer, IM_END)]
-    ids, labels, n = expand_placeholders(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids,
-                                         token_id(tokenizer, IMAGE), n_latents)
+    t_ids = (
+        []
+        if target is None
+        else tokenizer(target, add_special_tokens=False)["input_ids"] + [token_id(tokenizer, IM_END)]
+    )
+    ids, labels, n = expand_placeholders(
+        p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, token_id(tokenizer, IMAGE), n_latents
+    )
     if n != n_series:
         raise ValueError(f"the prompt holds {n} image placeholders for {n_series} series")
     truncated = len(ids) > max_len
     if truncated:
         prompt_len = len(ids) - len(t_ids)
         if prompt_len >= max_len:
-            raise ValueError(f"the prompt alone ({prompt_len} tokens) exceeds max_seq_len {max_len}; "
-                             "lower reportgen.max_series")
+            raise ValueError(
+                f"the prompt alone ({prompt_len} tokens) exceeds max_seq_len {max_len}; lower reportgen.max_series"
+            )
         ids, labels = ids[:max_len], labels[:max_len]
     return Example(ids, labels, n, truncated)

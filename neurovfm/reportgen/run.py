@@ -1,4 +1,5 @@
 """Workflow steps of report generation (called from ``neurovfm.pipeline``)."""
+
 from __future__ import annotations
 
 import json
@@ -42,13 +43,17 @@ def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, re
     studies = StudyTokens(train_index, rg)
     pool = training_pool(findings, studies)
     curated = curated_ids(cfg, pool, ct_csv, mri_csv, int(size))
-    log.info("report generation: %d curated pairs drawn from %d training studies (%d unique)", len(curated),
-             len(pool), len(set(curated)))
+    log.info(
+        "report generation: %d curated pairs drawn from %d training studies (%d unique)",
+        len(curated),
+        len(pool),
+        len(set(curated)),
+    )
     import torch
 
     from neurovfm.jepa.train import init_distributed
 
-    d = init_distributed()   # joins the process group under torchrun (WORLD_SIZE > 1)
+    d = init_distributed()  # joins the process group under torchrun (WORLD_SIZE > 1)
     try:
         Trainer(cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d).run()
     finally:
@@ -64,8 +69,9 @@ def generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jso
     indications = load_indications(reports_jsonl)
     sids = training_pool(findings, studies, rg["generation"]["split"])
     gen = Generator(model_dir, rg)
-    progress = Progress(len(sids) * len(VARIANTS), "findings generation", log, every_s=float(rg["progress_every_s"]),
-                        unit="answers")
+    progress = Progress(
+        len(sids) * len(VARIANTS), "findings generation", log, every_s=float(rg["progress_every_s"]), unit="answers"
+    )
     counts = {"ok": 0, "malformed": 0}
     with atomic_open(out_jsonl, "w") as fh:
         for sid in sids:
@@ -74,9 +80,22 @@ def generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jso
                 text, seconds = gen.generate(series, indications.get(sid) if variant == "indication" else None)
                 items, status, error = parse_findings(text)
                 counts[status] += 1
-                fh.write(json.dumps({"study_id": sid, "modality": findings[sid]["modality"], "variant": variant,
-                                     "n_series": len(series), "status": status, "error": error,
-                                     "findings": items, "raw": text, "seconds": round(seconds, 4)}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "study_id": sid,
+                            "modality": findings[sid]["modality"],
+                            "variant": variant,
+                            "n_series": len(series),
+                            "status": status,
+                            "error": error,
+                            "findings": items,
+                            "raw": text,
+                            "seconds": round(seconds, 4),
+                        }
+                    )
+                    + "\n"
+                )
                 progress.update()
     progress.close()
     log.info("generated %d answers (%d malformed)", sum(counts.values()), counts["malformed"])
@@ -95,8 +114,11 @@ def acuity_table(cfg: dict, findings: dict, ct_csv, mri_csv, truth: dict | None)
         acuity = acuity_from_truth(truth)
     else:
         acuity = acuity_from_labels(ct_csv, mri_csv)
-    rows = [{"study_id": s, "modality": r["modality"], "split": r.get("split"), "acuity": acuity[s]}
-            for s, r in sorted(findings.items()) if s in acuity]
+    rows = [
+        {"study_id": s, "modality": r["modality"], "split": r.get("split"), "acuity": acuity[s]}
+        for s, r in sorted(findings.items())
+        if s in acuity
+    ]
     log.info("acuity of %d reported studies from %s", len(rows), source)
     return pd.DataFrame(rows, columns=["study_id", "modality", "split", "acuity"])
 
@@ -114,8 +136,9 @@ def triage_set(cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth: dict | 
 
 
 # -- frontier inputs ------------------------------------------------------------------------------
-def frontier_inputs(cfg: dict, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts,
-                    out_generations) -> pd.DataFrame:
+def frontier_inputs(
+    cfg: dict, triage_set_csv, series_csv, shard_index, reports_jsonl, payload_dir, out_counts, out_generations
+) -> pd.DataFrame:
     """Payloads of every frontier model for the triage set (under ``payload_dir``, private); sends them and
     records the answers only for models with an endpoint."""
     from neurovfm.labels.llm import map_reports
@@ -131,8 +154,13 @@ def frontier_inputs(cfg: dict, triage_set_csv, series_csv, shard_index, reports_
     reader = ShardReader(shard_index)
     indications = load_indications(reports_jsonl)
     rows, answers = [], []
-    progress = Progress(len(chosen) * len(fr["models"]), "frontier payloads", log,
-                        every_s=float(rg["progress_every_s"]), unit="payloads")
+    progress = Progress(
+        len(chosen) * len(fr["models"]),
+        "frontier payloads",
+        log,
+        every_s=float(rg["progress_every_s"]),
+        unit="payloads",
+    )
     for name, spec in fr["models"].items():
         bodies = {}
         for sid in chosen.study_id:
@@ -148,11 +176,21 @@ def frontier_inputs(cfg: dict, triage_set_csv, series_csv, shard_index, reports_
             results = map_reports(lambda sid: send_payload(client, bodies[sid]), list(bodies), spec["max_workers"])
             for sid, (res, err) in zip(bodies, results):
                 items, status, error, _raw = res if res else ([], "failed", err, "")
-                answers.append({"study_id": sid, "model": name, "variant": "indication", "status": status,
-                                "error": error, "findings": items, "raw": " ".join(items)})
+                answers.append(
+                    {
+                        "study_id": sid,
+                        "model": name,
+                        "variant": "indication",
+                        "status": status,
+                        "error": error,
+                        "findings": items,
+                        "raw": " ".join(items),
+                    }
+                )
     progress.close()
-    counts = pd.DataFrame(rows, columns=["model", "study_id", "series_id", "sequence", "channel", "n_slices",
-                                         "kept", "dropped_black"])
+    counts = pd.DataFrame(
+        rows, columns=["model", "study_id", "series_id", "sequence", "channel", "n_slices", "kept", "dropped_black"]
+    )
     write_csv(out_counts, counts)
     with atomic_open(out_generations, "w") as fh:
         for a in answers:
@@ -181,8 +219,18 @@ def _judge_items(row: dict) -> list[str]:
     return [raw] if raw else []
 
 
-def triage(cfg: dict, generations: dict[str, str], frontier_jsonl, findings_jsonl, reports_jsonl, triage_set_csv,
-           acuity_csv, cache_dir, out_predictions, out_validation) -> pd.DataFrame:
+def triage(
+    cfg: dict,
+    generations: dict[str, str],
+    frontier_jsonl,
+    findings_jsonl,
+    reports_jsonl,
+    triage_set_csv,
+    acuity_csv,
+    cache_dir,
+    out_predictions,
+    out_validation,
+) -> pd.DataFrame:
     """Every judge triages the reference findings (validation) and every model's answers on the triage set."""
     from neurovfm.labels.llm import map_reports
 
@@ -195,26 +243,58 @@ def triage(cfg: dict, generations: dict[str, str], frontier_jsonl, findings_json
     acuity = pd.read_csv(acuity_csv, dtype={"study_id": str}).set_index("study_id")["acuity"].to_dict()
     # frontier answers carry their own model name, which overrides the key
     gens = read_generations({**generations, **({"frontier": frontier_jsonl} if frontier_jsonl else {})})
-    jobs = []   # (model, variant, study_id, items, indication)
+    jobs = []  # (model, variant, study_id, items, indication)
     set_ids = set(chosen.study_id)
     for sid in sorted(acuity):  # reference findings of every reported study: judge validation
         for variant in VARIANTS:
-            jobs.append(("reference", variant, sid, findings[sid]["findings"],
-                         indications.get(sid) if variant == "indication" else None))
+            jobs.append(
+                (
+                    "reference",
+                    variant,
+                    sid,
+                    findings[sid]["findings"],
+                    indications.get(sid) if variant == "indication" else None,
+                )
+            )
     for row in gens[gens.study_id.isin(set_ids)].to_dict("records"):
-        jobs.append((row["model"], row["variant"], row["study_id"], _judge_items(row),
-                     indications.get(row["study_id"]) if row["variant"] == "indication" else None))
+        jobs.append(
+            (
+                row["model"],
+                row["variant"],
+                row["study_id"],
+                _judge_items(row),
+                indications.get(row["study_id"]) if row["variant"] == "indication" else None,
+            )
+        )
     frames = []
     for judge in judges_from_config(rg, cache_dir):
         todo = jobs if judge.name == "rules" else [j for j in jobs if j[0] != "reference" or j[2] in set_ids]
-        workers = 1 if judge.name == "rules" else next(int(s["max_workers"]) for s in rg["triage"]["judges"]
-                                                         if s["name"] == judge.name)
+        workers = (
+            1
+            if judge.name == "rules"
+            else next(int(s["max_workers"]) for s in rg["triage"]["judges"] if s["name"] == judge.name)
+        )
         results = map_reports(lambda j: judge.triage(j[3], j[4], findings[j[2]]["modality"]), todo, workers)
-        frames.append(pd.DataFrame([{"model": j[0], "variant": j[1], "judge": judge.name, "study_id": j[2],
-                                     "modality": findings[j[2]]["modality"], "acuity": acuity[j[2]],
-                                     "predicted": res, "error": err} for j, (res, err) in zip(todo, results)]))
-        log.info("judge %s: %d triage decisions (%d errors)", judge.name, len(todo),
-                 sum(e is not None for _, e in results))
+        frames.append(
+            pd.DataFrame(
+                [
+                    {
+                        "model": j[0],
+                        "variant": j[1],
+                        "judge": judge.name,
+                        "study_id": j[2],
+                        "modality": findings[j[2]]["modality"],
+                        "acuity": acuity[j[2]],
+                        "predicted": res,
+                        "error": err,
+                    }
+                    for j, (res, err) in zip(todo, results)
+                ]
+            )
+        )
+        log.info(
+            "judge %s: %d triage decisions (%d errors)", judge.name, len(todo), sum(e is not None for _, e in results)
+        )
     pred = pd.concat(frames, ignore_index=True)
     validation = validate_judges(pred, set_ids, float(rg["triage"]["judge_min_accuracy"]))
     write_csv(out_validation, validation)
@@ -231,16 +311,38 @@ def validate_judges(pred: pd.DataFrame, set_ids: set, min_accuracy: float) -> pd
             if sub.empty:
                 continue
             acc = float((sub.predicted == sub.acuity).mean())
-            rows.append({"judge": judge, "variant": variant, "subset": subset, "n": len(sub), "accuracy": acc,
-                         "min_accuracy": min_accuracy, "passes": acc > min_accuracy})
-            log.info("judge %s on reference findings (%s, %s): accuracy %.3f over %d", judge, variant, subset,
-                     acc, len(sub))
+            rows.append(
+                {
+                    "judge": judge,
+                    "variant": variant,
+                    "subset": subset,
+                    "n": len(sub),
+                    "accuracy": acc,
+                    "min_accuracy": min_accuracy,
+                    "passes": acc > min_accuracy,
+                }
+            )
+            log.info(
+                "judge %s on reference findings (%s, %s): accuracy %.3f over %d", judge, variant, subset, acc, len(sub)
+            )
     return pd.DataFrame(rows)
 
 
 # -- evaluation tables ----------------------------------------------------------------------------------
-def evaluate(cfg: dict, generations: dict[str, str], frontier_jsonl, predictions_csv, triage_set_csv,
-             findings_jsonl, ct_csv, mri_csv, out_text, out_triage, out_cost, out_scaling) -> None:
+def evaluate(
+    cfg: dict,
+    generations: dict[str, str],
+    frontier_jsonl,
+    predictions_csv,
+    triage_set_csv,
+    findings_jsonl,
+    ct_csv,
+    mri_csv,
+    out_text,
+    out_triage,
+    out_cost,
+    out_scaling,
+) -> None:
     rg = cfg["reportgen"]
     ev, seed = rg["eval"], int(rg["eval"]["seed"] if rg["eval"]["seed"] is not None else cfg["seed"])
     findings = load_findings(findings_jsonl)
@@ -248,15 +350,21 @@ def evaluate(cfg: dict, generations: dict[str, str], frontier_jsonl, predictions
     chosen = pd.read_csv(triage_set_csv, dtype={"study_id": str})
     set_ids = set(chosen.study_id)
     gens = read_generations({**generations, **({"frontier": frontier_jsonl} if frontier_jsonl else {})})
-    text = text_metrics(gens, refs, rg["prompt"]["normal_text"],
-                        {"triage_set": set_ids, "all": set(gens.study_id)}, ev, seed)
+    text = text_metrics(
+        gens, refs, rg["prompt"]["normal_text"], {"triage_set": set_ids, "all": set(gens.study_id)}, ev, seed
+    )
     write_csv(out_text, text)
 
     pred = pd.read_csv(predictions_csv, dtype={"study_id": str})
-    tables = {"CT": pd.read_csv(ct_csv, dtype={"study_id": str}).set_index("study_id"),
-              "MR": pd.read_csv(mri_csv, dtype={"study_id": str}).set_index("study_id")}
-    strata = {"all": set_ids, **{m: set(chosen.study_id[chosen.modality == m]) for m in ("CT", "MR")},
-              **pathology_strata(chosen, tables, rg["triage"]["pathologies"])}
+    tables = {
+        "CT": pd.read_csv(ct_csv, dtype={"study_id": str}).set_index("study_id"),
+        "MR": pd.read_csv(mri_csv, dtype={"study_id": str}).set_index("study_id"),
+    }
+    strata = {
+        "all": set_ids,
+        **{m: set(chosen.study_id[chosen.modality == m]) for m in ("CT", "MR")},
+        **pathology_strata(chosen, tables, rg["triage"]["pathologies"]),
+    }
     scores = triage_scores(pred, strata, ev, seed)
     write_csv(out_triage, scores)
 
@@ -268,16 +376,33 @@ def evaluate(cfg: dict, generations: dict[str, str], frontier_jsonl, predictions
     encoder = main.split("/")[0]
     for size in sorted(int(s) for s in rg["sizes"]):
         model = f"{encoder}/n{size}"
-        met = text[(text.model == model) & (text.variant == "indication") & (text.subset == "triage_set")
-                   & (text.metric == "METEOR")]
-        acc = scores[(scores.model == model) & (scores.variant == "indication") & (scores.judge == "rules")
-                     & (scores.stratum == "all")]
+        met = text[
+            (text.model == model)
+            & (text.variant == "indication")
+            & (text.subset == "triage_set")
+            & (text.metric == "METEOR")
+        ]
+        acc = scores[
+            (scores.model == model)
+            & (scores.variant == "indication")
+            & (scores.judge == "rules")
+            & (scores.stratum == "all")
+        ]
         if met.empty or acc.empty:
             continue
-        rows.append({"model": model, "size": size, "meteor": float(met["mean"].iloc[0]),
-                     "meteor_ci_lo": float(met["ci_lo"].iloc[0]), "meteor_ci_hi": float(met["ci_hi"].iloc[0]),
-                     "triage_accuracy": float(acc["accuracy"].iloc[0]), "accuracy_ci_lo": float(acc["ci_lo"].iloc[0]),
-                     "accuracy_ci_hi": float(acc["ci_hi"].iloc[0]), "n": int(acc["n"].iloc[0])})
+        rows.append(
+            {
+                "model": model,
+                "size": size,
+                "meteor": float(met["mean"].iloc[0]),
+                "meteor_ci_lo": float(met["ci_lo"].iloc[0]),
+                "meteor_ci_hi": float(met["ci_hi"].iloc[0]),
+                "triage_accuracy": float(acc["accuracy"].iloc[0]),
+                "accuracy_ci_lo": float(acc["ci_lo"].iloc[0]),
+                "accuracy_ci_hi": float(acc["ci_hi"].iloc[0]),
+                "n": int(acc["n"].iloc[0]),
+            }
+        )
     write_csv(out_scaling, pd.DataFrame(rows))
     log.info("report generation evaluation written (%d text rows, %d triage rows)", len(text), len(scores))
 

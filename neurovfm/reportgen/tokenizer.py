@@ -1,6 +1,7 @@
 """The demo's tokenizer: a byte-level BPE trained offline on the training findings (Hugging Face
 ``tokenizers``), wrapped as a ``PreTrainedTokenizerFast``. Byte-level: any text encodes, so the vocabulary
 only sets how compactly. Trained on report-derived findings (results-level text), never on indications."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -16,11 +17,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(vocab_size),
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(list(texts), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=IM_END,
-                                   additional_special_tokens=[IM_START, IMAGE])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=IM_END, additional_special_tokens=[IM_START, IMAGE]
+    )
 
 
 def ensure_specials(tokenizer) -> int:

@@ -9,6 +9,7 @@ exactly as an uninterrupted run would. Under ``torchrun`` (``dist`` enabled) the
 the same format. Outputs: ``lm/`` (the LLM, LoRA merged, with its tokenizer),
 ``connector.pt`` (written last), ``metrics.csv`` and ``curated.csv`` (the drawn study ids).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,10 @@ def load_trainable(module: torch.nn.Module, state: dict) -> None:
     missing = sorted(set(state) - set(params))
     trainable = {n for n, p in params.items() if p.requires_grad}
     if missing or trainable != set(state):
-        raise ValueError(f"checkpoint does not match the model's trainable parameters "
-                         f"(unknown {missing[:3]}, differing {sorted(trainable ^ set(state))[:3]})")
+        raise ValueError(
+            f"checkpoint does not match the model's trainable parameters "
+            f"(unknown {missing[:3]}, differing {sorted(trainable ^ set(state))[:3]})"
+        )
     with torch.no_grad():
         for n, v in state.items():
             params[n].copy_(v)
@@ -81,17 +84,27 @@ def collate(examples, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, 
     labels = torch.full((len(examples), T), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), T), dtype=torch.long)
     for b, e in enumerate(examples):
-        ids[b, :len(e.ids)] = torch.tensor(e.ids)
-        labels[b, :len(e.labels)] = torch.tensor(e.labels)
-        mask[b, :len(e.ids)] = 1
+        ids[b, : len(e.ids)] = torch.tensor(e.ids)
+        labels[b, : len(e.labels)] = torch.tensor(e.labels)
+        mask[b, : len(e.ids)] = 1
     return ids.to(device), labels.to(device), mask.to(device)
 
 
 class Trainer:
     """Holds the model parts and the data of one run; :meth:`run` trains both stages."""
 
-    def __init__(self, cfg: dict, studies, findings: dict, indications: dict, curated: list[str], out_dir: Path,
-                 model=None, tokenizer=None, dist=None):
+    def __init__(
+        self,
+        cfg: dict,
+        studies,
+        findings: dict,
+        indications: dict,
+        curated: list[str],
+        out_dir: Path,
+        model=None,
+        tokenizer=None,
+        dist=None,
+    ):
         self.cfg, self.rg = cfg, cfg["reportgen"]
         self.studies, self.findings, self.indications = studies, findings, indications
         self.curated, self.out = curated, Path(out_dir)
@@ -100,8 +113,10 @@ class Trainer:
         self.rank, self.world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
         self.strategy = self.rg["distributed"]["strategy"]
         if self.dist and self.strategy == "fsdp" and self.rg["stage2"]["finetune"] == "lora":
-            raise ValueError("reportgen.stage2.finetune 'lora' under torchrun needs distributed.strategy 'ddp' "
-                             "(the adapters are added after FSDP has sharded the LLM); or use finetune 'full'")
+            raise ValueError(
+                "reportgen.stage2.finetune 'lora' under torchrun needs distributed.strategy 'ddp' "
+                "(the adapters are added after FSDP has sharded the LLM); or use finetune 'full'"
+            )
         self.device = self.dist.device if self.dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(self.seed)
         if model is None:
@@ -125,7 +140,7 @@ class Trainer:
         self.step = self.plain_step = dd.LlavaStep(self.connector, self.model, self.image_id)
         if self.dist:
             dd.check_same_tokenizer(tokenizer)
-            if self.strategy == "fsdp":   # FSDP2 follows requires_grad changes; DDP is wrapped per stage
+            if self.strategy == "fsdp":  # FSDP2 follows requires_grad changes; DDP is wrapped per stage
                 self.step = dd.wrap(self.plain_step, self.strategy, self.device, bf16)
             log.info("%s over %d processes (rank %d on %s)", self.strategy, self.world, self.rank, self.device)
 
@@ -140,8 +155,11 @@ class Trainer:
     def _fingerprint(self) -> str:
         """What the trained weights depend on. Memory settings (micro-batches, activation checkpointing) are left
         out: a run that ran out of memory may resume with smaller micro-batches."""
-        rg = {k: v for k, v in self.rg.items()
-              if k not in ("progress_every_s", "generation", "triage", "frontier", "cost", "eval", "distributed")}
+        rg = {
+            k: v
+            for k, v in self.rg.items()
+            if k not in ("progress_every_s", "generation", "triage", "frontier", "cost", "eval", "distributed")
+        }
         rg["lm"] = {k: v for k, v in rg["lm"].items() if k != "gradient_checkpointing"}
         for stage in ("stage1", "stage2"):
             rg[stage] = {k: v for k, v in rg[stage].items() if k != "micro_batch_size"}
@@ -154,9 +172,16 @@ class Trainer:
         n_series = len(self.studies.entries(sid))
         f = self.findings[sid]["findings"]
         target = stage1_target(f, p["normal_text"]) if stage == 1 else stage2_target(f)
-        return encode(self.tokenizer, p["system"], n_series, self.indications.get(sid),
-                      None if stage == 1 else p["instruction"], target, self.connector.n_latents,
-                      int(self.rg["max_seq_len"]))
+        return encode(
+            self.tokenizer,
+            p["system"],
+            n_series,
+            self.indications.get(sid),
+            None if stage == 1 else p["instruction"],
+            target,
+            self.connector.n_latents,
+            int(self.rg["max_seq_len"]),
+        )
 
     def accumulate(self, sids: list[str], stage: int, micro: int) -> torch.Tensor:
         """Backward over ``sids`` in micro-batches of at most ``micro`` studies; each micro-batch's token-loss sum
@@ -168,12 +193,13 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         starts = list(range(0, len(sids), micro))
         for k, a in enumerate(starts):
-            part, ex = sids[a:a + micro], examples[a:a + micro]
+            part, ex = sids[a : a + micro], examples[a : a + micro]
             ids, labels, mask = collate(ex, self.tokenizer.pad_token_id, self.device)
             with dd.gradient_sync(self.step, k == len(starts) - 1):
-                with self.autocast:   # the forward only: backward passes do not run under autocast
-                    loss = self.step(ids, mask, labels,
-                                     [[t.to(self.device) for t in self.studies(s)] for s in part], num_items)
+                with self.autocast:  # the forward only: backward passes do not run under autocast
+                    loss = self.step(
+                        ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part], num_items
+                    )
                 loss.backward()
             total += loss.detach().float()
         return total
@@ -187,15 +213,22 @@ class Trainer:
                 from peft import LoraConfig, get_peft_model
 
                 lc = self.rg["lora"]
-                self.model = get_peft_model(self.model, LoraConfig(
-                    r=int(lc["r"]), lora_alpha=float(lc["alpha"]), lora_dropout=float(lc["dropout"]),
-                    target_modules=list(lc["target_modules"]), task_type="CAUSAL_LM"))
+                self.model = get_peft_model(
+                    self.model,
+                    LoraConfig(
+                        r=int(lc["r"]),
+                        lora_alpha=float(lc["alpha"]),
+                        lora_dropout=float(lc["dropout"]),
+                        target_modules=list(lc["target_modules"]),
+                        task_type="CAUSAL_LM",
+                    ),
+                )
                 self.plain_step.lm = self.model
             else:
                 for p in self.model.parameters():
                     p.requires_grad_(True)
         params = list(self.connector.parameters()) + [p for p in self.model.parameters() if p.requires_grad]
-        if self.dist and self.strategy == "ddp":   # DDP reduces the parameters trainable when it is built
+        if self.dist and self.strategy == "ddp":  # DDP reduces the parameters trainable when it is built
             self.step = dd.wrap(self.plain_step, self.strategy, self.device, self.bf16)
         return params
 
@@ -210,8 +243,9 @@ class Trainer:
                 continue
             params = self.setup_stage(stage)
             opt_cfg = self.rg["optimizer"]
-            optimizer = torch.optim.AdamW(params, lr=float(sc["lr"]), betas=tuple(opt_cfg["betas"]),
-                                          weight_decay=float(opt_cfg["weight_decay"]))
+            optimizer = torch.optim.AdamW(
+                params, lr=float(sc["lr"]), betas=tuple(opt_cfg["betas"]), weight_decay=float(opt_cfg["weight_decay"])
+            )
             start = 0
             if state is not None and state["stage"] == stage:
                 self.restore(state, optimizer)
@@ -228,8 +262,13 @@ class Trainer:
         micro = int(sc["micro_batch_size"] or bs)
         self.model.train()
         self.connector.train()
-        progress = Progress(total - start, f"report generation stage {stage}", log,
-                            every_s=float(self.rg["progress_every_s"]), unit="steps")
+        progress = Progress(
+            total - start,
+            f"report generation stage {stage}",
+            log,
+            every_s=float(self.rg["progress_every_s"]),
+            unit="steps",
+        )
         for step in range(start, total):
             lr = learning_rate(step, total, 0.0, peak, peak * float(opt_cfg["final_lr_fraction"]), warmup)
             for g in optimizer.param_groups:
@@ -242,8 +281,9 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, float(opt_cfg["grad_clip"]))
             optimizer.step()
             value = dd.mean_over_ranks(loss) if self.dist else float(loss.detach())
-            self.rows.append({"stage": stage, "step": step + 1, "loss": value, "lr": lr,
-                              "seconds": time.perf_counter() - t0})
+            self.rows.append(
+                {"stage": stage, "step": step + 1, "loss": value, "lr": lr, "seconds": time.perf_counter() - t0}
+            )
             progress.update()
             if (step + 1) % int(self.rg["checkpoint_every"]) == 0 or step + 1 == total:
                 self.checkpoint(stage, step + 1, optimizer)
@@ -251,17 +291,29 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoint(self, stage: int, step: int, optimizer) -> None:
-        if self.dist:   # every rank gathers (collectives), rank 0 writes, all wait for the file
-            connector, optim = dd.full_state(self.connector.state_dict()), dd.full_optimizer_state(optimizer.state_dict())
+        if self.dist:  # every rank gathers (collectives), rank 0 writes, all wait for the file
+            connector, optim = (
+                dd.full_state(self.connector.state_dict()),
+                dd.full_optimizer_state(optimizer.state_dict()),
+            )
             lm_trainable = {n: dd.full(p) for n, p in self.model.named_parameters() if p.requires_grad}
         else:
             connector, optim = self.connector.state_dict(), optimizer.state_dict()
             lm_trainable = trainable_state(self.model)
         if self.rank == 0:
-            save_checkpoint(self.out / CHECKPOINT, {
-                "fingerprint": self.fingerprint, "stage": stage, "step": step,
-                "connector": connector, "lm_trainable": lm_trainable,
-                "optimizer": optim, "rng": rng_state(), "rows": list(self.rows)})
+            save_checkpoint(
+                self.out / CHECKPOINT,
+                {
+                    "fingerprint": self.fingerprint,
+                    "stage": stage,
+                    "step": step,
+                    "connector": connector,
+                    "lm_trainable": lm_trainable,
+                    "optimizer": optim,
+                    "rng": rng_state(),
+                    "rows": list(self.rows),
+                },
+            )
         self.barrier()
 
     def barrier(self) -> None:
@@ -282,12 +334,16 @@ class Trainer:
         if self.dist:
             own = set(self.connector.state_dict())
             if own != set(state["connector"]):
-                raise ValueError(f"checkpoint connector differs from the model's: {sorted(own ^ set(state['connector']))[:3]}")
+                raise ValueError(
+                    f"checkpoint connector differs from the model's: {sorted(own ^ set(state['connector']))[:3]}"
+                )
             dd.load_full(self.connector, state["connector"])
             trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
             if trainable != set(state["lm_trainable"]):
-                raise ValueError("checkpoint does not match the model's trainable parameters "
-                                 f"(differing {sorted(trainable ^ set(state['lm_trainable']))[:3]})")
+                raise ValueError(
+                    "checkpoint does not match the model's trainable parameters "
+                    f"(differing {sorted(trainable ^ set(state['lm_trainable']))[:3]})"
+                )
             dd.load_full(self.model, state["lm_trainable"])
             params = [p for g in optimizer.param_groups for p in g["params"]]
             optimizer.load_state_dict(dd.shard_optimizer_state(state["optimizer"], params))
@@ -302,18 +358,27 @@ class Trainer:
         model = self.model
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
-        lm_state = dd.full_state(model.state_dict()) if self.dist else None   # gathered by every rank
+        lm_state = dd.full_state(model.state_dict()) if self.dist else None  # gathered by every rank
         connector = dd.full_state(self.connector.state_dict()) if self.dist else self.connector.state_dict()
         if self.rank == 0:
             with atomic_dir(self.out / LM_DIR) as lm_tmp:  # a kill while saving never leaves a half-written lm/
                 model.save_pretrained(lm_tmp, state_dict=lm_state)
                 self.tokenizer.save_pretrained(lm_tmp)
-            write_csv(self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr",
-                                                                                 "seconds"]))
+            write_csv(
+                self.out / "metrics.csv", pd.DataFrame(self.rows, columns=["stage", "step", "loss", "lr", "seconds"])
+            )
             write_csv(self.out / "curated.csv", pd.DataFrame({"study_id": self.curated}))
             with atomic_path(self.out / CONNECTOR) as tmp:
-                torch.save({"format": "neurovfm-reportgen-connector", "version": 1, "dim_in": self.studies.dim,
-                            "llm_dim": int(model.config.hidden_size), "perceiver": dict(self.rg["perceiver"]),
-                            "state_dict": {k: v.cpu() for k, v in connector.items()}}, tmp)
+                torch.save(
+                    {
+                        "format": "neurovfm-reportgen-connector",
+                        "version": 1,
+                        "dim_in": self.studies.dim,
+                        "llm_dim": int(model.config.hidden_size),
+                        "perceiver": dict(self.rg["perceiver"]),
+                        "state_dict": {k: v.cpu() for k, v in connector.items()},
+                    },
+                    tmp,
+                )
             log.info("report generator written to %s", self.out)
         self.barrier()

@@ -15,6 +15,7 @@ must be a JSON object whose ``triage`` is one of the three levels; anything else
 :class:`~neurovfm.labels.llm.LLMError`, which the caller records as a malformed reply. Nothing is sent unless a
 judge with an endpoint is configured.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,22 +35,27 @@ _JUDGE_BASE = (
     "compartment, acute infarct, mass effect, midline shift or herniation, a new or aggressive mass, "
     "hydrocephalus with obstruction, displaced fracture, pneumocephalus, infection with abscess). routine: any "
     "other abnormal finding (chronic, stable, postoperative, degenerative or incidental but reportable). "
-    "unremarkable: no abnormal finding. Use the indication as clinical context for the findings. ")
-_JUDGE_TAIL = ("Reply with one JSON object only: {\"triage\": \"unremarkable\" | \"routine\" | \"urgent\", "
-               "\"justification\": \"<one short sentence>\"}.")
+    "unremarkable: no abnormal finding. Use the indication as clinical context for the findings. "
+)
+_JUDGE_TAIL = (
+    'Reply with one JSON object only: {"triage": "unremarkable" | "routine" | "urgent", '
+    '"justification": "<one short sentence>"}.'
+)
 
 
 @dataclass(frozen=True)
 class AcuityCues:
     """Words that modulate an urgent diagnosis (``reportgen.triage`` of config.yaml)."""
+
     downgrade: tuple[str, ...]
     upgrade: tuple[str, ...] = ()
     variant: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, triage_cfg: dict) -> "AcuityCues":
-        return cls(tuple(triage_cfg["downgrade_cues"]), tuple(triage_cfg["upgrade_cues"]),
-                   tuple(triage_cfg["variant_cues"]))
+        return cls(
+            tuple(triage_cfg["downgrade_cues"]), tuple(triage_cfg["upgrade_cues"]), tuple(triage_cfg["variant_cues"])
+        )
 
 
 def _cue_rx(cues) -> re.Pattern | None:
@@ -61,13 +67,16 @@ def judge_system(cues: AcuityCues) -> str:
     """The LLM judge's system prompt: the fixed policy plus the configured acuity modifiers."""
     parts = [_JUDGE_BASE]
     if cues.upgrade or cues.downgrade:
-        parts.append("Acuity modifiers apply to the finding they qualify: a finding that is urgent by type is "
-                     "urgent when described as " + ", ".join(f"'{c}'" for c in cues.upgrade) + "; otherwise it is "
-                     "routine when described as " + ", ".join(f"'{c}'" for c in cues.downgrade) + " (expected "
-                     "postoperative change, stable or treated disease). ")
+        parts.append(
+            "Acuity modifiers apply to the finding they qualify: a finding that is urgent by type is "
+            "urgent when described as " + ", ".join(f"'{c}'" for c in cues.upgrade) + "; otherwise it is "
+            "routine when described as " + ", ".join(f"'{c}'" for c in cues.downgrade) + " (expected "
+            "postoperative change, stable or treated disease). "
+        )
     if cues.variant:
-        parts.append("A named normal variant (" + ", ".join(f"'{c}'" for c in cues.variant) + ") is not an "
-                     "abnormal finding. ")
+        parts.append(
+            "A named normal variant (" + ", ".join(f"'{c}'" for c in cues.variant) + ") is not an abnormal finding. "
+        )
     parts.append(_JUDGE_TAIL)
     return "".join(parts)
 
@@ -122,8 +131,11 @@ class RuleJudge:
         modality = normalise_modality(modality)
         onto = load_ontology(modality)
         text = " ".join(x if x.endswith((".", "!", "?")) else x + "." for x in items)
-        mentions = [m for m in self.extractor.report_mentions(text, modality, indication or "")
-                    if m.status == "positive" and m.labels]
+        mentions = [
+            m
+            for m in self.extractor.report_mentions(text, modality, indication or "")
+            if m.status == "positive" and m.labels
+        ]
         if not mentions and self.variant and all(self.variant.search(x) for x in items):
             return "unremarkable"  # only named normal variants
         positive = {lab for m in mentions for lab in m.labels}
@@ -174,10 +186,15 @@ class LLMJudge:
 
 def endpoint_client(spec: dict, cache_dir: str | Path | None) -> LLMClient:
     key_env = spec.get("api_key_env")
-    return LLMClient(endpoint=spec["endpoint"], model=spec["model"],
-                     api_key=os.environ.get(key_env) if key_env else None, timeout_s=float(spec["timeout_s"]),
-                     retries=int(spec["retries"]), backoff_s=float(spec["backoff_s"]),
-                     cache_dir=Path(cache_dir) if cache_dir else None)
+    return LLMClient(
+        endpoint=spec["endpoint"],
+        model=spec["model"],
+        api_key=os.environ.get(key_env) if key_env else None,
+        timeout_s=float(spec["timeout_s"]),
+        retries=int(spec["retries"]),
+        backoff_s=float(spec["backoff_s"]),
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    )
 
 
 def judges_from_config(rg: dict, cache_dir: str | Path | None) -> list:
@@ -186,8 +203,9 @@ def judges_from_config(rg: dict, cache_dir: str | Path | None) -> list:
     system = judge_system(AcuityCues.from_config(rg["triage"]))
     for spec in rg["triage"]["judges"]:
         if spec.get("endpoint") and spec.get("model"):
-            judges.append(LLMJudge(spec["name"], endpoint_client(spec, Path(cache_dir) / spec["name"]
-                                                                 if cache_dir else None), system))
+            judges.append(
+                LLMJudge(
+                    spec["name"], endpoint_client(spec, Path(cache_dir) / spec["name"] if cache_dir else None), system
+                )
+            )
     return judges
-
-

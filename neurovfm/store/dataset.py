@@ -7,6 +7,7 @@ either all of them, a fixed subset, or one drawn per item with ``ct_window_probs
 blood 0.15, bone 0.15 for pretraining), from a generator seeded by (seed, epoch, item) so a run
 repeats exactly whatever the number of loader workers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,14 @@ from neurovfm.store.stats import load_stats
 
 
 class VolumeDataset(Dataset):
-    def __init__(self, index_path: str | Path, stats: dict | str | Path | None = None,
-                 ct_channels: list[str] | None = None, ct_window_probs: dict[str, float] | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        index_path: str | Path,
+        stats: dict | str | Path | None = None,
+        ct_channels: list[str] | None = None,
+        ct_window_probs: dict[str, float] | None = None,
+        seed: int = 0,
+    ):
         self.reader = ShardReader(index_path)
         self.stats = load_stats(stats) if isinstance(stats, (str, Path)) else stats
         if ct_channels is not None and ct_window_probs is not None:
@@ -64,7 +70,12 @@ class VolumeDataset(Dataset):
                 s = self.stats[entry["modality"]][name]
                 image[c] -= np.float32(s["mean"])
                 image[c] /= np.float32(s["std"])
-        return {"image": torch.from_numpy(image),
-                "token_mask": torch.from_numpy(np.array(self.reader.token_mask(i))),
-                "channels": names, "modality": entry["modality"],
-                "series_id": entry["series_id"], "study_id": entry["study_id"], "index": i}
+        return {
+            "image": torch.from_numpy(image),
+            "token_mask": torch.from_numpy(np.array(self.reader.token_mask(i))),
+            "channels": names,
+            "modality": entry["modality"],
+            "series_id": entry["series_id"],
+            "study_id": entry["study_id"],
+            "index": i,
+        }

@@ -15,6 +15,7 @@ grid shape, n_foreground), ``direction_lps`` (3 x 3, columns = array axes (slice
 added (-)), ``obliquity_deg``, ``intensity`` (MRI percentile bounds in raw units) and foreground
 ``moments`` per channel [count, sum of levels, sum of squared levels], levels on the 8-bit scale).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ first time one of its volumes is accessed, after checking its size against the i
 token masks are views into the mapping (no copy); 4-bit channels are unpacked on access into a new
 array on the 8-bit scale (``level * 17``), or as raw levels 0..15 with ``scaled=False``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,12 +51,12 @@ class ShardReader:
     def record(self, i: int) -> np.ndarray:
         """The raw bytes of volume ``i`` (a view)."""
         v = self.volumes[i]
-        return self._shard(v["shard"])[v["offset"]:v["offset"] + v["nbytes"]]
+        return self._shard(v["shard"])[v["offset"] : v["offset"] + v["nbytes"]]
 
     def plane(self, i: int, p: int) -> np.ndarray:
         v = self.volumes[i]
         n = int(np.prod(v["shape"]))
-        return self.record(i)[p * n:(p + 1) * n].reshape(v["shape"])
+        return self.record(i)[p * n : (p + 1) * n].reshape(v["shape"])
 
     def layout(self, i: int) -> list[dict]:
         """Channel descriptions (name, bits, plane, nibble, window) of volume ``i``."""
@@ -79,7 +80,7 @@ class ShardReader:
         v = self.volumes[i]
         m = v["mask"]
         n = int(np.prod(m["shape"]))
-        return self.record(i)[m["offset"]:m["offset"] + n].view(np.bool_).reshape(m["shape"])
+        return self.record(i)[m["offset"] : m["offset"] + n].view(np.bool_).reshape(m["shape"])
 
     def close(self) -> None:
         self._maps.clear()

@@ -6,6 +6,7 @@ epoch's studies from the CT pool with probability p and from the MRI pool otherw
 reshuffling) a pool when it runs out, so the smaller modality is oversampled. ``rank``/``world_size``
 give each distributed process every world_size-th study of the same epoch order.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -16,8 +17,16 @@ from torch.utils.data import Sampler
 
 
 class StudySampler(Sampler[int]):
-    def __init__(self, volumes: list[dict], shuffle: bool = True, ct_fraction: float | None = None,
-                 studies_per_epoch: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        volumes: list[dict],
+        shuffle: bool = True,
+        ct_fraction: float | None = None,
+        studies_per_epoch: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if ct_fraction is not None and not 0.0 <= ct_fraction <= 1.0:
             raise ValueError("ct_fraction must lie in [0, 1]")
         if not 0 <= rank < world_size:
@@ -45,7 +54,7 @@ class StudySampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         if self.ct_fraction is None:
             order = self._order(self.studies, rng)
-            order = (order * (-(-self.n_epoch // max(len(order), 1))))[:self.n_epoch]
+            order = (order * (-(-self.n_epoch // max(len(order), 1))))[: self.n_epoch]
         else:
             order, queues = [], {m: [] for m in self.pools}
             for _ in range(self.n_epoch):
@@ -55,7 +64,7 @@ class StudySampler(Sampler[int]):
                 if not queues[want]:
                     queues[want] = self._order(self.pools[want], rng)[::-1]
                 order.append(queues[want].pop())
-        return order[self.rank::self.world_size]
+        return order[self.rank :: self.world_size]
 
     def study_batches(self) -> Iterator[list[int]]:
         """Volume indices grouped per study (for study-level models)."""

@@ -2,6 +2,7 @@
 ``voxel / 255`` over foreground voxels (the voxel masks of preprocessing), from the exact integer
 moments every index entry carries (count, sum of levels, sum of squared levels, levels on the 8-bit
 scale), so the numbers do not depend on processing order."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def compute_stats(volumes: list[dict], split: str = "train") -> dict:
             if n == 0:
                 continue
             mean = s1 / (255.0 * n)
-            var = max(s2 / (255.0 ** 2 * n) - mean * mean, 0.0)
+            var = max(s2 / (255.0**2 * n) - mean * mean, 0.0)
             out[modality][name] = {"mean": mean, "std": math.sqrt(var), "n_voxels": n}
     return {"scale": "voxel / 255", "region": "foreground voxels", "split": split, "stats": out}
 

@@ -8,6 +8,7 @@ shard counts as finished when its sidecar exists, names the same fingerprint (in
 and the shard file has the recorded size, so a rerun after a kill redoes only unfinished shards. The
 split's ``index.json`` is written after every shard has finished; readers refuse anything else.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,8 @@ def write_record(path: str | Path, offset: int, planes: list[np.ndarray], token_
     nbytes = len(planes) * n_vox + token_mask.size
     mm = np.memmap(path, dtype=np.uint8, mode="r+", offset=int(offset), shape=(nbytes,))
     for p, plane in enumerate(planes):
-        mm[p * n_vox:(p + 1) * n_vox] = plane.reshape(-1)
-    mm[len(planes) * n_vox:] = token_mask.reshape(-1).astype(np.uint8)
+        mm[p * n_vox : (p + 1) * n_vox] = plane.reshape(-1)
+    mm[len(planes) * n_vox :] = token_mask.reshape(-1).astype(np.uint8)
     del mm  # dirty pages stay in the page cache; commit() fsyncs the whole file once
     return nbytes
 

@@ -10,6 +10,7 @@ Frames: the maps live on a 1-mm grid whose array axes are (z, y, x) of MNI space
 superior), so ``native = (-x_mni, -y_mni, z_mni)``. ``Anatomy.index_to_native`` maps array indices
 given as (kx, ky, kz) (note: reversed axis order, the order torch's grid_sample expects) to native mm.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -87,8 +88,13 @@ class Anatomy:
                 "posterior_fossa": fossa,
                 "left_hemisphere": inside & ~fossa & (x > 0),
                 "right_hemisphere": inside & ~fossa & (x < 0),
-                "basal_ganglia": brain & (np.abs(x) > 10) & (np.abs(x) < 32) & (y > -22) & (y < 12)
-                & (z > -8) & (z < 16),
+                "basal_ganglia": brain
+                & (np.abs(x) > 10)
+                & (np.abs(x) < 32)
+                & (y > -22)
+                & (y < 12)
+                & (z > -8)
+                & (z < 16),
             }
             if name not in masks:
                 raise KeyError(f"unknown region {name!r}; known: {sorted(masks)}")
@@ -130,8 +136,14 @@ def describe(p, kind_phrase: str | None = None) -> str:
 
 
 @lru_cache(maxsize=2)
-def load_anatomy(margin_mm: int = 22, below_mm: int = 20, skull_mm: float = 6.5, scalp_mm: float = 5.0,
-                 foramen_z_mni: float = -60.0, foramen_radius_mm: float = 14.0) -> Anatomy:
+def load_anatomy(
+    margin_mm: int = 22,
+    below_mm: int = 20,
+    skull_mm: float = 6.5,
+    scalp_mm: float = 5.0,
+    foramen_z_mni: float = -60.0,
+    foramen_radius_mm: float = 14.0,
+) -> Anatomy:
     """Build (once per process) the head maps from nilearn's MNI152 templates; nothing is downloaded."""
     from nilearn import datasets
 
@@ -177,7 +189,9 @@ def load_anatomy(margin_mm: int = 22, below_mm: int = 20, skull_mm: float = 6.5,
     x_mni = np.arange(shape[2])[None, None, :] + origin_mni[0]
     dura = np.clip(1.0 - np.abs(sdist + 0.75) / 0.75, 0, 1)
     y_mni = np.arange(shape[1])[None, :, None] + origin_mni[1]
-    falx = (np.abs(x_mni) < 0.8) & (pw < 0.5) & (sdist < -1) & ((z_idx > 22) | ((np.abs(y_mni + 18) > 45) & (z_idx > 0)))
+    falx = (
+        (np.abs(x_mni) < 0.8) & (pw < 0.5) & (sdist < -1) & ((z_idx > 22) | ((np.abs(y_mni + 18) > 45) & (z_idx > 0)))
+    )
     dura = np.maximum(dura, falx * 0.8).astype(np.float32)
     csf = np.clip(csf - dura, 0, 1)
     # skull: inner table, diploe, outer table; open at the foramen magnum; scalp outside
@@ -191,7 +205,7 @@ def load_anatomy(margin_mm: int = 22, below_mm: int = 20, skull_mm: float = 6.5,
     y_mni = np.arange(shape[1])[None, :, None] + origin_mni[1]
     cz = np.argwhere(mask[max(zc - 1, 0)])
     cy, cx = (cz.mean(0) + origin_mni[[1, 0]]) if len(cz) else (-40.0, 0.0)
-    hole = (z_idx < foramen_z_mni) & (((y_mni - cy) ** 2 + (x_mni - cx) ** 2) < foramen_radius_mm ** 2)
+    hole = (z_idx < foramen_z_mni) & (((y_mni - cy) ** 2 + (x_mni - cx) ** 2) < foramen_radius_mm**2)
     bone, diploe, fat, soft, dura = (np.where(hole, 0.0, a) for a in (bone, diploe, fat, soft, dura))
     canal = hole & (d >= -0.5)  # spinal canal: CSF around the cord, room for descending tonsils
     csf = np.where(canal, np.clip(1.0 - gm - wm, 0, 1), csf).astype(np.float32)
@@ -205,14 +219,21 @@ def load_anatomy(margin_mm: int = 22, below_mm: int = 20, skull_mm: float = 6.5,
     vent = _ventricles(csf, mask, sdist, origin_mni)
     parenchyma_dominant = (gm + wm) >= 0.5
     csf_dist = ndi.distance_transform_edt(parenchyma_dominant).astype(np.float32)
-    chans = {"csf": csf, "gm": gm, "wm": wm, "dura": dura, "bone": bone, "diploe": diploe, "fat": fat,
-             "soft": soft}
+    chans = {"csf": csf, "gm": gm, "wm": wm, "dura": dura, "bone": bone, "diploe": diploe, "fat": fat, "soft": soft}
     stack = np.stack([chans[c] for c in CHANNELS])
     total = stack.sum(0)
     stack = np.where(total > 1, stack / np.maximum(total, 1e-6), stack)
     frac = np.round(stack * 255).astype(np.uint8)
-    return Anatomy(frac=frac, vent=vent, sdist=sdist, csf_dist=csf_dist, origin_mni=origin_mni.astype(float),
-                   skull_mm=skull_mm, scalp_mm=scalp_mm, foramen_z=float(foramen_z_mni))
+    return Anatomy(
+        frac=frac,
+        vent=vent,
+        sdist=sdist,
+        csf_dist=csf_dist,
+        origin_mni=origin_mni.astype(float),
+        skull_mm=skull_mm,
+        scalp_mm=scalp_mm,
+        foramen_z=float(foramen_z_mni),
+    )
 
 
 def _zyx(img) -> np.ndarray:

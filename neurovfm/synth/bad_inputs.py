@@ -6,6 +6,7 @@ applied while the study is written; export-level oddities (a corrupt file, non-D
 DICOMDIR) are written once at the end. Every defect is recorded with the reason code ingest must
 give it (the same codes ingest writes to its exclusion ledger).
 """
+
 from __future__ import annotations
 
 import io
@@ -18,11 +19,31 @@ from pydicom.dataset import Dataset
 from neurovfm.synth import dicom_writer as dw
 
 # Reason codes shared with ingest.
-REASONS = ("not_dicom", "unreadable_dicom", "non_image_sop_class", "dicomdir", "truncated_pixel_data",
-           "missing_slices", "duplicate_instance", "inconsistent_dimensions", "localizer", "derived",
-           "too_few_slices", "mixed_orientations", "excessive_tilt")
-STUDY_DEFECTS = ("missing_slices", "duplicate_instance", "inconsistent_dimensions", "truncated_pixel_data",
-                 "non_image_sop_class", "excessive_tilt", "too_few_slices", "mixed_orientations")
+REASONS = (
+    "not_dicom",
+    "unreadable_dicom",
+    "non_image_sop_class",
+    "dicomdir",
+    "truncated_pixel_data",
+    "missing_slices",
+    "duplicate_instance",
+    "inconsistent_dimensions",
+    "localizer",
+    "derived",
+    "too_few_slices",
+    "mixed_orientations",
+    "excessive_tilt",
+)
+STUDY_DEFECTS = (
+    "missing_slices",
+    "duplicate_instance",
+    "inconsistent_dimensions",
+    "truncated_pixel_data",
+    "non_image_sop_class",
+    "excessive_tilt",
+    "too_few_slices",
+    "mixed_orientations",
+)
 _NEEDS = {"excessive_tilt": "CT", "mixed_orientations": "MR"}  # defects that exist in one modality only
 
 
@@ -104,15 +125,20 @@ def corrupt_dicom_bytes(sop_uid: str) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     undefined = b"\xff\xff\xff\xff"
-    return buf.getvalue() + b"\x08\x00\x15\x11SQ\x00\x00" + undefined + b"\xfe\xff\x00\xe0" + undefined + b"\x08\x00\x50"
+    return (
+        buf.getvalue() + b"\x08\x00\x15\x11SQ\x00\x00" + undefined + b"\xfe\xff\x00\xe0" + undefined + b"\x08\x00\x50"
+    )
 
 
 def tiny_pdf(text: str) -> bytes:
     """A minimal one-page PDF (for an Encapsulated PDF object)."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
-            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"]
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
     out, offsets = b"%PDF-1.4\n", []
     for i, body in enumerate(objs, 1):
         offsets.append(len(out))
@@ -141,7 +167,9 @@ def write_export_level(dicom_dir: Path, rng: np.random.Generator, seed: int) -> 
     _write_bytes(p, corrupt_dicom_bytes(dw.make_uid(seed, "corrupt")))
     records.append({"path": rel(p), "expected": "excluded:unreadable_dicom", "what": "corrupt DICOM header"})
     p = folder() / "thumbnail.jpg"
-    _write_bytes(p, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + rng.bytes(400) + b"\xff\xd9")
+    _write_bytes(
+        p, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + rng.bytes(400) + b"\xff\xd9"
+    )
     records.append({"path": rel(p), "expected": "excluded:not_dicom", "what": "JPEG thumbnail"})
     p = folder() / "export_log.txt"
     _write_bytes(p, b"Export job finished. Images transferred from PACS archive.\n")

@@ -10,6 +10,7 @@ pipeline must remove later).
 
 Everything here is cheap bookkeeping; images are rendered per study in ``synth.export``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,57 +21,190 @@ import numpy as np
 from neurovfm.synth.catalog import CATALOG, labels_for, triage_for
 
 # --- the health system's population -------------------------------------------------------------
-ETHNICITIES = (("White", 0.68), ("Black", 0.13), ("Asian", 0.05), ("Hispanic", 0.05),
-               ("Other", 0.03), ("Unknown", 0.06))
+ETHNICITIES = (
+    ("White", 0.68),
+    ("Black", 0.13),
+    ("Asian", 0.05),
+    ("Hispanic", 0.05),
+    ("Other", 0.03),
+    ("Unknown", 0.06),
+)
 # Scanners per modality: (DICOM Manufacturer, model, field strength or None for CT).
 SCANNERS = {
-    "CT": (("GE MEDICAL SYSTEMS", "Revolution CT", None), ("GE MEDICAL SYSTEMS", "LightSpeed VCT", None),
-           ("SIEMENS", "SOMATOM Force", None), ("SIEMENS", "SOMATOM Definition AS+", None),
-           ("Philips", "iCT 256", None), ("Philips", "Brilliance 64", None),
-           ("TOSHIBA", "Aquilion ONE", None), ("Canon Medical Systems", "Aquilion Prime SP", None)),
-    "MR": (("GE MEDICAL SYSTEMS", "SIGNA Premier", 3.0), ("GE MEDICAL SYSTEMS", "DISCOVERY MR750", 3.0),
-           ("GE MEDICAL SYSTEMS", "Optima MR450w", 1.5), ("SIEMENS", "Prisma", 3.0), ("SIEMENS", "Skyra", 3.0),
-           ("SIEMENS", "Aera", 1.5), ("SIEMENS", "Avanto", 1.5), ("Philips Medical Systems", "Ingenia", 3.0),
-           ("Philips Medical Systems", "Achieva", 1.5), ("TOSHIBA", "Vantage Titan", 1.5),
-           ("Canon Medical Systems", "Vantage Galan 3T", 3.0)),
+    "CT": (
+        ("GE MEDICAL SYSTEMS", "Revolution CT", None),
+        ("GE MEDICAL SYSTEMS", "LightSpeed VCT", None),
+        ("SIEMENS", "SOMATOM Force", None),
+        ("SIEMENS", "SOMATOM Definition AS+", None),
+        ("Philips", "iCT 256", None),
+        ("Philips", "Brilliance 64", None),
+        ("TOSHIBA", "Aquilion ONE", None),
+        ("Canon Medical Systems", "Aquilion Prime SP", None),
+    ),
+    "MR": (
+        ("GE MEDICAL SYSTEMS", "SIGNA Premier", 3.0),
+        ("GE MEDICAL SYSTEMS", "DISCOVERY MR750", 3.0),
+        ("GE MEDICAL SYSTEMS", "Optima MR450w", 1.5),
+        ("SIEMENS", "Prisma", 3.0),
+        ("SIEMENS", "Skyra", 3.0),
+        ("SIEMENS", "Aera", 1.5),
+        ("SIEMENS", "Avanto", 1.5),
+        ("Philips Medical Systems", "Ingenia", 3.0),
+        ("Philips Medical Systems", "Achieva", 1.5),
+        ("TOSHIBA", "Vantage Titan", 1.5),
+        ("Canon Medical Systems", "Vantage Galan 3T", 3.0),
+    ),
 }
-VENDOR_FAMILY = {"GE MEDICAL SYSTEMS": "GE", "SIEMENS": "Siemens", "Philips": "Philips",
-                 "Philips Medical Systems": "Philips", "TOSHIBA": "Canon", "Canon Medical Systems": "Canon"}
-FIRST_NAMES = ("JAMES", "MARY", "ROBERT", "PATRICIA", "JOHN", "JENNIFER", "MICHAEL", "LINDA", "DAVID",
-               "ELIZABETH", "WILLIAM", "BARBARA", "KWAME", "MEI", "AHMED", "FATIMA", "CARLOS", "LUCIA",
-               "DMITRI", "PRIYA", "HIROSHI", "AMARA", "TOMASZ", "INGRID", "OLUWASEUN", "SOFIA")
-LAST_NAMES = ("SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "NGUYEN",
-              "KOWALSKI", "OKAFOR", "PATEL", "TANAKA", "MUELLER", "HASSAN", "ROSSI", "CHEN", "IVANOV",
-              "ANDERSEN", "OYELARAN", "DUBOIS", "HERNANDEZ", "KIM", "OCONNOR", "LINDQVIST", "MWANGI")
-STREETS = ("MAPLE ST", "HURON AVE", "WASHTENAW AVE", "PACKARD RD", "STADIUM BLVD", "LIBERTY ST",
-           "PLYMOUTH RD", "GEDDES AVE", "MAIN ST", "DIXBORO RD")
-CITIES = ("ANN ARBOR MI 48104", "YPSILANTI MI 48197", "DEXTER MI 48130", "SALINE MI 48176",
-          "CHELSEA MI 48118", "DETROIT MI 48201")
-REFERRERS = ("PATEL^ANITA^^^MD", "GREEN^THOMAS^^^MD", "NAKAMURA^KEN^^^DO", "OSEI^ABENA^^^MD",
-             "FISCHER^ANNA^^^MD", "LOPEZ^MIGUEL^^^MD", "ER^PHYSICIAN^^^")
+VENDOR_FAMILY = {
+    "GE MEDICAL SYSTEMS": "GE",
+    "SIEMENS": "Siemens",
+    "Philips": "Philips",
+    "Philips Medical Systems": "Philips",
+    "TOSHIBA": "Canon",
+    "Canon Medical Systems": "Canon",
+}
+FIRST_NAMES = (
+    "JAMES",
+    "MARY",
+    "ROBERT",
+    "PATRICIA",
+    "JOHN",
+    "JENNIFER",
+    "MICHAEL",
+    "LINDA",
+    "DAVID",
+    "ELIZABETH",
+    "WILLIAM",
+    "BARBARA",
+    "KWAME",
+    "MEI",
+    "AHMED",
+    "FATIMA",
+    "CARLOS",
+    "LUCIA",
+    "DMITRI",
+    "PRIYA",
+    "HIROSHI",
+    "AMARA",
+    "TOMASZ",
+    "INGRID",
+    "OLUWASEUN",
+    "SOFIA",
+)
+LAST_NAMES = (
+    "SMITH",
+    "JOHNSON",
+    "WILLIAMS",
+    "BROWN",
+    "JONES",
+    "GARCIA",
+    "MILLER",
+    "DAVIS",
+    "NGUYEN",
+    "KOWALSKI",
+    "OKAFOR",
+    "PATEL",
+    "TANAKA",
+    "MUELLER",
+    "HASSAN",
+    "ROSSI",
+    "CHEN",
+    "IVANOV",
+    "ANDERSEN",
+    "OYELARAN",
+    "DUBOIS",
+    "HERNANDEZ",
+    "KIM",
+    "OCONNOR",
+    "LINDQVIST",
+    "MWANGI",
+)
+STREETS = (
+    "MAPLE ST",
+    "HURON AVE",
+    "WASHTENAW AVE",
+    "PACKARD RD",
+    "STADIUM BLVD",
+    "LIBERTY ST",
+    "PLYMOUTH RD",
+    "GEDDES AVE",
+    "MAIN ST",
+    "DIXBORO RD",
+)
+CITIES = (
+    "ANN ARBOR MI 48104",
+    "YPSILANTI MI 48197",
+    "DEXTER MI 48130",
+    "SALINE MI 48176",
+    "CHELSEA MI 48118",
+    "DETROIT MI 48201",
+)
+REFERRERS = (
+    "PATEL^ANITA^^^MD",
+    "GREEN^THOMAS^^^MD",
+    "NAKAMURA^KEN^^^DO",
+    "OSEI^ABENA^^^MD",
+    "FISCHER^ANNA^^^MD",
+    "LOPEZ^MIGUEL^^^MD",
+    "ER^PHYSICIAN^^^",
+)
 
 # --- clinical scenarios of a first abnormal study ---------------------------------------------------
 # name -> weight per modality. Weights were tuned so that the 300-study demo has >= 12 positives per
 # common label and modality (see tests/test_synth_reports.py).
 SCENARIO_WEIGHTS = {
-    "CT": {"trauma_sdh": 0.12, "trauma_edh": 0.06, "trauma_minor": 0.09, "chronic_sdh": 0.07, "ich": 0.10,
-           "ivh": 0.05, "stroke": 0.10, "old_infarct": 0.05, "tumor": 0.12, "postop": 0.12,
-           "hydrocephalus": 0.08, "degenerative": 0.05, "chiari": 0.03},
-    "MR": {"trauma_sdh": 0.07, "trauma_edh": 0.03, "chronic_sdh": 0.06, "ich": 0.08, "ivh": 0.05,
-           "stroke": 0.11, "old_infarct": 0.05, "tumor": 0.13, "postop": 0.12, "hydrocephalus": 0.07,
-           "degenerative": 0.04, "chiari": 0.05, "ms": 0.15},
+    "CT": {
+        "trauma_sdh": 0.12,
+        "trauma_edh": 0.06,
+        "trauma_minor": 0.09,
+        "chronic_sdh": 0.07,
+        "ich": 0.10,
+        "ivh": 0.05,
+        "stroke": 0.10,
+        "old_infarct": 0.05,
+        "tumor": 0.12,
+        "postop": 0.12,
+        "hydrocephalus": 0.08,
+        "degenerative": 0.05,
+        "chiari": 0.03,
+    },
+    "MR": {
+        "trauma_sdh": 0.07,
+        "trauma_edh": 0.03,
+        "chronic_sdh": 0.06,
+        "ich": 0.08,
+        "ivh": 0.05,
+        "stroke": 0.11,
+        "old_infarct": 0.05,
+        "tumor": 0.13,
+        "postop": 0.12,
+        "hydrocephalus": 0.07,
+        "degenerative": 0.04,
+        "chiari": 0.05,
+        "ms": 0.15,
+    },
 }
 SIZES = (("small", 0.35), ("medium", 0.4), ("large", 0.25))
 # Kinds that disappear (resolve) between studies, with the probability that they do.
-RESOLVING = {"sdh_acute": 0.6, "edh": 0.8, "ich_parenchymal": 0.7, "ivh": 0.85, "pneumocephalus": 0.95,
-             "scalp_hematoma": 0.9, "midline_shift": 0.75, "skull_fracture_nondisplaced": 0.5,
-             "skull_fracture_displaced": 0.3, "sdh_chronic": 0.4}
+RESOLVING = {
+    "sdh_acute": 0.6,
+    "edh": 0.8,
+    "ich_parenchymal": 0.7,
+    "ivh": 0.85,
+    "pneumocephalus": 0.95,
+    "scalp_hematoma": 0.9,
+    "midline_shift": 0.75,
+    "skull_fracture_nondisplaced": 0.5,
+    "skull_fracture_displaced": 0.3,
+    "sdh_chronic": 0.4,
+}
 MASS_KINDS = ("sdh_acute", "sdh_chronic", "edh", "ich_parenchymal", "glioma")
 
 
 @dataclass
 class PatientInfo:
     """Identity of one patient: the PHI planted in headers and reports."""
+
     index: int
     mrn: str
     name: str  # DICOM PN: LAST^FIRST
@@ -84,6 +218,7 @@ class PatientInfo:
 @dataclass
 class StudyPlan:
     """Everything about one study that is decided before rendering (picklable, sent to workers)."""
+
     index: int
     patient: PatientInfo
     study_date: dt.date
@@ -239,8 +374,9 @@ def _core_findings(rng: np.random.Generator, scenario: str) -> list[dict]:
     return f
 
 
-def scenario_findings(rng: np.random.Generator, scenarios: list[str], age: int,
-                      incidental_calcification_p: float = 0.08) -> list[dict]:
+def scenario_findings(
+    rng: np.random.Generator, scenarios: list[str], age: int, incidental_calcification_p: float = 0.08
+) -> list[dict]:
     """Findings of a first abnormal study with one or more (comorbid) scenarios."""
     f: list[dict] = []
     for scenario in scenarios:
@@ -306,57 +442,112 @@ def visible(findings: list[dict], modality: str) -> list[dict]:
 
 
 # --- indications -----------------------------------------------------------------------------------
-def indication_for(rng, modality: str, findings: list[dict], scenario: str, follow_up: bool,
-                   resolved: list[dict]) -> str:
+def indication_for(
+    rng, modality: str, findings: list[dict], scenario: str, follow_up: bool, resolved: list[dict]
+) -> str:
     """A clinical indication that fits what the study shows (or what was suspected)."""
     kinds = {f["kind"]: f for f in findings}
     opts: list[str]
     if follow_up and (resolved or kinds):
         prior = (resolved or list(kinds.values()))[0]["kind"]
-        names = {"sdh_acute": "subdural hematoma", "sdh_chronic": "chronic subdural", "edh": "epidural hematoma",
-                 "ich_parenchymal": "intraparenchymal hemorrhage", "glioma": "glioma", "craniotomy": "glioma",
-                 "resection_cavity": "glioma", "ms_lesions": "multiple sclerosis", "meningioma": "meningioma",
-                 "ventriculomegaly": "hydrocephalus", "chiari": "Chiari malformation", "stroke_acute": "stroke",
-                 "encephalomalacia": "prior stroke", "ivh": "IVH"}
+        names = {
+            "sdh_acute": "subdural hematoma",
+            "sdh_chronic": "chronic subdural",
+            "edh": "epidural hematoma",
+            "ich_parenchymal": "intraparenchymal hemorrhage",
+            "glioma": "glioma",
+            "craniotomy": "glioma",
+            "resection_cavity": "glioma",
+            "ms_lesions": "multiple sclerosis",
+            "meningioma": "meningioma",
+            "ventriculomegaly": "hydrocephalus",
+            "chiari": "Chiari malformation",
+            "stroke_acute": "stroke",
+            "encephalomalacia": "prior stroke",
+            "ivh": "IVH",
+        }
         what = names.get(prior, "abnormal head imaging")
-        opts = [f"Follow-up {what}.", f"Follow up {what}, interval evaluation.", f"Hx of {what}, reassess.",
-                f"{what[0].upper() + what[1:]} follow-up"]
+        opts = [
+            f"Follow-up {what}.",
+            f"Follow up {what}, interval evaluation.",
+            f"Hx of {what}, reassess.",
+            f"{what[0].upper() + what[1:]} follow-up",
+        ]
         return str(rng.choice(opts))
     if "stroke_acute" in kinds:
         weak = _opposite(kinds["stroke_acute"]["side"])  # deficit is contralateral to the infarct
-        opts = [f"{weak.capitalize()}-sided weakness, last known well 3 hours ago.", f"Acute {weak} hemiparesis.",
-                f"Code stroke. Aphasia and {weak} facial droop." if weak == "right" else
-                f"Code stroke. {weak.capitalize()} arm drift and neglect.", f"Sudden {weak} sided numbness and weakness."]
+        opts = [
+            f"{weak.capitalize()}-sided weakness, last known well 3 hours ago.",
+            f"Acute {weak} hemiparesis.",
+            f"Code stroke. Aphasia and {weak} facial droop."
+            if weak == "right"
+            else f"Code stroke. {weak.capitalize()} arm drift and neglect.",
+            f"Sudden {weak} sided numbness and weakness.",
+        ]
     elif {"sdh_acute", "edh", "skull_fracture_displaced", "skull_fracture_nondisplaced", "scalp_hematoma"} & set(kinds):
-        opts = ["Fall from standing, hit head, on anticoagulation.", "MVC, head trauma, GCS 13.",
-                "Trauma. Assault with loss of consciousness.", "Head injury after fall down stairs.",
-                "Level 1 trauma, unrestrained driver."]
+        opts = [
+            "Fall from standing, hit head, on anticoagulation.",
+            "MVC, head trauma, GCS 13.",
+            "Trauma. Assault with loss of consciousness.",
+            "Head injury after fall down stairs.",
+            "Level 1 trauma, unrestrained driver.",
+        ]
     elif "sdh_chronic" in kinds:
-        opts = ["Elderly patient with progressive confusion and recent falls.", "Headache and gait instability.",
-                "Altered mental status, frequent falls."]
+        opts = [
+            "Elderly patient with progressive confusion and recent falls.",
+            "Headache and gait instability.",
+            "Altered mental status, frequent falls.",
+        ]
     elif "ich_parenchymal" in kinds or "ivh" in kinds:
-        opts = ["Worst headache of life.", "Sudden severe headache and vomiting.", "Acute onset headache, hypertensive.",
-                "Thunderclap headache, rule out bleed."]
+        opts = [
+            "Worst headache of life.",
+            "Sudden severe headache and vomiting.",
+            "Acute onset headache, hypertensive.",
+            "Thunderclap headache, rule out bleed.",
+        ]
     elif "glioma" in kinds or "meningioma" in kinds:
-        opts = ["New onset seizure.", "Progressive headaches and word finding difficulty.",
-                "Personality change, evaluate for mass.", "Seizure, rule out mass lesion."]
+        opts = [
+            "New onset seizure.",
+            "Progressive headaches and word finding difficulty.",
+            "Personality change, evaluate for mass.",
+            "Seizure, rule out mass lesion.",
+        ]
     elif "craniotomy" in kinds or "resection_cavity" in kinds:
-        opts = ["Follow-up glioma, status post resection.", "Post-op check.", "Postoperative evaluation after tumor resection.",
-                "S/p craniotomy, assess for complication."]
+        opts = [
+            "Follow-up glioma, status post resection.",
+            "Post-op check.",
+            "Postoperative evaluation after tumor resection.",
+            "S/p craniotomy, assess for complication.",
+        ]
     elif "ms_lesions" in kinds:
-        opts = ["Optic neuritis, evaluate for demyelinating disease.", "Numbness and tingling, r/o MS.",
-                "Known multiple sclerosis, disease surveillance.", "Blurred vision and paresthesias."]
+        opts = [
+            "Optic neuritis, evaluate for demyelinating disease.",
+            "Numbness and tingling, r/o MS.",
+            "Known multiple sclerosis, disease surveillance.",
+            "Blurred vision and paresthesias.",
+        ]
     elif "chiari" in kinds:
         opts = ["Occipital headaches worse with cough.", "Neck pain and headaches.", "Suspected Chiari malformation."]
     elif "ventriculomegaly" in kinds:
-        opts = ["Gait disturbance, urinary incontinence, memory decline.", "Evaluate for hydrocephalus.",
-                "Enlarging head circumference." if rng.random() < 0.5 else "Headache, papilledema."]
+        opts = [
+            "Gait disturbance, urinary incontinence, memory decline.",
+            "Evaluate for hydrocephalus.",
+            "Enlarging head circumference." if rng.random() < 0.5 else "Headache, papilledema.",
+        ]
     elif kinds:
         opts = ["Memory loss.", "Dizziness.", "Cognitive decline, evaluate for atrophy.", "Chronic headaches."]
     else:
-        opts = ["Headache.", "Dizziness.", "Syncope.", "Headache, rule out mass." if modality == "MR" else
-                "Headache, rule out bleed.", "Worst headache of life.", "Acute stroke symptoms, resolved.",
-                "Fall, no loss of consciousness.", "Altered mental status.", "Seizure."]
+        opts = [
+            "Headache.",
+            "Dizziness.",
+            "Syncope.",
+            "Headache, rule out mass." if modality == "MR" else "Headache, rule out bleed.",
+            "Worst headache of life.",
+            "Acute stroke symptoms, resolved.",
+            "Fall, no loss of consciousness.",
+            "Altered mental status.",
+            "Seizure.",
+        ]
     return str(rng.choice(opts))
 
 
@@ -383,7 +574,7 @@ def _age_at(birth: dt.date, day: dt.date) -> int:
 def _unique_number(rng, used: set, digits: int) -> str:
     """A random ``digits``-digit identifier not in ``used`` (MRNs and accessions never repeat)."""
     while True:
-        value = f"{int(rng.integers(10 ** (digits - 1), 10 ** digits))}"
+        value = f"{int(rng.integers(10 ** (digits - 1), 10**digits))}"
         if value not in used:
             used.add(value)
             return value
@@ -394,14 +585,25 @@ def _patient(rng, index: int, first_age: int, first_date: dt.date, used: set) ->
     sex = "F" if rng.random() < 0.52 else "M"
     name = f"{rng.choice(LAST_NAMES)}^{rng.choice(FIRST_NAMES)}"
     address = f"{int(rng.integers(10, 9999))} {rng.choice(STREETS)}, {rng.choice(CITIES)}"
-    return PatientInfo(index=index, mrn=_unique_number(rng, used, 8), name=name, birth_date=birth,
-                       sex=sex, ethnicity=_choice(rng, ETHNICITIES), address=address,
-                       other_id=f"UMH{int(rng.integers(10**6, 10**7))}")
+    return PatientInfo(
+        index=index,
+        mrn=_unique_number(rng, used, 8),
+        name=name,
+        birth_date=birth,
+        sex=sex,
+        ethnicity=_choice(rng, ETHNICITIES),
+        address=address,
+        other_id=f"UMH{int(rng.integers(10**6, 10**7))}",
+    )
 
 
 AGE_LIMITS = {  # scenario -> (min age, max age) of the patients who can present with it
-    "degenerative": (40, 200), "chronic_sdh": (40, 200), "stroke": (18, 200), "old_infarct": (18, 200),
-    "ms": (16, 55), "chiari": (0, 60),
+    "degenerative": (40, 200),
+    "chronic_sdh": (40, 200),
+    "stroke": (18, 200),
+    "old_infarct": (18, 200),
+    "ms": (16, 55),
+    "chiari": (0, 60),
 }
 
 
@@ -501,8 +703,23 @@ def build_cohort(synth_cfg: dict, seed: int) -> list[StudyPlan]:
                 scenario = "follow_up"
                 state, resolved = evolve(rng, state, age)
             findings = visible(state, modality)
-            plans[i] = _study(rng, i, patient, day, age, modality, sites, findings, resolved, history, prev,
-                              scenario, missing, phi_fraction, used_ids)
+            plans[i] = _study(
+                rng,
+                i,
+                patient,
+                day,
+                age,
+                modality,
+                sites,
+                findings,
+                resolved,
+                history,
+                prev,
+                scenario,
+                missing,
+                phi_fraction,
+                used_ids,
+            )
             history = sorted(set(history) | {f["kind"] for f in state} | {f["kind"] for f in resolved})
             prev = (day, modality)
     ordered = sorted(plans, key=lambda s: (s.study_date, s.patient.index, s.index))
@@ -511,8 +728,23 @@ def build_cohort(synth_cfg: dict, seed: int) -> list[StudyPlan]:
     return ordered
 
 
-def _study(rng, i, patient, day, age, modality, sites, findings, resolved, history, prev, scenario,
-           missing, phi_fraction, used_ids) -> StudyPlan:
+def _study(
+    rng,
+    i,
+    patient,
+    day,
+    age,
+    modality,
+    sites,
+    findings,
+    resolved,
+    history,
+    prev,
+    scenario,
+    missing,
+    phi_fraction,
+    used_ids,
+) -> StudyPlan:
     site_i = int(rng.choice(len(sites), p=_site_weights(len(sites))))
     manu, model, field_t = SCANNERS[modality][int(rng.integers(len(SCANNERS[modality])))]
     kinds = {f["kind"] for f in findings}
@@ -522,14 +754,29 @@ def _study(rng, i, patient, day, age, modality, sites, findings, resolved, histo
         contrast = rng.random() < (0.3 if kinds & {"glioma", "meningioma"} else 0.04)
     follow_up = scenario == "follow_up"
     plan = StudyPlan(
-        index=i, patient=patient, study_date=day,
+        index=i,
+        patient=patient,
+        study_date=day,
         study_time=f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}",
-        age=age, modality=modality, site=sites[site_i], manufacturer=manu, vendor=VENDOR_FAMILY[manu], model=model,
-        field_strength=field_t, accession="E" + _unique_number(rng, used_ids, 9), findings=findings,
+        age=age,
+        modality=modality,
+        site=sites[site_i],
+        manufacturer=manu,
+        vendor=VENDOR_FAMILY[manu],
+        model=model,
+        field_strength=field_t,
+        accession="E" + _unique_number(rng, used_ids, 9),
+        findings=findings,
         resolved=[f for f in resolved if labels_for(modality, [f["kind"]])],
-        history=list(history), prior_date=prev[0] if prev else None, prior_modality=prev[1] if prev else None,
-        scenario=scenario, contrast=bool(contrast), report_present=bool(rng.random() >= missing),
-        phi_in_report=bool(rng.random() < phi_fraction), referring=str(rng.choice(REFERRERS)))
+        history=list(history),
+        prior_date=prev[0] if prev else None,
+        prior_modality=prev[1] if prev else None,
+        scenario=scenario,
+        contrast=bool(contrast),
+        report_present=bool(rng.random() >= missing),
+        phi_in_report=bool(rng.random() < phi_fraction),
+        referring=str(rng.choice(REFERRERS)),
+    )
     plan.indication = indication_for(rng, modality, findings, scenario, follow_up, plan.resolved)
     return plan
 

@@ -4,6 +4,7 @@ CT values are Hounsfield units. MR values are relative signal on an arbitrary po
 1.5 T spin-echo-like contrast); the scanner's gain multiplies them. Every tissue a phantom can contain
 (base channels of ``anatomy.CHANNELS`` and lesion tissues) must have a value for every sequence.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,16 +66,19 @@ def ct_finish(hu: np.ndarray, rng: np.random.Generator, noise_hu: float = 5.0) -
     return np.clip(hu, -1024.0, 3071.0, out=hu)
 
 
-def bias_field(shape, voxel_to_lps: np.ndarray, centre_lps, rng: np.random.Generator,
-               strength: float = 0.2) -> np.ndarray:
+def bias_field(
+    shape, voxel_to_lps: np.ndarray, centre_lps, rng: np.random.Generator, strength: float = 0.2
+) -> np.ndarray:
     """Smooth multiplicative field exp(linear + quadratic terms of scanner position), ~ +-strength."""
     k, j, i = (np.arange(n, dtype=np.float32) for n in shape)
     a = voxel_to_lps.astype(np.float32)
     c = np.asarray(centre_lps, dtype=np.float32)
-    pos = [a[r, 0] * i[None, None, :] + a[r, 1] * j[None, :, None] + a[r, 2] * k[:, None, None]
-           + (a[r, 3] - c[r]) for r in range(3)]
+    pos = [
+        a[r, 0] * i[None, None, :] + a[r, 1] * j[None, :, None] + a[r, 2] * k[:, None, None] + (a[r, 3] - c[r])
+        for r in range(3)
+    ]
     lin = rng.normal(0.0, strength, 3) / 100.0
-    quad = rng.normal(0.0, strength, 3) / 100.0 ** 2
+    quad = rng.normal(0.0, strength, 3) / 100.0**2
     log_b = sum(lin[r] * pos[r] + quad[r] * pos[r] ** 2 for r in range(3))
     return np.exp(np.clip(log_b, -1.0, 1.0)).astype(np.float32)
 

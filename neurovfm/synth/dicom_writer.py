@@ -6,6 +6,7 @@ signed HU with intercept 0), and the identifiers a real export contains, PHI inc
 is the pipeline's job. UIDs come from ``pydicom.uid.generate_uid`` with entropy derived from the
 run seed, so a rerun reproduces every file byte for byte.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -68,16 +69,28 @@ def patient_study_attrs(study, study_uid: str, institution_address: str) -> dict
     """Patient and study level attributes shared by every file of a study (PHI included on purpose)."""
     p = study.patient
     attrs = {
-        "PatientName": p.name, "PatientID": p.mrn, "PatientBirthDate": dicom_date(p.birth_date),
-        "PatientSex": p.sex, "PatientAge": patient_age(p.birth_date, study.study_date),
-        "PatientAddress": p.address, "OtherPatientIDs": p.other_id, "EthnicGroup": p.ethnicity,
-        "StudyInstanceUID": study_uid, "StudyDate": dicom_date(study.study_date), "StudyTime": study.study_time,
-        "AccessionNumber": study.accession, "StudyID": study.accession[-6:],
-        "StudyDescription": exam_description(study), "ReferringPhysicianName": study.referring,
-        "InstitutionName": study.site, "InstitutionAddress": institution_address,
-        "Manufacturer": study.manufacturer, "ManufacturerModelName": study.model,
+        "PatientName": p.name,
+        "PatientID": p.mrn,
+        "PatientBirthDate": dicom_date(p.birth_date),
+        "PatientSex": p.sex,
+        "PatientAge": patient_age(p.birth_date, study.study_date),
+        "PatientAddress": p.address,
+        "OtherPatientIDs": p.other_id,
+        "EthnicGroup": p.ethnicity,
+        "StudyInstanceUID": study_uid,
+        "StudyDate": dicom_date(study.study_date),
+        "StudyTime": study.study_time,
+        "AccessionNumber": study.accession,
+        "StudyID": study.accession[-6:],
+        "StudyDescription": exam_description(study),
+        "ReferringPhysicianName": study.referring,
+        "InstitutionName": study.site,
+        "InstitutionAddress": institution_address,
+        "Manufacturer": study.manufacturer,
+        "ManufacturerModelName": study.model,
         "StationName": f"{study.site.split()[-1].upper()}{study.modality}{study.index % 3 + 1}",
-        "BodyPartExamined": "HEAD", "PatientPosition": "HFS",
+        "BodyPartExamined": "HEAD",
+        "PatientPosition": "HFS",
     }
     if study.modality == "MR" and study.field_strength is not None:
         attrs["MagneticFieldStrength"] = float(study.field_strength)
@@ -108,8 +121,17 @@ def encode_mr(values: np.ndarray, scale: float) -> np.ndarray:
     return np.rint(np.clip(values * scale, 0, 65535)).astype(np.uint16)
 
 
-def image_datasets(study, series, volume: np.ndarray, base: dict, series_uid: str, frame_uid: str,
-                   sop_uids: list[str], window: tuple[float, float], mr_target: float = 2000.0):
+def image_datasets(
+    study,
+    series,
+    volume: np.ndarray,
+    base: dict,
+    series_uid: str,
+    frame_uid: str,
+    sop_uids: list[str],
+    window: tuple[float, float],
+    mr_target: float = 2000.0,
+):
     """Yield one Dataset per image of ``series`` (volume: (n_images, rows, cols); CT in HU).
 
     Multi-plane localizers pass one acquisition per plane; images follow them in order.
@@ -220,7 +242,7 @@ def dose_page(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
         c = 4
         while c < cols - 8:
             w = int(rng.integers(2, 7))
-            img[r0:r0 + 5, c:c + w] = 255 * (rng.random() < 0.85)
+            img[r0 : r0 + 5, c : c + w] = 255 * (rng.random() < 0.85)
             c += w + int(rng.integers(1, 4))
     return img
 

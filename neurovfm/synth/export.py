@@ -5,6 +5,7 @@ Studies are independent: each one's random streams derive from (seed, study inde
 A worker renders one series at a time and writes it slice by slice, so memory stays bounded by
 the largest series of a study.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ from neurovfm.utils.atomic import atomic_open, write_csv
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
-REPORT_COLUMNS = ["accession_number", "patient_id", "study_date", "modality", "exam_description", "indication",
-                  "report_text"]
+REPORT_COLUMNS = [
+    "accession_number",
+    "patient_id",
+    "study_date",
+    "modality",
+    "exam_description",
+    "indication",
+    "report_text",
+]
 # Optional ``synth`` keys and their defaults (config.yaml may set any of them).
 # Keys of the synth section that other sections own: the generator writes the expected ingest outcome
 # and the prospective share of studies, so it must use the same thresholds as ingest and splits.
@@ -43,8 +51,11 @@ _NAME_CHARS = list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 def synth_settings(cfg: dict) -> dict:
     """The ``synth`` section of a whole run configuration plus the keys owned by ``ingest`` and ``splits``."""
     out = dict(cfg["synth"])
-    out.update(recent_from=cfg["splits"]["cutoff"], ingest_min_slices=cfg["ingest"]["min_slices"],
-               ingest_max_tilt_deg=cfg["ingest"]["max_tilt_deg"])
+    out.update(
+        recent_from=cfg["splits"]["cutoff"],
+        ingest_min_slices=cfg["ingest"]["min_slices"],
+        ingest_max_tilt_deg=cfg["ingest"]["max_tilt_deg"],
+    )
     return out
 
 
@@ -62,8 +73,9 @@ def benchmark_cfg(synth_cfg: dict, target_files: int = 20000, files_per_study: f
     report_missing_fraction kept. ``files_per_study`` is the measured mean of the default protocols.
     """
     cfg = dict(synth_cfg)
-    cfg.update(n_studies=int(math.ceil(target_files / files_per_study)), mr_matrix=[32], ct_matrix=[32],
-               mprage_fraction=0.0)
+    cfg.update(
+        n_studies=int(math.ceil(target_files / files_per_study)), mr_matrix=[32], ct_matrix=[32], mprage_fraction=0.0
+    )
     return cfg
 
 
@@ -112,8 +124,10 @@ def _render_series(series, patient, study, rng, volumes: dict, slice_samples: in
     if series.role in ("bone", "adc"):
         return _derived_volume(series.role, volumes[series.source], rng)
     scanner = {"manufacturer": study.manufacturer, "model": study.model, "field_strength": study.field_strength}
-    parts = [render(patient, series.modality, series.sequence, acq, rng, scanner=scanner,
-                    max_sub=slice_samples) for acq in series.acqs]
+    parts = [
+        render(patient, series.modality, series.sequence, acq, rng, scanner=scanner, max_sub=slice_samples)
+        for acq in series.acqs
+    ]
     return np.concatenate(parts, axis=0).astype(np.float32)
 
 
@@ -141,8 +155,9 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
         params = replace(params, short_series_fraction=1.0)
     if "mixed_orientations" in plan.bad_inputs:
         params = replace(params, force_smart_survey=True)
-    patient = build_patient(_stream(seed, plan.index, "patient"), plan.age, plan.patient.sex,
-                            [dict(f) for f in plan.findings])
+    patient = build_patient(
+        _stream(seed, plan.index, "patient"), plan.age, plan.patient.sex, [dict(f) for f in plan.findings]
+    )
     rng_s = _stream(seed, plan.index, "series")
     series_list = plan_series(plan, rng_s, params, patient.head_center_lps, patient.head_extent_mm)
     defects = {}
@@ -179,16 +194,22 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
                 volumes[s.number] = volume
             n = volume.shape[0]
             sops = [dw.make_uid(seed, plan.index, "sop", s.number, k) for k in range(n)]
-            window = (WINDOWS["localizer"] if s.role == "localizer" else WINDOWS["bone"] if s.role == "bone"
-                      else WINDOWS.get(s.sequence, (0.0, 0.0)))
+            window = (
+                WINDOWS["localizer"]
+                if s.role == "localizer"
+                else WINDOWS["bone"]
+                if s.role == "bone"
+                else WINDOWS.get(s.sequence, (0.0, 0.0))
+            )
             target = float(rng_px.uniform(lo, hi))
             if s.modality == "MR":
                 window = (round(target * 0.4, 1), round(target * 0.8, 1))
             todo = defects.get(s.number, [])
             drop = {d["drop"] for d in todo if d["kind"] == "missing_slices"}
             odd = {d["odd"] for d in todo if d["kind"] == "inconsistent_dimensions"}
-            for k, ds in enumerate(dw.image_datasets(plan, s, volume, base, series_uid, frame_uid, sops, window,
-                                                      mr_target=target)):
+            for k, ds in enumerate(
+                dw.image_datasets(plan, s, volume, base, series_uid, frame_uid, sops, window, mr_target=target)
+            ):
                 if k in drop:
                     continue
                 if k in odd:
@@ -210,14 +231,23 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
         n_files += len(written)
         n_bytes += sum(p.stat().st_size for p in written)
         n_excl = sum(d["n_files"] for d in s.file_defects)
-        truth_series.append({
-            "series_instance_uid": series_uid, "series_number": s.number, "description": s.description,
-            "modality": s.modality, "sequence": s.sequence, "role": s.role,
-            "orientation": s.acqs[0].plane if len({a.plane for a in s.acqs}) == 1 else "mixed",
-            "image_type": "\\".join(s.image_type), "n_files": len(written), "expected": s.expected,
-            "n_included_files": len(written) - n_excl if s.expected == "included" else 0,
-            "file_exclusions": list(s.file_defects),
-            "paths": sorted(p.relative_to(root).as_posix() for p in written)})
+        truth_series.append(
+            {
+                "series_instance_uid": series_uid,
+                "series_number": s.number,
+                "description": s.description,
+                "modality": s.modality,
+                "sequence": s.sequence,
+                "role": s.role,
+                "orientation": s.acqs[0].plane if len({a.plane for a in s.acqs}) == 1 else "mixed",
+                "image_type": "\\".join(s.image_type),
+                "n_files": len(written),
+                "expected": s.expected,
+                "n_included_files": len(written) - n_excl if s.expected == "included" else 0,
+                "file_exclusions": list(s.file_defects),
+                "paths": sorted(p.relative_to(root).as_posix() for p in written),
+            }
+        )
     volumes.clear()
     if "non_image_sop_class" in plan.bad_inputs:
         extra = _non_image_objects(plan, seed, base, paths, len(series_list))
@@ -227,46 +257,91 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
     findings = [_jsonable(f) for f in patient.findings]
     report = write_report(plan, patient.findings, _stream(seed, plan.index, "report"))
     truth = {
-        "study_instance_uid": study_uid, "accession_number": plan.accession, "patient_id": plan.patient.mrn,
-        "modality": plan.modality, "study_date": plan.study_date.isoformat(), "age": plan.age, "sex": plan.patient.sex,
-        "ethnicity": plan.patient.ethnicity, "site": plan.site, "manufacturer": plan.manufacturer,
-        "vendor": plan.vendor, "model": plan.model, "field_strength": plan.field_strength, "labels": plan.labels,
-        "findings": findings, "resolved": [_jsonable(f) for f in plan.resolved], "triage": plan.triage,
-        "indication": plan.indication, "report_present": plan.report_present, "key_findings": report.key_findings,
-        "contrast": plan.contrast, "planted_defects": list(plan.bad_inputs), "series": truth_series}
+        "study_instance_uid": study_uid,
+        "accession_number": plan.accession,
+        "patient_id": plan.patient.mrn,
+        "modality": plan.modality,
+        "study_date": plan.study_date.isoformat(),
+        "age": plan.age,
+        "sex": plan.patient.sex,
+        "ethnicity": plan.patient.ethnicity,
+        "site": plan.site,
+        "manufacturer": plan.manufacturer,
+        "vendor": plan.vendor,
+        "model": plan.model,
+        "field_strength": plan.field_strength,
+        "labels": plan.labels,
+        "findings": findings,
+        "resolved": [_jsonable(f) for f in plan.resolved],
+        "triage": plan.triage,
+        "indication": plan.indication,
+        "report_present": plan.report_present,
+        "key_findings": report.key_findings,
+        "contrast": plan.contrast,
+        "planted_defects": list(plan.bad_inputs),
+        "series": truth_series,
+    }
     with atomic_open(root / "truth" / f"{study_uid}.json", "w", encoding="utf-8") as fh:
         json.dump(truth, fh, indent=1)
     row = None
     if plan.report_present:
-        row = {"accession_number": plan.accession, "patient_id": plan.patient.mrn,
-               "study_date": plan.study_date.isoformat(), "modality": plan.modality,
-               "exam_description": dw.exam_description(plan), "indication": plan.indication,
-               "report_text": report.text}
-    return {"row": row, "n_files": n_files, "n_series": len(truth_series), "n_bytes": n_bytes,
-            "patient": plan.patient.index, "modality": plan.modality}
+        row = {
+            "accession_number": plan.accession,
+            "patient_id": plan.patient.mrn,
+            "study_date": plan.study_date.isoformat(),
+            "modality": plan.modality,
+            "exam_description": dw.exam_description(plan),
+            "indication": plan.indication,
+            "report_text": report.text,
+        }
+    return {
+        "row": row,
+        "n_files": n_files,
+        "n_series": len(truth_series),
+        "n_bytes": n_bytes,
+        "patient": plan.patient.index,
+        "modality": plan.modality,
+    }
 
 
 def _non_image_objects(plan, seed, base, paths: _Paths, n_series: int) -> list[dict]:
     """A Basic Text SR and an Encapsulated PDF inside the study, each its own series."""
     out = []
-    for j, (what, build) in enumerate((
+    for j, (what, build) in enumerate(
+        (
             ("sr", lambda uid, sop, num: dw.basic_text_sr(base, uid, sop, num, "Preliminary read: see final report.")),
-            ("pdf", lambda uid, sop, num: dw.encapsulated_pdf(base, uid, sop, num, bad.tiny_pdf("Requisition")))), 1):
+            ("pdf", lambda uid, sop, num: dw.encapsulated_pdf(base, uid, sop, num, bad.tiny_pdf("Requisition"))),
+        ),
+        1,
+    ):
         number = n_series + j
         uid = dw.make_uid(seed, plan.index, "series", number)
         path = paths.next()
         dw.write_dataset(build(uid, dw.make_uid(seed, plan.index, "sop", number, 0), 900 + j), path)
-        out.append({"series_instance_uid": uid, "series_number": 900 + j, "description": what, "modality": "OT",
-                    "sequence": None, "role": "non_image", "orientation": None, "image_type": "",
-                    "n_files": 1, "expected": "excluded:non_image_sop_class", "n_included_files": 0,
-                    "file_exclusions": [], "paths": [_rel(path)]})
+        out.append(
+            {
+                "series_instance_uid": uid,
+                "series_number": 900 + j,
+                "description": what,
+                "modality": "OT",
+                "sequence": None,
+                "role": "non_image",
+                "orientation": None,
+                "image_type": "",
+                "n_files": 1,
+                "expected": "excluded:non_image_sop_class",
+                "n_included_files": 0,
+                "file_exclusions": [],
+                "paths": [_rel(path)],
+            }
+        )
     return out
 
 
 def _rel(path: Path) -> str:
     """Path relative to the export root (it starts at the ``dicom`` folder)."""
     parts = path.parts
-    return "/".join(parts[len(parts) - 1 - parts[::-1].index("dicom"):])
+    return "/".join(parts[len(parts) - 1 - parts[::-1].index("dicom") :])
 
 
 def _institution_address(site: str) -> str:
@@ -305,8 +380,9 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
     cfg = _check(synth_cfg)
     plans = build_cohort(cfg, seed)
     if cfg.get("bad_inputs"):
-        bad.assign_study_defects(plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])),
-                                 int(cfg["bad_inputs_per_kind"]))
+        bad.assign_study_defects(
+            plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])), int(cfg["bad_inputs_per_kind"])
+        )
     (out_dir / "dicom").mkdir(parents=True, exist_ok=True)
     progress = Progress(len(plans), "synth export", log, unit="studies")
     jobs = [(p, seed, cfg, str(out_dir)) for p in plans]
@@ -326,18 +402,24 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
     progress.close()
     planted = []
     if cfg.get("bad_inputs"):
-        planted = bad.write_export_level(out_dir / "dicom", np.random.default_rng(np.random.SeedSequence([seed, 0xF11E])),
-                                         seed)
+        planted = bad.write_export_level(
+            out_dir / "dicom", np.random.default_rng(np.random.SeedSequence([seed, 0xF11E])), seed
+        )
     rows = [r["row"] for r in results if r["row"] is not None]
     write_csv(out_dir / "reports.csv", pd.DataFrame(rows, columns=REPORT_COLUMNS))
     manifest = {
-        "seed": seed, "config": {k: v for k, v in cfg.items()},
-        "counts": {"studies": len(results), "patients": len({r["patient"] for r in results}),
-                   "studies_ct": sum(r["modality"] == "CT" for r in results),
-                   "studies_mr": sum(r["modality"] == "MR" for r in results),
-                   "series": sum(r["n_series"] for r in results),
-                   "files": sum(r["n_files"] for r in results) + len(planted),
-                   "image_bytes": sum(r["n_bytes"] for r in results), "reports": len(rows)},
+        "seed": seed,
+        "config": {k: v for k, v in cfg.items()},
+        "counts": {
+            "studies": len(results),
+            "patients": len({r["patient"] for r in results}),
+            "studies_ct": sum(r["modality"] == "CT" for r in results),
+            "studies_mr": sum(r["modality"] == "MR" for r in results),
+            "series": sum(r["n_series"] for r in results),
+            "files": sum(r["n_files"] for r in results) + len(planted),
+            "image_bytes": sum(r["n_bytes"] for r in results),
+            "reports": len(rows),
+        },
         "export_level_files": planted,
     }
     with atomic_open(out_dir / "manifest.json", "w", encoding="utf-8") as fh:

@@ -15,6 +15,7 @@ and ``brain_age``, the true age), plus ``manifest.json`` with the scanner (manuf
 strength: not CSV columns, which the ingest would read as labels) and each file's acquisition (LPS
 affine, plane, matrix) for tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,10 +47,17 @@ def _acquisition(patient, plane: str, matrix: int, fov_mm: float, slice_mm: floa
     n_slices = int(math.ceil(coverage / slice_mm))
     px = fov_mm / matrix
     centre = np.asarray(patient.head_center_lps) + rng.uniform(-4.0, 4.0, 3)
-    return Acquisition(plane=plane, rows=matrix, cols=matrix, n_slices=n_slices, pixel_spacing=(px, px),
-                       slice_thickness=slice_mm, spacing_between_slices=slice_mm,
-                       center_lps=tuple(float(v) for v in centre),
-                       oblique_deg=tuple(float(v) for v in rng.uniform(-3.0, 3.0, 3)))
+    return Acquisition(
+        plane=plane,
+        rows=matrix,
+        cols=matrix,
+        n_slices=n_slices,
+        pixel_spacing=(px, px),
+        slice_thickness=slice_mm,
+        spacing_between_slices=slice_mm,
+        center_lps=tuple(float(v) for v in centre),
+        oblique_deg=tuple(float(v) for v in rng.uniform(-3.0, 3.0, 3)),
+    )
 
 
 def nifti_image(volume: np.ndarray, voxel_to_lps: np.ndarray):
@@ -72,9 +80,13 @@ def _subject(index: int, ecfg: dict, seed: int) -> dict:
     if shares.sum() > 1.0 + 1e-9:
         raise ValueError(f"diagnosis shares sum to {shares.sum():.2f} > 1: {ecfg['diagnoses']}")
     draw = rng.choice(len(kinds) + 1, p=np.r_[shares, 1.0 - shares.sum()])
-    return {"subject_id": f"sub-{index + 1:03d}", "age": round(float(rng.uniform(lo, hi)), 1),
-            "sex": "F" if rng.random() < 0.5 else "M", "finding": kinds[draw] if draw < len(kinds) else None,
-            "n_sessions": 2 if rng.random() < float(ecfg["rescan_fraction"]) else 1}
+    return {
+        "subject_id": f"sub-{index + 1:03d}",
+        "age": round(float(rng.uniform(lo, hi)), 1),
+        "sex": "F" if rng.random() < 0.5 else "M",
+        "finding": kinds[draw] if draw < len(kinds) else None,
+        "n_sessions": 2 if rng.random() < float(ecfg["rescan_fraction"]) else 1,
+    }
 
 
 def write_external(out_dir: str | Path, ecfg: dict, seed: int, progress_every_s: float = 10.0) -> dict:
@@ -98,31 +110,51 @@ def write_external(out_dir: str | Path, ecfg: dict, seed: int, progress_every_s:
         patient = build_patient(rng, subj["age"], subj["sex"], findings)
         for ses in range(1, subj["n_sessions"] + 1):
             plane = str(rng.choice(ecfg["planes"]))
-            acq = _acquisition(patient, plane, int(rng.choice(ecfg["matrix"])), float(ecfg["fov_mm"]),
-                               float(ecfg["slice_mm"]), rng)
+            acq = _acquisition(
+                patient, plane, int(rng.choice(ecfg["matrix"])), float(ecfg["fov_mm"]), float(ecfg["slice_mm"]), rng
+            )
             vol = render(patient, "MR", "t1", acq, rng, scanner=scanner)
             vol = np.clip(np.rint(vol), 0, np.iinfo(np.int16).max).astype(np.int16)
             rel = f"nifti/{subj['subject_id']}_ses-{ses}_T1w.nii.gz"
             nifti_image(vol, acq.voxel_to_lps()).to_filename(str(out / rel))
-            row = {"file": rel, "subject_id": subj["subject_id"], "study_id": f"{subj['subject_id']}_ses-{ses}",
-                   "modality": "MR", "sequence": "t1", "age": subj["age"], "sex": subj["sex"],
-                   "site": ecfg["site"]}
+            row = {
+                "file": rel,
+                "subject_id": subj["subject_id"],
+                "study_id": f"{subj['subject_id']}_ses-{ses}",
+                "modality": "MR",
+                "sequence": "t1",
+                "age": subj["age"],
+                "sex": subj["sex"],
+                "site": ecfg["site"],
+            }
             row.update({k: int(subj["finding"] == k) for k in ecfg["diagnoses"]})
             row["brain_age"] = subj["age"]
             rows.append(row)
-            manifest.append({"file": rel, "plane": plane, "shape_kji": list(vol.shape),
-                             "affine_lps": acq.voxel_to_lps().round(6).tolist(),
-                             "finding": subj["finding"], "finding_side": (patient.findings[0].get("side")
-                                                                          if patient.findings else None)})
+            manifest.append(
+                {
+                    "file": rel,
+                    "plane": plane,
+                    "shape_kji": list(vol.shape),
+                    "affine_lps": acq.voxel_to_lps().round(6).tolist(),
+                    "finding": subj["finding"],
+                    "finding_side": (patient.findings[0].get("side") if patient.findings else None),
+                }
+            )
         patient.clear_cache()
         prog.update()
     prog.close()
     table = pd.DataFrame(rows)
     write_csv(out / "subjects.csv", table)
     rescanned = int((table.groupby("subject_id").size() > 1).sum())
-    summary = {"n_subjects": n, "n_scans": len(rows), "n_rescanned": rescanned,
-               "diagnoses": {k: int(table.groupby("subject_id")[k].max().sum()) for k in ecfg["diagnoses"]},
-               "seed": seed, "config": ecfg, "files": manifest}
+    summary = {
+        "n_subjects": n,
+        "n_scans": len(rows),
+        "n_rescanned": rescanned,
+        "diagnoses": {k: int(table.groupby("subject_id")[k].max().sum()) for k in ecfg["diagnoses"]},
+        "seed": seed,
+        "config": ecfg,
+        "files": manifest,
+    }
     with atomic_open(out / "manifest.json") as fh:
         json.dump(summary, fh, indent=1)
     return summary

@@ -8,6 +8,7 @@ Voxel index convention: (k, j, i) = (slice, row, column). DICOM's row direction 
 (first triplet of IOP) is the direction of increasing column index i; the column direction
 cosine (second triplet) is the direction of increasing row index j.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -116,8 +117,6 @@ class Acquisition:
     def voxel_centres_lps(self) -> np.ndarray:
         """LPS coordinates of every voxel centre, shape (n_slices, rows, cols, 3)."""
         a = self.voxel_to_lps()
-        k, j, i = np.meshgrid(
-            np.arange(self.n_slices), np.arange(self.rows), np.arange(self.cols), indexing="ij"
-        )
+        k, j, i = np.meshgrid(np.arange(self.n_slices), np.arange(self.rows), np.arange(self.cols), indexing="ij")
         idx = np.stack([i, j, k, np.ones_like(i)], axis=-1).astype(np.float32)
         return (idx @ a.T.astype(np.float32))[..., :3]

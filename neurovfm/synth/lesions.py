@@ -5,6 +5,7 @@ either edits the base tissue fractions (fracture lines, enlarged ventricles), mo
 backward displacement field (mass effect, midline shift, tonsillar descent), or adds a *layer*: a
 fractional map of a lesion tissue inside a box that replaces whatever lies beneath it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,12 @@ SIZE_INDEX = {"small": 0, "medium": 1, "large": 2}
 BRAIN_CENTRE = np.array([0.0, 18.0, 15.0])  # native mm, near the foramina of Monro
 # outward directions (native, for the left side: +x) towards named convexities
 CONVEXITY = {
-    "frontal": (0.55, -0.75, 0.45), "frontoparietal": (0.75, -0.2, 0.65), "parietal": (0.7, 0.25, 0.7),
-    "temporal": (1.0, -0.1, -0.25), "temporoparietal": (0.95, 0.2, 0.2), "occipital": (0.45, 0.9, 0.2),
+    "frontal": (0.55, -0.75, 0.45),
+    "frontoparietal": (0.75, -0.2, 0.65),
+    "parietal": (0.7, 0.25, 0.7),
+    "temporal": (1.0, -0.1, -0.25),
+    "temporoparietal": (0.95, 0.2, 0.2),
+    "occipital": (0.45, 0.9, 0.2),
 }
 
 
@@ -34,6 +39,7 @@ class Layer:
 @dataclass(eq=False)
 class Canvas:
     """A patient while it is being built: its own copy of the base fractions plus lesion layers."""
+
     anat: Anatomy
     frac: np.ndarray
     vent: np.ndarray
@@ -87,10 +93,21 @@ class Canvas:
         if with_vent:
             src = np.concatenate([src, self.vent[big][None].astype(np.float32)])
         dims = [b - a for a, b in zip(lo, hi)]
-        grid = np.stack([2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1, 2 * (sy - lo[1]) / max(dims[1] - 1, 1) - 1,
-                         2 * (sz - lo[0]) / max(dims[0] - 1, 1) - 1], axis=-1).astype(np.float32)
-        out = torch.nn.functional.grid_sample(torch.from_numpy(src)[None], torch.from_numpy(grid)[None, None, None],
-                                              mode="bilinear", padding_mode="border", align_corners=True)
+        grid = np.stack(
+            [
+                2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1,
+                2 * (sy - lo[1]) / max(dims[1] - 1, 1) - 1,
+                2 * (sz - lo[0]) / max(dims[0] - 1, 1) - 1,
+            ],
+            axis=-1,
+        ).astype(np.float32)
+        out = torch.nn.functional.grid_sample(
+            torch.from_numpy(src)[None],
+            torch.from_numpy(grid)[None, None, None],
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
         out = out[0, :, 0, 0].numpy()
         for n, c in enumerate(chans):
             self.frac[c][box][moving] = np.clip(np.round(out[n]), 0, 255).astype(np.uint8)
@@ -130,8 +147,9 @@ def inner_table_point(anat: Anatomy, direction, origin=BRAIN_CENTRE, offset_mm: 
     raise RuntimeError(f"no inner table found along {direction}")
 
 
-def blob(cv: Canvas, box, center, radii, rng: np.random.Generator, rough: float = 0.2, axes=None,
-         edge_mm: float = 1.0) -> np.ndarray:
+def blob(
+    cv: Canvas, box, center, radii, rng: np.random.Generator, rough: float = 0.2, axes=None, edge_mm: float = 1.0
+) -> np.ndarray:
     """Soft-edged irregular ellipsoid: radius modulated by a few random low-frequency lobes."""
     x, y, z = cv.coords(box)
     rot = np.eye(3) if axes is None else np.asarray(axes, dtype=float)

@@ -4,14 +4,29 @@ Each renderer draws its finding on a ``Canvas`` and returns what it did: ``locat
 ``center`` (native mm), ``volume_mm3`` and, where meaningful, ``max_thickness_mm``. Sizes are drawn from
 per-kind (small, medium, large) tables with +-15 % jitter; the side is the patient's side (native +x = left).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .anatomy import CH, describe
-from .lesions import (BRAIN_CENTRE, CONVEXITY, Canvas, blob, centroid, inner_table_point, inside_cavity,
-                      jitter_dir, normal_at, pick, push, side_sign, unit, ventricle_dilate)
+from .lesions import (
+    BRAIN_CENTRE,
+    CONVEXITY,
+    Canvas,
+    blob,
+    centroid,
+    inner_table_point,
+    inside_cavity,
+    jitter_dir,
+    normal_at,
+    pick,
+    push,
+    side_sign,
+    unit,
+    ventricle_dilate,
+)
 
 # --- helpers ---------------------------------------------------------------------------------------
 
@@ -37,20 +52,24 @@ def _extra_axial(cv: Canvas, rng, side, thickness, extent, tissue, lens: bool, c
     x, y, z = cv.coords(box)
     r2 = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
     if lens:
-        t = thickness * np.sqrt(np.clip(1 - r2 / extent ** 2, 0, 1))
+        t = thickness * np.sqrt(np.clip(1 - r2 / extent**2, 0, 1))
     else:
         t = thickness * np.clip((np.exp(-r2 / (2 * (extent / 2) ** 2)) - 0.1) / 0.9, 0, 1)
     t = t * (s * x > 2.0) * ~cv.anat.region("posterior_fossa")[box]
     depth = -cv.anat.sdist[box]
     gz, gy, gx = np.gradient(cv.anat.sdist[box])
     inward = [gx, gy, -gz]  # -grad(sdist) in native axes (x and y flip)
-    norm = np.sqrt(gx ** 2 + gy ** 2 + gz ** 2) + 1e-6
+    norm = np.sqrt(gx**2 + gy**2 + gz**2) + 1e-6
     fall = t * np.exp(-np.clip(depth, 0, None) / 15.0) * (depth > 0) / norm
     cv.warp(box, tuple(fall * g for g in inward))
     f = np.clip(t - depth + 0.5, 0, 1) * np.clip(depth + 0.5, 0, 1) * (t > 0.3)
     vol = cv.add(tissue, box, f)
-    return {"location": f"{side} {name} convexity", "center": centroid(cv, box, f), "volume_mm3": vol,
-            "max_thickness_mm": float(t.max())}
+    return {
+        "location": f"{side} {name} convexity",
+        "center": centroid(cv, box, f),
+        "volume_mm3": vol,
+        "max_thickness_mm": float(t.max()),
+    }
 
 
 # --- hemorrhage ------------------------------------------------------------------------------------
@@ -70,26 +89,51 @@ def ich_parenchymal(cv, f, rng):
     cv.add("edema", box, blob(cv, box, c, radii + rng.uniform(3, 6), rng, 0.15) * cv.parenchyma(box) * cavity)
     clot = blob(cv, box, c, radii, rng, 0.25) * cavity
     vol = cv.add("blood_acute", box, clot)
-    return {"location": describe(c), "center": centroid(cv, box, clot), "volume_mm3": vol,
-            "max_thickness_mm": 2 * float(radii.max())}
+    return {
+        "location": describe(c),
+        "center": centroid(cv, box, clot),
+        "volume_mm3": vol,
+        "max_thickness_mm": 2 * float(radii.max()),
+    }
 
 
 def sdh_acute(cv, f, rng):
-    return _extra_axial(cv, rng, f["side"], pick(f["size"], (4.0, 8.5, 14.0), rng),
-                        pick(f["size"], (40.0, 55.0, 65.0), rng, 0.1), "blood_acute", False,
-                        ("frontoparietal", "frontal", "parietal", "temporoparietal"))
+    return _extra_axial(
+        cv,
+        rng,
+        f["side"],
+        pick(f["size"], (4.0, 8.5, 14.0), rng),
+        pick(f["size"], (40.0, 55.0, 65.0), rng, 0.1),
+        "blood_acute",
+        False,
+        ("frontoparietal", "frontal", "parietal", "temporoparietal"),
+    )
 
 
 def sdh_chronic(cv, f, rng):
-    return _extra_axial(cv, rng, f["side"], pick(f["size"], (5.0, 10.0, 17.0), rng),
-                        pick(f["size"], (45.0, 58.0, 68.0), rng, 0.1), "blood_chronic", False,
-                        ("frontoparietal", "frontal", "parietal"))
+    return _extra_axial(
+        cv,
+        rng,
+        f["side"],
+        pick(f["size"], (5.0, 10.0, 17.0), rng),
+        pick(f["size"], (45.0, 58.0, 68.0), rng, 0.1),
+        "blood_chronic",
+        False,
+        ("frontoparietal", "frontal", "parietal"),
+    )
 
 
 def edh(cv, f, rng):
-    return _extra_axial(cv, rng, f["side"], pick(f["size"], (6.0, 12.0, 20.0), rng),
-                        pick(f["size"], (20.0, 27.0, 34.0), rng, 0.1), "blood_acute", True,
-                        ("temporal", "temporoparietal", "parietal", "frontal"))
+    return _extra_axial(
+        cv,
+        rng,
+        f["side"],
+        pick(f["size"], (6.0, 12.0, 20.0), rng),
+        pick(f["size"], (20.0, 27.0, 34.0), rng, 0.1),
+        "blood_acute",
+        True,
+        ("temporal", "temporoparietal", "parietal", "frontal"),
+    )
 
 
 def ivh(cv, f, rng):
@@ -116,8 +160,11 @@ def ivh(cv, f, rng):
 
 def ventriculomegaly(cv, f, rng):
     ventricle_dilate(cv, pick(f["size"], (2.5, 4.0, 5.5), rng))
-    return {"location": "lateral and third ventricles", "center": BRAIN_CENTRE.copy(),
-            "volume_mm3": float(cv.vent.sum())}
+    return {
+        "location": "lateral and third ventricles",
+        "center": BRAIN_CENTRE.copy(),
+        "volume_mm3": float(cv.vent.sum()),
+    }
 
 
 def atrophy(cv, f, rng):
@@ -143,12 +190,17 @@ def midline_shift(cv, f, rng):
     amount = pick(f["size"], (3.5, 7.0, 11.0), rng)
     box = cv.anat.box(BRAIN_CENTRE + [0, 0, 14], (50, 100, 62))
     x, y, z = cv.coords(box)
-    u = s * amount * np.exp(-x ** 2 / (2 * 18.0 ** 2)) * np.exp(-((z - 14.0) / 32.0) ** 2)
+    u = s * amount * np.exp(-(x**2) / (2 * 18.0**2)) * np.exp(-(((z - 14.0) / 32.0) ** 2))
     u = u * np.clip(-cv.anat.sdist[box] / 20.0, 0, 1) * ~cv.anat.region("posterior_fossa")[box]
     cv.warp(box, (u, 0.0, 0.0))
     c = np.array([s * amount, -5.0, 15.0])
-    return {"location": "septum pellucidum", "center": c, "volume_mm3": 0.0, "max_thickness_mm": amount,
-            "shift_mm": amount}
+    return {
+        "location": "septum pellucidum",
+        "center": c,
+        "volume_mm3": 0.0,
+        "max_thickness_mm": amount,
+        "shift_mm": amount,
+    }
 
 
 def chiari(cv, f, rng):
@@ -156,13 +208,12 @@ def chiari(cv, f, rng):
     c = np.array([0.0, 44.0, cv.anat.foramen_z + 8.0])
     box = cv.anat.box(c + [0, 0, -10], (30, 30, 35))
     x, y, z = cv.coords(box)
-    w = np.exp(-x ** 2 / (2 * 11.0 ** 2)) * np.exp(-((y - c[1]) ** 2) / (2 * 14.0 ** 2))
+    w = np.exp(-(x**2) / (2 * 11.0**2)) * np.exp(-((y - c[1]) ** 2) / (2 * 14.0**2))
     w = w * np.clip((c[2] + 22 - z) / 18.0, 0, 1)
     soft_tissue = (cv.frac[CH["bone"]][box].astype(np.float32) + cv.frac[CH["soft"]][box]) / 255.0
     w = w * np.clip(1.0 - 2 * soft_tissue, 0, 1)
     cv.warp(box, (0.0, 0.0, -drop * w))
-    return {"location": "cerebellar tonsils", "center": c - [0, 0, drop], "volume_mm3": 0.0,
-            "max_thickness_mm": drop}
+    return {"location": "cerebellar tonsils", "center": c - [0, 0, drop], "volume_mm3": 0.0, "max_thickness_mm": drop}
 
 
 # --- tumours ---------------------------------------------------------------------------------------
@@ -182,8 +233,12 @@ def glioma(cv, f, rng):
     tumour = blob(cv, box, c, radii, rng, 0.3) * cavity
     vol = cv.add("tumor_enh", box, tumour)
     cv.add("necrosis", box, blob(cv, box, c, radii * rng.uniform(0.45, 0.65), rng, 0.3) * cavity)
-    return {"location": describe(c), "center": centroid(cv, box, tumour), "volume_mm3": vol,
-            "max_thickness_mm": 2 * float(radii.max())}
+    return {
+        "location": describe(c),
+        "center": centroid(cv, box, tumour),
+        "volume_mm3": vol,
+        "max_thickness_mm": 2 * float(radii.max()),
+    }
 
 
 def meningioma(cv, f, rng):
@@ -200,8 +255,12 @@ def meningioma(cv, f, rng):
     vol = cv.add("meningioma", box, mass)
     near = np.sqrt((x - edge[0]) ** 2 + (y - edge[1]) ** 2 + (z - edge[2]) ** 2) < 1.8 * r
     cv.add("dura", box, near * np.clip(1.0 - np.abs(cv.anat.sdist[box] + 1.2), 0, 1))  # dural tail
-    return {"location": f"{f['side']} {name} convexity", "center": centroid(cv, box, mass),
-            "volume_mm3": vol, "max_thickness_mm": 2 * r}
+    return {
+        "location": f"{f['side']} {name} convexity",
+        "center": centroid(cv, box, mass),
+        "volume_mm3": vol,
+        "max_thickness_mm": 2 * r,
+    }
 
 
 # --- ischaemia -------------------------------------------------------------------------------------
@@ -223,8 +282,13 @@ def _cone(cv, rng, side, half_angle_deg, apex_depth=(8.0, 200.0)):
 
 
 def stroke_acute(cv, f, rng):
-    box, cone = _cone(cv, rng, f["side"], pick(f["size"], (13.0, 22.0, 34.0), rng, 0.1),
-                      (10.0 if f["size"] == "large" else 22.0, 200.0))
+    box, cone = _cone(
+        cv,
+        rng,
+        f["side"],
+        pick(f["size"], (13.0, 22.0, 34.0), rng, 0.1),
+        (10.0 if f["size"] == "large" else 22.0, 200.0),
+    )
     fr = cone * cv.parenchyma(box)
     vol = cv.add("infarct", box, fr)
     return {"location": f"{f['side']} MCA territory", "center": centroid(cv, box, fr), "volume_mm3": vol}
@@ -254,8 +318,7 @@ def svid(cv, f, rng):
     pv = np.exp(-dist / 9.0)
     fr = np.clip((0.35 * field + pv - (1.0 - amount)) * 3.0, 0, 1) * cv.channel("wm", box)
     vol = cv.add("wm_lesion", box, fr)
-    return {"location": "periventricular and deep white matter", "center": BRAIN_CENTRE.copy(),
-            "volume_mm3": vol}
+    return {"location": "periventricular and deep white matter", "center": BRAIN_CENTRE.copy(), "volume_mm3": vol}
 
 
 # --- inflammatory / calcification ------------------------------------------------------------------
@@ -282,8 +345,11 @@ def ms_lesions(cv, f, rng):
         fr = blob(cv, box, p, np.array([a, 0.55 * a, 0.55 * a]), rng, 0.1, axes=axes) * (cv.channel("wm", box) + 0.3)
         total += cv.add("ms_plaque", box, fr)
         centres.append(p)
-    return {"location": "periventricular and juxtacortical white matter", "center": np.mean(centres, 0),
-            "volume_mm3": total}
+    return {
+        "location": "periventricular and juxtacortical white matter",
+        "center": np.mean(centres, 0),
+        "volume_mm3": total,
+    }
 
 
 def bg_calcification(cv, f, rng):
@@ -324,8 +390,7 @@ def skull_fracture_displaced(cv, f, rng):
     moved = ndi.shift(frag, (shift[2], -shift[1], -shift[0]), order=1, mode="constant")
     cv.replace_base(box, disk * _skull_band(cv, box, 1.0), "soft")
     vol = cv.add("bone", box, moved)
-    return {"location": f"{f['side']} {name} bone", "center": c - n * dep, "volume_mm3": vol,
-            "max_thickness_mm": dep}
+    return {"location": f"{f['side']} {name} bone", "center": c - n * dep, "volume_mm3": vol, "max_thickness_mm": dep}
 
 
 def skull_fracture_nondisplaced(cv, f, rng):
@@ -345,8 +410,7 @@ def skull_fracture_nondisplaced(cv, f, rng):
     line = np.clip(0.8 - np.abs(across) + 0.5, 0, 1) * (np.abs(along) < length / 2)
     line = line * _skull_band(cv, box, 0.5)
     cv.replace_base(box, line, "soft")
-    return {"location": f"{f['side']} {name} bone", "center": c, "volume_mm3": float(line.sum()),
-            "length_mm": length}
+    return {"location": f"{f['side']} {name} bone", "center": c, "volume_mm3": float(line.sum()), "length_mm": length}
 
 
 def craniotomy(cv, f, rng):
@@ -364,15 +428,20 @@ def craniotomy(cv, f, rng):
     holes = np.zeros_like(dist)
     for ang in rng.uniform(0, 2 * np.pi, 3):
         h = c + R * (np.cos(ang) * a + np.sin(ang) * b)
-        holes = np.maximum(holes, np.clip(5.0 - np.sqrt((x - h[0]) ** 2 + (y - h[1]) ** 2 + (z - h[2]) ** 2) + 0.5, 0, 1))
+        holes = np.maximum(
+            holes, np.clip(5.0 - np.sqrt((x - h[0]) ** 2 + (y - h[1]) ** 2 + (z - h[2]) ** 2) + 0.5, 0, 1)
+        )
     cut = np.maximum(kerf, holes) * _skull_band(cv, box, 1.0)
     cv.replace_base(box, cut, "soft")
     sd = cv.anat.sdist[box]
-    scalp = (dist < R + 10) * np.clip(sd - cv.anat.skull_mm + 0.5, 0, 1) * np.clip(cv.anat.skull_mm + cv.anat.scalp_mm + 3 - sd, 0, 1)
+    scalp = (
+        (dist < R + 10)
+        * np.clip(sd - cv.anat.skull_mm + 0.5, 0, 1)
+        * np.clip(cv.anat.skull_mm + cv.anat.scalp_mm + 3 - sd, 0, 1)
+    )
     cv.add("soft", box, scalp)
     cv.add("dura", box, (dist < R) * np.clip(1.5 - np.abs(sd + 1.5), 0, 1))
-    return {"location": f"{f['side']} {name}", "center": c, "volume_mm3": float(cut.sum()),
-            "max_thickness_mm": 2 * R}
+    return {"location": f"{f['side']} {name}", "center": c, "volume_mm3": float(cut.sum()), "max_thickness_mm": 2 * R}
 
 
 def resection_cavity(cv, f, rng):
@@ -384,8 +453,12 @@ def resection_cavity(cv, f, rng):
     cv.add("gliosis", box, blob(cv, box, c, radii + 2.5, rng, 0.2) * cavity * cv.parenchyma(box))
     hole = blob(cv, box, c, radii, rng, 0.3) * cavity
     vol = cv.add("csf", box, hole)
-    return {"location": describe(c), "center": centroid(cv, box, hole), "volume_mm3": vol,
-            "max_thickness_mm": 2 * float(radii.max())}
+    return {
+        "location": describe(c),
+        "center": centroid(cv, box, hole),
+        "volume_mm3": vol,
+        "max_thickness_mm": 2 * float(radii.max()),
+    }
 
 
 def pneumocephalus(cv, f, rng):
@@ -419,24 +492,53 @@ def scalp_hematoma(cv, f, rng):
     box = cv.anat.box(c + n * t / 2, extent + t + 3)
     x, y, z = cv.coords(box)
     r2 = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
-    thick = t * np.sqrt(np.clip(1 - r2 / extent ** 2, 0, 1))
+    thick = t * np.sqrt(np.clip(1 - r2 / extent**2, 0, 1))
     o = cv.anat.sdist[box] - cv.anat.skull_mm
     f_blood = np.clip(o + 0.5, 0, 1) * np.clip(thick - o + 0.5, 0, 1) * (thick > 0.5)
     vol = cv.add("blood_acute", box, f_blood)
     cv.add("soft", box, np.clip(1.5 - np.abs(o - thick - 0.75), 0, 1) * (thick > 0.5))  # stretched skin
-    return {"location": f"{f['side']} {name} scalp", "center": centroid(cv, box, f_blood), "volume_mm3": vol,
-            "max_thickness_mm": t}
+    return {
+        "location": f"{f['side']} {name} scalp",
+        "center": centroid(cv, box, f_blood),
+        "volume_mm3": vol,
+        "max_thickness_mm": t,
+    }
 
 
 RENDERERS = {
-    "ich_parenchymal": ich_parenchymal, "sdh_acute": sdh_acute, "sdh_chronic": sdh_chronic, "edh": edh,
-    "ivh": ivh, "ventriculomegaly": ventriculomegaly, "atrophy": atrophy, "glioma": glioma,
-    "meningioma": meningioma, "stroke_acute": stroke_acute, "midline_shift": midline_shift,
-    "skull_fracture_displaced": skull_fracture_displaced, "skull_fracture_nondisplaced": skull_fracture_nondisplaced,
-    "craniotomy": craniotomy, "resection_cavity": resection_cavity, "ms_lesions": ms_lesions, "chiari": chiari,
-    "pneumocephalus": pneumocephalus, "svid": svid, "scalp_hematoma": scalp_hematoma,
-    "encephalomalacia": encephalomalacia, "bg_calcification": bg_calcification,
+    "ich_parenchymal": ich_parenchymal,
+    "sdh_acute": sdh_acute,
+    "sdh_chronic": sdh_chronic,
+    "edh": edh,
+    "ivh": ivh,
+    "ventriculomegaly": ventriculomegaly,
+    "atrophy": atrophy,
+    "glioma": glioma,
+    "meningioma": meningioma,
+    "stroke_acute": stroke_acute,
+    "midline_shift": midline_shift,
+    "skull_fracture_displaced": skull_fracture_displaced,
+    "skull_fracture_nondisplaced": skull_fracture_nondisplaced,
+    "craniotomy": craniotomy,
+    "resection_cavity": resection_cavity,
+    "ms_lesions": ms_lesions,
+    "chiari": chiari,
+    "pneumocephalus": pneumocephalus,
+    "svid": svid,
+    "scalp_hematoma": scalp_hematoma,
+    "encephalomalacia": encephalomalacia,
+    "bg_calcification": bg_calcification,
 }
 # order of drawing: global deformations, then masses that push tissue, then everything else
-STAGE = {"atrophy": 0, "ventriculomegaly": 0, "midline_shift": 1, "chiari": 1, "sdh_acute": 2, "sdh_chronic": 2,
-         "edh": 2, "ich_parenchymal": 2, "glioma": 2, "meningioma": 2}
+STAGE = {
+    "atrophy": 0,
+    "ventriculomegaly": 0,
+    "midline_shift": 1,
+    "chiari": 1,
+    "sdh_acute": 2,
+    "sdh_chronic": 2,
+    "edh": 2,
+    "ich_parenchymal": 2,
+    "glioma": 2,
+    "meningioma": 2,
+}

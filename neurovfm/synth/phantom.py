@@ -6,6 +6,7 @@ the sequence's intensity volume on the 1-mm native grid once (cached on the pati
 with a single trilinear pass through acquisition voxel -> LPS -> native pose -> template index, averaging
 a few samples across the slice thickness, and adds the scanner's noise (and, for MR, bias field and gain).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -63,8 +64,9 @@ def _validate(findings) -> list[dict]:
     return out
 
 
-def draw_pose(rng: np.random.Generator, sex: str, pose_deg: float = 8.0, shift_mm: float = 10.0,
-              scale_range: tuple = (0.9, 1.1)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_pose(
+    rng: np.random.Generator, sex: str, pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The head's placement in the scanner, the first draws of a patient's stream: per-axis scale, a small
     rotation and a translation. Returns (native mm -> scanner LPS 4 x 4, scale [3], head centre LPS [3])."""
     lo, hi = scale_range
@@ -79,9 +81,16 @@ def draw_pose(rng: np.random.Generator, sex: str, pose_deg: float = 8.0, shift_m
     return pose, scale, centre_lps
 
 
-def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list[dict],
-                  pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1),
-                  age_atrophy_mm: float = 1.2) -> Patient:
+def build_patient(
+    rng: np.random.Generator,
+    age: float,
+    sex: str,
+    findings: list[dict],
+    pose_deg: float = 8.0,
+    shift_mm: float = 10.0,
+    scale_range: tuple = (0.9, 1.1),
+    age_atrophy_mm: float = 1.2,
+) -> Patient:
     """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
 
     Lateralised findings given without a side get a random one; ``bilateral`` draws both sides.
@@ -99,8 +108,16 @@ def build_patient(rng: np.random.Generator, age: float, sex: str, findings: list
     for n in order:
         enriched[n] = _draw(cv, findings[n], rng, pose, scale)
     extent = np.array([170.0, 200.0, 180.0]) * scale
-    return Patient(age=float(age), sex=str(sex), findings=enriched, head_center_lps=tuple(map(float, centre_lps)),
-                   head_extent_mm=tuple(map(float, extent)), native_to_lps=pose, frac=cv.frac, layers=cv.layers)
+    return Patient(
+        age=float(age),
+        sex=str(sex),
+        findings=enriched,
+        head_center_lps=tuple(map(float, centre_lps)),
+        head_extent_mm=tuple(map(float, extent)),
+        native_to_lps=pose,
+        frac=cv.frac,
+        layers=cv.layers,
+    )
 
 
 def _draw(cv: Canvas, f: dict, rng, pose, scale) -> dict:
@@ -146,9 +163,16 @@ def _volume(patient: Patient, sequence: str, field_strength: float | None) -> tu
     return patient._cache[key]
 
 
-def render(patient: Patient, modality: str, sequence: str, acq: Acquisition,
-           rng: np.random.Generator, scanner: dict | None = None, sub_mm: float = 1.5,
-           max_sub: int = 3) -> np.ndarray:
+def render(
+    patient: Patient,
+    modality: str,
+    sequence: str,
+    acq: Acquisition,
+    rng: np.random.Generator,
+    scanner: dict | None = None,
+    sub_mm: float = 1.5,
+    max_sub: int = 3,
+) -> np.ndarray:
     """Image the patient: float32 HU for CT, non-negative signal for MR, shape (slices, rows, cols).
 
     ``scanner`` keys (all optional): field_strength (T, MR contrast and noise), scale (MR gain),
@@ -174,8 +198,12 @@ def render(patient: Patient, modality: str, sequence: str, acq: Acquisition,
     for s, o in enumerate(offs):
         for r in range(3):
             sc = 2.0 / (dims[r] - 1)
-            grid[s, ..., r] = (np.float32(m[r, 0] * sc) * i + np.float32(m[r, 1] * sc) * j
-                               + np.float32(m[r, 2] * sc) * k + np.float32((m[r, 3] + step[r] * o) * sc - 1.0))
+            grid[s, ..., r] = (
+                np.float32(m[r, 0] * sc) * i
+                + np.float32(m[r, 1] * sc) * j
+                + np.float32(m[r, 2] * sc) * k
+                + np.float32((m[r, 3] + step[r] * o) * sc - 1.0)
+            )
     src = torch.from_numpy(vol)[None, None]
     g = torch.from_numpy(grid.reshape(1, n_sub * acq.n_slices, acq.rows, acq.cols, 3))
     out = torch.nn.functional.grid_sample(src, g, mode="bilinear", padding_mode="zeros", align_corners=True)

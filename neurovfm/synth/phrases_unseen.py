@@ -13,6 +13,7 @@ intra-axial, high-grade tumour with oedema; for ``encephalomalacia``: an old inf
 nothing else; every distractor lists the kinds whose presence it would contradict, and is used only when
 none of them is present.
 """
+
 from __future__ import annotations
 
 # anatomy the bank names for each lateralised kind (the renderer's location is not used)
@@ -168,15 +169,28 @@ PRESENT = {
 
 # Short impression lines (telegraphic), one per kind.
 TELEGRAPHIC = {
-    "sdh_acute": "{Side} acute SDH {mm} mm.", "sdh_chronic": "{Side} chronic SDH.", "edh": "{Side} EDH {mm} mm.",
-    "ich_parenchymal": "{Side} {site} IPH, ~{ml} ml.", "ivh": "IVH.", "ventriculomegaly": "Hydrocephalus.",
-    "atrophy": "Cerebral atrophy.", "glioma": "{Side} {site} high-grade glioma with oedema.",
-    "meningioma": "{Side} meningioma.", "stroke_acute": "Acute {side} {site} infarct.",
-    "midline_shift": "MLS {mm} mm to the {dir}.", "skull_fracture_displaced": "Depressed {side} skull fracture.",
-    "skull_fracture_nondisplaced": "Undisplaced {side} skull fracture.", "craniotomy": "{Side} craniotomy.",
-    "resection_cavity": "{Side} resection cavity.", "ms_lesions": "Multiple sclerosis.", "chiari": "Chiari I.",
-    "pneumocephalus": "Intracranial air.", "svid": "Small vessel disease.", "scalp_hematoma": "{Side} scalp haematoma.",
-    "encephalomalacia": "Old {side} infarct.", "bg_calcification": "Basal ganglia calcification.",
+    "sdh_acute": "{Side} acute SDH {mm} mm.",
+    "sdh_chronic": "{Side} chronic SDH.",
+    "edh": "{Side} EDH {mm} mm.",
+    "ich_parenchymal": "{Side} {site} IPH, ~{ml} ml.",
+    "ivh": "IVH.",
+    "ventriculomegaly": "Hydrocephalus.",
+    "atrophy": "Cerebral atrophy.",
+    "glioma": "{Side} {site} high-grade glioma with oedema.",
+    "meningioma": "{Side} meningioma.",
+    "stroke_acute": "Acute {side} {site} infarct.",
+    "midline_shift": "MLS {mm} mm to the {dir}.",
+    "skull_fracture_displaced": "Depressed {side} skull fracture.",
+    "skull_fracture_nondisplaced": "Undisplaced {side} skull fracture.",
+    "craniotomy": "{Side} craniotomy.",
+    "resection_cavity": "{Side} resection cavity.",
+    "ms_lesions": "Multiple sclerosis.",
+    "chiari": "Chiari I.",
+    "pneumocephalus": "Intracranial air.",
+    "svid": "Small vessel disease.",
+    "scalp_hematoma": "{Side} scalp haematoma.",
+    "encephalomalacia": "Old {side} infarct.",
+    "bg_calcification": "Basal ganglia calcification.",
 }
 
 # Pertinent negatives in this group's words: (text, kinds it denies, modality or None)
@@ -192,7 +206,11 @@ NEGATIVES = [
     ("No region of restricted diffusion.", frozenset({"stroke_acute"}), "MR"),
     ("Midline structures are central.", frozenset({"midline_shift"}), None),
     ("The cerebellar tonsils are not low-lying.", frozenset({"chiari"}), None),
-    ("No calvarial fracture is identified.", frozenset({"skull_fracture_displaced", "skull_fracture_nondisplaced"}), "CT"),
+    (
+        "No calvarial fracture is identified.",
+        frozenset({"skull_fracture_displaced", "skull_fracture_nondisplaced"}),
+        "CT",
+    ),
     ("Scalp: no haematoma.", frozenset({"scalp_hematoma"}), "CT"),
     ("No space-occupying lesion.", frozenset({"glioma", "meningioma"}), None),
     ("No abnormal parenchymal or meningeal enhancement.", frozenset({"glioma", "meningioma", "ms_lesions"}), "MR"),
@@ -205,41 +223,81 @@ NEGATIVES = [
 # either ontology (a cavum septum pellucidum or a pineal cyst is one: stating it would be a finding).
 DISTRACTORS = [
     # recommendations and conditionals
-    ("If there is clinical suspicion of venous sinus thrombosis, a CT venogram could be performed.", frozenset(), "CT",
-     "recommendation"),
-    ("MRI is more sensitive than CT for a small infarct and could be considered if symptoms persist.",
-     frozenset({"stroke_acute"}), "CT", "recommendation"),
+    (
+        "If there is clinical suspicion of venous sinus thrombosis, a CT venogram could be performed.",
+        frozenset(),
+        "CT",
+        "recommendation",
+    ),
+    (
+        "MRI is more sensitive than CT for a small infarct and could be considered if symptoms persist.",
+        frozenset({"stroke_acute"}),
+        "CT",
+        "recommendation",
+    ),
     ("Should there be concern for meningitis, lumbar puncture is suggested.", frozenset(), None, "recommendation"),
-    ("Contrast-enhanced imaging may help if metastatic disease is a clinical concern.", frozenset(), None,
-     "recommendation"),
-    ("Recommend follow-up imaging to exclude an underlying mass once the blood has resorbed.", frozenset(), None,
-     "recommendation"),
+    (
+        "Contrast-enhanced imaging may help if metastatic disease is a clinical concern.",
+        frozenset(),
+        None,
+        "recommendation",
+    ),
+    (
+        "Recommend follow-up imaging to exclude an underlying mass once the blood has resorbed.",
+        frozenset(),
+        None,
+        "recommendation",
+    ),
     # communication lines
-    ("Findings were discussed with the stroke team by telephone at the time of reporting.",
-     frozenset({"stroke_acute"}), None, "communication"),
+    (
+        "Findings were discussed with the stroke team by telephone at the time of reporting.",
+        frozenset({"stroke_acute"}),
+        None,
+        "communication",
+    ),
     ("Result communicated to the neuro-oncology service.", frozenset(), None, "communication"),
     ("Discussed with the on-call aneurysm nurse specialist.", frozenset(), None, "communication"),
-    ("Verbal report given to the hydrocephalus clinic coordinator.", frozenset({"ventriculomegaly"}), None,
-     "communication"),
+    (
+        "Verbal report given to the hydrocephalus clinic coordinator.",
+        frozenset({"ventriculomegaly"}),
+        None,
+        "communication",
+    ),
     # differentials and hedges after the noun
     ("Venous sinus thrombosis is thought less likely.", frozenset(), None, "post_hedge"),
     ("Metastatic disease would be unusual in this context.", frozenset(), None, "post_hedge"),
-    ("An abscess is considered less likely given the absence of restricted diffusion.", frozenset(), "MR",
-     "post_hedge"),
+    (
+        "An abscess is considered less likely given the absence of restricted diffusion.",
+        frozenset(),
+        "MR",
+        "post_hedge",
+    ),
     ("Cerebral contusion is a possibility but not convincingly seen.", frozenset(), "CT", "post_hedge"),
     ("Encephalitis remains a differential consideration clinically.", frozenset(), "MR", "post_hedge"),
     # words in another sense / named normal variants
     ("Arachnoid granulations in the transverse sinuses, a normal variant.", frozenset(), None, "other_sense"),
-    ("Partially imaged herniation of orbital fat through a dehiscent lamina papyracea, longstanding.", frozenset(),
-     None, "other_sense"),
+    (
+        "Partially imaged herniation of orbital fat through a dehiscent lamina papyracea, longstanding.",
+        frozenset(),
+        None,
+        "other_sense",
+    ),
     ("Fetal origin of the right posterior cerebral artery, an anatomical variant.", frozenset(), "MR", "other_sense"),
-    ("Prominent perivascular spaces in the basal ganglia, a normal finding at this age.", frozenset(), None,
-     "other_sense"),
+    (
+        "Prominent perivascular spaces in the basal ganglia, a normal finding at this age.",
+        frozenset(),
+        None,
+        "other_sense",
+    ),
     ("Mega cisterna magna is not present.", frozenset(), None, "other_sense"),
 ]
 
 # follow-up: routine kinds are described as stable, urgent kinds as new or enlarging
-STABLE = ("Unchanged since {prior}.", "No interval change from {prior}.", "Appearances are stable compared with {prior}.")
+STABLE = (
+    "Unchanged since {prior}.",
+    "No interval change from {prior}.",
+    "Appearances are stable compared with {prior}.",
+)
 WORSE = ("This is new since {prior}.", "This has enlarged since {prior}.", "Increased compared with {prior}.")
 RESOLVED = (
     "The {side} {name} demonstrated on {prior} has since resolved.",
@@ -248,14 +306,24 @@ RESOLVED = (
     "Complete resolution of the {side} {name}.",
 )
 NAMES = {
-    "sdh_acute": "subdural collection", "sdh_chronic": "subdural collection", "edh": "extradural haematoma",
-    "ich_parenchymal": "parenchymal haematoma", "ivh": "intraventricular blood", "pneumocephalus": "intracranial gas",
-    "scalp_hematoma": "scalp haematoma", "midline_shift": "midline shift", "skull_fracture_nondisplaced": "skull fracture",
+    "sdh_acute": "subdural collection",
+    "sdh_chronic": "subdural collection",
+    "edh": "extradural haematoma",
+    "ich_parenchymal": "parenchymal haematoma",
+    "ivh": "intraventricular blood",
+    "pneumocephalus": "intracranial gas",
+    "scalp_hematoma": "scalp haematoma",
+    "midline_shift": "midline shift",
+    "skull_fracture_nondisplaced": "skull fracture",
     "skull_fracture_displaced": "depressed skull fracture",
 }
 # what the group writes for a normal study
-NORMAL = ("No acute intracranial abnormality identified.", "Normal appearances of the brain.",
-          "Unremarkable study.", "No intracranial abnormality to account for the symptoms.")
+NORMAL = (
+    "No acute intracranial abnormality identified.",
+    "Normal appearances of the brain.",
+    "Unremarkable study.",
+    "No intracranial abnormality to account for the symptoms.",
+)
 # statements about structures outside the ontology's findings (none may state a diagnosis the truth lacks)
 FILLER = [
     ("Paranasal sinuses and mastoids are well aerated.", None),
@@ -272,13 +340,33 @@ ADDENDA = (
 HEADINGS = (
     ("EXTRA-AXIAL SPACES", frozenset({"sdh_acute", "sdh_chronic", "edh"})),
     ("HAEMORRHAGE", frozenset({"ich_parenchymal", "ivh"})),
-    ("BRAIN PARENCHYMA", frozenset({"glioma", "meningioma", "stroke_acute", "ms_lesions", "svid", "encephalomalacia",
-                                    "atrophy", "bg_calcification", "resection_cavity", "chiari"})),
+    (
+        "BRAIN PARENCHYMA",
+        frozenset(
+            {
+                "glioma",
+                "meningioma",
+                "stroke_acute",
+                "ms_lesions",
+                "svid",
+                "encephalomalacia",
+                "atrophy",
+                "bg_calcification",
+                "resection_cavity",
+                "chiari",
+            }
+        ),
+    ),
     ("VENTRICLES AND MIDLINE", frozenset({"ventriculomegaly", "midline_shift", "pneumocephalus"})),
-    ("BONES AND SOFT TISSUES", frozenset({"skull_fracture_displaced", "skull_fracture_nondisplaced", "craniotomy",
-                                         "scalp_hematoma"})),
+    (
+        "BONES AND SOFT TISSUES",
+        frozenset({"skull_fracture_displaced", "skull_fracture_nondisplaced", "craniotomy", "scalp_hematoma"}),
+    ),
 )
 HEADING_NORMAL = {
-    "EXTRA-AXIAL SPACES": "Normal.", "HAEMORRHAGE": "None.", "BRAIN PARENCHYMA": "Normal for age.",
-    "VENTRICLES AND MIDLINE": "Normal.", "BONES AND SOFT TISSUES": "Unremarkable.",
+    "EXTRA-AXIAL SPACES": "Normal.",
+    "HAEMORRHAGE": "None.",
+    "BRAIN PARENCHYMA": "Normal for age.",
+    "VENTRICLES AND MIDLINE": "Normal.",
+    "BONES AND SOFT TISSUES": "Unremarkable.",
 }

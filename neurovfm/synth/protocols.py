@@ -6,6 +6,7 @@ and post-contrast T1 when the indication calls for it. Names and image types fol
 habits. Each series carries the outcome ingest should reach for it (``expected``), so the ingest
 stage can be scored against the truth.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -16,38 +17,115 @@ from neurovfm.synth.geometry import Acquisition
 
 # Series descriptions per vendor family. {t} is the slice thickness.
 CT_NAMES = {
-    "GE": {"scout": "Scout", "soft": "HEAD {t}mm STND", "bone": "HEAD {t}mm BONE", "post": "HEAD {t}mm STND +C",
-           "cor": "COR REFORMAT 3mm", "sag": "SAG REFORMAT 3mm", "dose": "Dose Report", "short": "VERTEX ADD {t}mm"},
-    "Siemens": {"scout": "Topogram 0.6 T20s", "soft": "Head {t} H30s", "bone": "Head {t} H70h",
-                "post": "Head {t} H30s KM", "cor": "Head 3.0 cor REFORMAT", "sag": "Head 3.0 sag REFORMAT",
-                "dose": "Patient Protocol", "short": "Head {t} H30s add"},
-    "Philips": {"scout": "Surview", "soft": "Brain {t}mm", "bone": "Brain {t}mm Bone", "post": "Brain {t}mm Post",
-                "cor": "Coronal Reformat", "sag": "Sagittal Reformat", "dose": "Dose Info", "short": "Brain {t}mm extra"},
-    "Canon": {"scout": "Scanogram", "soft": "AX BRAIN {t}", "bone": "AX BONE {t}", "post": "AX BRAIN {t} C+",
-              "cor": "COR REFORMAT", "sag": "SAG REFORMAT", "dose": "Dose Summary", "short": "AX ADD {t}"},
+    "GE": {
+        "scout": "Scout",
+        "soft": "HEAD {t}mm STND",
+        "bone": "HEAD {t}mm BONE",
+        "post": "HEAD {t}mm STND +C",
+        "cor": "COR REFORMAT 3mm",
+        "sag": "SAG REFORMAT 3mm",
+        "dose": "Dose Report",
+        "short": "VERTEX ADD {t}mm",
+    },
+    "Siemens": {
+        "scout": "Topogram 0.6 T20s",
+        "soft": "Head {t} H30s",
+        "bone": "Head {t} H70h",
+        "post": "Head {t} H30s KM",
+        "cor": "Head 3.0 cor REFORMAT",
+        "sag": "Head 3.0 sag REFORMAT",
+        "dose": "Patient Protocol",
+        "short": "Head {t} H30s add",
+    },
+    "Philips": {
+        "scout": "Surview",
+        "soft": "Brain {t}mm",
+        "bone": "Brain {t}mm Bone",
+        "post": "Brain {t}mm Post",
+        "cor": "Coronal Reformat",
+        "sag": "Sagittal Reformat",
+        "dose": "Dose Info",
+        "short": "Brain {t}mm extra",
+    },
+    "Canon": {
+        "scout": "Scanogram",
+        "soft": "AX BRAIN {t}",
+        "bone": "AX BONE {t}",
+        "post": "AX BRAIN {t} C+",
+        "cor": "COR REFORMAT",
+        "sag": "SAG REFORMAT",
+        "dose": "Dose Summary",
+        "short": "AX ADD {t}",
+    },
 }
-CT_KERNELS = {"GE": ("STANDARD", "BONE"), "Siemens": ("H30s", "H70h"), "Philips": ("UB", "YC"),
-              "Canon": ("FC21", "FC30")}
+CT_KERNELS = {
+    "GE": ("STANDARD", "BONE"),
+    "Siemens": ("H30s", "H70h"),
+    "Philips": ("UB", "YC"),
+    "Canon": ("FC21", "FC30"),
+}
 MR_NAMES = {
-    "GE": {"loc": "3-Plane Loc", "sag_t1": "Sag T1 FLAIR", "t2": "AX T2 FSE", "flair": "Ax T2 FLAIR",
-           "dwi": "Ax DWI 1000b", "adc": "Apparent Diffusion Coefficient (mm2/s)", "t1c": "AX T1 POST GAD",
-           "cor_t1c": "Cor T1 +C", "mprage": "Sag 3D T1 BRAVO", "short": "AX DWI repeat"},
-    "Siemens": {"loc": "localizer", "sag_t1": "t1_tse_sag", "t2": "t2_tse_tra", "flair": "t2_tirm_tra_dark-fluid",
-                "dwi": "ep2d_diff_3scan_trace", "adc": "ep2d_diff_3scan_trace_ADC", "t1c": "t1_se_tra_post",
-                "cor_t1c": "t1_se_cor_post", "mprage": "t1_mprage_sag_p2_iso", "short": "t2_tse_tra_rpt"},
-    "Philips": {"loc": "Survey", "sag_t1": "sT1W_SE", "t2": "T2W_TSE tra", "flair": "T2W_FLAIR tra",
-                "dwi": "DWI_SSh", "adc": "dADC", "t1c": "T1W_SE +C tra", "cor_t1c": "T1W_SE +C cor",
-                "mprage": "3D T1W TFE", "short": "T2W_TSE extra"},
-    "Canon": {"loc": "Locator", "sag_t1": "Sag T1 SE", "t2": "Ax T2 FSE", "flair": "Ax FLAIR", "dwi": "DWI TRACE",
-              "adc": "ADC", "t1c": "Ax T1 +C", "cor_t1c": "Cor T1 +C", "mprage": "Sag 3D T1 MPRAGE",
-              "short": "Ax T2 add"},
+    "GE": {
+        "loc": "3-Plane Loc",
+        "sag_t1": "Sag T1 FLAIR",
+        "t2": "AX T2 FSE",
+        "flair": "Ax T2 FLAIR",
+        "dwi": "Ax DWI 1000b",
+        "adc": "Apparent Diffusion Coefficient (mm2/s)",
+        "t1c": "AX T1 POST GAD",
+        "cor_t1c": "Cor T1 +C",
+        "mprage": "Sag 3D T1 BRAVO",
+        "short": "AX DWI repeat",
+    },
+    "Siemens": {
+        "loc": "localizer",
+        "sag_t1": "t1_tse_sag",
+        "t2": "t2_tse_tra",
+        "flair": "t2_tirm_tra_dark-fluid",
+        "dwi": "ep2d_diff_3scan_trace",
+        "adc": "ep2d_diff_3scan_trace_ADC",
+        "t1c": "t1_se_tra_post",
+        "cor_t1c": "t1_se_cor_post",
+        "mprage": "t1_mprage_sag_p2_iso",
+        "short": "t2_tse_tra_rpt",
+    },
+    "Philips": {
+        "loc": "Survey",
+        "sag_t1": "sT1W_SE",
+        "t2": "T2W_TSE tra",
+        "flair": "T2W_FLAIR tra",
+        "dwi": "DWI_SSh",
+        "adc": "dADC",
+        "t1c": "T1W_SE +C tra",
+        "cor_t1c": "T1W_SE +C cor",
+        "mprage": "3D T1W TFE",
+        "short": "T2W_TSE extra",
+    },
+    "Canon": {
+        "loc": "Locator",
+        "sag_t1": "Sag T1 SE",
+        "t2": "Ax T2 FSE",
+        "flair": "Ax FLAIR",
+        "dwi": "DWI TRACE",
+        "adc": "ADC",
+        "t1c": "Ax T1 +C",
+        "cor_t1c": "Cor T1 +C",
+        "mprage": "Sag 3D T1 MPRAGE",
+        "short": "Ax T2 add",
+    },
 }
 # Philips' auto-alignment survey: many images in three planes, not flagged as a localizer.
 PHILIPS_SMART = "SmartBrain"
 # (TR, TE, TI) in ms per MR sequence; None when not applicable.
-MR_TIMING = {"t1": (600.0, 12.0, None), "t2": (5000.0, 100.0, None), "flair": (9000.0, 120.0, 2500.0),
-             "dwi": (5000.0, 80.0, None), "t1c": (600.0, 12.0, None), "mprage": (2300.0, 3.0, 900.0),
-             "loc": (8.0, 2.0, None)}
+MR_TIMING = {
+    "t1": (600.0, 12.0, None),
+    "t2": (5000.0, 100.0, None),
+    "flair": (9000.0, 120.0, 2500.0),
+    "dwi": (5000.0, 80.0, None),
+    "t1c": (600.0, 12.0, None),
+    "mprage": (2300.0, 3.0, 900.0),
+    "loc": (8.0, 2.0, None),
+}
 CONTRAST_AGENTS = ("Gadavist", "Dotarem", "MultiHance", "ProHance")
 CT_CONTRAST_AGENTS = ("Omnipaque 350", "Isovue 370", "Visipaque 320")
 
@@ -94,6 +172,7 @@ def expected_outcome(s: SeriesPlan, min_slices: int, max_tilt_deg: float) -> str
 @dataclass(frozen=True)
 class ProtocolParams:
     """Knobs of the protocol generator (from the ``synth`` config section)."""
+
     mr_matrix: tuple[int, ...] = (192, 256)
     ct_matrix: tuple[int, ...] = (256, 320)
     max_slices: int = 40
@@ -112,10 +191,19 @@ class ProtocolParams:
     @classmethod
     def from_cfg(cls, synth_cfg: dict) -> "ProtocolParams":
         kw = {}
-        for key, cast in (("mr_matrix", tuple), ("ct_matrix", tuple), ("max_slices", int),
-                          ("mprage_fraction", float), ("tilt_fraction", float), ("tilt_range_deg", tuple),
-                          ("bone_fraction", float), ("reformat_fraction", float), ("dose_fraction", float),
-                          ("short_series_fraction", float), ("reverse_fraction", float)):
+        for key, cast in (
+            ("mr_matrix", tuple),
+            ("ct_matrix", tuple),
+            ("max_slices", int),
+            ("mprage_fraction", float),
+            ("tilt_fraction", float),
+            ("tilt_range_deg", tuple),
+            ("bone_fraction", float),
+            ("reformat_fraction", float),
+            ("dose_fraction", float),
+            ("short_series_fraction", float),
+            ("reverse_fraction", float),
+        ):
             if synth_cfg.get(key) is not None:
                 kw[key] = cast(synth_cfg[key])
         if synth_cfg.get("ingest_min_slices") is not None:
@@ -137,8 +225,18 @@ class _Builder:
         self.series.append(s)
         return s
 
-    def acq(self, plane: str, matrix_choices, fov_mm: float, thickness: float, gap: float, oblique_max=(3, 3, 3),
-            tilt: float = 0.0, n_slices: int | None = None, rect: bool = True) -> Acquisition:
+    def acq(
+        self,
+        plane: str,
+        matrix_choices,
+        fov_mm: float,
+        thickness: float,
+        gap: float,
+        oblique_max=(3, 3, 3),
+        tilt: float = 0.0,
+        n_slices: int | None = None,
+        rect: bool = True,
+    ) -> Acquisition:
         r = self.rng
         cols = int(r.choice(matrix_choices))
         rows = int(round(cols * 0.75)) if rect and r.random() < 0.2 else cols
@@ -153,14 +251,24 @@ class _Builder:
         center = self.center + jitter
         if plane == "axial":
             center[2] += self.extent[2] * 0.05  # the brain sits above the skull-base centre of the head
-        return Acquisition(plane=plane, rows=rows, cols=cols, n_slices=n_slices, pixel_spacing=(ps, ps),
-                           slice_thickness=float(thickness), spacing_between_slices=float(spacing),
-                           center_lps=tuple(float(v) for v in center), oblique_deg=obl, gantry_tilt_deg=float(tilt),
-                           reverse_order=bool(r.random() < self.p.reverse_fraction))
+        return Acquisition(
+            plane=plane,
+            rows=rows,
+            cols=cols,
+            n_slices=n_slices,
+            pixel_spacing=(ps, ps),
+            slice_thickness=float(thickness),
+            spacing_between_slices=float(spacing),
+            center_lps=tuple(float(v) for v in center),
+            oblique_deg=obl,
+            gantry_tilt_deg=float(tilt),
+            reverse_order=bool(r.random() < self.p.reverse_fraction),
+        )
 
 
-def plan_series(study, rng: np.random.Generator, params: ProtocolParams, head_center_lps,
-                head_extent_mm) -> list[SeriesPlan]:
+def plan_series(
+    study, rng: np.random.Generator, params: ProtocolParams, head_center_lps, head_extent_mm
+) -> list[SeriesPlan]:
     """The series of one study (a ``cohort.StudyPlan``), centred on the rendered head."""
     b = _Builder(rng, params, head_center_lps, head_extent_mm)
     if study.modality == "CT":
@@ -183,37 +291,96 @@ def _ct(b: _Builder, study) -> None:
         n = int(r.integers(1, 4))
         scout = b.acq("coronal", p.ct_matrix, 500.0, 1.0, 0.0, oblique_max=(0, 0, 0), n_slices=1, rect=False)
         acqs = [scout] + [replace(scout, plane="sagittal", _cache={})] * (n - 1)
-        b.add(description=names["scout"], modality="CT", sequence="ct", acqs=acqs[:n],
-              image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), role="localizer", kernel=soft_k)
+        b.add(
+            description=names["scout"],
+            modality="CT",
+            sequence="ct",
+            acqs=acqs[:n],
+            image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+            role="localizer",
+            kernel=soft_k,
+        )
     thick = float(r.choice([5.0, 5.0, 5.0, 3.0, 2.5, 1.25]))
-    tilt = float(r.uniform(*p.tilt_range_deg)) * (1 if r.random() < 0.5 else -1) if r.random() < p.tilt_fraction else 0.0
+    tilt = (
+        float(r.uniform(*p.tilt_range_deg)) * (1 if r.random() < 0.5 else -1) if r.random() < p.tilt_fraction else 0.0
+    )
     fov = float(r.uniform(220, 250))
     ax = b.acq("axial", p.ct_matrix, fov, thick, 0.0, tilt=tilt, rect=False)
-    soft = b.add(description=names["soft"].format(t=_fmt(thick)), modality="CT", sequence="ct", acqs=[ax],
-                 image_type=("ORIGINAL", "PRIMARY", "AXIAL"), role="image", kernel=soft_k)
+    soft = b.add(
+        description=names["soft"].format(t=_fmt(thick)),
+        modality="CT",
+        sequence="ct",
+        acqs=[ax],
+        image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+        role="image",
+        kernel=soft_k,
+    )
     if r.random() < p.bone_fraction:
-        b.add(description=names["bone"].format(t=_fmt(thick)), modality="CT", sequence="ct", acqs=[ax],
-              image_type=("ORIGINAL", "PRIMARY", "AXIAL"), role="bone", source=soft.number, kernel=bone_k)
+        b.add(
+            description=names["bone"].format(t=_fmt(thick)),
+            modality="CT",
+            sequence="ct",
+            acqs=[ax],
+            image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+            role="bone",
+            source=soft.number,
+            kernel=bone_k,
+        )
     if study.contrast:
         post = replace(ax, _cache={})
-        b.add(description=names["post"].format(t=_fmt(thick)), modality="CT", sequence="ct_contrast", acqs=[post],
-              image_type=("ORIGINAL", "PRIMARY", "AXIAL"), role="image", kernel=soft_k,
-              contrast_agent=str(r.choice(CT_CONTRAST_AGENTS)))
+        b.add(
+            description=names["post"].format(t=_fmt(thick)),
+            modality="CT",
+            sequence="ct_contrast",
+            acqs=[post],
+            image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+            role="image",
+            kernel=soft_k,
+            contrast_agent=str(r.choice(CT_CONTRAST_AGENTS)),
+        )
     if r.random() < p.reformat_fraction:
         for plane, key in (("coronal", "cor"), ("sagittal", "sag")):
             acq = b.acq(plane, p.ct_matrix, fov, 3.0, 0.0, oblique_max=(0, 0, 0), rect=False)
-            b.add(description=names[key], modality="CT", sequence="ct", acqs=[acq],
-                  image_type=("DERIVED", "SECONDARY", "REFORMATTED"), role="reformat", kernel=soft_k)
+            b.add(
+                description=names[key],
+                modality="CT",
+                sequence="ct",
+                acqs=[acq],
+                image_type=("DERIVED", "SECONDARY", "REFORMATTED"),
+                role="reformat",
+                kernel=soft_k,
+            )
     if r.random() < p.short_series_fraction:
-        acq = b.acq("axial", p.ct_matrix, fov, thick, 0.0, n_slices=int(r.integers(3, max(4, p.min_slices))),
-                    rect=False)
-        b.add(description=names["short"].format(t=_fmt(thick)), modality="CT", sequence="ct", acqs=[acq],
-              image_type=("ORIGINAL", "PRIMARY", "AXIAL"), role="image", kernel=soft_k)
+        acq = b.acq(
+            "axial", p.ct_matrix, fov, thick, 0.0, n_slices=int(r.integers(3, max(4, p.min_slices))), rect=False
+        )
+        b.add(
+            description=names["short"].format(t=_fmt(thick)),
+            modality="CT",
+            sequence="ct",
+            acqs=[acq],
+            image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+            role="image",
+            kernel=soft_k,
+        )
     if r.random() < p.dose_fraction:
-        dose = Acquisition(plane="axial", rows=64, cols=96, n_slices=1, pixel_spacing=(1.0, 1.0),
-                           slice_thickness=1.0, spacing_between_slices=1.0)
-        b.add(description=names["dose"], modality="CT", sequence=None, acqs=[dose],
-              image_type=("DERIVED", "SECONDARY", "OTHER"), role="dose")
+        dose = Acquisition(
+            plane="axial",
+            rows=64,
+            cols=96,
+            n_slices=1,
+            pixel_spacing=(1.0, 1.0),
+            slice_thickness=1.0,
+            spacing_between_slices=1.0,
+        )
+        b.add(
+            description=names["dose"],
+            modality="CT",
+            sequence=None,
+            acqs=[dose],
+            image_type=("DERIVED", "SECONDARY", "OTHER"),
+            role="dose",
+        )
 
 
 def _mr(b: _Builder, study) -> None:
@@ -224,53 +391,127 @@ def _mr(b: _Builder, study) -> None:
         per_plane, desc, itype = 5, PHILIPS_SMART, ("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE")
     else:
         per_plane, desc, itype = 3, names["loc"], ("ORIGINAL", "PRIMARY", "LOCALIZER")
-    loc = [b.acq(plane, (min(p.mr_matrix),), 280.0, 8.0, 2.0, oblique_max=(0, 0, 0), n_slices=per_plane, rect=False)
-           for plane in ("axial", "sagittal", "coronal")]
-    b.add(description=desc, modality="MR", sequence="t1", acqs=loc, image_type=itype, role="localizer",
-          timing=MR_TIMING["loc"])
-    mr_type = ("ORIGINAL", "PRIMARY", "M", "ND", "NORM") if study.vendor == "Siemens" else ("ORIGINAL", "PRIMARY", "OTHER")
+    loc = [
+        b.acq(plane, (min(p.mr_matrix),), 280.0, 8.0, 2.0, oblique_max=(0, 0, 0), n_slices=per_plane, rect=False)
+        for plane in ("axial", "sagittal", "coronal")
+    ]
+    b.add(
+        description=desc,
+        modality="MR",
+        sequence="t1",
+        acqs=loc,
+        image_type=itype,
+        role="localizer",
+        timing=MR_TIMING["loc"],
+    )
+    mr_type = (
+        ("ORIGINAL", "PRIMARY", "M", "ND", "NORM") if study.vendor == "Siemens" else ("ORIGINAL", "PRIMARY", "OTHER")
+    )
 
     def thickness():
         t = float(r.choice([5.0, 5.0, 4.0, 3.0, 6.0]))
         return t, float(r.choice([0.0, 0.5, 1.0, 1.5])) if t >= 4 else float(r.choice([0.0, 0.3]))
 
     t, g = thickness()
-    b.add(description=names["sag_t1"], modality="MR", sequence="t1",
-          acqs=[b.acq("sagittal", p.mr_matrix, fov, t, g, oblique_max=(2, 2, 4))], image_type=mr_type, role="image",
-          timing=MR_TIMING["t1"])
+    b.add(
+        description=names["sag_t1"],
+        modality="MR",
+        sequence="t1",
+        acqs=[b.acq("sagittal", p.mr_matrix, fov, t, g, oblique_max=(2, 2, 4))],
+        image_type=mr_type,
+        role="image",
+        timing=MR_TIMING["t1"],
+    )
     ax_obl = (float(r.uniform(4, 10)), 2.0, 2.0)  # axial stacks follow the AC-PC line: pitched a few degrees
     for key in ("t2", "flair"):
         t, g = thickness()
-        b.add(description=names[key], modality="MR", sequence=key,
-              acqs=[b.acq("axial", p.mr_matrix, fov, t, g, oblique_max=ax_obl)], image_type=mr_type, role="image",
-              timing=MR_TIMING[key])
+        b.add(
+            description=names[key],
+            modality="MR",
+            sequence=key,
+            acqs=[b.acq("axial", p.mr_matrix, fov, t, g, oblique_max=ax_obl)],
+            image_type=mr_type,
+            role="image",
+            timing=MR_TIMING[key],
+        )
     t, g = thickness()
     dwi_acq = b.acq("axial", (min(p.mr_matrix),), fov, t, g, oblique_max=ax_obl, rect=False)
-    dwi = b.add(description=names["dwi"], modality="MR", sequence="dwi", acqs=[dwi_acq],
-                image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"), role="image", timing=MR_TIMING["dwi"],
-                b_value=1000.0)
-    b.add(description=names["adc"], modality="MR", sequence="dwi", acqs=[dwi_acq],
-          image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"), role="adc", source=dwi.number,
-          timing=MR_TIMING["dwi"])
+    dwi = b.add(
+        description=names["dwi"],
+        modality="MR",
+        sequence="dwi",
+        acqs=[dwi_acq],
+        image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"),
+        role="image",
+        timing=MR_TIMING["dwi"],
+        b_value=1000.0,
+    )
+    b.add(
+        description=names["adc"],
+        modality="MR",
+        sequence="dwi",
+        acqs=[dwi_acq],
+        image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"),
+        role="adc",
+        source=dwi.number,
+        timing=MR_TIMING["dwi"],
+    )
     if r.random() < p.short_series_fraction:
-        acq = b.acq("axial", p.mr_matrix, fov, 5.0, 1.0, oblique_max=ax_obl,
-                    n_slices=int(r.integers(3, max(4, p.min_slices))))
-        b.add(description=names["short"], modality="MR", sequence="t2", acqs=[acq], image_type=mr_type, role="image",
-              timing=MR_TIMING["t2"])
+        acq = b.acq(
+            "axial", p.mr_matrix, fov, 5.0, 1.0, oblique_max=ax_obl, n_slices=int(r.integers(3, max(4, p.min_slices)))
+        )
+        b.add(
+            description=names["short"],
+            modality="MR",
+            sequence="t2",
+            acqs=[acq],
+            image_type=mr_type,
+            role="image",
+            timing=MR_TIMING["t2"],
+        )
     if r.random() < p.mprage_fraction:
-        acq = b.acq("sagittal", p.mr_matrix, 256.0, 1.0, 0.0, oblique_max=(1, 1, 1), rect=False,
-                    n_slices=int(round(b.extent[0] * 0.95)))
-        b.add(description=names["mprage"], modality="MR", sequence="t1c" if study.contrast else "t1", acqs=[acq],
-              image_type=mr_type, role="image", timing=MR_TIMING["mprage"],
-              contrast_agent=str(r.choice(CONTRAST_AGENTS)) if study.contrast else None)
+        acq = b.acq(
+            "sagittal",
+            p.mr_matrix,
+            256.0,
+            1.0,
+            0.0,
+            oblique_max=(1, 1, 1),
+            rect=False,
+            n_slices=int(round(b.extent[0] * 0.95)),
+        )
+        b.add(
+            description=names["mprage"],
+            modality="MR",
+            sequence="t1c" if study.contrast else "t1",
+            acqs=[acq],
+            image_type=mr_type,
+            role="image",
+            timing=MR_TIMING["mprage"],
+            contrast_agent=str(r.choice(CONTRAST_AGENTS)) if study.contrast else None,
+        )
     if study.contrast:
         agent = str(r.choice(CONTRAST_AGENTS))
         t, g = thickness()
-        b.add(description=names["t1c"], modality="MR", sequence="t1c",
-              acqs=[b.acq("axial", p.mr_matrix, fov, t, g, oblique_max=ax_obl)], image_type=mr_type, role="image",
-              timing=MR_TIMING["t1c"], contrast_agent=agent)
+        b.add(
+            description=names["t1c"],
+            modality="MR",
+            sequence="t1c",
+            acqs=[b.acq("axial", p.mr_matrix, fov, t, g, oblique_max=ax_obl)],
+            image_type=mr_type,
+            role="image",
+            timing=MR_TIMING["t1c"],
+            contrast_agent=agent,
+        )
         if r.random() < 0.5:
             t, g = thickness()
-            b.add(description=names["cor_t1c"], modality="MR", sequence="t1c",
-                  acqs=[b.acq("coronal", p.mr_matrix, fov, t, g, oblique_max=(2, 2, 2))], image_type=mr_type,
-                  role="image", timing=MR_TIMING["t1c"], contrast_agent=agent)
+            b.add(
+                description=names["cor_t1c"],
+                modality="MR",
+                sequence="t1c",
+                acqs=[b.acq("coronal", p.mr_matrix, fov, t, g, oblique_max=(2, 2, 2))],
+                image_type=mr_type,
+                role="image",
+                timing=MR_TIMING["t1c"],
+                contrast_agent=agent,
+            )

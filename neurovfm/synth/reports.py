@@ -5,6 +5,7 @@ location and size taken from the rendered lesions), pertinent negatives and hedg
 absent disease, history and comparison statements, in varied layouts, so that labels must be
 read from the meaning of the text and not from one template.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,18 @@ from neurovfm.synth import phrases as P
 from neurovfm.synth.catalog import CATALOG
 from neurovfm.synth.dicom_writer import exam_description
 
-CATEGORY_ORDER = ("hemorrhagic", "traumatic", "ischemic", "neoplastic", "mass_effect", "csf", "inflammatory",
-                  "postoperative", "congenital", "degenerative")
+CATEGORY_ORDER = (
+    "hemorrhagic",
+    "traumatic",
+    "ischemic",
+    "neoplastic",
+    "mass_effect",
+    "csf",
+    "inflammatory",
+    "postoperative",
+    "congenital",
+    "degenerative",
+)
 _GENERIC_NOUNS = ("convexity", "lobe", "region", "territory", "bone", "scalp", "horns", "white matter", "hemisphere")
 _FALLBACK_MM = {"small": (3, 6), "medium": (6, 11), "large": (11, 18)}
 
@@ -61,10 +72,18 @@ def finding_slots(f: dict, rng: np.random.Generator) -> dict:
     else:
         mm = float(rng.integers(lo, hi + 1))
     cm = 2 * (3 * float(volume) / (4 * np.pi)) ** (1 / 3) if volume else mm / 10 * 3
-    ml = float(volume) if volume else round((cm ** 3) * np.pi / 6, 1)
-    slots = {"side": side, "Side": side.capitalize(), "loc": loc, "adj": adj, "mm": f"{max(1, round(mm)):d}",
-             "cm": f"{max(cm, 0.5):.1f}", "ml": f"{max(ml, 0.5):.0f}" if ml >= 2 else f"{ml:.1f}",
-             "hedge": _pick(rng, P.HEDGES), "dir": ""}
+    ml = float(volume) if volume else round((cm**3) * np.pi / 6, 1)
+    slots = {
+        "side": side,
+        "Side": side.capitalize(),
+        "loc": loc,
+        "adj": adj,
+        "mm": f"{max(1, round(mm)):d}",
+        "cm": f"{max(cm, 0.5):.1f}",
+        "ml": f"{max(ml, 0.5):.0f}" if ml >= 2 else f"{ml:.1f}",
+        "hedge": _pick(rng, P.HEDGES),
+        "dir": "",
+    }
     if kind == "midline_shift":
         slots.update(dir=side, side="", Side="")
     return slots
@@ -76,11 +95,16 @@ def _fmt(template: str, slots: dict) -> str:
 
 def relevance_order(findings: list[dict]) -> list[dict]:
     """Urgent findings first, then by clinical category, keeping the input order within ties."""
+
     def key(item):
         i, f = item
         kind = CATALOG[f["kind"]]
-        return (kind.triage != "urgent", CATEGORY_ORDER.index(kind.category) if kind.category in CATEGORY_ORDER
-                else len(CATEGORY_ORDER), i)
+        return (
+            kind.triage != "urgent",
+            CATEGORY_ORDER.index(kind.category) if kind.category in CATEGORY_ORDER else len(CATEGORY_ORDER),
+            i,
+        )
+
     return [f for _, f in sorted(enumerate(findings), key=key)]
 
 
@@ -100,8 +124,11 @@ def _positive_sentences(rng, findings, slot_map, follow_up: bool) -> list[str]:
             m = masses[0]
             a = _pick(rng, P.NP[m["kind"]]).format(**slot_map[id(m)])
             b = _pick(rng, P.NP["midline_shift"]).format(**slot_map[id(shift)])
-            out.append(_clean(_pick(rng, ("There is {a} with {b}.", "{a}, causing {b}.", "{a} results in {b}."))
-                              .format(a=a, b=b)))
+            out.append(
+                _clean(
+                    _pick(rng, ("There is {a} with {b}.", "{a}, causing {b}.", "{a} results in {b}.")).format(a=a, b=b)
+                )
+            )
             remaining = [f for f in remaining if f is not m and f is not shift]
     rng.shuffle(remaining)
     while remaining:
@@ -112,13 +139,31 @@ def _positive_sentences(rng, findings, slot_map, follow_up: bool) -> list[str]:
             g = remaining.pop()
             a = _pick(rng, P.NP[f["kind"]]).format(**slots)
             b = _pick(rng, P.NP[g["kind"]]).format(**slot_map[id(g)])
-            out.append(_clean(_pick(rng, ("There is {a} and {b}.", "{a}, as well as {b}.", "Findings include {a} and {b}.",
-                                          "{a}. Also noted is {b}.")).format(a=a, b=b)))
+            out.append(
+                _clean(
+                    _pick(
+                        rng,
+                        (
+                            "There is {a} and {b}.",
+                            "{a}, as well as {b}.",
+                            "Findings include {a} and {b}.",
+                            "{a}. Also noted is {b}.",
+                        ),
+                    ).format(a=a, b=b)
+                )
+            )
         elif r < 0.7:
             out.extend(_fmt(part, slots) for part in _pick(rng, P.SENT[f["kind"]]).split("|"))
         else:
-            lead = _pick(rng, ("There is {a}.", "{a} is noted.", "{a} is present.", "Redemonstrated {a}."
-                               if follow_up else "There is evidence of {a}."))
+            lead = _pick(
+                rng,
+                (
+                    "There is {a}.",
+                    "{a} is noted.",
+                    "{a} is present.",
+                    "Redemonstrated {a}." if follow_up else "There is evidence of {a}.",
+                ),
+            )
             out.append(_clean(lead.format(a=_pick(rng, P.NP[f["kind"]]).format(**slots))))
     return out
 
@@ -136,8 +181,11 @@ def write_report(study, findings: list[dict], rng: np.random.Generator) -> Repor
     slot_map = {id(f): finding_slots(f, rng) for f in findings}
     present = {f["kind"] for f in findings}
     modality = study.modality
-    prior = (f"{'CT' if study.prior_modality == 'CT' else 'MRI'} of {study.prior_date.isoformat()}"
-             if study.prior_date else None)
+    prior = (
+        f"{'CT' if study.prior_modality == 'CT' else 'MRI'} of {study.prior_date.isoformat()}"
+        if study.prior_date
+        else None
+    )
     follow_up = study.scenario == "follow_up" and prior is not None
 
     body = _positive_sentences(rng, findings, slot_map, follow_up)
@@ -148,8 +196,13 @@ def write_report(study, findings: list[dict], rng: np.random.Generator) -> Repor
         if f["kind"] == "midline_shift":
             body.append(_pick(rng, ("The previously seen midline shift has resolved.", "No residual midline shift.")))
             continue
-        body.append(_clean(_pick(rng, P.RESOLVED).format(side=side, name=_history_name(rng, f["kind"]),
-                                                         prior=prior or "the prior study")))
+        body.append(
+            _clean(
+                _pick(rng, P.RESOLVED).format(
+                    side=side, name=_history_name(rng, f["kind"]), prior=prior or "the prior study"
+                )
+            )
+        )
     negs = _eligible(P.NEGATIVES, present, modality)
     chosen = [negs[i][0] for i in rng.permutation(len(negs))[: int(rng.integers(1, 5))]]
     unc = _eligible(P.UNCERTAIN, present, modality)
@@ -193,8 +246,10 @@ def write_report(study, findings: list[dict], rng: np.random.Generator) -> Repor
 
 def _layout(rng, study, indication, prior, body, impression) -> str:
     style = int(rng.integers(3))
+
     def head(name):
         return (name.upper() + ":", name.capitalize() + ":", name.upper())[style]
+
     numbered = rng.random() < 0.5 and len(impression) > 1
     imp = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(impression)) if numbered else " ".join(impression)
     width = int(rng.integers(68, 92)) if rng.random() < 0.4 else None
@@ -207,15 +262,20 @@ def _layout(rng, study, indication, prior, body, impression) -> str:
     parts = []
     if study.phi_in_report:
         last, first = study.patient.name.split("^")[:2]
-        parts.append(f"Patient: {last}, {first}   MRN: {study.patient.mrn}   DOB: "
-                     f"{study.patient.birth_date.strftime('%m/%d/%Y')}   Accession: {study.accession}")
+        parts.append(
+            f"Patient: {last}, {first}   MRN: {study.patient.mrn}   DOB: "
+            f"{study.patient.birth_date.strftime('%m/%d/%Y')}   Accession: {study.accession}"
+        )
     sep = "\n" if style == 2 else " "
     if rng.random() < 0.2:
         parts += [f"{head('findings')}{sep}{findings_text}", f"{head('impression')}{sep}{imp}"]
     else:
-        parts += [f"{head('exam')}{sep}{exam_description(study)}",
-                  f"{head(_pick(rng, ('clinical indication', 'indication', 'history')))}{sep}{indication}",
-                  f"{head('technique')}{sep}{tech}",
-                  f"{head('comparison')}{sep}{prior if prior else _pick(rng, ('None.', 'None available.', 'No prior.'))}",
-                  f"{head('findings')}{sep}{findings_text}", f"{head('impression')}{sep}{imp}"]
+        parts += [
+            f"{head('exam')}{sep}{exam_description(study)}",
+            f"{head(_pick(rng, ('clinical indication', 'indication', 'history')))}{sep}{indication}",
+            f"{head('technique')}{sep}{tech}",
+            f"{head('comparison')}{sep}{prior if prior else _pick(rng, ('None.', 'None available.', 'No prior.'))}",
+            f"{head('findings')}{sep}{findings_text}",
+            f"{head('impression')}{sep}{imp}",
+        ]
     return "\n\n".join(parts) + "\n"

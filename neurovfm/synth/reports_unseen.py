@@ -6,6 +6,7 @@ styles: a structured template (compartment headings, numbered impression with re
 telegraphic one (bullet fragments, abbreviations), and long dictated prose (comparisons, communication
 lines, addenda). Follow-up studies compare with the prior; resolved findings are stated as resolved.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ _SIZE_MM = {"small": (3, 7), "medium": (7, 12), "large": (12, 20)}
 @dataclass
 class StudyText:
     """What writer B needs of a study (a cohort plan or a truth record)."""
+
     modality: str  # CT | MR
     findings: list[dict]  # {"kind", "side", "size", optional "shift_mm", "max_thickness_mm", "volume_ml"}
     resolved: list[dict] = field(default_factory=list)
@@ -54,9 +56,16 @@ def slots(f: dict, rng, prior: str) -> dict:
     mm = f.get("shift_mm") or f.get("max_thickness_mm") or float(rng.integers(lo, hi + 1))
     ml = f.get("volume_ml") or round(float(mm) ** 3 * np.pi / 6000, 1)
     cm = 2 * (3 * float(ml) / (4 * np.pi)) ** (1 / 3)
-    out = {"side": side, "Side": side.capitalize(), "site": _pick(rng, B.SITES.get(kind, ("brain",))),
-           "mm": f"{max(1, round(float(mm))):d}", "cm": f"{max(cm, 0.5):.1f}", "ml": f"{max(float(ml), 0.5):.0f}",
-           "dir": "", "prior": prior}
+    out = {
+        "side": side,
+        "Side": side.capitalize(),
+        "site": _pick(rng, B.SITES.get(kind, ("brain",))),
+        "mm": f"{max(1, round(float(mm))):d}",
+        "cm": f"{max(cm, 0.5):.1f}",
+        "ml": f"{max(float(ml), 0.5):.0f}",
+        "dir": "",
+        "prior": prior,
+    }
     if kind == "midline_shift":
         out.update(dir=side, side="", Side="")
     return out
@@ -80,8 +89,10 @@ def write_unseen_report(study: StudyText, rng: np.random.Generator) -> UnseenRep
 
     sentences: dict[int, list[str]] = {}
     for f in findings:
-        s = [_tidy(p.format(**slot[id(f)])) + ("" if p.endswith(".") else ".")
-             for p in _pick(rng, B.PRESENT[f["kind"]]).split("|")]
+        s = [
+            _tidy(p.format(**slot[id(f)])) + ("" if p.endswith(".") else ".")
+            for p in _pick(rng, B.PRESENT[f["kind"]]).split("|")
+        ]
         if study.follow_up and rng.random() < 0.6:
             table = B.WORSE if CATALOG[f["kind"]].triage == "urgent" else B.STABLE
             s.append(_tidy(_pick(rng, table).format(prior=prior)))
@@ -90,8 +101,13 @@ def write_unseen_report(study: StudyText, rng: np.random.Generator) -> UnseenRep
     for f in study.resolved:
         name = B.NAMES.get(f["kind"])
         if name:
-            resolved.append(_tidy(_pick(rng, B.RESOLVED).format(side=f.get("side") or "", name=name,
-                                                                  prior=prior or "the previous study")))
+            resolved.append(
+                _tidy(
+                    _pick(rng, B.RESOLVED).format(
+                        side=f.get("side") or "", name=name, prior=prior or "the previous study"
+                    )
+                )
+            )
     negs = _eligible(B.NEGATIVES, present, modality)
     negatives = [negs[i][0] for i in rng.permutation(len(negs))[: int(rng.integers(1, 4))]]
     dis = _eligible(B.DISTRACTORS, present, modality)
@@ -101,8 +117,9 @@ def write_unseen_report(study: StudyText, rng: np.random.Generator) -> UnseenRep
     impression = [_tidy(B.TELEGRAPHIC[f["kind"]].format(**slot[id(f)])) for f in findings] or [_pick(rng, B.NORMAL)]
 
     writer = {"structured": _structured, "telegraphic": _telegraphic, "dictated": _dictated}[style]
-    text = writer(rng, study, findings, sentences, resolved, negatives, [c[0] for c in chosen], filler, impression,
-                  prior)
+    text = writer(
+        rng, study, findings, sentences, resolved, negatives, [c[0] for c in chosen], filler, impression, prior
+    )
     return UnseenReport(text=text, style=style, distractor_classes=[c[3] for c in chosen])
 
 
@@ -111,8 +128,13 @@ def _exam(study: StudyText) -> str:
 
 
 def _structured(rng, study, findings, sentences, resolved, negatives, distractors, filler, impression, prior):
-    lines = [f"EXAMINATION: {_exam(study)}", f"CLINICAL DETAILS: {study.indication or 'Not given.'}",
-             f"COMPARISON: {prior.capitalize() if prior else 'None available.'}", "", "FINDINGS:"]
+    lines = [
+        f"EXAMINATION: {_exam(study)}",
+        f"CLINICAL DETAILS: {study.indication or 'Not given.'}",
+        f"COMPARISON: {prior.capitalize() if prior else 'None available.'}",
+        "",
+        "FINDINGS:",
+    ]
     used = set()
     for heading, kinds in B.HEADINGS:
         body = [s for f in findings if f["kind"] in kinds for s in sentences[id(f)]]
@@ -142,9 +164,11 @@ def _telegraphic(rng, study, findings, sentences, resolved, negatives, distracto
 
 
 def _dictated(rng, study, findings, sentences, resolved, negatives, distractors, filler, impression, prior):
-    intro = (f"Comparison is made with {prior}. " if prior else "No previous imaging is available for comparison. ")
+    intro = f"Comparison is made with {prior}. " if prior else "No previous imaging is available for comparison. "
     body = [s for f in findings for s in sentences[id(f)]] + resolved + negatives + filler
-    text = f"{_exam(study)}.\n\nClinical history: {study.indication or 'not provided'}\n\nReport: {intro}" + " ".join(body)
+    text = f"{_exam(study)}.\n\nClinical history: {study.indication or 'not provided'}\n\nReport: {intro}" + " ".join(
+        body
+    )
     summary = " ".join(impression)
     text += f"\n\nConclusion: {summary} " + " ".join(distractors)
     if rng.random() < 0.3:
@@ -154,15 +178,21 @@ def _dictated(rng, study, findings, sentences, resolved, negatives, distractors,
 
 def from_truth(record: dict) -> StudyText:
     """A truth record of the synthetic export as writer B's input."""
-    return StudyText(modality="MR" if str(record["modality"]).upper() in ("MR", "MRI") else "CT",
-                     findings=[dict(f) for f in record.get("findings", [])],
-                     resolved=[dict(f) for f in record.get("resolved", [])],
-                     indication=str(record.get("indication") or ""),
-                     follow_up=bool(record.get("resolved")) or "follow" in str(record.get("indication", "")).lower())
+    return StudyText(
+        modality="MR" if str(record["modality"]).upper() in ("MR", "MRI") else "CT",
+        findings=[dict(f) for f in record.get("findings", [])],
+        resolved=[dict(f) for f in record.get("resolved", [])],
+        indication=str(record.get("indication") or ""),
+        follow_up=bool(record.get("resolved")) or "follow" in str(record.get("indication", "")).lower(),
+    )
 
 
 def from_plan(plan) -> StudyText:
     """A cohort plan (``synth.cohort.StudyPlan``) as writer B's input."""
-    return StudyText(modality=plan.modality, findings=[dict(f) for f in plan.findings],
-                     resolved=[dict(f) for f in plan.resolved], indication=plan.indication,
-                     follow_up=plan.scenario == "follow_up" and plan.prior_date is not None)
+    return StudyText(
+        modality=plan.modality,
+        findings=[dict(f) for f in plan.findings],
+        resolved=[dict(f) for f in plan.resolved],
+        indication=plan.indication,
+        follow_up=plan.scenario == "follow_up" and plan.prior_date is not None,
+    )

@@ -1,5 +1,6 @@
 """Atomic outputs: write to a temporary sibling, then rename, so an interrupted job never leaves
 a file (or folder) at the final path that looks complete."""
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ built from the code's fixed text, numbers our own code computed (:class:`Failed`
 :func:`keep_raw` appends the raw message (and traceback) to ``private/{run}/errors/{stage}.log`` for the
 person debugging. ``transient`` reasons (the file system, not the data) are retried by a rerun.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,22 +52,58 @@ VOCABULARY: dict[str, Reason] = {
 }
 
 # Ledger reasons that describe the data (ingest and preprocessing; README "Tables"); never retried.
-LEDGER_CODES = frozenset({
-    "not_dicom", "unreadable_dicom", "unreadable_file", "dicomdir", "non_image_sop_class", "unsupported_modality",
-    "unsupported_pixel_format", "multiframe_unsupported", "truncated_pixel_data", "duplicate_instance",
-    "duplicate_positions", "missing_geometry", "mixed_orientations", "inconsistent_dimensions", "missing_slices",
-    "irregular_spacing", "excessive_tilt", "too_few_slices", "localizer", "derived", "series_study_conflict",
-    "no_study_date", "after_test_window", "missing_file", "unreadable_nifti", "not_3d", "not_in_csv",
-    "bad_affine", "absurd_spacing", "absurd_extent", "smaller_than_patch", "missing_files", "unreadable_pixels",
-    "shape_mismatch", "non_finite_values", "constant_image", "no_foreground", "unknown_split", "unknown_modality",
-})
+LEDGER_CODES = frozenset(
+    {
+        "not_dicom",
+        "unreadable_dicom",
+        "unreadable_file",
+        "dicomdir",
+        "non_image_sop_class",
+        "unsupported_modality",
+        "unsupported_pixel_format",
+        "multiframe_unsupported",
+        "truncated_pixel_data",
+        "duplicate_instance",
+        "duplicate_positions",
+        "missing_geometry",
+        "mixed_orientations",
+        "inconsistent_dimensions",
+        "missing_slices",
+        "irregular_spacing",
+        "excessive_tilt",
+        "too_few_slices",
+        "localizer",
+        "derived",
+        "series_study_conflict",
+        "no_study_date",
+        "after_test_window",
+        "missing_file",
+        "unreadable_nifti",
+        "not_3d",
+        "not_in_csv",
+        "bad_affine",
+        "absurd_spacing",
+        "absurd_extent",
+        "smaller_than_patch",
+        "missing_files",
+        "unreadable_pixels",
+        "shape_mismatch",
+        "non_finite_values",
+        "constant_image",
+        "no_foreground",
+        "unknown_split",
+        "unknown_modality",
+    }
+)
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # Writers that report a failed write (ENOSPC, EFBIG, EDQUOT) as their own RuntimeError: torch.save's zip writer
 # ("file write failed", or a position check of inline_container.cc after a short write) and safetensors
 # (an Rust io::Error with the errno).
-_WRITE_FAILED = re.compile(r"file write failed|PytorchStreamWriter failed writing|inline_container\.cc:\d+\]\s*\.\s*"
-                           r"unexpected pos|Os \{ code: (%s)," % "|".join(str(e) for e in sorted(DISK_FULL_ERRNOS)))
+_WRITE_FAILED = re.compile(
+    r"file write failed|PytorchStreamWriter failed writing|inline_container\.cc:\d+\]\s*\.\s*"
+    r"unexpected pos|Os \{ code: (%s)," % "|".join(str(e) for e in sorted(DISK_FULL_ERRNOS))
+)
 
 
 class Failed(Exception):
@@ -125,8 +162,11 @@ def describe(exc: BaseException, subject: str = "") -> Failure:
     (a file id, a series id, a stage), appended to the detail; never a path."""
     reason = getattr(exc, "reason", None)
     if isinstance(reason, str) and (reason in VOCABULARY or reason in LEDGER_CODES):
-        detail = exc.detail if isinstance(getattr(exc, "detail", None), str) else VOCABULARY.get(
-            reason, Reason(False, "")).text
+        detail = (
+            exc.detail
+            if isinstance(getattr(exc, "detail", None), str)
+            else VOCABULARY.get(reason, Reason(False, "")).text
+        )
     else:
         reason = _errno_reason(exc) or "unexpected_error"
         detail = VOCABULARY[reason].text

@@ -1,5 +1,6 @@
 """JSON that stays readable and diff-able at millions of entries: header keys one per line, then one
 compact list item per line (the layout of our shard and feature indices)."""
+
 from __future__ import annotations
 
 import json

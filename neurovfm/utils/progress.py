@@ -2,6 +2,7 @@
 
 Log lines (not a terminal bar) because most of our jobs run under SLURM, where stderr is a file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,14 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int | None, what: str, logger: logging.Logger | None = None,
-                 every_s: float = 10.0, unit: str = "items"):
+    def __init__(
+        self,
+        total: int | None,
+        what: str,
+        logger: logging.Logger | None = None,
+        every_s: float = 10.0,
+        unit: str = "items",
+    ):
         self.total, self.what, self.unit = total, what, unit
         self.log = logger or logging.getLogger("neurovfm")
         self.every_s = every_s
@@ -31,8 +38,10 @@ class Progress:
         rate = self.done / elapsed
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            return (f"{self.what}: {self.done}/{self.total} {self.unit} "
-                    f"({100 * self.done / self.total:.1f}%), {rate:.1f} {self.unit}/s, ETA {eta:.0f} s")
+            return (
+                f"{self.what}: {self.done}/{self.total} {self.unit} "
+                f"({100 * self.done / self.total:.1f}%), {rate:.1f} {self.unit}/s, ETA {eta:.0f} s"
+            )
         return f"{self.what}: {self.done} {self.unit}, {rate:.1f} {self.unit}/s"
 
     def close(self) -> None:

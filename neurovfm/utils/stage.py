@@ -6,6 +6,7 @@ The step's log (``results/{run}/logs/{rule}.log``) gets the reason code and PHI-
 message names the path or column they gave, since stderr is their own terminal or job log, never
 ``results/``). No traceback is printed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,15 @@ from neurovfm.utils.progress import setup_logging
 log = logging.getLogger("neurovfm")
 
 EXIT_FAILED = 1  # the step failed (data, file system, unexpected)
-EXIT_USER = 2    # the user's configuration or inputs are wrong (Failed with a user reason)
-USER_REASONS = {"invalid_config", "bad_input_path", "missing_column", "empty_export", "no_includable_series",
-                "missing_key"}
+EXIT_USER = 2  # the user's configuration or inputs are wrong (Failed with a user reason)
+USER_REASONS = {
+    "invalid_config",
+    "bad_input_path",
+    "missing_column",
+    "empty_export",
+    "no_includable_series",
+    "missing_key",
+}
 
 
 def private_root(cfg: dict | None) -> Path | None:

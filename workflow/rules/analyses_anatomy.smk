@@ -23,14 +23,14 @@ rule anatomy:
         fig3a=f"{RES}/figures/fig3a.png",
         fig3b=f"{RES}/figures/fig3b.png",
         kmeans=f"{RES}/figures/ed_kmeans.png",
-    params:
-        encoders=ANATOMY_ENCODERS,
     log:
         f"{RES}/logs/anatomy.log",
     threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        encoders=ANATOMY_ENCODERS,
     script:
         "../scripts/anatomy.py"
 
@@ -41,7 +41,9 @@ def _external_source(wildcards):
 
 
 def _external_transfer(wildcards):
-    return [f"{RES}/external/{t['dataset']}/benchmark" for t in EXTERNAL["datasets"][wildcards.dataset]["transfer_from"]]
+    return [
+        f"{RES}/external/{t['dataset']}/benchmark" for t in EXTERNAL["datasets"][wildcards.dataset]["transfer_from"]
+    ]
 
 
 rule external_benchmark:
@@ -54,15 +56,15 @@ rule external_benchmark:
     output:
         work=directory(f"{RES}/external/{{dataset}}/benchmark"),
         table=f"{RES}/tables/external_{{dataset}}.csv",
-    params:
-        private=lambda wildcards: f"{PRIV}/external/{wildcards.dataset}",
-    wildcard_constraints:
-        dataset="|".join(EXTERNAL_DATASETS),
     log:
         f"{RES}/logs/external_{{dataset}}.log",
+    wildcard_constraints:
+        dataset="|".join(EXTERNAL_DATASETS),
     threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
+    params:
+        private=lambda wildcards: f"{PRIV}/external/{wildcards.dataset}",
     script:
         "../scripts/external_benchmark.py"

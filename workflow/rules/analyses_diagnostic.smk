@@ -19,15 +19,15 @@ rule label_efficiency:
     output:
         table=f"{RES}/tables/label_efficiency.csv",
         models=f"{RES}/tables/label_efficiency_models.csv",
-    params:
-        probes_dir=f"{RES}/probes",
-        labels_dir=f"{RES}/labels",
     log:
         f"{RES}/logs/label_efficiency.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        probes_dir=f"{RES}/probes",
+        labels_dir=f"{RES}/labels",
     script:
         "../scripts/label_efficiency.py"
 
@@ -41,16 +41,16 @@ rule cross_modal:
         labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
     output:
         f"{RES}/tables/cross_modal.csv",
-    params:
-        probes_dir=f"{RES}/probes",
-        features_dir=f"{RES}/features",
-        labels_dir=f"{RES}/labels",
     log:
         f"{RES}/logs/cross_modal.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        probes_dir=f"{RES}/probes",
+        features_dir=f"{RES}/features",
+        labels_dir=f"{RES}/labels",
     script:
         "../scripts/cross_modal.py"
 
@@ -63,14 +63,14 @@ rule subgroups:
     output:
         table=f"{RES}/tables/subgroups.csv",
         means=f"{RES}/tables/subgroups_means.csv",
-    params:
-        probes_dir=f"{RES}/probes",
     log:
         f"{RES}/logs/subgroups.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        probes_dir=f"{RES}/probes",
     script:
         "../scripts/subgroups.py"
 
@@ -81,8 +81,11 @@ rule laterality:
         probes=_probe_inputs("probe.pt", _laterality_encoders()),
         predictions=_probe_inputs("predictions.csv", _laterality_encoders()),
         thresholds=_probe_inputs("thresholds.csv", _laterality_encoders()),
-        features=expand(f"{RES}/features/{{encoder}}/{{split}}/index.json", encoder=_laterality_encoders(),
-                        split=("train", "val", "test")),
+        features=expand(
+            f"{RES}/features/{{encoder}}/{{split}}/index.json",
+            encoder=_laterality_encoders(),
+            split=("train", "val", "test"),
+        ),
         encoders=[f"{RES}/pretrain/{e}/encoder.pt" for e in _laterality_encoders() if e != "random"],
         labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
         findings=f"{RES}/labels/findings.jsonl",
@@ -91,11 +94,6 @@ rule laterality:
     output:
         table=f"{RES}/tables/laterality.csv",
         studies=f"{RES}/tables/laterality_studies.csv",
-    params:
-        probes_dir=f"{RES}/probes",
-        features_dir=f"{RES}/features",
-        labels_dir=f"{RES}/labels",
-        pretrain_dir=f"{RES}/pretrain",
     log:
         f"{RES}/logs/laterality.log",
     threads: 2
@@ -103,6 +101,11 @@ rule laterality:
         gpu=0,
         mem_mb=8000,
         runtime=60,
+    params:
+        probes_dir=f"{RES}/probes",
+        features_dir=f"{RES}/features",
+        labels_dir=f"{RES}/labels",
+        pretrain_dir=f"{RES}/pretrain",
     script:
         "../scripts/laterality.py"
 

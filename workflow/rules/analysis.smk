@@ -7,10 +7,10 @@ rule synth_external:
     """A second synthetic site as a public-benchmark-style dataset: NIfTI volumes + subjects.csv."""
     output:
         directory(f"{RES}/external/{{dataset}}/source"),
-    wildcard_constraints:
-        dataset=EXTERNAL_SYNTH,
     log:
         f"{RES}/logs/synth_external_{{dataset}}.log",
+    wildcard_constraints:
+        dataset=EXTERNAL_SYNTH,
     threads: 1
     resources:
         mem_mb=4000,

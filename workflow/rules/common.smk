@@ -9,8 +9,10 @@ SYNTHETIC = config["input"]["kind"] == "dicom" and config["input"]["dicom_dir"] 
 
 _unknown = sorted(set(config["pretrain"]["train"]) - set(config["pretrain"]["models"]))
 if _unknown:
-    raise ValueError(f"pretrain.train names {_unknown}, which are not keys of pretrain.models "
-                     f"({sorted(config['pretrain']['models'])})")
+    raise ValueError(
+        f"pretrain.train names {_unknown}, which are not keys of pretrain.models "
+        f"({sorted(config['pretrain']['models'])})"
+    )
 
 
 def _expanded(path):
@@ -63,8 +65,11 @@ def all_targets():
         f"{RES}/figures/ed_dataset.png",
         *[f"{RES}/pretrain/{model}/encoder.pt" for model in config["pretrain"]["train"]],
         f"{RES}/figures/ed_masking.png",
-        *[f"{RES}/features/{encoder}/{split}/index.json" for encoder in [*config["pretrain"]["train"], "random"]
-          for split in ("train", "val", "test")],
+        *[
+            f"{RES}/features/{encoder}/{split}/index.json"
+            for encoder in [*config["pretrain"]["train"], "random"]
+            for split in ("train", "val", "test")
+        ],
         *[f"{RES}/figures/{fig}.png" for fig in ("fig2a", "fig2c", "fig3d")],
         *_comparison_tables(),
     ]
@@ -72,8 +77,11 @@ def all_targets():
         targets.append(f"{RES}/labels/extractor_eval.csv")
         targets += [f"{RES}/figures/{fig}.png" for fig in ("fig3a", "fig3b", "ed_kmeans")]
     # external datasets: those with their own NIfTI folder, and the synthetic site only in synthetic runs
-    targets += [f"{RES}/tables/external_{d}.csv" for d, v in config["analysis"]["external"]["datasets"].items()
-                if SYNTHETIC or (v["nifti_dir"] is not None and v["csv"] is not None)]
+    targets += [
+        f"{RES}/tables/external_{d}.csv"
+        for d, v in config["analysis"]["external"]["datasets"].items()
+        if SYNTHETIC or (v["nifti_dir"] is not None and v["csv"] is not None)
+    ]
     targets += [f"{RES}/figures/{name}.png" for name in ("fig4b", "fig4c", "fig4d", "ed_reportgen_scaling")]
     targets += [f"{RES}/figures/{name}.png" for name in ("fig2e", "fig3c", "ed_subgroups", "ed_laterality")]
     return targets

@@ -21,9 +21,6 @@ rule features:
         encoder=_feature_encoder_pt,
     output:
         index=[f"{RES}/features/{{encoder}}/{split}/index.json" for split in FEATURE_SPLITS],
-    params:
-        out_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
-        splits=FEATURE_SPLITS,
     log:
         f"{RES}/logs/features_{{encoder}}.log",
     benchmark:
@@ -35,5 +32,8 @@ rule features:
         gpu=0,
         mem_mb=8000,
         runtime=60,
+    params:
+        out_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
+        splits=FEATURE_SPLITS,
     script:
         "../scripts/features.py"

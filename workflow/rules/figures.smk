@@ -8,15 +8,15 @@ rule fig_ed_preprocessing:
         png=f"{RES}/figures/ed_preprocessing.png",
         pdf=f"{RES}/figures/ed_preprocessing.pdf",
         csv=f"{RES}/figures/ed_preprocessing.csv",
-    params:
-        export_root=lambda wildcards: pixel_root(),
-        shards_dir=f"{RES}/shards",
     log:
         f"{RES}/logs/fig_ed_preprocessing.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        export_root=lambda wildcards: pixel_root(),
+        shards_dir=f"{RES}/shards",
     script:
         "../scripts/fig_ed_preprocessing.py"
 
@@ -33,14 +33,14 @@ rule fig_ed_dataset:
         png=f"{RES}/figures/ed_dataset.png",
         pdf=f"{RES}/figures/ed_dataset.pdf",
         csv=f"{RES}/figures/ed_dataset.csv",
-    params:
-        shards_dir=f"{RES}/shards",
-        labels_dir=f"{RES}/labels",
     log:
         f"{RES}/logs/fig_ed_dataset.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        shards_dir=f"{RES}/shards",
+        labels_dir=f"{RES}/labels",
     script:
         "../scripts/fig_ed_dataset.py"

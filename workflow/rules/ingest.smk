@@ -9,11 +9,6 @@ rule ingest:
         summary=f"{RES}/ingest/summary.json",
         files=f"{PRIV}/files.csv",
         reports=f"{PRIV}/reports.jsonl",
-    params:
-        dicom_dir=lambda wildcards: export_dir(),
-        reports_csv=lambda wildcards: reports_csv(),
-        out_dir=f"{RES}/ingest",
-        private_dir=PRIV,
     log:
         f"{RES}/logs/ingest.log",
     benchmark:
@@ -22,5 +17,10 @@ rule ingest:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        dicom_dir=lambda wildcards: export_dir(),
+        reports_csv=lambda wildcards: reports_csv(),
+        out_dir=f"{RES}/ingest",
+        private_dir=PRIV,
     script:
         "../scripts/ingest.py"

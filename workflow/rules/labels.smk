@@ -7,15 +7,15 @@ rule labels:
         ct=f"{RES}/labels/ct.csv",
         mri=f"{RES}/labels/mri.csv",
         findings=f"{RES}/labels/findings.jsonl",
-    params:
-        out_dir=f"{RES}/labels",
-        private_dir=PRIV,
     log:
         f"{RES}/logs/labels.log",
     threads: 2
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        out_dir=f"{RES}/labels",
+        private_dir=PRIV,
     script:
         "../scripts/labels.py"
 

@@ -10,9 +10,6 @@ rule preprocess:
         stats=f"{RES}/shards/train/stats.json",
         exclusions=f"{RES}/shards/exclusions.csv",
         summary=f"{RES}/shards/summary.json",
-    params:
-        export_root=lambda wildcards: pixel_root(),
-        out_dir=f"{RES}/shards",
     log:
         f"{RES}/logs/preprocess.log",
     benchmark:
@@ -21,5 +18,8 @@ rule preprocess:
     resources:
         mem_mb=16000,
         runtime=720,
+    params:
+        export_root=lambda wildcards: pixel_root(),
+        out_dir=f"{RES}/shards",
     script:
         "../scripts/preprocess.py"

@@ -12,8 +12,6 @@ rule pretrain:
         encoder=f"{RES}/pretrain/{{model}}/encoder.pt",
         metrics=f"{RES}/pretrain/{{model}}/metrics.csv",
         fractions=f"{RES}/pretrain/{{model}}/context_fractions.csv",
-    params:
-        out_dir=lambda wildcards: f"{RES}/pretrain/{wildcards.model}",
     log:
         f"{RES}/logs/pretrain_{{model}}.log",
     benchmark:
@@ -26,6 +24,8 @@ rule pretrain:
         nodes=1,
         mem_mb=8000,
         runtime=60,
+    params:
+        out_dir=lambda wildcards: f"{RES}/pretrain/{wildcards.model}",
     script:
         "../scripts/pretrain.py"
 

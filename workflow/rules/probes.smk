@@ -1,7 +1,14 @@
 # Study-level attentive probes on frozen features, test-set diagnostic tables, Fig. 2a / 2c / 3d.
 # {encoder}: a key of pretrain.models or "random"; {modality}: ct | mri.
-PROBE_FILES = ("probe.pt", "predictions.csv", "thresholds.csv", "selection.csv", "history.csv", "unmatched.csv",
-               "attention.npz")
+PROBE_FILES = (
+    "probe.pt",
+    "predictions.csv",
+    "thresholds.csv",
+    "selection.csv",
+    "history.csv",
+    "unmatched.csv",
+    "attention.npz",
+)
 
 
 def probe_encoders():
@@ -20,9 +27,6 @@ rule probe:
         findings=f"{RES}/labels/findings.jsonl",
     output:
         [f"{RES}/probes/{{encoder}}/{{modality}}/{name}" for name in PROBE_FILES],
-    params:
-        feature_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
-        out_dir=lambda wildcards: f"{RES}/probes/{wildcards.encoder}/{wildcards.modality}",
     log:
         f"{RES}/logs/probe_{{encoder}}_{{modality}}.log",
     benchmark:
@@ -32,6 +36,9 @@ rule probe:
         gpu=0,
         mem_mb=8000,
         runtime=120,
+    params:
+        feature_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
+        out_dir=lambda wildcards: f"{RES}/probes/{wildcards.encoder}/{wildcards.modality}",
     script:
         "../scripts/probe.py"
 
@@ -79,14 +86,16 @@ rule encoder_comparison:
 rule fig_diagnosis:
     """Fig. 2a (mean AUROC per encoder) and Fig. 2c (by diagnostic category)."""
     input:
-        expand(f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}{{suffix}}.csv", modality=("ct", "mri"),
-               encoder=probe_encoders(), suffix=("", "_categories")),
+        expand(
+            f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}{{suffix}}.csv",
+            modality=("ct", "mri"),
+            encoder=probe_encoders(),
+            suffix=("", "_categories"),
+        ),
     output:
         png=f"{RES}/figures/{{fig}}.png",
         pdf=f"{RES}/figures/{{fig}}.pdf",
         csv=f"{RES}/figures/{{fig}}.csv",
-    params:
-        tables_dir=f"{RES}/tables",
     log:
         f"{RES}/logs/{{fig}}.log",
     wildcard_constraints:
@@ -95,6 +104,8 @@ rule fig_diagnosis:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        tables_dir=f"{RES}/tables",
     script:
         "../scripts/fig_diagnosis.py"
 
@@ -102,22 +113,26 @@ rule fig_diagnosis:
 rule fig3d:
     """Fig. 3d: class attention over a lateralised test finding (first pretrained encoder's probes)."""
     input:
-        probes=expand(f"{RES}/probes/{{encoder}}/{{modality}}/{{name}}", encoder=probe_encoders()[0],
-                      modality=("ct", "mri"), name=("attention.npz", "predictions.csv")),
+        probes=expand(
+            f"{RES}/probes/{{encoder}}/{{modality}}/{{name}}",
+            encoder=probe_encoders()[0],
+            modality=("ct", "mri"),
+            name=("attention.npz", "predictions.csv"),
+        ),
         findings=f"{RES}/labels/findings.jsonl",
         shards=f"{RES}/shards/{config['probes']['attention']['split']}/index.json",
     output:
         png=f"{RES}/figures/fig3d.png",
         pdf=f"{RES}/figures/fig3d.pdf",
         csv=f"{RES}/figures/fig3d.csv",
-    params:
-        encoder=probe_encoders()[0],
-        probes_dir=f"{RES}/probes/{probe_encoders()[0]}",
     log:
         f"{RES}/logs/fig3d.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        encoder=probe_encoders()[0],
+        probes_dir=f"{RES}/probes/{probe_encoders()[0]}",
     script:
         "../scripts/fig3d.py"

@@ -27,8 +27,6 @@ rule reportgen_train:
     output:
         connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
         metrics=f"{RES}/reportgen/{{encoder}}/n{{size}}/metrics.csv",
-    params:
-        out_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
     log:
         f"{RES}/logs/reportgen_train_{{encoder}}_n{{size}}.log",
     benchmark:
@@ -38,9 +36,11 @@ rule reportgen_train:
         size=r"\d+",
     threads: 2
     resources:
-        gpu=config["reportgen"]["distributed"]["gpus"],   # > 0: torchrun over that many GPUs (FSDP or DDP)
+        gpu=config["reportgen"]["distributed"]["gpus"],  # > 0: torchrun over that many GPUs (FSDP or DDP)
         mem_mb=8000,
         runtime=60,
+    params:
+        out_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
     script:
         "../scripts/reportgen_train.py"
 
@@ -54,8 +54,6 @@ rule reportgen_generate:
         reports=f"{PRIV}/reports.jsonl",
     output:
         f"{RES}/reportgen/{{encoder}}/n{{size}}/generations.jsonl",
-    params:
-        model_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
     log:
         f"{RES}/logs/reportgen_generate_{{encoder}}_n{{size}}.log",
     benchmark:
@@ -68,6 +66,8 @@ rule reportgen_generate:
         gpu=0,
         mem_mb=8000,
         runtime=60,
+    params:
+        model_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
     script:
         "../scripts/reportgen_generate.py"
 
@@ -84,14 +84,14 @@ rule triage_set:
     output:
         triage_set=f"{RES}/tables/reportgen_triage_set.csv",
         acuity=f"{RES}/reportgen/acuity.csv",
-    params:
-        truth_dir=lambda wildcards: rg_truth_dir(),
     log:
         f"{RES}/logs/triage_set.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        truth_dir=lambda wildcards: rg_truth_dir(),
     script:
         "../scripts/triage_set.py"
 
@@ -106,14 +106,14 @@ rule frontier_inputs:
     output:
         counts=f"{RES}/tables/reportgen_frontier_inputs.csv",
         generations=f"{RES}/reportgen/frontier/generations.jsonl",
-    params:
-        payload_dir=f"{PRIV}/reportgen/frontier",
     log:
         f"{RES}/logs/frontier_inputs.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        payload_dir=f"{PRIV}/reportgen/frontier",
     script:
         "../scripts/frontier_inputs.py"
 
@@ -130,15 +130,15 @@ rule triage:
     output:
         predictions=f"{RES}/reportgen/triage_predictions.csv",
         validation=f"{RES}/tables/reportgen_judge_validation.csv",
-    params:
-        generations=rg_generations(),
-        cache_dir=f"{PRIV}/reportgen/judge_cache",
     log:
         f"{RES}/logs/triage.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        generations=rg_generations(),
+        cache_dir=f"{PRIV}/reportgen/judge_cache",
     script:
         "../scripts/triage.py"
 
@@ -158,14 +158,14 @@ rule reportgen_eval:
         triage=f"{RES}/tables/reportgen_triage.csv",
         cost=f"{RES}/tables/reportgen_cost.csv",
         scaling=f"{RES}/tables/reportgen_scaling.csv",
-    params:
-        generations=rg_generations(),
     log:
         f"{RES}/logs/reportgen_eval.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        generations=rg_generations(),
     script:
         "../scripts/reportgen_eval.py"
 
@@ -183,13 +183,13 @@ for _name, _table in RG_FIGURES.items():
             png=f"{RES}/figures/{_name}.png",
             pdf=f"{RES}/figures/{_name}.pdf",
             csv=f"{RES}/figures/{_name}.csv",
-        params:
-            name=_name,
         log:
             f"{RES}/logs/{_name}.log",
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
+        params:
+            name=_name,
         script:
             "../scripts/fig_reportgen.py"

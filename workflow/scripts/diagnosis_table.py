@@ -2,5 +2,11 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
-    pipeline.diagnosis_table(snakemake.config, snakemake.wildcards.modality, snakemake.input.predictions,
-                             snakemake.input.thresholds, snakemake.output.table, snakemake.output.categories)
+    pipeline.diagnosis_table(
+        snakemake.config,
+        snakemake.wildcards.modality,
+        snakemake.input.predictions,
+        snakemake.input.thresholds,
+        snakemake.output.table,
+        snakemake.output.categories,
+    )

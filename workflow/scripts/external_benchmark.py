@@ -2,5 +2,12 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
-    pipeline.external_benchmark(snakemake.config, snakemake.wildcards.dataset, snakemake.input.stats, snakemake.output.work,
-                                snakemake.params.private, snakemake.output.table, threads=snakemake.threads)
+    pipeline.external_benchmark(
+        snakemake.config,
+        snakemake.wildcards.dataset,
+        snakemake.input.stats,
+        snakemake.output.work,
+        snakemake.params.private,
+        snakemake.output.table,
+        threads=snakemake.threads,
+    )

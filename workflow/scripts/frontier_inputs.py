@@ -3,5 +3,13 @@ from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
     i, o = snakemake.input, snakemake.output
-    pipeline.reportgen_frontier_inputs(snakemake.config, i.triage_set, i.series, i.shards, i.reports,
-                                       snakemake.params.payload_dir, o.counts, o.generations)
+    pipeline.reportgen_frontier_inputs(
+        snakemake.config,
+        i.triage_set,
+        i.series,
+        i.shards,
+        i.reports,
+        snakemake.params.payload_dir,
+        o.counts,
+        o.generations,
+    )

@@ -2,5 +2,10 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
-    pipeline.label_efficiency(snakemake.config, snakemake.params.probes_dir, snakemake.params.labels_dir,
-                              snakemake.output.table, snakemake.output.models)
+    pipeline.label_efficiency(
+        snakemake.config,
+        snakemake.params.probes_dir,
+        snakemake.params.labels_dir,
+        snakemake.output.table,
+        snakemake.output.models,
+    )

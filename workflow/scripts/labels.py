@@ -2,5 +2,10 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
-    pipeline.labels(snakemake.config, snakemake.input.reports, snakemake.input.studies,
-                    snakemake.params.out_dir, snakemake.params.private_dir)
+    pipeline.labels(
+        snakemake.config,
+        snakemake.input.reports,
+        snakemake.input.studies,
+        snakemake.params.out_dir,
+        snakemake.params.private_dir,
+    )

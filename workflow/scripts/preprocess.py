@@ -3,5 +3,11 @@ from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
     p = snakemake.params
-    pipeline.preprocess(snakemake.config, snakemake.input.series, snakemake.input.files, p.export_root, p.out_dir,
-                        threads=snakemake.threads)
+    pipeline.preprocess(
+        snakemake.config,
+        snakemake.input.series,
+        snakemake.input.files,
+        p.export_root,
+        p.out_dir,
+        threads=snakemake.threads,
+    )

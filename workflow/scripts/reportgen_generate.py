@@ -3,5 +3,12 @@ from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
     i = snakemake.input
-    pipeline.reportgen_generate(snakemake.config, snakemake.params.model_dir, i.features, i.findings, i.reports,
-                                snakemake.output[0], threads=snakemake.threads)
+    pipeline.reportgen_generate(
+        snakemake.config,
+        snakemake.params.model_dir,
+        i.features,
+        i.findings,
+        i.reports,
+        snakemake.output[0],
+        threads=snakemake.threads,
+    )

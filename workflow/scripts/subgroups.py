@@ -2,5 +2,10 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
-    pipeline.subgroups(snakemake.config, snakemake.params.probes_dir, snakemake.input.studies, snakemake.output.table,
-                       snakemake.output.means)
+    pipeline.subgroups(
+        snakemake.config,
+        snakemake.params.probes_dir,
+        snakemake.input.studies,
+        snakemake.output.table,
+        snakemake.output.means,
+    )

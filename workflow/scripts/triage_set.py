@@ -3,5 +3,14 @@ from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
     i, o = snakemake.input, snakemake.output
-    pipeline.reportgen_triage_set(snakemake.config, i.findings, i.ct, i.mri, i.features, snakemake.params.truth_dir,
-                                  i.studies, o.triage_set, o.acuity)
+    pipeline.reportgen_triage_set(
+        snakemake.config,
+        i.findings,
+        i.ct,
+        i.mri,
+        i.features,
+        snakemake.params.truth_dir,
+        i.studies,
+        o.triage_set,
+        o.acuity,
+    )
