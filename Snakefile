@@ -35,6 +35,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/analyses_diagnostic.smk"
 include: "workflow/rules/analyses_anatomy.smk"
 include: "workflow/rules/reportgen.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:
