@@ -11,6 +11,10 @@ from neurovfm.config import ConfigError, validate as validate_config
 min_version("9.27")
 
 
+# snakemake --report: the run's description; every figure and headline table is marked with report() in its rule.
+report: "workflow/report/workflow.rst"
+
+
 # The checkout's defaults, found from the Snakefile (so --directory elsewhere works); a --configfile holds
 # only what it changes and is deep-merged over them.
 configfile: os.path.join(workflow.basedir, "config.yaml")

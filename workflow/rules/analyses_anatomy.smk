@@ -1,13 +1,5 @@
 # Anatomy (Fig. 3a, 3b, Extended Data Fig. 13e; synthetic runs only: token regions come from the generator's
 # anatomy) and external benchmarks (tables/external_{dataset}.csv; analysis.external.datasets).
-ANATOMY = config["analysis"]["anatomy"]
-ANATOMY_ENCODERS = list(ANATOMY["encoders"] or config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
-EXTERNAL = config["analysis"]["external"]
-EXTERNAL_DATASETS = list(EXTERNAL["datasets"])
-
-
-def _encoder_pts(encoders):
-    return [f"{RES}/pretrain/{e}/encoder.pt" for e in encoders if e != "random"]
 
 
 rule anatomy:
@@ -19,12 +11,36 @@ rule anatomy:
         encoders=_encoder_pts(ANATOMY_ENCODERS),
         export=f"{RES}/pacs_export",
     output:
-        table=f"{RES}/tables/anatomy.csv",
-        fig3a=f"{RES}/figures/fig3a.png",
-        fig3b=f"{RES}/figures/fig3b.png",
-        kmeans=f"{RES}/figures/ed_kmeans.png",
+        table=report(
+            f"{RES}/tables/anatomy.csv",
+            caption="../report/anatomy_table.rst",
+            category="Analyses",
+            subcategory="Anatomy",
+        ),
+        fig3a=report(
+            f"{RES}/figures/fig3a.png",
+            caption="../report/fig3a.rst",
+            category="Analyses",
+            subcategory="Anatomy",
+        ),
+        fig3b=report(
+            f"{RES}/figures/fig3b.png",
+            caption="../report/fig3b.rst",
+            category="Analyses",
+            subcategory="Anatomy",
+        ),
+        kmeans=report(
+            f"{RES}/figures/ed_kmeans.png",
+            caption="../report/ed_kmeans.rst",
+            category="Analyses",
+            subcategory="Anatomy",
+        ),
+        pdfs=[f"{RES}/figures/{name}.pdf" for name in ("fig3a", "fig3b", "ed_kmeans")],
+        csvs=[f"{RES}/figures/{name}.csv" for name in ("fig3a", "fig3b", "ed_kmeans")],
     log:
         f"{RES}/logs/anatomy.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=6000,
@@ -35,17 +51,6 @@ rule anatomy:
         "../scripts/anatomy.py"
 
 
-def _external_source(wildcards):
-    d = EXTERNAL["datasets"][wildcards.dataset]
-    return [f"{RES}/external/{wildcards.dataset}/source"] if d["nifti_dir"] is None or d["csv"] is None else []
-
-
-def _external_transfer(wildcards):
-    return [
-        f"{RES}/external/{t['dataset']}/benchmark" for t in EXTERNAL["datasets"][wildcards.dataset]["transfer_from"]
-    ]
-
-
 rule external_benchmark:
     """NIfTI dataset -> ingest -> preprocess -> frozen features -> stratified test, 8-fold CV, fold-ensembled probes."""
     input:
@@ -54,17 +59,28 @@ rule external_benchmark:
         stats=f"{RES}/shards/train/stats.json",
         encoders=_encoder_pts(EXTERNAL["encoders"] or ANATOMY_ENCODERS),
     output:
+        # a variable set: per-fold probes for each encoder and task (transfer_from of another dataset reads them)
         work=directory(f"{RES}/external/{{dataset}}/benchmark"),
-        table=f"{RES}/tables/external_{{dataset}}.csv",
+        # the dataset's file list and reports (private: paths into the user's data)
+        private=directory(f"{PRIV}/external/{{dataset}}"),
+        table=report(
+            f"{RES}/tables/external_{{dataset}}.csv",
+            caption="../report/external_benchmark.rst",
+            category="Analyses",
+            subcategory="External benchmarks",
+            labels={"dataset": "{dataset}"},
+        ),
     log:
         f"{RES}/logs/external_{{dataset}}.log",
     wildcard_constraints:
-        dataset="|".join(EXTERNAL_DATASETS),
+        dataset=_names_regex(EXTERNAL_DATASETS),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
     params:
-        private=lambda wildcards: f"{PRIV}/external/{wildcards.dataset}",
+        private=lambda wildcards, output: output.private,
     script:
         "../scripts/external_benchmark.py"

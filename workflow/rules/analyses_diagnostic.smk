@@ -1,33 +1,26 @@
 # Diagnostic analyses on the probes: label efficiency (Fig. 2e), cross-modal transfer (Fig. 3c), subgroups and
 # laterality (Extended Data). Tables under results/{run}/tables/, figures under results/{run}/figures/.
-_PROBE_MODS = ("ct", "mri")
-
-
-def _probe_inputs(name, encoders):
-    return expand(f"{RES}/probes/{{encoder}}/{{modality}}/{name}", encoder=encoders, modality=_PROBE_MODS)
-
-
-def _laterality_encoders():
-    return list(config["analysis"]["laterality"]["encoders"] or config["pretrain"]["train"])
 
 
 rule label_efficiency:
     """Platt-calibrated test F1 per class vs training positives; OLS (HC3), ANCOVA, label-equivalence folds."""
     input:
         predictions=_probe_inputs("predictions.csv", probe_encoders()),
-        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=MODALITIES),
     output:
         table=f"{RES}/tables/label_efficiency.csv",
         models=f"{RES}/tables/label_efficiency_models.csv",
     log:
         f"{RES}/logs/label_efficiency.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
     params:
-        probes_dir=f"{RES}/probes",
-        labels_dir=f"{RES}/labels",
+        probes_dir=lambda wildcards, input: _parent(input.predictions[0], 3),
+        labels_dir=lambda wildcards, input: _parent(input.labels[0]),
     script:
         "../scripts/label_efficiency.py"
 
@@ -38,19 +31,21 @@ rule cross_modal:
         probes=_probe_inputs("probe.pt", probe_encoders()),
         predictions=_probe_inputs("predictions.csv", probe_encoders()),
         features=expand(f"{RES}/features/{{encoder}}/test/index.json", encoder=probe_encoders()),
-        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=MODALITIES),
     output:
         f"{RES}/tables/cross_modal.csv",
     log:
         f"{RES}/logs/cross_modal.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        probes_dir=f"{RES}/probes",
-        features_dir=f"{RES}/features",
-        labels_dir=f"{RES}/labels",
+        probes_dir=lambda wildcards, input: _parent(input.predictions[0], 3),
+        features_dir=lambda wildcards, input: _parent(input.features[0], 3),
+        labels_dir=lambda wildcards, input: _parent(input.labels[0]),
     script:
         "../scripts/cross_modal.py"
 
@@ -65,12 +60,14 @@ rule subgroups:
         means=f"{RES}/tables/subgroups_means.csv",
     log:
         f"{RES}/logs/subgroups.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
     params:
-        probes_dir=f"{RES}/probes",
+        probes_dir=lambda wildcards, input: _parent(input.predictions[0], 3),
     script:
         "../scripts/subgroups.py"
 
@@ -87,7 +84,7 @@ rule laterality:
             split=("train", "val", "test"),
         ),
         encoders=[f"{RES}/pretrain/{e}/encoder.pt" for e in _laterality_encoders() if e != "random"],
-        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=_PROBE_MODS),
+        labels=expand(f"{RES}/labels/{{modality}}.csv", modality=MODALITIES),
         findings=f"{RES}/labels/findings.jsonl",
         shards=f"{RES}/shards/test/index.json",
         stats=f"{RES}/shards/train/stats.json",
@@ -96,16 +93,19 @@ rule laterality:
         studies=f"{RES}/tables/laterality_studies.csv",
     log:
         f"{RES}/logs/laterality.log",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=0,
         mem_mb=8000,
         runtime=60,
     params:
-        probes_dir=f"{RES}/probes",
-        features_dir=f"{RES}/features",
-        labels_dir=f"{RES}/labels",
-        pretrain_dir=f"{RES}/pretrain",
+        probes_dir=lambda wildcards, input: _parent(input.predictions[0], 3),
+        features_dir=lambda wildcards, input: _parent(input.features[0], 3),
+        labels_dir=lambda wildcards, input: _parent(input.labels[0]),
+        # the pretrained encoders are declared inputs; with only `random` tested there is none to read
+        pretrain_dir=lambda wildcards, input: _parent(input.encoders[0], 2) if input.encoders else None,
     script:
         "../scripts/laterality.py"
 
@@ -123,13 +123,21 @@ rule fig_diagnostic_analysis:
     input:
         unpack(lambda wildcards: _ANALYSIS_FIGURE_TABLES[wildcards.fig]),
     output:
-        png=f"{RES}/figures/{{fig}}.png",
+        png=report(
+            f"{RES}/figures/{{fig}}.png",
+            caption="../report/fig_diagnostic_analysis.rst",
+            category="Analyses",
+            subcategory="Diagnostic analyses",
+            labels={"figure": "{fig}"},
+        ),
         pdf=f"{RES}/figures/{{fig}}.pdf",
         csv=f"{RES}/figures/{{fig}}.csv",
     log:
         f"{RES}/logs/{{fig}}.log",
     wildcard_constraints:
         fig="|".join(_ANALYSIS_FIGURE_TABLES),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,16 +1,18 @@
-# The paper's analyses (neurovfm/analysis). Phase 1: the demo's external dataset; the analysis rules
-# (label efficiency, cross-modal transfer, subgroups, laterality, anatomy, external benchmarks) join here.
-EXTERNAL_SYNTH = config["analysis"]["external"]["synthetic"]["name"]
+# The paper's analyses (neurovfm/analysis): the demo's external dataset; the analysis rules (label efficiency,
+# cross-modal transfer, subgroups, laterality, anatomy, external benchmarks) are in analyses_*.smk.
 
 
 rule synth_external:
     """A second synthetic site as a public-benchmark-style dataset: NIfTI volumes + subjects.csv."""
     output:
+        # a variable set of NIfTI volumes (one per scan) and subjects.csv
         directory(f"{RES}/external/{{dataset}}/source"),
     log:
         f"{RES}/logs/synth_external_{{dataset}}.log",
     wildcard_constraints:
-        dataset=EXTERNAL_SYNTH,
+        dataset=re.escape(EXTERNAL_SYNTH),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,

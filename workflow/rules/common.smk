@@ -1,5 +1,6 @@
-# Path helpers shared by every rule file. All paths derive from config; nothing is hard-coded.
+# Path helpers shared by all the .smk files. All paths derive from config; nothing is hard-coded.
 import os
+import re
 from pathlib import Path
 
 RUN = config["run"]
@@ -85,3 +86,86 @@ def all_targets():
     targets += [f"{RES}/figures/{name}.png" for name in ("fig4b", "fig4c", "fig4d", "ed_reportgen_scaling")]
     targets += [f"{RES}/figures/{name}.png" for name in ("fig2e", "fig3c", "ed_subgroups", "ed_laterality")]
     return targets
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names and input functions of the .smk files, kept here (snakemake --lint wants functions apart from rules).
+# ---------------------------------------------------------------------------------------------------------------
+CONDA_ENV = "../envs/neurovfm.yaml"  # relative to workflow/rules/; one stack: every script imports neurovfm
+SPLITS = ("train", "val", "test")
+MODALITIES = ("ct", "mri")
+FEATURE_SPLITS = SPLITS
+
+
+def _names_regex(names):
+    """A wildcard constraint that matches exactly these names (model names may hold _ - and .)."""
+    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
+
+
+ENCODER_NAMES = ["random", *config["pretrain"]["models"]]
+MODEL_RE = _names_regex(config["pretrain"]["models"])
+ENCODER_RE = _names_regex(ENCODER_NAMES)
+
+
+def probe_encoders():
+    return list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+
+
+def _feature_encoder_pt(wildcards):
+    if wildcards.encoder == "random":
+        return []
+    return [f"{RES}/pretrain/{wildcards.encoder}/encoder.pt"]
+
+
+def _probe_inputs(name, encoders):
+    return expand(f"{RES}/probes/{{encoder}}/{{modality}}/{name}", encoder=encoders, modality=MODALITIES)
+
+
+def _laterality_encoders():
+    return list(config["analysis"]["laterality"]["encoders"] or config["pretrain"]["train"])
+
+
+def _encoder_pts(encoders):
+    return [f"{RES}/pretrain/{e}/encoder.pt" for e in encoders if e != "random"]
+
+
+def _parent(path, levels=1):
+    """The folder ``levels`` above ``path`` (scripts that read a tree get it from a declared input)."""
+    return str(Path(path).parents[levels - 1])
+
+
+ANATOMY = config["analysis"]["anatomy"]
+ANATOMY_ENCODERS = list(ANATOMY["encoders"] or config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+EXTERNAL = config["analysis"]["external"]
+EXTERNAL_DATASETS = list(EXTERNAL["datasets"])
+EXTERNAL_SYNTH = EXTERNAL["synthetic"]["name"]
+
+
+def _external_source(wildcards):
+    d = EXTERNAL["datasets"][wildcards.dataset]
+    return [f"{RES}/external/{wildcards.dataset}/source"] if d["nifti_dir"] is None or d["csv"] is None else []
+
+
+def _external_transfer(wildcards):
+    return [
+        f"{RES}/external/{t['dataset']}/benchmark" for t in EXTERNAL["datasets"][wildcards.dataset]["transfer_from"]
+    ]
+
+
+RG_ENCODERS = config["reportgen"]["encoders"] or config["pretrain"]["train"][:1]
+RG_SIZES = [int(s) for s in config["reportgen"]["sizes"]]
+RG_SPLIT = config["reportgen"]["generation"]["split"]
+
+
+def rg_generations(wildcards=None):
+    """Model name ({encoder}/n{size}) -> its generations.jsonl."""
+    return {f"{e}/n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+
+
+def rg_generation_inputs(wildcards):
+    """The same files as named inputs (gen_{encoder}_n{size})."""
+    return {f"gen_{e}_n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+
+
+def rg_truth_dir(wildcards, input):
+    return f"{input.export[0]}/truth" if SYNTHETIC else None

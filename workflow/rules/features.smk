@@ -1,20 +1,13 @@
 # Frozen feature extraction: one job per encoder ({encoder}: a key of pretrain.models, or "random").
 # "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
-# bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export; pretrain/{model}/encoder.pt).
-import re
-
-FEATURE_SPLITS = ("train", "val", "test")
-
-
-def _feature_encoder_pt(wildcards):
-    if wildcards.encoder == "random":
-        return []
-    return [f"{RES}/pretrain/{wildcards.encoder}/encoder.pt"]
+# bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export;
+# pretrain/{model}/encoder.pt).
 
 
 rule features:
     """Encode every volume of every split (whole volume, every CT window, foreground tokens) with a frozen
-    encoder into results/{run}/features/{encoder}/{split}/; resumes finished chunks after a kill."""
+    encoder into results/{run}/features/{encoder}/{split}/; resumes finished chunks after a kill. Each
+    index.json lists its split's chunk files (their number follows the data and features.chunk_tokens)."""
     input:
         shards=expand(f"{RES}/shards/{{split}}/index.json", split=FEATURE_SPLITS),
         stats=f"{RES}/shards/train/stats.json",
@@ -26,14 +19,16 @@ rule features:
     benchmark:
         f"{RES}/benchmarks/features_{{encoder}}.tsv"
     wildcard_constraints:
-        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+        encoder=ENCODER_RE,
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=0,
         mem_mb=8000,
         runtime=60,
     params:
-        out_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
+        out_dir=lambda wildcards, output: _parent(output.index[0], 2),
         splits=FEATURE_SPLITS,
     script:
         "../scripts/features.py"

@@ -7,15 +7,18 @@ rule labels:
         ct=f"{RES}/labels/ct.csv",
         mri=f"{RES}/labels/mri.csv",
         findings=f"{RES}/labels/findings.jsonl",
+        errors=f"{RES}/labels/extract_errors.csv",
     log:
         f"{RES}/logs/labels.log",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=240,
     params:
-        out_dir=f"{RES}/labels",
-        private_dir=PRIV,
+        out_dir=lambda wildcards, output: _parent(output.ct),
+        private_dir=lambda wildcards, input: _parent(input.reports),
     script:
         "../scripts/labels.py"
 
@@ -28,9 +31,16 @@ rule extractor_eval:
         mri=f"{RES}/labels/mri.csv",
         studies=f"{RES}/ingest/studies.csv",
     output:
-        f"{RES}/labels/extractor_eval.csv",
+        report(
+            f"{RES}/labels/extractor_eval.csv",
+            caption="../report/extractor_eval.rst",
+            category="Dataset",
+            subcategory="Labels",
+        ),
     log:
         f"{RES}/logs/extractor_eval.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -4,6 +4,7 @@ rule preprocess:
         series=f"{RES}/ingest/series.csv",
         files=f"{PRIV}/files.csv",
     output:
+        # each index.json lists its split's shard and sidecar files (their number follows store.shards)
         train=f"{RES}/shards/train/index.json",
         val=f"{RES}/shards/val/index.json",
         test=f"{RES}/shards/test/index.json",
@@ -14,12 +15,14 @@ rule preprocess:
         f"{RES}/logs/preprocess.log",
     benchmark:
         f"{RES}/benchmarks/preprocess.tsv"
+    conda:
+        CONDA_ENV
     threads: 8
     resources:
         mem_mb=16000,
         runtime=720,
     params:
         export_root=lambda wildcards: pixel_root(),
-        out_dir=f"{RES}/shards",
+        out_dir=lambda wildcards, output: _parent(output.summary),
     script:
         "../scripts/preprocess.py"

@@ -1,23 +1,30 @@
 # Vol-JEPA pretraining: one job per model configuration ({model} is a key of pretrain.models).
-import re
 
 
 rule pretrain:
     """Vol-JEPA pretraining; on GPUs (resources.gpu > 0) through torchrun, else one CPU process.
-    Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry."""
+    Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry (that resume state,
+    and run_config.yaml of a GPU launch, are not outputs: snakemake deletes a job's outputs before it reruns)."""
     input:
         train=f"{RES}/shards/train/index.json",
         stats=f"{RES}/shards/train/stats.json",
     output:
         encoder=f"{RES}/pretrain/{{model}}/encoder.pt",
-        metrics=f"{RES}/pretrain/{{model}}/metrics.csv",
+        metrics=report(
+            f"{RES}/pretrain/{{model}}/metrics.csv",
+            caption="../report/pretrain_metrics.rst",
+            category="Pretraining",
+            subcategory="{model}",
+        ),
         fractions=f"{RES}/pretrain/{{model}}/context_fractions.csv",
     log:
         f"{RES}/logs/pretrain_{{model}}.log",
     benchmark:
         f"{RES}/benchmarks/pretrain_{{model}}.tsv"
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in config["pretrain"]["models"]),
+        model=MODEL_RE,
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=0,
@@ -25,7 +32,7 @@ rule pretrain:
         mem_mb=8000,
         runtime=60,
     params:
-        out_dir=lambda wildcards: f"{RES}/pretrain/{wildcards.model}",
+        out_dir=lambda wildcards, output: _parent(output.encoder),
     script:
         "../scripts/pretrain.py"
 
@@ -36,11 +43,18 @@ rule fig_ed_masking:
         train=f"{RES}/shards/train/index.json",
         stats=f"{RES}/shards/train/stats.json",
     output:
-        png=f"{RES}/figures/ed_masking.png",
+        png=report(
+            f"{RES}/figures/ed_masking.png",
+            caption="../report/ed_masking.rst",
+            category="Pretraining",
+            subcategory="Masking",
+        ),
         pdf=f"{RES}/figures/ed_masking.pdf",
         csv=f"{RES}/figures/ed_masking.csv",
     log:
         f"{RES}/logs/fig_ed_masking.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,5 +1,6 @@
 # Study-level attentive probes on frozen features, test-set diagnostic tables, Fig. 2a / 2c / 3d.
-# {encoder}: a key of pretrain.models or "random"; {modality}: ct | mri.
+# {encoder}, {a}, {b}: a key of pretrain.models or "random" (exact names: they may hold _ - and .);
+# {modality}: ct | mri.
 PROBE_FILES = (
     "probe.pt",
     "predictions.csv",
@@ -11,10 +12,6 @@ PROBE_FILES = (
 )
 
 
-def probe_encoders():
-    return list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
-
-
 wildcard_constraints:
     modality="ct|mri",
 
@@ -22,7 +19,7 @@ wildcard_constraints:
 rule probe:
     """Fit the probe on train, choose epoch / hyperparameters / thresholds on val, then predict val and test."""
     input:
-        features=expand(f"{RES}/features/{{{{encoder}}}}/{{split}}/index.json", split=("train", "val", "test")),
+        features=expand(f"{RES}/features/{{{{encoder}}}}/{{split}}/index.json", split=SPLITS),
         labels=f"{RES}/labels/{{modality}}.csv",
         findings=f"{RES}/labels/findings.jsonl",
     output:
@@ -31,14 +28,18 @@ rule probe:
         f"{RES}/logs/probe_{{encoder}}_{{modality}}.log",
     benchmark:
         f"{RES}/benchmarks/probe_{{encoder}}_{{modality}}.tsv"
+    wildcard_constraints:
+        encoder=ENCODER_RE,
+    conda:
+        CONDA_ENV
     threads: 1  # small matrices: one thread per probe is faster than two, and two probes run side by side
     resources:
         gpu=0,
         mem_mb=8000,
         runtime=120,
     params:
-        feature_dir=lambda wildcards: f"{RES}/features/{wildcards.encoder}",
-        out_dir=lambda wildcards: f"{RES}/probes/{wildcards.encoder}/{wildcards.modality}",
+        feature_dir=lambda wildcards, input: _parent(input.features[0], 2),
+        out_dir=lambda wildcards, output: _parent(output[0]),
     script:
         "../scripts/probe.py"
 
@@ -54,7 +55,9 @@ rule diagnosis_table:
     log:
         f"{RES}/logs/diagnosis_table_{{modality}}_{{encoder}}.log",
     wildcard_constraints:
-        encoder="[^_/]+",
+        encoder=ENCODER_RE,
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
@@ -69,12 +72,20 @@ rule encoder_comparison:
         a=f"{RES}/probes/{{a}}/{{modality}}/predictions.csv",
         b=f"{RES}/probes/{{b}}/{{modality}}/predictions.csv",
     output:
-        f"{RES}/tables/diagnosis_{{modality}}_{{a}}_vs_{{b}}.csv",
+        report(
+            f"{RES}/tables/diagnosis_{{modality}}_{{a}}_vs_{{b}}.csv",
+            caption="../report/encoder_comparison.rst",
+            category="Diagnosis",
+            subcategory="Encoder comparison",
+            labels={"modality": "{modality}", "encoder": "{a}", "baseline": "{b}"},
+        ),
     log:
         f"{RES}/logs/encoder_comparison_{{modality}}_{{a}}_vs_{{b}}.log",
     wildcard_constraints:
-        a="[^_/]+",
-        b="[^_/]+",
+        a=ENCODER_RE,
+        b=ENCODER_RE,
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
@@ -88,24 +99,32 @@ rule fig_diagnosis:
     input:
         expand(
             f"{RES}/tables/diagnosis_{{modality}}_{{encoder}}{{suffix}}.csv",
-            modality=("ct", "mri"),
+            modality=MODALITIES,
             encoder=probe_encoders(),
             suffix=("", "_categories"),
         ),
     output:
-        png=f"{RES}/figures/{{fig}}.png",
+        png=report(
+            f"{RES}/figures/{{fig}}.png",
+            caption="../report/fig_diagnosis.rst",
+            category="Diagnosis",
+            subcategory="Diagnostic performance",
+            labels={"figure": "{fig}"},
+        ),
         pdf=f"{RES}/figures/{{fig}}.pdf",
         csv=f"{RES}/figures/{{fig}}.csv",
     log:
         f"{RES}/logs/{{fig}}.log",
     wildcard_constraints:
         fig="fig2a|fig2c",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        tables_dir=f"{RES}/tables",
+        tables_dir=lambda wildcards, input: _parent(input[0]),
     script:
         "../scripts/fig_diagnosis.py"
 
@@ -116,23 +135,30 @@ rule fig3d:
         probes=expand(
             f"{RES}/probes/{{encoder}}/{{modality}}/{{name}}",
             encoder=probe_encoders()[0],
-            modality=("ct", "mri"),
+            modality=MODALITIES,
             name=("attention.npz", "predictions.csv"),
         ),
         findings=f"{RES}/labels/findings.jsonl",
         shards=f"{RES}/shards/{config['probes']['attention']['split']}/index.json",
     output:
-        png=f"{RES}/figures/fig3d.png",
+        png=report(
+            f"{RES}/figures/fig3d.png",
+            caption="../report/fig3d.rst",
+            category="Diagnosis",
+            subcategory="Attention",
+        ),
         pdf=f"{RES}/figures/fig3d.pdf",
         csv=f"{RES}/figures/fig3d.csv",
     log:
         f"{RES}/logs/fig3d.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
     params:
         encoder=probe_encoders()[0],
-        probes_dir=f"{RES}/probes/{probe_encoders()[0]}",
+        probes_dir=lambda wildcards, input: _parent(input.probes[0], 2),
     script:
         "../scripts/fig3d.py"

@@ -1,23 +1,11 @@
 # Report generation (LLaVA-style model over frozen encoder tokens) and its triage evaluation.
 # {encoder}: a feature encoder (reportgen.encoders, default the first name of pretrain.train); {size}: a curated
 # training-set size of reportgen.sizes. Indications are read from PRIV and never written under RES.
-import re
-
-RG_ENCODERS = config["reportgen"]["encoders"] or config["pretrain"]["train"][:1]
-RG_SIZES = [int(s) for s in config["reportgen"]["sizes"]]
-RG_SPLIT = config["reportgen"]["generation"]["split"]
-
-
-def rg_generations(wildcards=None):
-    return {f"{e}/n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
-
-
-def rg_truth_dir():
-    return f"{RES}/pacs_export/truth" if SYNTHETIC else None
 
 
 rule reportgen_train:
-    """Stage 1 (connector) and stage 2 (connector + LLM) on {size} curated pairs; resumes from checkpoint.pt."""
+    """Stage 1 (connector) and stage 2 (connector + LLM) on {size} curated pairs; resumes from checkpoint.pt
+    (resume state, not an output: snakemake deletes a job's outputs before it reruns)."""
     input:
         features=f"{RES}/features/{{encoder}}/train/index.json",
         findings=f"{RES}/labels/findings.jsonl",
@@ -27,20 +15,26 @@ rule reportgen_train:
     output:
         connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
         metrics=f"{RES}/reportgen/{{encoder}}/n{{size}}/metrics.csv",
+        curated=f"{RES}/reportgen/{{encoder}}/n{{size}}/curated.csv",
+        # the language model and tokenizer as save_pretrained writes them (full weights, or a LoRA adapter;
+        # sharded at scale): a variable set of files
+        lm=directory(f"{RES}/reportgen/{{encoder}}/n{{size}}/lm"),
     log:
         f"{RES}/logs/reportgen_train_{{encoder}}_n{{size}}.log",
     benchmark:
         f"{RES}/benchmarks/reportgen_train_{{encoder}}_n{{size}}.tsv"
     wildcard_constraints:
-        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+        encoder=ENCODER_RE,
         size=r"\d+",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=config["reportgen"]["distributed"]["gpus"],  # > 0: torchrun over that many GPUs (FSDP or DDP)
         mem_mb=8000,
         runtime=60,
     params:
-        out_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
+        out_dir=lambda wildcards, output: _parent(output.connector),
     script:
         "../scripts/reportgen_train.py"
 
@@ -49,6 +43,7 @@ rule reportgen_generate:
     """Findings (JSON lists, malformed answers kept) for the generation split, with and without indication."""
     input:
         connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
+        lm=f"{RES}/reportgen/{{encoder}}/n{{size}}/lm",
         features=f"{RES}/features/{{encoder}}/{RG_SPLIT}/index.json",
         findings=f"{RES}/labels/findings.jsonl",
         reports=f"{PRIV}/reports.jsonl",
@@ -59,15 +54,17 @@ rule reportgen_generate:
     benchmark:
         f"{RES}/benchmarks/reportgen_generate_{{encoder}}_n{{size}}.tsv"
     wildcard_constraints:
-        encoder="|".join(re.escape(m) for m in ["random", *config["pretrain"]["models"]]),
+        encoder=ENCODER_RE,
         size=r"\d+",
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=0,
         mem_mb=8000,
         runtime=60,
     params:
-        model_dir=lambda wildcards: f"{RES}/reportgen/{wildcards.encoder}/n{wildcards.size}",
+        model_dir=lambda wildcards, input: _parent(input.connector),
     script:
         "../scripts/reportgen_generate.py"
 
@@ -86,12 +83,14 @@ rule triage_set:
         acuity=f"{RES}/reportgen/acuity.csv",
     log:
         f"{RES}/logs/triage_set.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        truth_dir=lambda wildcards: rg_truth_dir(),
+        truth_dir=rg_truth_dir,
     script:
         "../scripts/triage_set.py"
 
@@ -108,6 +107,8 @@ rule frontier_inputs:
         generations=f"{RES}/reportgen/frontier/generations.jsonl",
     log:
         f"{RES}/logs/frontier_inputs.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -121,7 +122,7 @@ rule frontier_inputs:
 rule triage:
     """Every judge on the reference findings (validation) and on every model's answers for the triage set."""
     input:
-        unpack(lambda wildcards: {"gen_" + k.replace("/", "_"): v for k, v in rg_generations().items()}),
+        unpack(rg_generation_inputs),
         frontier=f"{RES}/reportgen/frontier/generations.jsonl",
         findings=f"{RES}/labels/findings.jsonl",
         reports=f"{PRIV}/reports.jsonl",
@@ -132,12 +133,15 @@ rule triage:
         validation=f"{RES}/tables/reportgen_judge_validation.csv",
     log:
         f"{RES}/logs/triage.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
     params:
         generations=rg_generations(),
+        # judges' answers kept across runs (a cache, not an output: snakemake would delete it before a rerun)
         cache_dir=f"{PRIV}/reportgen/judge_cache",
     script:
         "../scripts/triage.py"
@@ -146,7 +150,7 @@ rule triage:
 rule reportgen_eval:
     """Text metrics, triage accuracy (per model, judge, modality, pathology, indication), cost and scaling."""
     input:
-        unpack(lambda wildcards: {"gen_" + k.replace("/", "_"): v for k, v in rg_generations().items()}),
+        unpack(rg_generation_inputs),
         frontier=f"{RES}/reportgen/frontier/generations.jsonl",
         predictions=f"{RES}/reportgen/triage_predictions.csv",
         triage_set=f"{RES}/tables/reportgen_triage_set.csv",
@@ -154,12 +158,24 @@ rule reportgen_eval:
         ct=f"{RES}/labels/ct.csv",
         mri=f"{RES}/labels/mri.csv",
     output:
-        text=f"{RES}/tables/reportgen_text_metrics.csv",
-        triage=f"{RES}/tables/reportgen_triage.csv",
+        text=report(
+            f"{RES}/tables/reportgen_text_metrics.csv",
+            caption="../report/reportgen_text_metrics.rst",
+            category="Report generation",
+            subcategory="Tables",
+        ),
+        triage=report(
+            f"{RES}/tables/reportgen_triage.csv",
+            caption="../report/reportgen_triage.rst",
+            category="Report generation",
+            subcategory="Tables",
+        ),
         cost=f"{RES}/tables/reportgen_cost.csv",
         scaling=f"{RES}/tables/reportgen_scaling.csv",
     log:
         f"{RES}/logs/reportgen_eval.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -180,11 +196,18 @@ for _name, _table in RG_FIGURES.items():
         input:
             table=f"{RES}/tables/reportgen_{_table}.csv",
         output:
-            png=f"{RES}/figures/{_name}.png",
+            png=report(
+                f"{RES}/figures/{_name}.png",
+                caption=f"../report/{_name}.rst",
+                category="Report generation",
+                subcategory="Figures",
+            ),
             pdf=f"{RES}/figures/{_name}.pdf",
             csv=f"{RES}/figures/{_name}.csv",
         log:
             f"{RES}/logs/{_name}.log",
+        conda:
+            CONDA_ENV
         threads: 1
         resources:
             mem_mb=2000,

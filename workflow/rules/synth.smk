@@ -1,11 +1,14 @@
 rule synth:
     """The embedded health system: a synthetic PACS export, reports and ground truth."""
     output:
+        # a variable set of DICOM files, reports and per-study truth (manifest.json lists them)
         directory(f"{RES}/pacs_export"),
     log:
         f"{RES}/logs/synth.log",
     benchmark:
         f"{RES}/benchmarks/synth.tsv"
+    conda:
+        CONDA_ENV
     threads: 8
     resources:
         mem_mb=8000,
