@@ -80,8 +80,11 @@ class Bundle:
 
     @functools.cached_property
     def generator(self):
+        from transformers.utils import logging as hf_logging
+
         from neurovfm.reportgen.generate import Generator
 
+        hf_logging.disable_progress_bar()  # a progress line per study is the command's output
         return Generator(self.path(layout.REPORTGEN), self.cfg["reportgen"])
 
 
