@@ -10,8 +10,11 @@ rule bundle:
     input:
         encoder=f"{RES}/pretrain/{BUNDLE_ENCODER}/encoder.pt",
         stats=f"{RES}/shards/train/stats.json",
-        probes=expand(f"{RES}/probes/{BUNDLE_ENCODER}/{{modality}}/{{name}}", modality=("ct", "mri"),
-                      name=("probe.pt", "thresholds.csv", "predictions.csv")),
+        probes=expand(
+            f"{RES}/probes/{BUNDLE_ENCODER}/{{modality}}/{{name}}",
+            modality=("ct", "mri"),
+            name=("probe.pt", "thresholds.csv", "predictions.csv"),
+        ),
         connector=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}/connector.pt",
         tables=expand(f"{RES}/tables/diagnosis_{{modality}}_{BUNDLE_ENCODER}.csv", modality=("ct", "mri")),
         studies=f"{RES}/ingest/studies.csv",
@@ -23,18 +26,21 @@ rule bundle:
         config=f"{BUNDLE}/config.yaml",
         encoder=f"{BUNDLE}/encoder/encoder.pt",
         stats=f"{BUNDLE}/preprocess/stats.json",
-        probes=expand(f"{BUNDLE}/probes/{{modality}}/{{name}}", modality=("ct", "mri"),
-                      name=("probe.pt", "thresholds.csv", "calibration.csv")),
+        probes=expand(
+            f"{BUNDLE}/probes/{{modality}}/{{name}}",
+            modality=("ct", "mri"),
+            name=("probe.pt", "thresholds.csv", "calibration.csv"),
+        ),
         connector=f"{BUNDLE}/reportgen/connector.pt",
-    params:
-        out_dir=BUNDLE,
-        probes_dir=f"{RES}/probes/{BUNDLE_ENCODER}",
-        reportgen_dir=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}",
     log:
         f"{RES}/logs/bundle.log",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        out_dir=BUNDLE,
+        probes_dir=f"{RES}/probes/{BUNDLE_ENCODER}",
+        reportgen_dir=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}",
     script:
         "../scripts/bundle.py"
