@@ -13,6 +13,7 @@ train split's token positions, :mod:`neurovfm.analysis.anatomy_supervised`) and 
 Writes the CSV, a figure beside it (PNG and PDF) and prints the mean-R^2 table. ``--encoder NAME -`` with NAME
 ``random`` gives seeded random weights of the configured architecture.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,12 +80,23 @@ def main() -> None:
     ap.add_argument("--run-dir", required=True, help="results/{run}: shards/{train,val}, pacs_export/truth")
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--encoder", nargs=2, action="append", metavar=("NAME", "ENCODER_PT"), default=[])
-    ap.add_argument("--control", type=int, default=0, metavar="STEPS",
-                    help="train the supervised positive control for STEPS steps (0: none)")
+    ap.add_argument(
+        "--control",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="train the supervised positive control for STEPS steps (0: none)",
+    )
     ap.add_argument("--control-batch", type=int, default=8)
     ap.add_argument("--control-lr", type=float, default=1e-3)
-    ap.add_argument("--control-crop", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                    help="training crop of the control in tokens (default: pretrain.max_crop_tokens)")
+    ap.add_argument(
+        "--control-crop",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="training crop of the control in tokens (default: pretrain.max_crop_tokens)",
+    )
     ap.add_argument("--views", type=int, default=2, help="random orientations per volume")
     ap.add_argument("--tokens-per-view", type=int, default=48)
     ap.add_argument("--max-volumes", type=int, default=400, help="per split (seeded sample)")
@@ -109,8 +121,14 @@ def main() -> None:
     aug = cfg["pretrain"]["augment"]
     encoders = {}
     for name, path in args.encoder:
-        encoders[name] = load_frozen(name, cfg, None if path == "-" else path, seed=cfg["features"]["seed"],
-                                     device=args.device)[0].eval()
+        # "-": seeded random weights of the configured architecture, whatever the name
+        encoders[name] = load_frozen(
+            "random" if path == "-" else name,
+            cfg,
+            None if path == "-" else path,
+            seed=cfg["features"]["seed"],
+            device=args.device,
+        )[0].eval()
     if args.control:
         from neurovfm.analysis.anatomy_supervised import train_anatomy_encoder
         from neurovfm.jepa.build import model_config
@@ -119,10 +137,21 @@ def main() -> None:
         mcfg = model_config(cfg["pretrain"], cfg["pretrain"]["train"][0], cfg["preprocess"]["patch"])
         t0 = time.perf_counter()
         crop = args.control_crop or cfg["pretrain"]["max_crop_tokens"]
-        enc, losses = train_anatomy_encoder(mcfg, data["train"], list(range(len(data["train"]))), poses,
-                                            args.control, args.control_batch, args.control_lr, 0.05, crop,
-                                            float(aug["flip_p"]), float(aug["swap_inplane_p"]), args.seed,
-                                            args.device)
+        enc, losses = train_anatomy_encoder(
+            mcfg,
+            data["train"],
+            list(range(len(data["train"]))),
+            poses,
+            args.control,
+            args.control_batch,
+            args.control_lr,
+            0.05,
+            crop,
+            float(aug["flip_p"]),
+            float(aug["swap_inplane_p"]),
+            args.seed,
+            args.device,
+        )
         save_encoder(out.with_name(out.stem + f"_{CONTROL}.pt"), enc, mcfg, args.control)
         log.info("positive control trained in %.0f s", time.perf_counter() - t0)
         encoders[CONTROL] = enc
@@ -132,21 +161,45 @@ def main() -> None:
     for split, ds in data.items():
         pos = choose(ds, set(poses), args.max_volumes, args.seed)
         progress = Progress(len(pos), f"anatomy context {split}", unit="volumes", every_s=30.0)
-        views[split], sk = ac.collect_views(ds, pos, poses, encoders, patch, args.views, args.tokens_per_view,
-                                            float(aug["flip_p"]), float(aug["swap_inplane_p"]), args.seed,
-                                            args.device, progress)
+        views[split], sk = ac.collect_views(
+            ds,
+            pos,
+            poses,
+            encoders,
+            patch,
+            args.views,
+            args.tokens_per_view,
+            float(aug["flip_p"]),
+            float(aug["swap_inplane_p"]),
+            args.seed,
+            args.device,
+            progress,
+        )
         progress.close()
         skipped += [{**s, "split": split} for s in sk]
         log.info("%s: %d tokens of %d patients", split, len(views[split].target), len(set(views[split].group)))
     scores = {}
     pos_dim = next(iter(encoders.values())).embed_dim
     for name in ac.BASELINES:
-        scores[name] = ac.score(ac.baseline_features(views["train"], name, pos_dim), views["train"],
-                                ac.baseline_features(views["val"], name, pos_dim), views["val"], args.alphas,
-                                args.n_boot, args.seed)
+        scores[name] = ac.score(
+            ac.baseline_features(views["train"], name, pos_dim),
+            views["train"],
+            ac.baseline_features(views["val"], name, pos_dim),
+            views["val"],
+            args.alphas,
+            args.n_boot,
+            args.seed,
+        )
     for name in encoders:
-        scores[name] = ac.score(views["train"].features[name], views["train"], views["val"].features[name],
-                                views["val"], args.alphas, args.n_boot, args.seed)
+        scores[name] = ac.score(
+            views["train"].features[name],
+            views["train"],
+            views["val"].features[name],
+            views["val"],
+            args.alphas,
+            args.n_boot,
+            args.seed,
+        )
     reference = "random" if "random" in scores else None
     table = pd.DataFrame(ac.summary_rows(scores, reference, 0.05))
     for mod in table["modality"].unique():

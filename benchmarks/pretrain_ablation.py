@@ -18,6 +18,7 @@ seeds as ``SETTING@sN`` so that the summary groups them). Per variant: pretrain 
         --variant random '{}' --variant base@s0 '{}' --variant base@s1 '{"pretrain": {"seed": 1}}' \\
         --variant concat@s0 '{"pretrain": {"models": {"tiny": {"pos_embed": "concat"}}}}' --control 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,25 +44,53 @@ from neurovfm.probes.run import MODALITIES  # noqa: E402
 from neurovfm.utils.atomic import write_csv  # noqa: E402
 
 log = logging.getLogger("neurovfm")
-MONITORS = ["loss", "floor_loss", "pred_loss_heldout", "teacher_drift", "target_erank_MR", "target_erank_CT",
-            "self_content_r2"]
+MONITORS = [
+    "loss",
+    "floor_loss",
+    "pred_loss_heldout",
+    "teacher_drift",
+    "target_erank_MR",
+    "target_erank_CT",
+    "self_content_r2",
+]
 
 
 def prepare(cfg: dict, name: str, run: Path, work: Path, threads: int) -> dict:
     """Pretrain (unless reused or ``random``) and extract train + validation features of one variant."""
     model = cfg["pretrain"]["train"][0]
-    encoder = "random" if name == "random" else model
+    encoder = "random" if is_random(name) else model
     out = work / name
     t0 = time.perf_counter()
     pt = out / "pretrain/encoder.pt"
     if encoder != "random" and not pt.is_file():
-        pipeline.pretrain(cfg, model, run / "shards/train/index.json", run / "shards/train/stats.json",
-                          out / "pretrain", threads=threads)
-    pipeline.features(cfg, encoder, {s: run / f"shards/{s}/index.json" for s in ("train", "val")},
-                      run / "shards/train/stats.json", out / "features",
-                      encoder_pt=None if encoder == "random" else pt, threads=threads)
-    return {"encoder": encoder, "pt": None if encoder == "random" else pt, "features": out / "features",
-            "seconds": round(time.perf_counter() - t0, 1)}
+        pipeline.pretrain(
+            cfg,
+            model,
+            run / "shards/train/index.json",
+            run / "shards/train/stats.json",
+            out / "pretrain",
+            threads=threads,
+        )
+    pipeline.features(
+        cfg,
+        encoder,
+        {s: run / f"shards/{s}/index.json" for s in ("train", "val")},
+        run / "shards/train/stats.json",
+        out / "features",
+        encoder_pt=None if encoder == "random" else pt,
+        threads=threads,
+    )
+    return {
+        "encoder": encoder,
+        "pt": None if encoder == "random" else pt,
+        "features": out / "features",
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def is_random(name: str) -> bool:
+    """Variants named ``random`` or ``random_<arch>`` are random weights of the (overridden) architecture."""
+    return name == "random" or name.startswith("random_")
 
 
 def study_scores(cfg: dict, run: Path, features: Path) -> dict:
@@ -70,24 +99,38 @@ def study_scores(cfg: dict, run: Path, features: Path) -> dict:
     out = {}
     for mod, modality in MODALITIES.items():
         labels, names = read_label_table(run / f"labels/{mod}.csv", modality)
-        bags = load_bagsets(features, labels, names, modality, splits=("train", "val"),
-                            windows=cfg["probes"]["ct_windows"])
+        bags = load_bagsets(
+            features, labels, names, modality, splits=("train", "val"), windows=cfg["probes"]["ct_windows"]
+        )
         x, y = pooled_matrix([bags["train"], bags["val"]])
         cv = cv_mean_auroc(x, y, seed=seed)
         out[mod] = (y[:, cv["classes"]], cv["scores"], cv["mean_auroc"])
     return out
 
 
-def study_rows(scores: dict, n_boot: int, seed: int) -> list[dict]:
+def reference_of(name: str, pairs: dict) -> str:
+    """The random-weights variant a variant is compared with: ``pairs[SETTING]`` or ``random``."""
+    return pairs.get(name.split("@")[0], "random")
+
+
+def study_rows(scores: dict, n_boot: int, seed: int, pairs: dict | None = None) -> list[dict]:
     rows = []
-    ref = scores.get("random")
     for name, per_mod in scores.items():
+        ref_name = reference_of(name, pairs or {})
+        ref = scores.get(ref_name)
         for mod, (y, s, mean_auroc) in per_mod.items():
-            row = {"variant": name, "modality": mod, "cv_mean_auroc": mean_auroc, "n_studies": len(y),
-                   "n_classes": y.shape[1]}
-            if ref is not None and name != "random":
-                df, d = paired_auroc_difference(s, ref[mod][1], y, n_boot=n_boot, seed=seed, min_pos=2,
-                                                return_replicates=True)
+            row = {
+                "variant": name,
+                "modality": mod,
+                "cv_mean_auroc": mean_auroc,
+                "n_studies": len(y),
+                "n_classes": y.shape[1],
+                "reference": None if is_random(name) else ref_name,
+            }
+            if ref is not None and not is_random(name):
+                df, d = paired_auroc_difference(
+                    s, ref[mod][1], y, n_boot=n_boot, seed=seed, min_pos=2, return_replicates=True
+                )
                 ok = (df["status"] == "ok").to_numpy()
                 mean_d = np.nanmean(d[:, ok], axis=1)
                 lo, hi = percentile_ci(mean_d[:, None])
@@ -121,6 +164,14 @@ def main() -> None:
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--work", required=True, help="folder for the variants' checkpoints and features")
     ap.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    ap.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="SETTING=RANDOM",
+        help="compare the seeds of SETTING with the random-weights variant RANDOM (same architecture);"
+        " default: the variant named random",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--control", type=int, default=0, help="steps of the anatomy positive control (0: none)")
@@ -131,27 +182,39 @@ def main() -> None:
     out, run, work = Path(args.out_dir), Path(args.run_dir), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(args.config)
+    pairs = dict(p.split("=", 1) for p in args.pair)
     prepared, scores, monitors = {}, {}, []
     for name, override in args.variant:
         cfg = validate(merged(base, json.loads(override)))
         prepared[name] = {**prepare(cfg, name, run, work, args.threads), "override": override}
         scores[name] = study_scores(cfg, run, prepared[name]["features"])
         monitors.append(monitor_row(name, work / name / "pretrain"))
-        study = pd.DataFrame(study_rows(scores, args.n_boot, int(base["seed"])))
+        study = pd.DataFrame(study_rows(scores, args.n_boot, int(base["seed"]), pairs))
         write_csv(out / "study_cv.csv", study)
         write_csv(out / "monitors.csv", pd.DataFrame(monitors))
         log.info("variant %s done (%.0f s)", name, prepared[name]["seconds"])
-    write_csv(out / "variants.csv", pd.DataFrame([{"variant": k, "override": v["override"], "seconds": v["seconds"]}
-                                                  for k, v in prepared.items()]))
+    write_csv(
+        out / "variants.csv",
+        pd.DataFrame([{"variant": k, "override": v["override"], "seconds": v["seconds"]} for k, v in prepared.items()]),
+    )
     if "random" in scores and len(scores) > 2:
-        write_csv(out / "study_cv_settings.csv", setting_summary(study[study["variant"] != "random"], "diff"))
+        write_csv(out / "study_cv_settings.csv", setting_summary(study[~study["variant"].map(is_random)], "diff"))
     print(study.round(4).to_string(index=False))
     if args.no_anatomy:
         return
-    cmd = [sys.executable, str(ROOT / "benchmarks/anatomy_context.py"), str(out / "anatomy_context.csv"),
-           "--run-dir", str(run), "--config", args.config, "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/anatomy_context.py"),
+        str(out / "anatomy_context.csv"),
+        "--run-dir",
+        str(run),
+        "--config",
+        args.config,
+        "--threads",
+        str(args.threads),
+    ]
     for name, p in prepared.items():
-        cmd += ["--encoder", name if name != "random" else "random", "-" if p["pt"] is None else str(p["pt"])]
+        cmd += ["--encoder", name, "-" if p["pt"] is None else str(p["pt"])]
     if args.control:
         cmd += ["--control", str(args.control)]
     cmd += args.anatomy_args.split()

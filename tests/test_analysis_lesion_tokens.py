@@ -202,3 +202,76 @@ def test_token_selection_roundtrip_and_features_at(tmp_path):
         lt.features_at(bad, [folder / "index.json"])
     with pytest.raises(KeyError, match="not in these feature stores"):
         lt.features_at(dict(back, window=np.array(["bone"] * 4)), [folder / "index.json"])
+
+
+def test_matched_controls_are_nearest_unused_and_take_intensity_away():
+    """Each lesion gets the nearest free candidate (never one twice); the positive control: with matched controls
+    a token's own mean no longer separates lesion from control, with random controls it does."""
+    rng = np.random.default_rng(3)
+    lesion = np.c_[rng.normal(2.0, 0.3, 40), rng.normal(0.5, 0.1, 40)]
+    candidates = np.c_[rng.normal(0.0, 1.5, 600), rng.normal(0.5, 0.2, 600)]
+    c, j = lt.match_controls(lesion, candidates, per_lesion=1, rng=np.random.default_rng(0))
+    assert len(c) == 40 and len(set(c.tolist())) == 40 and sorted(j.tolist()) == list(range(40))
+    # greedy without replacement, served in the function's order: replay it naively
+    order = np.random.default_rng(0).permutation(40)
+    scale = candidates.std(axis=0) + 1e-6
+    free = np.ones(600, bool)
+    for lesion_idx, cand in zip(j, c):
+        d = (((candidates - lesion[lesion_idx]) / scale) ** 2).sum(1)
+        d[~free] = np.inf
+        assert cand == int(np.argmin(d))
+        free[cand] = False
+    assert j.tolist() == order.tolist()
+    y = np.r_[np.ones(40), np.zeros(40)]
+    matched_auc = roc_auc_score(y, np.r_[lesion[:, 0], candidates[c, 0]])
+    random_auc = roc_auc_score(y, np.r_[lesion[:, 0], candidates[rng.choice(600, 40, replace=False), 0]])
+    assert abs(matched_auc - 0.5) < 0.1 and random_auc > 0.85
+    c2, j2 = lt.match_controls(lesion, candidates[:50], per_lesion=2, rng=np.random.default_rng(0))
+    assert len(c2) == 50 and len(set(c2.tolist())) == 50  # candidates run out: every one used once
+    assert lt.match_controls(lesion, candidates[:0], 1, np.random.default_rng(0))[0].size == 0
+
+
+def test_mlp_probe_finds_what_a_linear_probe_cannot():
+    """Positive control of the MLP probe: a label that is the XOR of two signs is invisible to a linear probe."""
+    rng = np.random.default_rng(1)
+    n, groups = 1200, np.repeat(np.arange(40), 30)
+    x = rng.normal(size=(n, 4))
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
+    lin = roc_auc_score(y, lt.grouped_oof_scores(x, y, groups, seed=0, probe="linear"))
+    mlp = roc_auc_score(y, lt.grouped_oof_scores(x, y, groups, seed=0, probe="mlp"))
+    assert lin < 0.6 and mlp > 0.85
+    with pytest.raises(ValueError, match="unknown probe"):
+        lt.grouped_oof_scores(x, y, groups, probe="forest")
+
+
+def test_token_selection_keeps_references_and_reads_old_files(tmp_path):
+    n = 6
+    tokens = {
+        "label": np.array([1, 0, 1, 0, 1, 0], np.int8),
+        "tissue": np.array(["edema", "", "csf", "", "edema", ""], object),
+        "matched": np.array(["edema", "edema", "csf", "csf", "edema", "edema"], object),
+        "modality": np.full(n, "CT", object),
+        "patient": np.full(n, "p", object),
+        "series": np.full(n, "s", object),
+        "window": np.full(n, "brain", object),
+        "position": np.arange(n),
+        "coords": np.zeros((n, 3), int),
+        "features": {
+            "raw": np.linspace(0, 1, n * 4, dtype=np.float32).reshape(n, 4),
+            "intensity": np.ones((n, 8), np.float32),
+            "random": np.zeros((n, 2), np.float32),
+        },
+    }
+    lt.save_tokens(tmp_path / "a.npz", tokens)
+    back = lt.load_tokens(tmp_path / "a.npz")
+    assert back["matched"].tolist() == tokens["matched"].tolist()
+    assert set(back["references"]) == {"raw", "intensity"}  # encoder features are not stored
+    assert np.allclose(back["references"]["raw"], tokens["features"]["raw"], atol=1e-3)
+    old = {
+        k: (np.asarray(v).astype(str) if np.asarray(v).dtype == object else v)
+        for k, v in tokens.items()
+        if k not in ("matched", "features")
+    }
+    np.savez(tmp_path / "old.npz", **old)
+    back = lt.load_tokens(tmp_path / "old.npz")
+    assert back["matched"].tolist() == ["edema", "", "csf", "", "edema", ""]

@@ -138,14 +138,20 @@ def collect_views(
     return views, skipped
 
 
+def intensity_statistics(patches: np.ndarray) -> np.ndarray:
+    """[n, 8] hand-crafted statistics of each token's voxels [n, P]: mean, standard deviation, the 5/25/50/75/95th
+    percentiles and the fraction of voxels above the token's mean."""
+    p = np.asarray(patches, np.float32)
+    q = np.percentile(p, [5, 25, 50, 75, 95], axis=1).T
+    return np.c_[p.mean(1), p.std(1), q, (p > p.mean(1, keepdims=True)).mean(1)].astype(np.float32)
+
+
 def baseline_features(views: Views, name: str, pos_dim: int) -> np.ndarray:
     """Reference inputs: the position code, the token's intensity statistics, or its voxels."""
     if name == "positions":
         return sincos_3d(torch.as_tensor(views.coords), pos_dim).numpy()
     if name == "intensity":
-        p = views.patches
-        q = np.percentile(p, [5, 25, 50, 75, 95], axis=1).T
-        return np.c_[p.mean(1), p.std(1), q, (p > p.mean(1, keepdims=True)).mean(1)]
+        return intensity_statistics(views.patches)
     if name == "raw":
         return views.patches
     raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")

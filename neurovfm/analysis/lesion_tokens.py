@@ -78,15 +78,45 @@ def label_tokens(
     return label, tissue
 
 
-def grouped_oof_scores(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int = 5, c: float = 0.1, seed: int = 0
-) -> np.ndarray:
-    """Out-of-fold decision scores [n] of a standardised, class-weighted L2 logistic regression; folds keep each
-    group (patient) on one side (``StratifiedGroupKFold``)."""
+PROBES = ("linear", "mlp")
+
+
+def probe_model(kind: str, c: float, seed: int):
+    """A standardised probe: ``linear`` (class-weighted L2 logistic regression, inverse penalty ``c``) or ``mlp``
+    (one hidden layer of 64 ReLU units, L2 penalty 1e-2, Adam with early stopping on a tenth of the fold)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    if kind == "linear":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+    if kind == "mlp":
+        mlp = MLPClassifier(
+            hidden_layer_sizes=(64,),
+            alpha=1e-2,
+            max_iter=300,
+            early_stopping=True,
+            n_iter_no_change=10,
+            random_state=seed,
+        )
+        return make_pipeline(StandardScaler(), mlp)
+    raise ValueError(f"unknown probe {kind!r}; choose one of {PROBES}")
+
+
+def grouped_oof_scores(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    n_folds: int = 5,
+    c: float = 0.1,
+    seed: int = 0,
+    probe: str = "linear",
+) -> np.ndarray:
+    """Out-of-fold scores [n] of a standardised probe (:func:`probe_model`; decision function of the linear one,
+    positive-class probability of the MLP); folds keep each group (patient) on one side
+    (``StratifiedGroupKFold``)."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     y = np.asarray(y).astype(int)
     if y.min() == y.max():
@@ -98,9 +128,10 @@ def grouped_oof_scores(
     for train, held in StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(x, y, groups):
         if y[train].min() == y[train].max():
             raise ValueError("a training fold holds tokens of one label only: too few lesion tokens for these folds")
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+        model = probe_model(probe, c, seed)
         model.fit(x[train], y[train])
-        scores[held] = model.decision_function(x[held])
+        held_x = x[held]
+        scores[held] = model.decision_function(held_x) if probe == "linear" else model.predict_proba(held_x)[:, 1]
     return scores
 
 
@@ -140,6 +171,43 @@ def patient_bootstrap_auroc(
     return out
 
 
+TOKEN_KEYS = ("label", "tissue", "matched", "modality", "patient", "series", "window", "position", "coords")
+
+
+def match_controls(
+    lesion: np.ndarray, candidates: np.ndarray, per_lesion: int, rng: np.random.Generator, k: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Intensity-matched hard negatives: for every lesion token's statistics (rows of ``lesion`` [m, F]) the
+    ``per_lesion`` nearest lesion-free candidates (rows of ``candidates`` [c, F]), greedy and without replacement,
+    in candidate-standardised space; lesions are served in a random order, one control per lesion per round.
+    Returns (candidate index [q], matched lesion index [q]); q < m * per_lesion when candidates run out."""
+    from scipy.spatial import cKDTree
+
+    lesion, candidates = np.asarray(lesion, float), np.asarray(candidates, float)
+    if len(lesion) == 0 or len(candidates) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    scale = candidates.std(axis=0) + 1e-6
+    cz, lz = candidates / scale, lesion / scale
+    tree = cKDTree(cz)
+    used = np.zeros(len(cz), bool)
+    out_c, out_l = [], []
+    for _ in range(per_lesion):
+        for j in rng.permutation(len(lz)):
+            if used.all():
+                break
+            _, near = tree.query(lz[j], k=min(k, len(cz)))
+            free = [int(c) for c in np.atleast_1d(near) if not used[c]]
+            if free:
+                c = free[0]
+            else:  # the k nearest are taken: scan the rest
+                rest = np.flatnonzero(~used)
+                c = int(rest[np.argmin(((cz[rest] - lz[j]) ** 2).sum(axis=1))])
+            used[c] = True
+            out_c.append(c)
+            out_l.append(int(j))
+    return np.asarray(out_c, int), np.asarray(out_l, int)
+
+
 def collect_tokens(
     cfg: dict,
     shard_indices: list,
@@ -153,15 +221,25 @@ def collect_tokens(
     seed: int = 0,
     progress=None,
     max_studies: int | None = None,
+    controls: str = "brain",
 ) -> dict:
     """Lesion and control tokens of every volume (of the given shard indices) whose study has a layer finding.
 
+    ``controls``: ``"brain"`` (lesion-free tokens that grey + white matter fill to at least ``control_brain``;
+    ``control_brain=None``: any lesion-free token) or ``"matched"`` (intensity-matched hard negatives: for each
+    lesion token the lesion-free token(s) of the same volume, anywhere in the head, whose voxel mean and standard
+    deviation are nearest, :func:`match_controls`; a CSF-like lesion meets ventricle and sulci, a blood-like one
+    bone or vessels). Every token also gets ``"matched"``: for a lesion token its tissue, for a matched control
+    the tissue of the lesion it was matched to (``""`` for brain controls), so per-tissue probes are one-sided.
+
     ``feature_dirs``: encoder -> feature index paths (one per shard index, same order); CT volumes are read in
     the brain window. Per volume every lesion token is kept with ``controls_per_lesion`` times as many control
-    tokens of the same volume (seeded). Returns ``{"label", "tissue", "modality", "patient", "series",
-    "features": {encoder: [n, D]}, "volumes_used", "volumes_skipped": {reason: count}}`` (plus
-    ``"raw"`` among the features: the token's voxels, a pixel reference, when ``raw``).
+    tokens of the same volume (seeded). Returns ``{"label", "tissue", "matched", "modality", "patient",
+    "series", "features": {encoder: [n, D]}, "volumes_used", "volumes_skipped": {reason: count}}`` (plus, among
+    the features, ``"raw"``: the token's voxels, a pixel reference, and ``"intensity"``: their hand-crafted
+    statistics, when ``raw``).
     """
+    from neurovfm.analysis.anatomy_context import intensity_statistics
     from neurovfm.analysis.anatomy_run import truth_by_study
     from neurovfm.analysis.synth_patients import iter_patients
     from neurovfm.features.store import FeatureReader
@@ -188,12 +266,18 @@ def collect_tokens(
         vols_by_uid = {u: vols_by_uid[u] for u in sorted(vols_by_uid)[:max_studies]}
     anat = load_anatomy()
     rng = np.random.default_rng(seed)
-    cols = {k: [] for k in ("label", "tissue", "modality", "patient", "series", "window", "position", "coords")}
+    if controls not in ("brain", "matched"):
+        raise ValueError(f"controls must be 'brain' or 'matched', not {controls!r}")
+    cols = {k: [] for k in TOKEN_KEYS}
     skipped = {"no layer finding": 0, "no lesion token": 0, "no control token": 0}
-    out_feats = {enc: [] for enc in feats} | ({"raw": []} if raw else {})
+    out_feats = {enc: [] for enc in feats} | ({"raw": [], "intensity": []} if raw else {})
     for n_done, (uid, patient) in enumerate(iter_patients(cfg, set(vols_by_uid))):
         maps = layer_maps(patient, anat.shape)
-        brain = None if control_brain is None else ar.tissue_mask(patient.frac, ("gm", "wm"), 0.5).astype(np.float32)
+        brain = (
+            None
+            if (control_brain is None or controls == "matched")
+            else ar.tissue_mask(patient.frac, ("gm", "wm"), 0.5).astype(np.float32)
+        )
         if progress is not None:
             progress(n_done + 1, len(vols_by_uid))
         if not maps:  # deformations only (atrophy, shift, fractures): nothing local to score
@@ -220,17 +304,29 @@ def collect_tokens(
             if len(pos) == 0 or len(neg) == 0:  # e.g. a finding outside this volume's coverage
                 skipped["no lesion token" if len(pos) == 0 else "no control token"] += 1
                 continue
-            neg = np.sort(rng.choice(neg, min(len(neg), controls_per_lesion * len(pos)), replace=False))
+            voxels = None
+            if raw or controls == "matched":
+                image = torch.from_numpy(np.asarray(reader.channel(i, window), np.float32)[None] / 255.0)
+                patches, _ = patchify(image, reader.index["patch"])
+                voxels = patches.numpy()[np.ravel_multi_index(tuple(coords.T), tuple(v["mask"]["shape"]))]
+            matched = np.full(len(label), "", object)
+            matched[pos] = tissue[pos]
+            if controls == "matched":
+                stats = intensity_statistics(voxels)[:, :2]  # voxel mean and standard deviation
+                c_idx, l_idx = match_controls(stats[pos], stats[neg], controls_per_lesion, rng)
+                matched[neg[c_idx]] = tissue[pos][l_idx]
+                neg = np.sort(neg[c_idx])
+            else:
+                neg = np.sort(rng.choice(neg, min(len(neg), controls_per_lesion * len(pos)), replace=False))
             keep = np.concatenate([pos, neg])
             for enc, k in ks.items():
                 out_feats[enc].append(np.asarray(feats[enc][r].features(k), np.float32)[keep])
             if raw:
-                image = torch.from_numpy(np.asarray(reader.channel(i, window), np.float32)[None] / 255.0)
-                patches, _ = patchify(image, reader.index["patch"])
-                flat = np.ravel_multi_index(tuple(coords[keep].T), tuple(v["mask"]["shape"]))
-                out_feats["raw"].append(patches.numpy()[flat])
+                out_feats["raw"].append(voxels[keep])
+                out_feats["intensity"].append(intensity_statistics(voxels[keep]))
             cols["label"].append(label[keep])
             cols["tissue"].append(tissue[keep])
+            cols["matched"].append(matched[keep])
             cols["modality"].append(np.full(len(keep), v["modality"], object))
             cols["patient"].append(np.full(len(keep), v["patient_id"], object))
             cols["series"].append(np.full(len(keep), v["series_id"], object))
@@ -251,27 +347,42 @@ def collect_tokens(
     return res
 
 
-TOKEN_KEYS = ("label", "tissue", "modality", "patient", "series", "window", "position", "coords")
+REFERENCES = ("raw", "intensity")
 
 
 def save_tokens(path, tokens: dict) -> None:
-    """The token selection of :func:`collect_tokens` without features (``.npz``; strings stored as unicode)."""
+    """The token selection of :func:`collect_tokens` (``.npz``; strings stored as unicode) with the pixel and
+    intensity references (``raw`` as float16: voxel / 255 to 3 significant digits) but no encoder features."""
     from neurovfm.utils.atomic import atomic_path
 
+    tokens = with_matched(tokens)
     arrays = {
         k: (np.asarray(tokens[k]).astype(str) if np.asarray(tokens[k]).dtype == object else tokens[k])
         for k in TOKEN_KEYS
     }
+    for name in REFERENCES:
+        if name in tokens.get("features", {}):
+            arrays[f"ref_{name}"] = tokens["features"][name].astype(np.float16 if name == "raw" else np.float32)
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
 
 
 def load_tokens(path) -> dict:
     with np.load(path, allow_pickle=False) as z:
-        missing = set(TOKEN_KEYS) - set(z.files)
+        missing = set(TOKEN_KEYS) - set(z.files) - {"matched"}
         if missing:
             raise ValueError(f"{path} is not a token selection (missing {sorted(missing)})")
-        return {k: z[k] for k in TOKEN_KEYS}
+        out = {k: z[k] for k in TOKEN_KEYS if k in z.files}
+        out["references"] = {n: z[f"ref_{n}"].astype(np.float32) for n in REFERENCES if f"ref_{n}" in z.files}
+    return with_matched(out)
+
+
+def with_matched(tokens: dict) -> dict:
+    """A selection made before matched controls existed has brain controls: ``matched`` is the lesion token's
+    tissue and empty for controls."""
+    if "matched" in tokens:
+        return tokens
+    return {**tokens, "matched": np.where(np.asarray(tokens["label"]) == 1, np.asarray(tokens["tissue"]), "")}
 
 
 def features_at(tokens: dict, feature_indices: list) -> np.ndarray:
