@@ -26,6 +26,11 @@ except ConfigError as _err:
     sys.exit(f"neurovfm: {_err}")
 
 
+# --sdm apptainer: every job runs in this image (config `container`: e.g. neurovfm.sif, built from
+# workflow/envs/neurovfm.def); null, the default, runs jobs in the calling environment (or --sdm conda's env).
+container: config.get("container")
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/ingest.smk"
