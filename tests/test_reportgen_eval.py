@@ -9,7 +9,15 @@ from neurovfm.reportgen.balanced import acuity_from_labels, balanced_set
 from neurovfm.reportgen.cost import cost_table
 from neurovfm.reportgen.curation import draw, rarest_label_weights
 from neurovfm.reportgen.generate import parse_findings
-from neurovfm.reportgen.metrics_text import bleu2, meteor, rouge_l
+from neurovfm.reportgen.metrics_text import (
+    bleu2,
+    implementations,
+    meteor15_available,
+    meteor15_scores,
+    meteor_nltk,
+    rouge_l,
+    score_pairs,
+)
 from neurovfm.reportgen.triage import RuleJudge
 from reportgen_fixtures import make_inputs, tiny_config
 
@@ -63,8 +71,9 @@ def test_rouge_l_known_values():
     assert rouge_l("a b", "") == 0.0
 
 
-def test_meteor_exact_and_stem_stages():
+def test_nltk_meteor_exact_and_stem_stages():
     # Fmean = 1 for a full match; penalty 0.5 * (chunks / matches) ** 3
+    meteor = meteor_nltk
     assert meteor("the cat sat", "the cat sat") == pytest.approx(1 - 0.5 * (1 / 3) ** 3, abs=1e-4)
     assert meteor("the cats sat", "the cat sat") == pytest.approx(1 - 0.5 * (1 / 3) ** 3, abs=1e-4)  # stem
     assert meteor("sat the cat", "the cat sat") == pytest.approx(1 - 0.5 * (2 / 3) ** 3, abs=1e-4)
@@ -72,6 +81,27 @@ def test_meteor_exact_and_stem_stages():
     p, r = 2 / 3, 1 / 2
     fmean = p * r / (0.9 * p + 0.1 * r)
     assert meteor("the cat ran", "the cat sat down") == pytest.approx(fmean * (1 - 0.5 * (1 / 2) ** 3), abs=1e-4)
+
+
+@pytest.mark.skipif(not meteor15_available(), reason="METEOR 1.5 needs a Java runtime and pycocoevalcap")
+def test_meteor15_matches_synonyms_that_the_nltk_lower_bound_misses():
+    hyps = ["the cat sat", "acute subdural hematoma on the left", "", "a large mass"]
+    refs = ["the cat sat", "acute left subdural haematoma", "no key positive findings", "a big mass"]
+    scores = meteor15_scores(hyps, refs)
+    assert scores[0] == pytest.approx(1.0) and scores[2] == 0.0
+    assert 0 < scores[1] < 1
+    # "large" / "big": METEOR 1.5's synonym stage matches them, the exact + stem stages do not
+    assert scores[3] > meteor_nltk(hyps[3], refs[3]) + 0.1
+    assert score_pairs("METEOR", hyps, refs) == scores
+    assert implementations()["METEOR"].startswith("METEOR 1.5")
+
+
+def test_each_metric_names_its_implementation():
+    impl = implementations()
+    assert impl["BLEU-2"].startswith("sacrebleu") and impl["ROUGE-L"].startswith("rouge-score")
+    assert impl["METEOR"].startswith("METEOR 1.5") == meteor15_available()
+    if not meteor15_available():
+        assert "lower bound" in impl["METEOR"]
 
 
 def test_rule_judge_levels():

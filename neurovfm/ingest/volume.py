@@ -117,7 +117,7 @@ def diagnose(path: str, part10: bool, exc: BaseException) -> VolumeError:
 
 
 def load_series_volume(paths: list[str], affine_lps, position_tolerance_mm: float = 0.05) -> np.ndarray:
-    """Stack the slices of ``paths`` (already in sorted order) with RescaleSlope/Intercept applied.
+    """Stack the slices of ``paths`` (already in sorted order) as modality values (:func:`modality_values`).
 
     Each slice's ImagePositionPatient is checked against ``affine_lps`` applied to (0, 0, k): a mismatch
     means the file list and the affine disagree (wrong order or a different series) and raises. A file
@@ -148,10 +148,21 @@ def load_series_volume(paths: list[str], affine_lps, position_tolerance_mm: floa
                 raise VolumeError(
                     f"slice {k}: position is {err:.3f} mm from where the affine puts it", "geometry_mismatch"
                 )
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        out[k] = pix.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        out[k] = modality_values(ds, pix)
     return out
+
+
+def modality_values(ds, pix: np.ndarray) -> np.ndarray:
+    """Stored pixel values -> modality values (CT: Hounsfield units) by pydicom's Modality LUT stage
+    (``apply_modality_lut``: a Modality LUT Sequence, else RescaleSlope and RescaleIntercept), as float32.
+    A rescale with only one of the two attributes, or an empty or zero slope, is completed with the identity
+    (slope 1, intercept 0) first, as scanners that write one of them mean."""
+    from pydicom.pixels import apply_modality_lut
+
+    if "ModalityLUTSequence" not in ds and ("RescaleSlope" in ds or "RescaleIntercept" in ds):
+        ds.RescaleSlope = float(ds.get("RescaleSlope") or 1.0)
+        ds.RescaleIntercept = float(ds.get("RescaleIntercept") or 0.0)
+    return np.asarray(apply_modality_lut(pix, ds), dtype=np.float32)
 
 
 def load_nifti_volume(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from neurovfm.eval import bootstrap_indices, percentile_ci
 
-from .metrics_text import METRICS
+from .metrics_text import METRICS, implementations, score_pairs
 
 
 def mean_ci(values, n_boot: int, seed: int, alpha: float) -> tuple[float, float, float]:
@@ -34,6 +34,7 @@ def text_metrics(
 ) -> pd.DataFrame:
     """``gens``: model, variant, study_id, status, findings, raw -> one row per (model, variant, subset, metric)."""
     rows = []
+    impl = implementations()
     for (model, variant), g in gens.groupby(["model", "variant"], sort=True):
         for subset, ids in subsets.items():
             sub = g[g.study_id.isin(ids)]
@@ -41,8 +42,8 @@ def text_metrics(
                 continue
             hyps = [answer_text(r, normal_text) for r in sub.to_dict("records")]
             ref_txt = [" ".join(refs[s]) or normal_text for s in sub.study_id]
-            for name, fn in METRICS.items():
-                scores = [fn(h, r) for h, r in zip(hyps, ref_txt)]
+            for name in METRICS:
+                scores = score_pairs(name, hyps, ref_txt)
                 m, lo, hi = mean_ci(scores, int(ev["n_boot"]), seed, float(ev["alpha"]))
                 rows.append(
                     {
@@ -55,6 +56,7 @@ def text_metrics(
                         "ci_lo": lo,
                         "ci_hi": hi,
                         "malformed": int((sub.status != "ok").sum()),
+                        "implementation": impl[name],
                     }
                 )
     return pd.DataFrame(rows)
