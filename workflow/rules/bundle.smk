@@ -16,6 +16,7 @@ rule bundle:
             name=("probe.pt", "thresholds.csv", "predictions.csv"),
         ),
         connector=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}/connector.pt",
+        lm=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}/lm",
         tables=expand(f"{RES}/tables/diagnosis_{{modality}}_{BUNDLE_ENCODER}.csv", modality=("ct", "mri")),
         studies=f"{RES}/ingest/studies.csv",
         labels=expand(f"{RES}/labels/{{modality}}.csv", modality=("ct", "mri")),
@@ -34,13 +35,15 @@ rule bundle:
         connector=f"{BUNDLE}/reportgen/connector.pt",
     log:
         f"{RES}/logs/bundle.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
     params:
-        out_dir=BUNDLE,
-        probes_dir=f"{RES}/probes/{BUNDLE_ENCODER}",
-        reportgen_dir=f"{RES}/reportgen/{BUNDLE_ENCODER}/n{BUNDLE_SIZE}",
+        out_dir=lambda wildcards, output: _parent(output.manifest),
+        probes_dir=lambda wildcards, input: _parent(input.probes[0], 2),
+        reportgen_dir=lambda wildcards, input: _parent(input.connector),
     script:
         "../scripts/bundle.py"
