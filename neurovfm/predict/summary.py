@@ -1,5 +1,5 @@
-"""The one-page summary of a study (``summary.png`` + ``summary.pdf``): triage level, the diagnoses with the
-highest calibrated probability, the generated findings, and the probe's attention over the most-attended slice
+"""The one-page summary of a study (``summary.png`` + ``summary.pdf``): triage level, the positive diagnoses (at
+the validation thresholds) then the others by calibrated probability, the generated findings, and the probe's attention over the most-attended slice
 for the top positive diagnoses (drawn by :func:`neurovfm.plots.attention_overlay.case_panels`, the Fig. 3d
 code). Only hashed ids appear on it."""
 from __future__ import annotations
@@ -28,15 +28,15 @@ def overlay_panels(record: dict, att_index: dict, att_data: dict, shards, patch,
 
 def draw_summary(record: dict, panels: list[dict], top_n: int, out_png: str | Path) -> None:
     n_img = max(len(panels), 1)
-    fig = plt.figure(figsize=(8.27, 11.0))
-    grid = fig.add_gridspec(3, n_img * 2, height_ratios=[0.9, 1.1, 1.3])
+    fig = plt.figure(figsize=(8.27, 10.0))
+    grid = fig.add_gridspec(3, n_img * 2, height_ratios=[0.75, 0.75, 1.5])
     level = record["triage"]
     study = record["study"]
     fig.suptitle(f"{study['modality']} study {study['study_id']} — triage: {level or 'not available'}",
                  fontsize=13, color=LEVEL_COLOURS.get(level, "#000000"), fontweight="bold")
     ax = fig.add_subplot(grid[0, :])
     ax.axis("off")
-    rows = sorted(record["diagnoses"], key=lambda r: -r["calibrated_probability"])[:top_n]
+    rows = sorted(record["diagnoses"], key=lambda r: (not r["positive"], -r["calibrated_probability"]))[:top_n]
     cells = [[r["name"].replace("_", " "), f"{r['calibrated_probability']:.2f}", f"{r['probability']:.2f}",
               "—" if r["threshold"] is None else f"{r['threshold']:.2f}", "yes" if r["positive"] else "no"]
              for r in rows]
@@ -45,7 +45,8 @@ def draw_summary(record: dict, panels: list[dict], top_n: int, out_png: str | Pa
                          loc="upper center", cellLoc="left", colWidths=[0.46, 0.14, 0.1, 0.14, 0.12])
         table.auto_set_font_size(False)
         table.set_fontsize(8)
-    ax.set_title(f"Top {len(rows)} diagnoses (probe: {study['probe']}; bundle {record['bundle_id']})", fontsize=10)
+    ax.set_title(f"Diagnoses: positive first, then by calibrated probability (probe {study['probe']}, bundle "
+                 f"{record['bundle_id']})", fontsize=10)
     ax = fig.add_subplot(grid[1, :])
     ax.axis("off")
     gen = record["generated"]
