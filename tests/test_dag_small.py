@@ -125,9 +125,13 @@ def test_outputs_pass_their_checks(test_dag):
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png
         assert png.with_suffix(".pdf").is_file() and png.with_suffix(".csv").is_file(), png
+    laterality = list(csv.DictReader(open(res / "tables" / "laterality.csv")))
+    assert laterality and all(r["status"] == "ok" or r["reason"] for r in laterality), laterality
+    # the re-scored studies: none when no encoder and modality had enough correctly detected lateralised studies
+    may_be_empty = {"laterality_studies.csv"} if all(r["status"] != "ok" for r in laterality) else set()
     for table in (res / "tables").glob("*.csv"):
         with open(table) as fh:
-            assert sum(1 for _ in fh) >= 2, f"{table.name} has no rows"
+            assert sum(1 for _ in fh) >= 2 or table.name in may_be_empty, f"{table.name} has no rows"
     macro = [r for r in csv.DictReader(open(res / "labels" / "extractor_eval.csv")) if r["label"] == "macro"]
     assert {r["modality"] for r in macro} == {"CT", "MR"}, macro
     assert all(float(r["f1"]) > 0.9 for r in macro), macro

@@ -105,6 +105,8 @@ rule frontier_inputs:
     output:
         counts=f"{RES}/tables/reportgen_frontier_inputs.csv",
         generations=f"{RES}/reportgen/frontier/generations.jsonl",
+        # one payload per study and model (private: the slices carry pixel data of the studies)
+        payloads=directory(f"{PRIV}/reportgen/frontier"),
     log:
         f"{RES}/logs/frontier_inputs.log",
     conda:
@@ -114,7 +116,7 @@ rule frontier_inputs:
         mem_mb=4000,
         runtime=60,
     params:
-        payload_dir=f"{PRIV}/reportgen/frontier",
+        payload_dir=lambda wildcards, output: output.payloads,
     script:
         "../scripts/frontier_inputs.py"
 
