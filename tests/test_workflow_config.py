@@ -107,3 +107,37 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
             raise RuntimeError("killed")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+@pytest.mark.parametrize("name", ["random", "a_vs_b", "vit_categories", "bad name", "x/y"])
+def test_model_names_that_would_break_file_names_are_rejected(name):
+    cfg = copy.deepcopy(load_config(ROOT / "config.yaml"))
+    cfg["pretrain"]["models"][name] = cfg["pretrain"]["models"]["tiny"]
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "pretrain.models" in str(err.value)
+
+
+def test_model_names_with_underscores_dashes_and_dots_resolve_in_the_dag(tmp_path):
+    """Every rule of `all` resolves for models named like this (the test DAG runs one of them end to end)."""
+    names = ["vit_s-2.1", "vit_s"]  # one name a prefix of the other: wildcards must match whole names
+    model = yaml.safe_load((ROOT / "config.yaml").read_text())["pretrain"]["models"]["tiny"]
+    overlay = tmp_path / "names.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {"pretrain": {"models": {n: model for n in names}, "train": names}, "probes": {"encoders": None}}
+        )
+    )
+    res = _snakemake("all", "-n", "--forceall", "--cores", "1", "--configfile", str(overlay))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    for name in names:
+        for path in (
+            f"pretrain/{name}/encoder.pt",
+            f"probes/{name}/ct/probe.pt",
+            f"tables/diagnosis_mri_{name}.csv",
+            f"tables/diagnosis_mri_{name}_categories.csv",
+            f"tables/diagnosis_ct_{name}_vs_random.csv",
+        ):
+            assert path in out, path
+    assert "reportgen/vit_s-2.1/n" in out
