@@ -79,7 +79,7 @@ def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> No
 
 def preprocess(cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None) -> dict:
     """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards. A rerun keeps
-    finished shards and retries series excluded for transient reasons (README: When something goes wrong)."""
+    finished shards and retries series excluded for transient reasons (docs/troubleshooting.md)."""
     from neurovfm.ingest import inputs
     from neurovfm.preprocess.run import run_preprocess
 

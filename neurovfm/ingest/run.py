@@ -299,7 +299,7 @@ def run_ingest(
     if ledger.n_transient:
         log.warning(
             "ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
-            "rerun ingest to include them (README: When something goes wrong)",
+            "rerun ingest to include them (docs/troubleshooting.md)",
             ledger.n_transient,
         )
     summary = write_outputs(

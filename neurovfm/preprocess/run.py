@@ -399,7 +399,7 @@ def run_preprocess(
     if transient:
         log.warning(
             "preprocess: %d series excluded for transient reasons (file system); fix the cause and rerun "
-            "preprocessing to retry them (README: When something goes wrong)",
+            "preprocessing to retry them (docs/troubleshooting.md)",
             transient,
         )
     summary = {

@@ -2,7 +2,7 @@
 cross-validation over the development studies (train + validation; the test split is never passed in).
 
 Why: the demo holds out about 20 validation studies per modality, so the attentive probe's validation AUROC moves
-by several hundredths between runs that differ only in noise (README, probes section). Every development study
+by several hundredths between runs that differ only in noise (docs/diagnosis.md). Every development study
 serves here once as held-out data, over several fold draws, and the probe is cheap enough to refit per class.
 
 Study vector: per-dimension mean and upper / lower percentiles of the study's tokens (a lesion occupies a few

@@ -51,7 +51,7 @@ VOCABULARY: dict[str, Reason] = {
     "missing_key": Reason(False, "the de-identification key is not set"),
 }
 
-# Ledger reasons that describe the data (ingest and preprocessing; README "Tables"); never retried.
+# Ledger reasons that describe the data (ingest and preprocessing; docs/dataset.md, "Tables"); never retried.
 LEDGER_CODES = frozenset(
     {
         "not_dicom",
