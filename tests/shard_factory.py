@@ -67,3 +67,16 @@ def write_toy_split(out: Path, split: str, volumes, patch, layouts) -> Path:
         },
     )
     return out / "index.json"
+
+
+def toy_model_config(patch) -> dict:
+    """The smallest encoder configuration the diagnostics' positive controls train in tests."""
+    return {
+        "name": "t",
+        "encoder": "tiny",
+        "patch_size": list(patch),
+        "in_chans": 1,
+        "predictor_dim": 48,
+        "predictor_depth": 1,
+        "predictor_heads": 4,
+    }

@@ -14,6 +14,8 @@ from neurovfm.eval.bootstrap import bootstrap_indices
 from neurovfm.jepa.augment import orient
 from neurovfm.models.patch_embed import patchify
 
+from shard_factory import toy_model_config
+
 PATCH = (4, 16, 16)
 
 
@@ -161,15 +163,7 @@ def test_supervised_control_learns_positions():
     torch.set_num_threads(1)
     data = _FakeData()
     poses = {v["study_id"]: np.eye(4) for v in data.volumes}
-    mcfg = {
-        "name": "t",
-        "encoder": "tiny",
-        "patch_size": list(PATCH),
-        "in_chans": 1,
-        "predictor_dim": 48,
-        "predictor_depth": 1,
-        "predictor_heads": 4,
-    }
+    mcfg = toy_model_config(PATCH)
     enc, losses = train_anatomy_encoder(
         mcfg,
         data,

@@ -6,6 +6,8 @@ import torch
 
 from neurovfm.analysis.lesion_supervised import labels_by_series, train_lesion_encoder, volume_sample
 
+from shard_factory import toy_model_config
+
 PATCH = (4, 16, 16)
 
 
@@ -57,15 +59,7 @@ def test_labels_by_series_and_volume_sample_keep_labelled_tokens():
 def test_supervised_control_learns_the_lesion_texture():
     torch.set_num_threads(1)
     data = _Data()
-    mcfg = {
-        "name": "t",
-        "encoder": "tiny",
-        "patch_size": list(PATCH),
-        "in_chans": 1,
-        "predictor_dim": 48,
-        "predictor_depth": 1,
-        "predictor_heads": 4,
-    }
+    mcfg = toy_model_config(PATCH)
     enc, losses = train_lesion_encoder(
         mcfg, data, labels_by_series(_tokens(data)), "brain", steps=40, batch_size=2, lr=2e-3, weight_decay=0.0, seed=0
     )

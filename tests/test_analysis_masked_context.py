@@ -9,6 +9,8 @@ from neurovfm.analysis import masked_context as mc
 from neurovfm.analysis.lesion_tokens import grouped_oof_scores
 from sklearn.metrics import roc_auc_score
 
+from shard_factory import toy_model_config
+
 PATCH = (4, 16, 16)
 
 
@@ -126,15 +128,7 @@ class _Brighter(_Data):
 def test_context_positive_control_learns():
     torch.set_num_threads(1)
     data = _Data(True, n=8)
-    mcfg = {
-        "name": "t",
-        "encoder": "tiny",
-        "patch_size": list(PATCH),
-        "in_chans": 1,
-        "predictor_dim": 48,
-        "predictor_depth": 1,
-        "predictor_heads": 4,
-    }
+    mcfg = toy_model_config(PATCH)
     enc, losses = mc.train_context_encoder(
         mcfg, data, _centres(data), "brain", steps=80, batch_size=4, lr=2e-3, weight_decay=0.0, seed=0
     )

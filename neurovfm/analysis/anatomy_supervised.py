@@ -11,8 +11,6 @@ tells about position. Written as an ``encoder.pt`` like pretraining's, so every 
 
 from __future__ import annotations
 
-import logging
-import math
 
 import numpy as np
 import torch
@@ -20,11 +18,7 @@ import torch.nn.functional as F
 
 from neurovfm.analysis.anatomy_context import orient_grid, token_native_coords
 from neurovfm.jepa.augment import crop_box, draw_orientation, orient, voxel_box
-from neurovfm.models.packing import cu_seqlens_from_lengths
 from neurovfm.models.patch_embed import patchify
-from neurovfm.utils.progress import Progress
-
-log = logging.getLogger("neurovfm")
 
 
 def crop_sample(dataset, i: int, pose, patch, max_crop, flip_p: float, swap_p: float, rng: np.random.Generator):
@@ -62,17 +56,13 @@ def train_anatomy_encoder(
 ) -> tuple[torch.nn.Module, list[float]]:
     """Train encoder + linear head on the volumes at ``positions`` (those with a pose); returns the encoder and
     the loss per step. AdamW, linear warm-up over the first tenth, cosine decay."""
-    from neurovfm.jepa.build import build_models
+    from neurovfm.analysis.control_training import ControlTrainer
 
     usable = [i for i in positions if dataset.volumes[i]["study_id"] in poses]
     if not usable:
         raise ValueError("no training volume has a ground-truth pose")
     patch = tuple(model_cfg["patch_size"])
-    torch.manual_seed(seed)
-    encoder = build_models(model_cfg, encoder_only=True).to(device).train()
-    head = torch.nn.Linear(encoder.embed_dim, 3).to(device)
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    trainer = ControlTrainer(model_cfg, 3, steps, lr, weight_decay, seed, "anatomy positive control", device)
     rng = np.random.default_rng(seed)
     # target standardisation from a first pass over a sample of crops
     probe = [
@@ -83,16 +73,8 @@ def train_anatomy_encoder(
     ]
     mean, std = np.concatenate(probe).mean(0), np.concatenate(probe).std(0)
     mean_t, std_t = (torch.tensor(v, dtype=torch.float32, device=device) for v in (mean, std))
-    warm = max(1, steps // 10)
-    losses = []
-    progress = Progress(steps, "anatomy positive control", unit="steps", every_s=30.0)
-    for step in range(steps):
-        if step < warm:
-            scale = (step + 1) / warm
-        else:
-            scale = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-        for g in opt.param_groups:
-            g["lr"] = lr * scale
+
+    def loss():
         batch = [
             crop_sample(
                 dataset, int(i), poses[dataset.volumes[int(i)]["study_id"]], patch, max_crop, flip_p, swap_p, rng
@@ -100,19 +82,10 @@ def train_anatomy_encoder(
             for i in rng.choice(usable, size=batch_size)
         ]
         batch = [b for b in batch if len(b[0])]
-        cu, max_len = cu_seqlens_from_lengths([len(b[0]) for b in batch], device=device)
-        x = encoder(
-            torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu, max_len
-        )
+        x, _ = trainer.encode([b[0] for b in batch], [b[1] for b in batch])
         y = torch.as_tensor(np.concatenate([b[2] for b in batch]), dtype=torch.float32, device=device)
-        y = (y - mean_t) / std_t
-        loss = F.mse_loss(head(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        progress.update()
-    progress.close()
-    log.info("anatomy positive control: loss %.3f -> %.3f over %d steps", losses[0], np.mean(losses[-10:]), steps)
-    return encoder.eval(), losses
+        return F.mse_loss(trainer.head(x), (y - mean_t) / std_t)
+
+    for step in range(steps):
+        trainer.step(step, loss)
+    return trainer.finish()

@@ -11,18 +11,12 @@ features; if it can, a pretrained encoder that stays at random's level has not l
 
 from __future__ import annotations
 
-import logging
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurovfm.models.packing import cu_seqlens_from_lengths
-from neurovfm.models.patch_embed import patchify
-from neurovfm.utils.progress import Progress
-
-log = logging.getLogger("neurovfm")
+from neurovfm.analysis.masked_context import foreground_tokens
 
 
 def labels_by_series(tokens: dict, keep: np.ndarray | None = None) -> dict[tuple[str, str], dict]:
@@ -39,11 +33,9 @@ def labels_by_series(tokens: dict, keep: np.ndarray | None = None) -> dict[tuple
 def volume_sample(dataset, i: int, labels: dict, patch, max_tokens: int, rng: np.random.Generator):
     """(patches [n, P], coords [n, 3], labelled positions [m], labels [m]) of one whole volume's foreground
     tokens; when there are more than ``max_tokens``, unlabelled tokens are dropped at random."""
-    item = dataset[i]
-    mask = item["token_mask"].bool().reshape(-1)
-    patches, coords = patchify(item["image"], patch)
-    patches, coords = patches[mask], coords[mask]
-    keys = [tuple(int(c) for c in row) for row in coords.tolist()]
+    patches, coords, _ = foreground_tokens(dataset[i], patch)
+    coords = torch.as_tensor(coords)
+    keys = [tuple(row) for row in coords.tolist()]
     lab_pos = np.asarray([k for k, key in enumerate(keys) if key in labels], int)
     others = np.setdiff1d(np.arange(len(keys)), lab_pos)
     room = max(0, max_tokens - len(lab_pos))
@@ -72,7 +64,7 @@ def train_lesion_encoder(
     """Train encoder + linear head on the volumes of ``dataset`` with labelled tokens (``labels`` from
     :func:`labels_by_series`; ``window``: the CT window the dataset reads, MR volumes use ``mri``). AdamW, linear
     warm-up over the first tenth, cosine decay. Returns the encoder and the loss per step."""
-    from neurovfm.jepa.build import build_models
+    from neurovfm.analysis.control_training import ControlTrainer
 
     usable = [
         i
@@ -82,40 +74,20 @@ def train_lesion_encoder(
     if not usable:
         raise ValueError("no training volume has labelled tokens")
     patch = tuple(model_cfg["patch_size"])
-    torch.manual_seed(seed)
-    encoder = build_models(model_cfg, encoder_only=True).to(device).train()
-    head = torch.nn.Linear(encoder.embed_dim, 1).to(device)
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    trainer = ControlTrainer(model_cfg, 1, steps, lr, weight_decay, seed, "lesion positive control", device)
     rng = np.random.default_rng(seed)
-    warm = max(1, steps // 10)
-    losses = []
-    progress = Progress(steps, "lesion positive control", unit="steps", every_s=30.0)
-    for step in range(steps):
-        scale = (
-            (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr * scale
+
+    def loss():
         batch = []
         for i in rng.choice(usable, size=batch_size):
             v = dataset.volumes[int(i)]
             key = (v["series_id"], "mri" if v["modality"] == "MR" else window)
             batch.append(volume_sample(dataset, int(i), labels[key], patch, max_tokens, rng))
-        cu, max_len = cu_seqlens_from_lengths([len(b[0]) for b in batch], device=device)
-        x = encoder(
-            torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu, max_len
-        )
-        offsets = np.cumsum([0] + [len(b[0]) for b in batch[:-1]])
+        x, offsets = trainer.encode([b[0] for b in batch], [b[1] for b in batch])
         idx = torch.as_tensor(np.concatenate([o + b[2] for o, b in zip(offsets, batch)]), device=device)
         y = torch.as_tensor(np.concatenate([b[3] for b in batch]), device=device)
-        loss = F.binary_cross_entropy_with_logits(head(x[idx]).squeeze(-1), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        progress.update()
-    progress.close()
-    log.info("lesion positive control: loss %.3f -> %.3f over %d steps", losses[0], np.mean(losses[-10:]), steps)
-    return encoder.eval(), losses
+        return F.binary_cross_entropy_with_logits(trainer.head(x[idx]).squeeze(-1), y)
+
+    for step in range(steps):
+        trainer.step(step, loss)
+    return trainer.finish()

@@ -22,7 +22,6 @@ centres of one volume whose holes and shells do not overlap share one packed for
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,6 @@ import torch
 import torch.nn.functional as F
 
 from neurovfm.analysis.anatomy_context import intensity_statistics
-from neurovfm.models.packing import cu_seqlens_from_lengths
 from neurovfm.models.patch_embed import patchify
 from neurovfm.models.pos_embed import sincos_3d
 
@@ -40,6 +38,15 @@ REFERENCES = ("positions", "shell_intensity")
 
 def chebyshev(coords: np.ndarray, centre) -> np.ndarray:
     return np.abs(np.asarray(coords, int) - np.asarray(centre, int)).max(axis=1)
+
+
+def foreground_tokens(item: dict, patch) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """(patches [n, P], integer coordinates [n, 3], coordinate tuple -> row) of a dataset item's foreground tokens
+    (its first channel)."""
+    patches, coords = patchify(item["image"][:1], patch)
+    fg = item["token_mask"].reshape(-1).numpy().astype(bool)
+    patches, coords = patches[fg], coords[fg].numpy()
+    return patches, coords, {tuple(c): k for k, c in enumerate(coords.tolist())}
 
 
 def hole_groups(centres: np.ndarray, inner: int, outer: int, max_group: int = 8) -> list[list[int]]:
@@ -121,11 +128,7 @@ def collect(
             pick = np.concatenate(
                 [rng.permutation(np.flatnonzero(lab_all == lab))[: max_centres // 2] for lab in (1, 0)]
             )
-            item = ds[i]
-            patches, coords = patchify(item["image"][:1], patch)
-            fg = item["token_mask"].reshape(-1).numpy().astype(bool)
-            patches, coords = patches[fg], coords[fg].numpy()
-            where = {tuple(c): k for k, c in enumerate(coords.tolist())}
+            patches, coords, where = foreground_tokens(ds[i], patch)
             found = [(where[tuple(c)], lab_all[p]) for p, c in zip(pick, c_all[pick].tolist()) if tuple(c) in where]
             if not found:
                 skipped.append({"series_id": v["series_id"], "reason": "no_centre_among_foreground_tokens"})
@@ -225,7 +228,7 @@ def train_context_encoder(
     """Positive control: the ViT trained on the train split to read, from the shell around each hidden centre,
     the centre's lesion label (binary cross-entropy) and its standardised intensity statistics (mean squared
     error), the two readouts of :func:`collect`. AdamW, warm-up over the first tenth, cosine decay."""
-    from neurovfm.jepa.build import build_models
+    from neurovfm.analysis.control_training import ControlTrainer
 
     usable = [
         i
@@ -235,22 +238,13 @@ def train_context_encoder(
     if not usable:
         raise ValueError("no training volume has centres")
     patch = tuple(model_cfg["patch_size"])
-    torch.manual_seed(seed)
-    encoder = build_models(model_cfg, encoder_only=True).to(device).train()
-    heads = torch.nn.Linear(encoder.embed_dim, 1 + 8).to(device)
-    params = list(encoder.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    trainer = ControlTrainer(model_cfg, 1 + 8, steps, lr, weight_decay, seed, "context positive control", device)
     rng = np.random.default_rng(seed)
-    warm, losses = max(1, steps // 10), []
 
     def sample(i):
         v = dataset.volumes[i]
         c_all, lab_all, _ = centres_of[(v["series_id"], "mri" if v["modality"] == "MR" else window)]
-        item = dataset[i]
-        patches, coords = patchify(item["image"][:1], patch)
-        fg = item["token_mask"].reshape(-1).numpy().astype(bool)
-        patches, coords = patches[fg], coords[fg].numpy()
-        where = {tuple(c): k for k, c in enumerate(coords.tolist())}
+        patches, coords, where = foreground_tokens(dataset[i], patch)
         idx = [(where[tuple(c)], lab) for c, lab in zip(c_all.tolist(), lab_all) if tuple(c) in where]
         if not idx:
             return None
@@ -265,31 +259,18 @@ def train_context_encoder(
     first = [s for s in (sample(int(i)) for i in rng.choice(usable, min(32, len(usable)), replace=False)) if s]
     c_mean = np.concatenate([s[4] for s in first]).mean(0)
     c_std = np.concatenate([s[4] for s in first]).std(0) + 1e-6
-    for step in range(steps):
-        frac = (
-            (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr * frac
+
+    def loss():
         batch = [s for s in (sample(int(i)) for i in rng.choice(usable, size=batch_size)) if s]
-        cu, max_len = cu_seqlens_from_lengths([len(b[0]) for b in batch], device=device)
-        x = encoder(
-            torch.cat([b[0] for b in batch]).to(device), torch.cat([b[1] for b in batch]).to(device), cu, max_len
-        )
-        offsets = np.cumsum([0] + [len(b[0]) for b in batch[:-1]])
+        x, offsets = trainer.encode([b[0] for b in batch], [b[1] for b in batch])
         pooled = torch.stack([x[o + torch.as_tensor(sh)].mean(0) for o, b in zip(offsets, batch) for sh in b[2]])
-        out = heads(pooled)
+        out = trainer.head(pooled)
         y = torch.as_tensor(np.concatenate([b[3] for b in batch]), device=device)
-        c = torch.as_tensor(
-            (np.concatenate([b[4] for b in batch]) - c_mean) / c_std, dtype=torch.float32, device=device
+        c = (np.concatenate([b[4] for b in batch]) - c_mean) / c_std
+        return F.binary_cross_entropy_with_logits(out[:, 0], y) + F.mse_loss(
+            out[:, 1:], torch.as_tensor(c, dtype=torch.float32, device=device)
         )
-        loss = F.binary_cross_entropy_with_logits(out[:, 0], y) + F.mse_loss(out[:, 1:], c)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % max(1, steps // 10) == 0:
-            log.info("context positive control: step %d/%d, loss %.3f", step + 1, steps, np.mean(losses[-10:]))
-    log.info("context positive control: loss %.3f -> %.3f over %d steps", losses[0], np.mean(losses[-10:]), steps)
-    return encoder.eval(), losses
+
+    for step in range(steps):
+        trainer.step(step, loss)
+    return trainer.finish()
