@@ -1,7 +1,7 @@
 from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
-with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
     pipeline.external_benchmark(
         snakemake.config,
         snakemake.wildcards.dataset,

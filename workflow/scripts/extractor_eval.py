@@ -3,7 +3,7 @@ from pathlib import Path
 from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
-with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
     pipeline.extractor_eval(
         snakemake.config,
         Path(snakemake.input.ct).parent,

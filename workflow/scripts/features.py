@@ -1,7 +1,7 @@
 from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
-with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
     shards = dict(zip(snakemake.params.splits, snakemake.input.shards))
     encoder_pt = snakemake.input.encoder[0] if len(snakemake.input.encoder) else None
     pipeline.features(

@@ -1,5 +1,5 @@
 from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
-with snakemake_step(snakemake):  # one-line, PHI-free failures (README: When something goes wrong)
+with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
     pipeline.fig_diagnosis(snakemake.config, snakemake.wildcards.fig, snakemake.params.tables_dir, snakemake.output.png)
