@@ -139,6 +139,10 @@ def test_bundle_is_verified_at_load_and_loads_from_a_hugging_face_layout(run, tm
         with pytest.raises(Failed) as err:
             load_bundle(copy)
         assert err.value.reason == "bad_input_path"
+    # through the command: one line naming the problem, exit status 2, nothing predicted
+    out = _cli("predict", "--bundle", tmp_path / "edit", "--out", tmp_path / "never", tmp_path, check=False)
+    assert out.returncode == 2 and "sha256" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "never").exists()
 
     # Hugging Face cache layout: refs/main names a snapshot whose files are links into blobs/
     hf = tmp_path / "hub" / "models--hospital--neurovfm-demo"
@@ -254,7 +258,7 @@ def test_predict_attention_is_the_workflows(run, predicted):
                     assert list(coords[int(np.argmax(att))]) == a["token"] or np.isclose(
                         att.max(), np.sort(att)[-2], rtol=1e-2)
                     checked += 1
-    assert checked or not any(r["attention"] for r in recs.values())
+    assert checked >= 2  # studies both kept in attention.npz (labelled positive) and predicted positive
 
 
 def test_no_planted_identifier_in_any_output_unless_asked(run, predicted):

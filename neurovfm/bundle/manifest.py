@@ -69,9 +69,11 @@ def verify(root: str | Path) -> dict:
     missing, extra = sorted(listed - present), sorted(present - listed)
     if missing or extra:
         raise Failed("bad_input_path", f"bundle files differ from its manifest ({len(missing)} missing, "
-                     f"{len(extra)} not listed)", private=f"missing {missing[:5]}, not listed {extra[:5]} in {root}")
+                     f"{len(extra)} not listed)", private=f"bundle {root}: files missing from the folder {missing[:5]}, files not in "
+                     f"its manifest.json {extra[:5]}")
     changed = [rel for rel, meta in sorted(manifest["files"].items()) if sha256_file(root / rel) != meta["sha256"]]
     if changed:
         raise Failed("bad_input_path", f"{len(changed)} bundle file(s) do not match their sha256 in the manifest",
-                     private=f"changed: {changed[:5]} in {root}")
+                     private=f"bundle {root}: {len(changed)} file(s) differ from their sha256 in "
+                     f"manifest.json: {changed[:5]}")
     return manifest
