@@ -13,6 +13,7 @@ before timing (the bundle's one-off cost is reported apart, as ``load_s``) and o
 Usage: OMP_NUM_THREADS=2 python benchmarks/predict.py OUT.json --bundle results/demo/bundle
        [--results results/demo] [--private private/demo] [--per-modality 1] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,9 +80,15 @@ def workflow_batch(bundle, folder: Path, work: Path, threads: int) -> tuple[dict
     run_preprocess(work / "ingest" / "series.csv", work / "private" / "files.csv", folder, work / "shards", cfg)
     t["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pipeline.features(cfg, bundle.card["encoder"], {"test": work / "shards" / "test" / "index.json"},
-                      bundle.stats_json, work / "features", encoder_pt=bundle.path("encoder/encoder.pt"),
-                      threads=threads)
+    pipeline.features(
+        cfg,
+        bundle.card["encoder"],
+        {"test": work / "shards" / "test" / "index.json"},
+        bundle.stats_json,
+        work / "features",
+        encoder_pt=bundle.path("encoder/encoder.pt"),
+        threads=threads,
+    )
     t["encoder"] = time.perf_counter() - t0
     index = work / "features" / "test" / "index.json"
     studies = pd.read_csv(work / "ingest" / "studies.csv", dtype={"study_id": str})
@@ -94,7 +101,10 @@ def workflow_batch(bundle, folder: Path, work: Path, threads: int) -> tuple[dict
         probe_predict(model, bags, int(cfg["probes"]["eval_max_tokens"]))
     t["probes"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tokens, judge = StudyTokens(index, bundle.cfg["reportgen"]), RuleJudge.from_config(bundle.cfg["reportgen"]["triage"])
+    tokens, judge = (
+        StudyTokens(index, bundle.cfg["reportgen"]),
+        RuleJudge.from_config(bundle.cfg["reportgen"]["triage"]),
+    )
     for sid, mod in zip(studies["study_id"], studies["modality"]):
         text, _ = bundle.generator.generate(tokens(sid), None)
         judge.triage([text], None, mod)
@@ -131,9 +141,16 @@ def main() -> None:
             copy_study(results, private, r.study_id, both)
             c0, w0 = time.process_time(), time.perf_counter()
             for rec in predict(bundle, [one], tmp / "out", echo=lambda line: print(line, flush=True)):
-                rows.append({"study_id": rec["study"]["study_id"], "modality": rec["study"]["modality"],
-                             "n_slices": int(r.n_slices), **rec["timing_s"], "cpu_s": time.process_time() - c0,
-                             "with_outputs_s": time.perf_counter() - w0})  # + prediction.json and summary page
+                rows.append(
+                    {
+                        "study_id": rec["study"]["study_id"],
+                        "modality": rec["study"]["modality"],
+                        "n_slices": int(r.n_slices),
+                        **rec["timing_s"],
+                        "cpu_s": time.process_time() - c0,
+                        "with_outputs_s": time.perf_counter() - w0,
+                    }
+                )  # + prediction.json and summary page
         c0 = time.process_time()
         base, n = workflow_batch(bundle, both, tmp / "workflow", args.threads)
         base_cpu = (time.process_time() - c0) / n
@@ -144,20 +161,43 @@ def main() -> None:
     base_per = {s: round(v / n, 3) for s, v in base.items()}
     base_per["total"] = round(sum(base_per.values()), 3)
     predict_mean = float(per["total"].mean())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
-    out = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "machine": platform.platform(),
-           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "bundle_id": bundle.bundle_id,
-           "load_s": round(load_s, 3), "studies": rows, "predict_s_per_study": summary,
-           "workflow_batch_s_per_study": base_per, "n_workflow_studies": n,
-           "ratio_predict_to_workflow": round(predict_mean / base_per["total"], 3),
-           "cpu_s_per_study": {"predict": round(float(per["cpu_s"].mean()), 3), "workflow_batch": round(base_cpu, 3)},
-           "ratio_predict_to_workflow_cpu": round(float(per["cpu_s"].mean()) / base_cpu, 3)}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    out = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "commit": commit,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "bundle_id": bundle.bundle_id,
+        "load_s": round(load_s, 3),
+        "studies": rows,
+        "predict_s_per_study": summary,
+        "workflow_batch_s_per_study": base_per,
+        "n_workflow_studies": n,
+        "ratio_predict_to_workflow": round(predict_mean / base_per["total"], 3),
+        "cpu_s_per_study": {"predict": round(float(per["cpu_s"].mean()), 3), "workflow_batch": round(base_cpu, 3)},
+        "ratio_predict_to_workflow_cpu": round(float(per["cpu_s"].mean()) / base_cpu, 3),
+    }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps({k: out[k] for k in ("predict_s_per_study", "workflow_batch_s_per_study",
-                                           "ratio_predict_to_workflow", "cpu_s_per_study",
-                                           "ratio_predict_to_workflow_cpu", "load_s")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "predict_s_per_study",
+                    "workflow_batch_s_per_study",
+                    "ratio_predict_to_workflow",
+                    "cpu_s_per_study",
+                    "ratio_predict_to_workflow_cpu",
+                    "load_s",
+                )
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

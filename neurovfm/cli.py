@@ -158,8 +158,16 @@ def _cmd_predict(args) -> int:
 
     if not args.verbose:  # one progress line per study; the steps' own logging only when asked
         logging.getLogger("neurovfm").setLevel(logging.WARNING)
-    records = run(args.bundle, args.inputs, args.out, keep_identifiers=args.keep_identifiers, modality=args.modality,
-                  sequence=args.sequence, work_dir=args.work_dir, workers=args.workers)
+    records = run(
+        args.bundle,
+        args.inputs,
+        args.out,
+        keep_identifiers=args.keep_identifiers,
+        modality=args.modality,
+        sequence=args.sequence,
+        work_dir=args.work_dir,
+        workers=args.workers,
+    )
     print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'} predicted; outputs in {args.out}")
     return 0
 
@@ -249,10 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="run a model bundle on DICOM folders (one study or many) or NIfTI files")
     p.add_argument("--bundle", required=True, help="bundle folder (results/{run}/bundle) or a Hugging Face-style copy")
     p.add_argument("--out", required=True, help="output folder: {study_id}/prediction.json, summary.png/.pdf")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="a DICOM folder (any nesting), a folder of many "
-                   "studies, or a .nii/.nii.gz file")
-    p.add_argument("--keep-identifiers", action="store_true", help="also write the header identifiers and the input "
-                   "path into prediction.json (off: hashed ids only)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="a DICOM folder (any nesting), a folder of many studies, or a .nii/.nii.gz file",
+    )
+    p.add_argument(
+        "--keep-identifiers",
+        action="store_true",
+        help="also write the header identifiers and the input path into prediction.json (off: hashed ids only)",
+    )
     p.add_argument("--modality", choices=["CT", "MR"], help="modality of NIfTI inputs (their headers do not say)")
     p.add_argument("--sequence", help="sequence of NIfTI inputs (t1, t1c, t2, flair, dwi, swi, ct, ...)")
     p.add_argument("--work-dir", help="private scratch folder (default: the system's temporary folder)")

@@ -744,14 +744,22 @@ def fig_reportgen(cfg: dict, name: str, table_csv, out_png) -> None:
 
 
 # -- the model bundle (neurovfm.bundle) ---------------------------------------------------------------
-def bundle(cfg: dict, encoder_pt, stats_json, probes_dir, reportgen_dir, diagnosis_tables, studies_csv, label_csvs,
-           out_dir) -> dict:
+def bundle(
+    cfg: dict, encoder_pt, stats_json, probes_dir, reportgen_dir, diagnosis_tables, studies_csv, label_csvs, out_dir
+) -> dict:
     """``results/{run}/bundle/``: ``probes_dir`` holds ``ct/`` and ``mri/``; ``diagnosis_tables`` and
     ``label_csvs`` are the CT then MRI files. Returns the manifest."""
     from neurovfm.bundle.write import build_bundle
 
     mods = ("ct", "mri")
-    return build_bundle(cfg, encoder_pt=_existing(encoder_pt, "encoder.pt"), stats_json=stats_json,
-                        probe_dirs={m: Path(probes_dir) / m for m in mods}, reportgen_dir=reportgen_dir,
-                        diagnosis_tables=dict(zip(mods, map(str, diagnosis_tables))), studies_csv=studies_csv,
-                        label_csvs=dict(zip(mods, map(str, label_csvs))), out_dir=out_dir)
+    return build_bundle(
+        cfg,
+        encoder_pt=_existing(encoder_pt, "encoder.pt"),
+        stats_json=stats_json,
+        probe_dirs={m: Path(probes_dir) / m for m in mods},
+        reportgen_dir=reportgen_dir,
+        diagnosis_tables=dict(zip(mods, map(str, diagnosis_tables))),
+        studies_csv=studies_csv,
+        label_csvs=dict(zip(mods, map(str, label_csvs))),
+        out_dir=out_dir,
+    )

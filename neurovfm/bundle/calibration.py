@@ -1,6 +1,7 @@
 """Per-class Platt calibration of a probe's logits, fitted on the validation rows of its ``predictions.csv``
 (the same fit as the label-efficiency analysis, :func:`neurovfm.analysis.label_efficiency.platt_fit`). A class
 without validation positives or negatives keeps the raw probability (``a = 1, b = 0``, ``fitted`` false)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ Counts come from the run's own tables (``ingest/studies.csv``, ``labels/{ct,mri}
 with their bootstrap intervals from ``tables/diagnosis_{modality}_{encoder}.csv``; nothing is typed in by hand
 except the statements of intended use and limits below.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -66,17 +67,27 @@ def model_card(cfg: dict, bundle_meta: dict, counts: dict, scores: dict[str, pd.
         "encoder_architecture": bundle_meta["architecture"],
         "pretraining_steps": bundle_meta["pretraining_steps"],
         "report_generator": bundle_meta["report_generator"],
-        "date_window": {"development_before": sp["cutoff"], "test_from": sp["cutoff"], "test_until": sp["test_end"],
-                        "study_years_by_split": counts["study_years"]},
-        "training_data": {"studies_by_split_and_modality": counts["studies"],
-                          "labelled_studies_by_split": counts["labelled"]},
-        "splits": {"validation_per_modality": int(sp["val_per_modality"]),
-                   "rule": "test: studies dated in the test window; validation: a patient-level hold-out of earlier "
-                           "studies; train: the rest (no patient in both train and validation)"},
+        "date_window": {
+            "development_before": sp["cutoff"],
+            "test_from": sp["cutoff"],
+            "test_until": sp["test_end"],
+            "study_years_by_split": counts["study_years"],
+        },
+        "training_data": {
+            "studies_by_split_and_modality": counts["studies"],
+            "labelled_studies_by_split": counts["labelled"],
+        },
+        "splits": {
+            "validation_per_modality": int(sp["val_per_modality"]),
+            "rule": "test: studies dated in the test window; validation: a patient-level hold-out of earlier "
+            "studies; train: the rest (no patient in both train and validation)",
+        },
         "test_auroc": {m: test_scores(t) for m, t in scores.items()},
-        "test_auroc_settings": {"bootstrap_replicates": int(cfg["probes"]["eval"]["n_boot"]),
-                                "alpha": float(cfg["probes"]["eval"]["alpha"]),
-                                "min_test_positives": int(cfg["probes"]["eval"]["min_pos"])},
+        "test_auroc_settings": {
+            "bootstrap_replicates": int(cfg["probes"]["eval"]["n_boot"]),
+            "alpha": float(cfg["probes"]["eval"]["alpha"]),
+            "min_test_positives": int(cfg["probes"]["eval"]["min_pos"]),
+        },
         "intended_use": INTENDED_USE,
         "limits": LIMITS,
     }
@@ -87,37 +98,68 @@ def _fmt(v, digits=3) -> str:
 
 
 def markdown(card: dict) -> str:
-    lines = [f"# Model card: {card['name']}", "", f"Built {card['built']} from run `{card['run']}`.", "",
-             "## Model", "",
-             f"- Encoder: `{card['encoder']}` ({card['encoder_architecture']}), {card['pretraining_steps']} "
-             "pretraining steps (Vol-JEPA)",
-             f"- Report generator: {card['report_generator']}", "",
-             "## Data", "",
-             f"- Development studies dated before {card['date_window']['development_before']}; test studies dated "
-             f"{card['date_window']['test_from']} to {card['date_window']['test_until']}",
-             f"- Splits: {card['splits']['rule']}", "", "| split | CT studies | MR studies | labelled CT | labelled MRI "
-             "| study years |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"Built {card['built']} from run `{card['run']}`.",
+        "",
+        "## Model",
+        "",
+        f"- Encoder: `{card['encoder']}` ({card['encoder_architecture']}), {card['pretraining_steps']} "
+        "pretraining steps (Vol-JEPA)",
+        f"- Report generator: {card['report_generator']}",
+        "",
+        "## Data",
+        "",
+        f"- Development studies dated before {card['date_window']['development_before']}; test studies dated "
+        f"{card['date_window']['test_from']} to {card['date_window']['test_until']}",
+        f"- Splits: {card['splits']['rule']}",
+        "",
+        "| split | CT studies | MR studies | labelled CT | labelled MRI | study years |",
+        "|---|---|---|---|---|---|",
+    ]
     td = card["training_data"]
     for split in sorted(td["studies_by_split_and_modality"]):
         s = td["studies_by_split_and_modality"][split]
         lab = td["labelled_studies_by_split"].get(split, {})
         years = card["date_window"]["study_years_by_split"].get(split)
-        lines.append(f"| {split} | {s.get('CT', 0)} | {s.get('MR', 0)} | {lab.get('ct', 0)} | {lab.get('mri', 0)} | "
-                     f"{'-'.join(map(str, years)) if years else '—'} |")
+        lines.append(
+            f"| {split} | {s.get('CT', 0)} | {s.get('MR', 0)} | {lab.get('ct', 0)} | {lab.get('mri', 0)} | "
+            f"{'-'.join(map(str, years)) if years else '—'} |"
+        )
     st = card["test_auroc_settings"]
-    lines += ["", "## Test AUROC per class", "",
-              f"95% intervals: {st['bootstrap_replicates']} study-level bootstrap replicates; classes with fewer than "
-              f"{st['min_test_positives']} test positives are not scored.", ""]
+    lines += [
+        "",
+        "## Test AUROC per class",
+        "",
+        f"95% intervals: {st['bootstrap_replicates']} study-level bootstrap replicates; classes with fewer than "
+        f"{st['min_test_positives']} test positives are not scored.",
+        "",
+    ]
     for mod, rows in card["test_auroc"].items():
         scored = [r for r in rows if r.get("auroc") is not None]
-        lines += [f"### {mod.upper()} ({len(scored)} of {len(rows)} classes scored)", "",
-                  "| class | test positives | AUROC | 95% CI |", "|---|---|---|---|"]
+        lines += [
+            f"### {mod.upper()} ({len(scored)} of {len(rows)} classes scored)",
+            "",
+            "| class | test positives | AUROC | 95% CI |",
+            "|---|---|---|---|",
+        ]
         for r in scored:
-            lines.append(f"| {r['label']} | {r.get('n_pos', '—')} | {_fmt(r['auroc'])} | "
-                         f"{_fmt(r.get('auroc_lo'))}–{_fmt(r.get('auroc_hi'))} |")
+            lines.append(
+                f"| {r['label']} | {r.get('n_pos', '—')} | {_fmt(r['auroc'])} | "
+                f"{_fmt(r.get('auroc_lo'))}–{_fmt(r.get('auroc_hi'))} |"
+            )
         lines.append("")
-    lines += ["## Intended use", "", *[f"- {t}" for t in card["intended_use"]], "", "## Limits", "",
-              *[f"- {t}" for t in card["limits"]], ""]
+    lines += [
+        "## Intended use",
+        "",
+        *[f"- {t}" for t in card["intended_use"]],
+        "",
+        "## Limits",
+        "",
+        *[f"- {t}" for t in card["limits"]],
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Open a bundle: a bundle folder, or a Hugging Face-style cache folder holding one (``models--{org}--{name}``
 with ``refs/main`` and ``snapshots/{revision}/``; or a folder with a single snapshot). Nothing is fetched: the
 files must be on disk. Every file is checked against the manifest before anything is loaded."""
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,11 @@ def resolve(path: str | Path) -> Path:
         found = sorted(p for p in snaps.iterdir() if (p / MANIFEST).is_file())
         if len(found) == 1:
             return found[0]
-    raise Failed("bad_input_path", "no bundle manifest in the folder (nor in a single Hugging Face snapshot)",
-                 private=f"no {MANIFEST} under {path}")
+    raise Failed(
+        "bad_input_path",
+        "no bundle manifest in the folder (nor in a single Hugging Face snapshot)",
+        private=f"no {MANIFEST} under {path}",
+    )
 
 
 class Bundle:

@@ -3,6 +3,7 @@
 Loading recomputes every digest and refuses a bundle whose files differ from the manifest, lack one of its
 files, or hold files it does not list.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,9 @@ def build_manifest(root: str | Path, not_identity: tuple[str, ...] = ()) -> dict
     """``bundle_id``: a digest of the digests of every file but ``not_identity`` (the model card, which carries
     its build date), so rebuilding the same model gives the same id."""
     root = Path(root)
-    files = {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-             for rel in bundle_files(root)}
+    files = {
+        rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size} for rel in bundle_files(root)
+    }
     model = {k: v["sha256"] for k, v in files.items() if k not in not_identity}
     bundle_id = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()[:16]
     return {"format": FORMAT, "version": VERSION, "bundle_id": bundle_id, "files": files}
@@ -68,12 +70,17 @@ def verify(root: str | Path) -> dict:
     listed, present = set(manifest["files"]), set(bundle_files(root))
     missing, extra = sorted(listed - present), sorted(present - listed)
     if missing or extra:
-        raise Failed("bad_input_path", f"bundle files differ from its manifest ({len(missing)} missing, "
-                     f"{len(extra)} not listed)", private=f"bundle {root}: files missing from the folder {missing[:5]}, files not in "
-                     f"its manifest.json {extra[:5]}")
+        raise Failed(
+            "bad_input_path",
+            f"bundle files differ from its manifest ({len(missing)} missing, {len(extra)} not listed)",
+            private=f"bundle {root}: files missing from the folder {missing[:5]}, files not in "
+            f"its manifest.json {extra[:5]}",
+        )
     changed = [rel for rel, meta in sorted(manifest["files"].items()) if sha256_file(root / rel) != meta["sha256"]]
     if changed:
-        raise Failed("bad_input_path", f"{len(changed)} bundle file(s) do not match their sha256 in the manifest",
-                     private=f"bundle {root}: {len(changed)} file(s) differ from their sha256 in "
-                     f"manifest.json: {changed[:5]}")
+        raise Failed(
+            "bad_input_path",
+            f"{len(changed)} bundle file(s) do not match their sha256 in the manifest",
+            private=f"bundle {root}: {len(changed)} file(s) differ from their sha256 in manifest.json: {changed[:5]}",
+        )
     return manifest

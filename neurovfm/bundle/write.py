@@ -1,5 +1,6 @@
 """Build a bundle from a finished run (rule ``bundle``; ``results/{run}/bundle/``), written as one folder
 (:func:`neurovfm.utils.atomic.atomic_dir`), the manifest last."""
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,18 @@ def portable_config(cfg: dict) -> dict:
     return out
 
 
-def build_bundle(cfg: dict, *, encoder_pt, stats_json, probe_dirs: dict, reportgen_dir, diagnosis_tables: dict,
-                 studies_csv, label_csvs: dict, out_dir) -> dict:
+def build_bundle(
+    cfg: dict,
+    *,
+    encoder_pt,
+    stats_json,
+    probe_dirs: dict,
+    reportgen_dir,
+    diagnosis_tables: dict,
+    studies_csv,
+    label_csvs: dict,
+    out_dir,
+) -> dict:
     """Copy the parts, fit the calibration, write the card and the manifest. ``probe_dirs`` /
     ``diagnosis_tables`` / ``label_csvs``: {ct, mri} -> path. Returns the manifest."""
     import torch
@@ -69,15 +80,22 @@ def build_bundle(cfg: dict, *, encoder_pt, stats_json, probe_dirs: dict, reportg
             preds = pd.read_csv(src / "predictions.csv", dtype={"study_id": str, "split": str})
             names = [c.split(":", 1)[1] for c in preds.columns if c.startswith("label:")]
             write_csv(dst / "calibration.csv", fit_calibration(preds, names))
-        shutil.copytree(reportgen_dir, tmp / layout.REPORTGEN,
-                        ignore=lambda d, names: [n for n in names if n not in ("connector.pt", "lm")
-                                                 and Path(d) == Path(reportgen_dir)])
+        shutil.copytree(
+            reportgen_dir,
+            tmp / layout.REPORTGEN,
+            ignore=lambda d, names: [
+                n for n in names if n not in ("connector.pt", "lm") and Path(d) == Path(reportgen_dir)
+            ],
+        )
         studies = pd.read_csv(studies_csv, dtype={"study_id": str})
         labels = {m: pd.read_csv(label_csvs[m], dtype={"study_id": str, "split": str}) for m in layout.MODALITIES}
-        meta = {"encoder": encoder, "architecture": enc_blob["model"].get("encoder"),
-                "pretraining_steps": int(enc_blob.get("step", 0)),
-                "report_generator": f"perceiver connector + {'local LM' if cfg['reportgen']['lm']['path'] else 'tiny Qwen3'}"
-                                    f", trained on {bundle_size(cfg)} curated pairs"}
+        meta = {
+            "encoder": encoder,
+            "architecture": enc_blob["model"].get("encoder"),
+            "pretraining_steps": int(enc_blob.get("step", 0)),
+            "report_generator": f"perceiver connector + {'local LM' if cfg['reportgen']['lm']['path'] else 'tiny Qwen3'}"
+            f", trained on {bundle_size(cfg)} curated pairs",
+        }
         card = model_card(cfg, meta, split_counts(studies, labels), scores, today())
         write_text(tmp / layout.CARD_JSON, json.dumps(card, indent=1) + "\n")
         write_text(tmp / layout.CARD_MD, markdown(card))

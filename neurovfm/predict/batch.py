@@ -1,5 +1,6 @@
 """The prediction loop: inputs one after another, studies one at a time (streaming: each study's intermediate
 files are removed before the next, and its outputs are final when its progress line is printed)."""
+
 from __future__ import annotations
 
 import json
@@ -14,22 +15,43 @@ import pandas as pd
 from neurovfm.utils.atomic import write_csv, write_text
 
 from .record import SCHEMA_VERSION, attention_arrays, attention_peak, diagnoses, top_positive, validate_record
-from .run import MODALITY_PROBE, Workspace, generate_findings, ingest_source, predict_config, probe_study, \
-    study_features
+from .run import (
+    MODALITY_PROBE,
+    Workspace,
+    generate_findings,
+    ingest_source,
+    predict_config,
+    probe_study,
+    study_features,
+)
 from .sources import classify
 
 log = logging.getLogger("neurovfm")
 EXCLUSION_COLUMNS = ["stage", "unit", "study_id", "series_id", "file_id", "n_files", "reason", "detail"]
-HEADER_IDENTIFIERS = {"study_instance_uid": "StudyInstanceUID", "accession_number": "AccessionNumber",
-                      "patient_id": "PatientID", "patient_name": "PatientName", "study_date": "StudyDate"}
+HEADER_IDENTIFIERS = {
+    "study_instance_uid": "StudyInstanceUID",
+    "accession_number": "AccessionNumber",
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "study_date": "StudyDate",
+}
 
 
 def _exclusion_rows(frame: pd.DataFrame, stage: str) -> list[dict]:
     rows = []
     for r in frame.to_dict("records"):
-        rows.append({"stage": stage, "unit": r["unit"], "study_id": str(r.get("study_id") or ""),
-                     "series_id": str(r.get("series_id") or ""), "file_id": str(r.get("file_id") or ""),
-                     "n_files": int(float(r.get("n_files") or 0)), "reason": r["reason"], "detail": str(r["detail"])})
+        rows.append(
+            {
+                "stage": stage,
+                "unit": r["unit"],
+                "study_id": str(r.get("study_id") or ""),
+                "series_id": str(r.get("series_id") or ""),
+                "file_id": str(r.get("file_id") or ""),
+                "n_files": int(float(r.get("n_files") or 0)),
+                "reason": r["reason"],
+                "detail": str(r["detail"]),
+            }
+        )
     return rows
 
 
@@ -75,15 +97,29 @@ def predict_study(bundle, cfg: dict, ing, study: dict, work: Path, workers: int,
     seconds = {k: round(v, 4) for k, v in seconds.items()}
     seconds["total"] = round(sum(seconds.values()), 4)
     record = {
-        "schema_version": SCHEMA_VERSION, "bundle_id": bundle.bundle_id,
-        "study": {"study_id": sid, "modality": modality, "probe": probe["probe_modality"] if probe else None,
-                  "series": [{"series_id": r["series_id"], "sequence": r["sequence"], "orientation": r["orientation"],
-                              "n_slices": int(r["n_slices"]), "encoded": r["series_id"] in encoded}
-                             for r in series.to_dict("records")]},
+        "schema_version": SCHEMA_VERSION,
+        "bundle_id": bundle.bundle_id,
+        "study": {
+            "study_id": sid,
+            "modality": modality,
+            "probe": probe["probe_modality"] if probe else None,
+            "series": [
+                {
+                    "series_id": r["series_id"],
+                    "sequence": r["sequence"],
+                    "orientation": r["orientation"],
+                    "n_slices": int(r["n_slices"]),
+                    "encoded": r["series_id"] in encoded,
+                }
+                for r in series.to_dict("records")
+            ],
+        },
         "excluded": [{k: e[k] for k in EXCLUSION_COLUMNS if k != "study_id"} for e in excluded],
-        "diagnoses": rows, "attention": attention,
+        "diagnoses": rows,
+        "attention": attention,
         "generated": {k: gen[k] for k in ("status", "findings", "raw", "error", "n_series")},
-        "triage": gen["triage"], "timing_s": seconds,
+        "triage": gen["triage"],
+        "timing_s": seconds,
     }
     return record, {"att": att, "shards": feats["shards"], "logits": None if probe is None else probe["logits"]}
 
@@ -109,13 +145,25 @@ def progress_line(n: int, record: dict) -> str:
     s = record["study"]
     pos = [d for d in record["diagnoses"] if d["positive"]]
     top = max(pos, key=lambda d: d["calibrated_probability"]) if pos else None
-    return (f"[{n}] {s['study_id']} {s['modality']}: {sum(x['encoded'] for x in s['series'])} series, "
-            f"{len(pos)} positive" + (f" (top {top['name']} {top['calibrated_probability']:.2f})" if top else "")
-            + f", triage {record['triage']}, {record['timing_s']['total']:.1f} s")
+    return (
+        f"[{n}] {s['study_id']} {s['modality']}: {sum(x['encoded'] for x in s['series'])} series, "
+        f"{len(pos)} positive"
+        + (f" (top {top['name']} {top['calibrated_probability']:.2f})" if top else "")
+        + f", triage {record['triage']}, {record['timing_s']['total']:.1f} s"
+    )
 
 
-def predict(bundle, inputs, out_dir, keep_identifiers: bool = False, modality: str | None = None,
-            sequence: str | None = None, work_dir=None, workers: int = 1, echo=print) -> Iterator[dict]:
+def predict(
+    bundle,
+    inputs,
+    out_dir,
+    keep_identifiers: bool = False,
+    modality: str | None = None,
+    sequence: str | None = None,
+    work_dir=None,
+    workers: int = 1,
+    echo=print,
+) -> Iterator[dict]:
     """Yield the record of every study of every input (written before it is yielded); ``echo`` gets one progress
     line per study and per excluded study."""
     from neurovfm.ingest.deid import resolve_key

@@ -1,5 +1,6 @@
 """``prediction.json``: what one study gets (schema: ``prediction.schema.json`` beside this file), and where the
 probe looked for a diagnosis (the peak of its class attention, in patient coordinates, and the side of it)."""
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,14 @@ def attention_peak(index: dict, data: dict, k: int, shard_index: dict, study_id:
     lps = token_lps(coords, vol, patch, spacing)
     top = int(np.argmax(col))
     half_token = 0.5 * float(patch[2]) * float(spacing[2])
-    return {"series_id": e["series_id"], "window": e["window"], "attention_mass": round(mass, 6),
-            "token": [int(v) for v in coords[top]], "peak_lps_mm": [round(float(v), 2) for v in lps[top]],
-            "side": side_of(float(lps[top, 0]), float(lps[:, 0].mean()), half_token)}
+    return {
+        "series_id": e["series_id"],
+        "window": e["window"],
+        "attention_mass": round(mass, 6),
+        "token": [int(v) for v in coords[top]],
+        "peak_lps_mm": [round(float(v), 2) for v in lps[top]],
+        "side": side_of(float(lps[top, 0]), float(lps[:, 0].mean()), half_token),
+    }
 
 
 def diagnoses(probe: dict, modality: str) -> list[dict]:
@@ -74,11 +80,18 @@ def diagnoses(probe: dict, modality: str) -> list[dict]:
     out = []
     for j, name in enumerate(probe["names"]):
         thr = float(probe["thresholds"][j])
-        out.append({"name": name, "category": onto[name].category, "urgent_by_type": bool(onto[name].urgent),
-                    "probability": float(probe["prob"][j]),
-                    "calibrated_probability": float(probe["calibrated"][j]),
-                    "calibrated": bool(probe["calibrated_fitted"][j]),
-                    "threshold": None if np.isnan(thr) else thr, "positive": bool(probe["decision"][j])})
+        out.append(
+            {
+                "name": name,
+                "category": onto[name].category,
+                "urgent_by_type": bool(onto[name].urgent),
+                "probability": float(probe["prob"][j]),
+                "calibrated_probability": float(probe["calibrated"][j]),
+                "calibrated": bool(probe["calibrated_fitted"][j]),
+                "threshold": None if np.isnan(thr) else thr,
+                "positive": bool(probe["decision"][j]),
+            }
+        )
     return out
 
 

@@ -13,6 +13,7 @@ Intermediate files (paths into the input, shards, features) live in a private wo
 each study; the output folder gets per study ``{study_id}/prediction.json`` and the summary page, where
 ``study_id`` is the keyed hash that the workflow's ingest gives the study.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,15 @@ class Ingested:
     summary: dict = field(default_factory=dict)
 
 
-def ingest_source(cfg: dict, src: Source, work: Path, key: bytes, workers: int, modality: str | None = None,
-                  sequence: str | None = None) -> Ingested:
+def ingest_source(
+    cfg: dict,
+    src: Source,
+    work: Path,
+    key: bytes,
+    workers: int,
+    modality: str | None = None,
+    sequence: str | None = None,
+) -> Ingested:
     t0 = time.perf_counter()
     ing, priv = work / "ingest", work / "private"
     if src.kind == "dicom":
@@ -71,9 +79,16 @@ def ingest_source(cfg: dict, src: Source, work: Path, key: bytes, workers: int, 
         root, table = stage_nifti(src, work, modality, sequence)
         summary = run_ingest_nifti(str(root), str(table), str(ing), str(priv), cfg, key)
     ids = {"series_id": str, "study_id": str, "patient_id": str}
-    return Ingested(src.kind, Path(root), pd.read_csv(ing / "series.csv", dtype=ids),
-                    pd.read_csv(ing / "studies.csv", dtype=ids), pd.read_csv(ing / "exclusions.csv", dtype=ids).fillna(""),
-                    priv / "files.csv", time.perf_counter() - t0, summary)
+    return Ingested(
+        src.kind,
+        Path(root),
+        pd.read_csv(ing / "series.csv", dtype=ids),
+        pd.read_csv(ing / "studies.csv", dtype=ids),
+        pd.read_csv(ing / "exclusions.csv", dtype=ids).fillna(""),
+        priv / "files.csv",
+        time.perf_counter() - t0,
+        summary,
+    )
 
 
 def study_features(bundle, cfg: dict, ing: Ingested, study_id: str, sdir: Path, workers: int) -> dict:
@@ -87,18 +102,40 @@ def study_features(bundle, cfg: dict, ing: Ingested, study_id: str, sdir: Path, 
     series.to_csv(sdir / "series.csv", index=False)
     files = pd.read_csv(ing.files_csv, dtype=str)
     files[files["series_id"].isin(set(series["series_id"]))].to_csv(sdir / "files.csv", index=False)
-    run_preprocess(sdir / "series.csv", sdir / "files.csv", ing.root, sdir / "shards", cfg, workers=workers,
-                   kind=ing.kind, private_dir=sdir)
+    run_preprocess(
+        sdir / "series.csv",
+        sdir / "files.csv",
+        ing.root,
+        sdir / "shards",
+        cfg,
+        workers=workers,
+        kind=ing.kind,
+        private_dir=sdir,
+    )
     excluded = pd.read_csv(sdir / "shards" / "exclusions.csv", dtype=str).fillna("")
     t1 = time.perf_counter()
     encoder, mcfg = bundle.encoder
     fcfg = cfg["features"]
     index = sdir / "shards" / "test" / "index.json"
-    extract(encoder, bundle.card["encoder"], mcfg, {"test": index}, bundle.stats_json, sdir / "features",
-            device=resolve_device(None), max_tokens=fcfg["max_tokens"], chunk_tokens=fcfg["chunk_tokens"],
-            precision=fcfg["precision"], progress_every_s=fcfg["progress_every_s"])
-    return {"shards": index, "features": sdir / "features" / "test" / "index.json", "excluded": excluded,
-            "seconds": {"preprocess": t1 - t0, "encoder": time.perf_counter() - t1}}
+    extract(
+        encoder,
+        bundle.card["encoder"],
+        mcfg,
+        {"test": index},
+        bundle.stats_json,
+        sdir / "features",
+        device=resolve_device(None),
+        max_tokens=fcfg["max_tokens"],
+        chunk_tokens=fcfg["chunk_tokens"],
+        precision=fcfg["precision"],
+        progress_every_s=fcfg["progress_every_s"],
+    )
+    return {
+        "shards": index,
+        "features": sdir / "features" / "test" / "index.json",
+        "excluded": excluded,
+        "seconds": {"preprocess": t1 - t0, "encoder": time.perf_counter() - t1},
+    }
 
 
 def probe_study(bundle, cfg: dict, features_index: Path, study_id: str, modality: str) -> dict | None:
@@ -121,10 +158,17 @@ def probe_study(bundle, cfg: dict, features_index: Path, study_id: str, modality
     logits = predict(model, bags, int(cfg["probes"]["eval_max_tokens"]))[0]
     prob = sigmoid(logits)
     thresholds = np.asarray(meta["thresholds"], dtype=float)
-    return {"names": names, "logits": logits, "prob": prob, "calibrated": apply_calibration(logits, calib),
-            "calibrated_fitted": calib["fitted"].to_numpy(bool), "thresholds": thresholds,
-            "decision": apply_thresholds(prob[None], thresholds)[0], "attention": study_attention(model, bags, 0),
-            "probe_modality": MODALITY_PROBE[modality]}
+    return {
+        "names": names,
+        "logits": logits,
+        "prob": prob,
+        "calibrated": apply_calibration(logits, calib),
+        "calibrated_fitted": calib["fitted"].to_numpy(bool),
+        "thresholds": thresholds,
+        "decision": apply_thresholds(prob[None], thresholds)[0],
+        "attention": study_attention(model, bags, 0),
+        "probe_modality": MODALITY_PROBE[modality],
+    }
 
 
 def generate_findings(bundle, features_index: Path, study_id: str, modality: str) -> dict:
@@ -142,10 +186,10 @@ def generate_findings(bundle, features_index: Path, study_id: str, modality: str
         return {"status": "no_series", "findings": [], "raw": "", "error": None, "triage": None, "n_series": 0}
     text, _ = bundle.generator.generate(series, None)
     items, status, error = parse_findings(text)
-    level = RuleJudge.from_config(rg["triage"]).triage(_judge_items({"status": status, "findings": items, "raw": text}),
-                                                       None, modality)
-    return {"status": status, "findings": items, "raw": text, "error": error, "triage": level,
-            "n_series": len(series)}
+    level = RuleJudge.from_config(rg["triage"]).triage(
+        _judge_items({"status": status, "findings": items, "raw": text}), None, modality
+    )
+    return {"status": status, "findings": items, "raw": text, "error": error, "triage": level, "n_series": len(series)}
 
 
 class Workspace:

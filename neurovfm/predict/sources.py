@@ -1,6 +1,7 @@
 """What the user names on the command line: DICOM folders (one study or many, any nesting and file names) and
 NIfTI files. Each becomes a private ingest input inside the work folder; nothing here is written under the
 output folder."""
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 @dataclass(frozen=True)
 class Source:
-    kind: str          # dicom | nifti
-    path: Path         # as given (may carry PHI in its name: never written to the outputs)
+    kind: str  # dicom | nifti
+    path: Path  # as given (may carry PHI in its name: never written to the outputs)
 
 
 def is_nifti(path: Path) -> bool:
@@ -32,8 +33,11 @@ def classify(paths) -> list[Source]:
         elif p.is_file() and is_nifti(p):
             out.append(Source("nifti", p))
         else:
-            raise Failed("bad_input_path", "an input is neither a folder of DICOM files nor a NIfTI file",
-                         private=f"input {p} is neither a folder nor a .nii/.nii.gz file")
+            raise Failed(
+                "bad_input_path",
+                "an input is neither a folder of DICOM files nor a NIfTI file",
+                private=f"input {p} is neither a folder nor a .nii/.nii.gz file",
+            )
     return out
 
 

@@ -2,6 +2,7 @@
 the validation thresholds) then the others by calibrated probability, the generated findings, and the probe's attention over the most-attended slice
 for the top positive diagnoses (drawn by :func:`neurovfm.plots.attention_overlay.case_panels`, the Fig. 3d
 code). Only hashed ids appear on it."""
+
 from __future__ import annotations
 
 import textwrap
@@ -21,8 +22,9 @@ def overlay_panels(record: dict, att_index: dict, att_data: dict, shards, patch,
     out = []
     for a in record["attention"][:n]:
         case = {"study_id": record["study"]["study_id"], "k": names.index(a["diagnosis"])}
-        out.append({"diagnosis": a["diagnosis"], "side": a["side"],
-                    **case_panels(att_index, att_data, case, shards, patch)})
+        out.append(
+            {"diagnosis": a["diagnosis"], "side": a["side"], **case_panels(att_index, att_data, case, shards, patch)}
+        )
     return out
 
 
@@ -32,34 +34,67 @@ def draw_summary(record: dict, panels: list[dict], top_n: int, out_png: str | Pa
     grid = fig.add_gridspec(3, n_img * 2, height_ratios=[0.75, 0.75, 1.5])
     level = record["triage"]
     study = record["study"]
-    fig.suptitle(f"{study['modality']} study {study['study_id']} — triage: {level or 'not available'}",
-                 fontsize=13, color=LEVEL_COLOURS.get(level, "#000000"), fontweight="bold")
+    fig.suptitle(
+        f"{study['modality']} study {study['study_id']} — triage: {level or 'not available'}",
+        fontsize=13,
+        color=LEVEL_COLOURS.get(level, "#000000"),
+        fontweight="bold",
+    )
     ax = fig.add_subplot(grid[0, :])
     ax.axis("off")
     rows = sorted(record["diagnoses"], key=lambda r: (not r["positive"], -r["calibrated_probability"]))[:top_n]
-    cells = [[r["name"].replace("_", " "), f"{r['calibrated_probability']:.2f}", f"{r['probability']:.2f}",
-              "—" if r["threshold"] is None else f"{r['threshold']:.2f}", "yes" if r["positive"] else "no"]
-             for r in rows]
+    cells = [
+        [
+            r["name"].replace("_", " "),
+            f"{r['calibrated_probability']:.2f}",
+            f"{r['probability']:.2f}",
+            "—" if r["threshold"] is None else f"{r['threshold']:.2f}",
+            "yes" if r["positive"] else "no",
+        ]
+        for r in rows
+    ]
     if cells:
-        table = ax.table(cellText=cells, colLabels=["diagnosis", "calibrated p", "p", "threshold", "positive"],
-                         loc="upper center", cellLoc="left", colWidths=[0.46, 0.14, 0.1, 0.14, 0.12])
+        table = ax.table(
+            cellText=cells,
+            colLabels=["diagnosis", "calibrated p", "p", "threshold", "positive"],
+            loc="upper center",
+            cellLoc="left",
+            colWidths=[0.46, 0.14, 0.1, 0.14, 0.12],
+        )
         table.auto_set_font_size(False)
         table.set_fontsize(8)
-    ax.set_title(f"Diagnoses: positive first, then by calibrated probability (probe {study['probe']}, bundle "
-                 f"{record['bundle_id']})", fontsize=10)
+    ax.set_title(
+        f"Diagnoses: positive first, then by calibrated probability (probe {study['probe']}, bundle "
+        f"{record['bundle_id']})",
+        fontsize=10,
+    )
     ax = fig.add_subplot(grid[1, :])
     ax.axis("off")
     gen = record["generated"]
-    items = gen["findings"] if gen["status"] == "ok" else ([f"(answer not a JSON list) {gen['raw']}"] if gen["raw"]
-                                                           else [])
+    items = (
+        gen["findings"] if gen["status"] == "ok" else ([f"(answer not a JSON list) {gen['raw']}"] if gen["raw"] else [])
+    )
     text = "\n".join(textwrap.fill(f"• {f}", 100) for f in items[:8]) or "No key positive findings."
-    ax.text(0.0, 1.0, "Generated key findings\n\n" + text, va="top", ha="left", fontsize=9, family="sans-serif",
-            transform=ax.transAxes)
+    ax.text(
+        0.0,
+        1.0,
+        "Generated key findings\n\n" + text,
+        va="top",
+        ha="left",
+        fontsize=9,
+        family="sans-serif",
+        transform=ax.transAxes,
+    )
     n_ex = sum(e["n_files"] for e in record["excluded"])
     reasons = sorted({e["reason"] for e in record["excluded"]})
-    ax.text(0.0, 0.05, f"Series used: {sum(s['encoded'] for s in study['series'])} of {len(study['series'])}; "
-            f"excluded files: {n_ex}" + (f" ({', '.join(reasons)})" if reasons else ""), fontsize=8,
-            transform=ax.transAxes)
+    ax.text(
+        0.0,
+        0.05,
+        f"Series used: {sum(s['encoded'] for s in study['series'])} of {len(study['series'])}; "
+        f"excluded files: {n_ex}" + (f" ({', '.join(reasons)})" if reasons else ""),
+        fontsize=8,
+        transform=ax.transAxes,
+    )
     for i, p in enumerate(panels):
         for j in range(2):
             a = fig.add_subplot(grid[2, 2 * i + j])
