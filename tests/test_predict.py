@@ -62,8 +62,18 @@ def _cli(*args, check=True):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("predict")
+def scratch():
+    """A folder of this module's own, outside pytest's numbered temporary folders: pytest keeps only the three
+    newest of those per user, so another session on a shared machine may delete one while the bundle in it is
+    memory-mapped by a child process."""
+    with tempfile.TemporaryDirectory(prefix="neurovfm-test-predict-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def run(scratch):
+    tmp = scratch / "run"
+    tmp.mkdir()
     cfg = {**TINY, "paths": {"results": str(tmp / "results"), "private": str(tmp / "private")}}
     (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     res = tmp / "results" / "demo"
@@ -179,10 +189,10 @@ def test_model_card_counts_and_scores_are_the_runs(run):
 
 # ------------------------------------------------------------------------------------ predict = the workflow
 @pytest.fixture(scope="module")
-def predicted(run, tmp_path_factory):
+def predicted(run, scratch):
     """``neurovfm predict`` over one folder holding every test study (copied, planted PHI in the first one's
     folders and headers, a non-DICOM file and a truncated DICOM beside it)."""
-    tmp = tmp_path_factory.mktemp("predicted")
+    tmp = scratch / "predicted"
     studies = _test_studies(run)
     export = tmp / "export"
     planted = studies["study_id"].iloc[0]
@@ -192,9 +202,19 @@ def predicted(run, tmp_path_factory):
     (odd / "notes.txt").write_text("not an image\n")
     blob = files[0].read_bytes()
     (odd / "cut.dcm").write_bytes(blob[: len(blob) // 3])
+    short = export / "short" / "a"   # a study of its own with too few slices: excluded whole, reported
+    short.mkdir(parents=True)
+    for j, f in enumerate(sorted(files)[:3]):
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.19.1", "1.2.826.0.1.3680043.8.498.19.2"
+        ds.save_as(short / f"{j}.dcm")
     out = tmp / "out"
     res = _cli("predict", "--bundle", run["bundle"], "--out", out, export)
-    return {"out": out, "stdout": res.stdout, "studies": studies, "planted": planted, "export": export, "tmp": tmp}
+    from neurovfm.ingest.deid import keyed_hash
+
+    short_id = keyed_hash("1.2.826.0.1.3680043.8.498.19.1", b"neurovfm-demo-key-not-secret", "study")
+    return {"out": out, "stdout": res.stdout, "studies": studies, "planted": planted, "export": export, "tmp": tmp,
+            "short_id": short_id}
 
 
 def _records(out: Path) -> dict:
@@ -265,8 +285,12 @@ def test_no_planted_identifier_in_any_output_unless_asked(run, predicted):
     out = predicted["out"]
     assert _grep(predicted["export"]), "the planted tokens must be in the input (positive control)"
     assert not _grep(out), _grep(out)
-    excl = pd.read_csv(out / "exclusions.csv")
-    assert {"not_dicom"} <= set(excl["reason"]), set(excl["reason"])
+    excl = pd.read_csv(out / "exclusions.csv", dtype=str)
+    assert {"not_dicom", "too_few_slices"} <= set(excl["reason"]), set(excl["reason"])
+    short = predicted["short_id"]
+    assert set(excl[excl["study_id"] == short]["reason"]) == {"too_few_slices"}
+    assert f"[-] {short}: excluded (too_few_slices)" in predicted["stdout"]
+    assert not (out / short).exists()
     # the positive control of the grep: with --keep-identifiers the header identifiers are written
     planted = predicted["planted"]
     folder = predicted["export"] / f"{FAMILY}_{GIVEN}_{MRN}"
