@@ -15,6 +15,7 @@ size) builds the bundle, the probes' predictions, the generations and the triage
   mirrored point on the other side;
 * a NIfTI file of a test series goes through the same path (``--modality``).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,17 +37,29 @@ FAMILY, GIVEN, MRN, ACC = "Zyxwvut", "Quentinella", "MRN98765432", "ACC55501234"
 NEEDLES = [FAMILY.lower(), GIVEN.lower(), "98765432", "55501234"]
 TINY = {
     "run": "demo",
-    "synth": {"n_studies": 40, "recent_fraction": 0.5, "mr_matrix": [64], "ct_matrix": [64], "max_slices": 16, "workers": 1},
+    "synth": {
+        "n_studies": 40,
+        "recent_fraction": 0.5,
+        "mr_matrix": [64],
+        "ct_matrix": [64],
+        "max_slices": 16,
+        "workers": 1,
+    },
     "splits": {"val_per_modality": 2},
     "preprocess": {"workers": 1},
     "pretrain": {"steps": 6, "batch_size": 4, "checkpoint_every": 2},
-    "probes": {"epochs": 5, "selection": "validation", "grid": {"lr": [1.0e-2], "weight_decay": [0.05],
-                                                                 "dropout": [0.0]},
-               "eval": {"n_boot": 50, "min_pos": 1}},
-    "reportgen": {"sizes": [8], "stage1": {"epochs": 1, "lr": 2.0e-3, "batch_size": 4, "micro_batch_size": None},
-                  "stage2": {"epochs": 1, "lr": 3.0e-3, "batch_size": 4, "micro_batch_size": None,
-                             "finetune": "full"},
-                  "generation": {"split": "test", "num_beams": 2, "max_new_tokens": 24}},
+    "probes": {
+        "epochs": 5,
+        "selection": "validation",
+        "grid": {"lr": [1.0e-2], "weight_decay": [0.05], "dropout": [0.0]},
+        "eval": {"n_boot": 50, "min_pos": 1},
+    },
+    "reportgen": {
+        "sizes": [8],
+        "stage1": {"epochs": 1, "lr": 2.0e-3, "batch_size": 4, "micro_batch_size": None},
+        "stage2": {"epochs": 1, "lr": 3.0e-3, "batch_size": 4, "micro_batch_size": None, "finetune": "full"},
+        "generation": {"split": "test", "num_beams": 2, "max_new_tokens": 24},
+    },
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -54,8 +67,13 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 def _cli(*args, check=True):
     """``neurovfm`` in a child process, run outside the checkout (a failure's raw message goes to the private
     folder of the working directory)."""
-    out = subprocess.run([sys.executable, "-m", "neurovfm.cli", *map(str, args)], capture_output=True, text=True,
-                         env=ENV, cwd=tempfile.gettempdir())
+    out = subprocess.run(
+        [sys.executable, "-m", "neurovfm.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tempfile.gettempdir(),
+    )
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -78,9 +96,25 @@ def run(scratch):
     (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     res = tmp / "results" / "demo"
     targets = [res / "bundle" / "MODEL_CARD.md", res / "reportgen" / "triage_predictions.csv"]
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--cores", "1",
-                          "--configfile", str(tmp / "tiny.yaml"), "--directory", str(tmp), *map(str, targets)],
-                         capture_output=True, text=True, env=ENV)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--cores",
+            "1",
+            "--configfile",
+            str(tmp / "tiny.yaml"),
+            "--directory",
+            str(tmp),
+            *map(str, targets),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return {"tmp": tmp, "res": res, "priv": tmp / "private" / "demo", "bundle": res / "bundle"}
 
@@ -99,7 +133,9 @@ def _copy_study(run, study_id: str, dest: Path, plant: bool) -> list[Path]:
     sids = set(series[series["study_id"] == study_id]["series_id"])
     out = []
     for k, sid in enumerate(sorted(sids)):
-        folder = dest / (f"{FAMILY}_{GIVEN}_{MRN}" if plant else f"study_{study_id[:6]}") / f"s{k}_{ACC if plant else k}"
+        folder = (
+            dest / (f"{FAMILY}_{GIVEN}_{MRN}" if plant else f"study_{study_id[:6]}") / f"s{k}_{ACC if plant else k}"
+        )
         folder.mkdir(parents=True, exist_ok=True)
         for j, rel in enumerate(files[files["series_id"] == sid]["path"]):
             target = folder / (f"{FAMILY}_{j:03d}.dcm" if plant else f"{j:03d}")
@@ -131,8 +167,16 @@ def test_bundle_is_verified_at_load_and_loads_from_a_hugging_face_layout(run, tm
 
     b = load_bundle(run["bundle"])
     manifest = json.loads((run["bundle"] / MANIFEST).read_text())
-    for part in ("encoder/encoder.pt", "preprocess/stats.json", "probes/ct/probe.pt", "probes/mri/calibration.csv",
-                 "reportgen/connector.pt", "reportgen/lm/tokenizer.json", "config.yaml", "model_card.json"):
+    for part in (
+        "encoder/encoder.pt",
+        "preprocess/stats.json",
+        "probes/ct/probe.pt",
+        "probes/mri/calibration.csv",
+        "reportgen/connector.pt",
+        "reportgen/lm/tokenizer.json",
+        "config.yaml",
+        "model_card.json",
+    ):
         assert part in manifest["files"], part
     assert b.bundle_id == manifest["bundle_id"]
 
@@ -202,7 +246,7 @@ def predicted(run, scratch):
     (odd / "notes.txt").write_text("not an image\n")
     blob = files[0].read_bytes()
     (odd / "cut.dcm").write_bytes(blob[: len(blob) // 3])
-    short = export / "short" / "a"   # a study of its own with too few slices: excluded whole, reported
+    short = export / "short" / "a"  # a study of its own with too few slices: excluded whole, reported
     short.mkdir(parents=True)
     for j, f in enumerate(sorted(files)[:3]):
         ds = pydicom.dcmread(f)
@@ -213,8 +257,15 @@ def predicted(run, scratch):
     from neurovfm.ingest.deid import keyed_hash
 
     short_id = keyed_hash("1.2.826.0.1.3680043.8.498.19.1", b"neurovfm-demo-key-not-secret", "study")
-    return {"out": out, "stdout": res.stdout, "studies": studies, "planted": planted, "export": export, "tmp": tmp,
-            "short_id": short_id}
+    return {
+        "out": out,
+        "stdout": res.stdout,
+        "studies": studies,
+        "planted": planted,
+        "export": export,
+        "tmp": tmp,
+        "short_id": short_id,
+    }
 
 
 def _records(out: Path) -> dict:
@@ -250,8 +301,9 @@ def test_predict_reproduces_the_workflows_probabilities_findings_and_triage(run,
         assert recs[sid]["generated"]["raw"] == g["raw"], sid
         assert recs[sid]["generated"]["status"] == g["status"]
     triage = pd.read_csv(run["res"] / "reportgen" / "triage_predictions.csv", dtype={"study_id": str})
-    triage = triage[(triage["model"] == "tiny/n8") & (triage["variant"] == "no_indication")
-                    & (triage["judge"] == "rules")]
+    triage = triage[
+        (triage["model"] == "tiny/n8") & (triage["variant"] == "no_indication") & (triage["judge"] == "rules")
+    ]
     for r in triage.to_dict("records"):
         assert recs[r["study_id"]]["triage"] == r["predicted"], r["study_id"]
     for rec in recs.values():
@@ -276,7 +328,8 @@ def test_predict_attention_is_the_workflows(run, predicted):
                     key = f"{e['study_id']}/{e['series_id']}/{e['window']}"
                     att, coords = data[f"{key}/attention"].astype(float)[:, k], data[f"{key}/coords"]
                     assert list(coords[int(np.argmax(att))]) == a["token"] or np.isclose(
-                        att.max(), np.sort(att)[-2], rtol=1e-2)
+                        att.max(), np.sort(att)[-2], rtol=1e-2
+                    )
                     checked += 1
     assert checked >= 2  # studies both kept in attention.npz (labelled positive) and predicted positive
 
@@ -327,15 +380,21 @@ def test_attention_peak_side_follows_the_lesion(run):
         coords = np.argwhere(mask)
         lps = token_lps(coords, v, shards["patch"], shards["spacing_mm"])
         centre = lps.mean(axis=0)
-        for target, side in ((np.asarray(f["center_lps"]), f["side"]),
-                             (np.r_[2 * centre[0] - f["center_lps"][0], f["center_lps"][1:]],
-                              {"left": "right", "right": "left"}[f["side"]])):
+        for target, side in (
+            (np.asarray(f["center_lps"]), f["side"]),
+            (
+                np.r_[2 * centre[0] - f["center_lps"][0], f["center_lps"][1:]],
+                {"left": "right", "right": "left"}[f["side"]],
+            ),
+        ):
             if abs(target[0] - centre[0]) < 0.5 * shards["patch"][2] * shards["spacing_mm"][2] + 1.0:
                 continue
             att = np.full((len(coords), 1), 1e-4, dtype=np.float32)
             att[np.argmin(np.linalg.norm(lps - target, axis=1)), 0] = 1.0
-            index = {"class_names": ["lesion"], "entries": [{"study_id": sid, "series_id": v["series_id"],
-                                                             "window": "w", "grid": list(mask.shape)}]}
+            index = {
+                "class_names": ["lesion"],
+                "entries": [{"study_id": sid, "series_id": v["series_id"], "window": "w", "grid": list(mask.shape)}],
+            }
             data = {f"{sid}/{v['series_id']}/w/attention": att, f"{sid}/{v['series_id']}/w/coords": coords}
             assert attention_peak(index, data, 0, shards, sid)["side"] == side, (sid, f)
             checked += 1
@@ -358,14 +417,23 @@ def test_predict_on_a_nifti_file(run, tmp_path):
     ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
     nib.save(nib.Nifti1Image(stack.transpose(2, 1, 0), ras), tmp_path / f"{FAMILY}_{MRN}.nii.gz")
     out = tmp_path / "out"
-    res = _cli("predict", "--bundle", run["bundle"], "--out", out, "--modality", "MR", "--sequence", row["sequence"],
-               tmp_path / f"{FAMILY}_{MRN}.nii.gz")
+    res = _cli(
+        "predict",
+        "--bundle",
+        run["bundle"],
+        "--out",
+        out,
+        "--modality",
+        "MR",
+        "--sequence",
+        row["sequence"],
+        tmp_path / f"{FAMILY}_{MRN}.nii.gz",
+    )
     recs = _records(out)
     assert len(recs) == 1 and res.stdout.count("[1]") == 1
     rec = next(iter(recs.values()))
     validate_record(rec)
     assert rec["study"]["modality"] == "MR" and rec["diagnoses"]
     assert not _grep(out)
-    missing = _cli("predict", "--bundle", run["bundle"], "--out", out, tmp_path / f"{FAMILY}_{MRN}.nii.gz",
-                   check=False)
+    missing = _cli("predict", "--bundle", run["bundle"], "--out", out, tmp_path / f"{FAMILY}_{MRN}.nii.gz", check=False)
     assert missing.returncode == 2 and "--modality" in missing.stderr and "Traceback" not in missing.stderr

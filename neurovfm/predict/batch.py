@@ -62,8 +62,7 @@ def _identifiers(src, ing, series_ids: set) -> dict:
         return out
     import pydicom
 
-    files = pd.read_csv(ing.files_csv, dtype=str)
-    rel = files[files["series_id"].isin(series_ids)]["path"].iloc[0]
+    rel = ing.files[ing.files["series_id"].isin(series_ids)]["path"].iloc[0]
     ds = pydicom.dcmread(str(ing.root / rel), stop_before_pixels=True)
     out.update({k: (str(ds.get(tag)) if ds.get(tag) is not None else None) for k, tag in HEADER_IDENTIFIERS.items()})
     return out

@@ -55,6 +55,7 @@ class Ingested:
     files_csv: Path
     seconds: float
     summary: dict = field(default_factory=dict)
+    files: pd.DataFrame | None = None  # files.csv (private: paths into the input), read once
 
 
 def ingest_source(
@@ -88,6 +89,7 @@ def ingest_source(
         priv / "files.csv",
         time.perf_counter() - t0,
         summary,
+        pd.read_csv(priv / "files.csv", dtype=str),
     )
 
 
@@ -100,8 +102,7 @@ def study_features(bundle, cfg: dict, ing: Ingested, study_id: str, sdir: Path, 
     sdir.mkdir(parents=True, exist_ok=True)
     series = ing.series[ing.series["study_id"] == study_id]
     series.to_csv(sdir / "series.csv", index=False)
-    files = pd.read_csv(ing.files_csv, dtype=str)
-    files[files["series_id"].isin(set(series["series_id"]))].to_csv(sdir / "files.csv", index=False)
+    ing.files[ing.files["series_id"].isin(set(series["series_id"]))].to_csv(sdir / "files.csv", index=False)
     run_preprocess(
         sdir / "series.csv",
         sdir / "files.csv",
