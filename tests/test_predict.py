@@ -63,6 +63,8 @@ TINY = {
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # one small DAG run: about 4 minutes on 2 cores
+
 
 def _cli(*args, check=True):
     """``neurovfm`` in a child process, run outside the checkout (a failure's raw message goes to the private
