@@ -645,6 +645,35 @@ def reportgen_generate(
     generate(cfg, model_dir, _existing(index, "feature index"), findings_jsonl, reports_jsonl, out_jsonl)
 
 
+def reportgen_baselines(
+    cfg: dict,
+    model_dir,
+    train_index,
+    index,
+    findings_jsonl,
+    reports_jsonl,
+    out_prior,
+    out_retrieval,
+    out_shuffled,
+    threads: int | None = None,
+) -> None:
+    """Prior-only, retrieval and shuffled-image answers beside the main report generator's."""
+    from neurovfm.reportgen.run import baselines
+
+    _torch_threads(threads)
+    baselines(
+        cfg,
+        model_dir,
+        _existing(train_index, "feature index"),
+        _existing(index, "feature index"),
+        findings_jsonl,
+        reports_jsonl,
+        out_prior,
+        out_retrieval,
+        out_shuffled,
+    )
+
+
 def reportgen_triage_set(
     cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth_dir, studies_csv, out_set, out_acuity
 ) -> None:
@@ -713,6 +742,8 @@ def reportgen_eval(
     out_triage,
     out_cost,
     out_scaling,
+    out_labels=None,
+    out_differences=None,
 ) -> None:
     from neurovfm.reportgen.run import evaluate
 
@@ -729,6 +760,8 @@ def reportgen_eval(
         out_triage,
         out_cost,
         out_scaling,
+        out_labels,
+        out_differences,
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from neurovfm.eval import bootstrap_indices, percentile_ci
 
 from .metrics_text import METRICS, implementations, score_pairs
+from .quality import is_repetition
 
 
 def mean_ci(values, n_boot: int, seed: int, alpha: float) -> tuple[float, float, float]:
@@ -56,6 +57,7 @@ def text_metrics(
                         "ci_lo": lo,
                         "ci_hi": hi,
                         "malformed": int((sub.status != "ok").sum()),
+                        "repeated": int(sum(is_repetition(r) for r in sub.to_dict("records"))),
                         "implementation": impl[name],
                     }
                 )

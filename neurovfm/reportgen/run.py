@@ -102,6 +102,46 @@ def generate(cfg: dict, model_dir, index, findings_jsonl, reports_jsonl, out_jso
     return counts
 
 
+# -- baselines ----------------------------------------------------------------------------------------
+BASELINES = ("prior_only", "retrieval", "shuffled_image")
+
+
+def baseline_names(encoder: str, size) -> dict[str, str]:
+    """Model names of the baselines of the main model (no ``/n``: the figures list them beside it)."""
+    return {
+        "prior_only": "prior-only",
+        "retrieval": f"retrieval ({encoder})",
+        "shuffled_image": f"shuffled-image ({encoder}, n{size})",
+    }
+
+
+def baselines(
+    cfg: dict, model_dir, train_index, index, findings_jsonl, reports_jsonl, out_prior, out_retrieval, out_shuffled
+) -> None:
+    """Prior-only, retrieval and shuffled-image answers for every reported study of the generation split
+    (:mod:`.baselines`), in the format of ``generations.jsonl``."""
+    from . import baselines as bl
+
+    rg = cfg["reportgen"]
+    findings = load_findings(findings_jsonl)
+    train_st, query_st = StudyTokens(train_index, rg), StudyTokens(index, rg)
+    pool = training_pool(findings, train_st)
+    sids = training_pool(findings, query_st, rg["generation"]["split"])
+    indications = load_indications(reports_jsonl)
+    rows = {
+        out_prior: bl.prior_only(findings, pool, sids),
+        out_retrieval: bl.retrieval(findings, train_st, pool, query_st, sids),
+        out_shuffled: bl.shuffled_image(Generator(model_dir, rg), query_st, findings, indications, sids, seed_of(cfg)),
+    }
+    for path, recs in rows.items():
+        with atomic_open(path, "w") as fh:
+            for r in recs:
+                fh.write(json.dumps(r) + "\n")
+    log.info(
+        "baselines: %d studies (prior-only, retrieval over %d training studies, shuffled images)", len(sids), len(pool)
+    )
+
+
 # -- triage set -------------------------------------------------------------------------------------
 def acuity_table(cfg: dict, findings: dict, ct_csv, mri_csv, truth: dict | None) -> pd.DataFrame:
     """study_id, modality, split, acuity of every reported study, from the configured source."""
@@ -342,6 +382,8 @@ def evaluate(
     out_triage,
     out_cost,
     out_scaling,
+    out_labels=None,
+    out_differences=None,
 ) -> None:
     rg = cfg["reportgen"]
     ev, seed = rg["eval"], int(rg["eval"]["seed"] if rg["eval"]["seed"] is not None else cfg["seed"])
@@ -404,7 +446,76 @@ def evaluate(
             }
         )
     write_csv(out_scaling, pd.DataFrame(rows))
+    if out_labels is not None:
+        from .quality import LabelReader, label_scores
+
+        reader = LabelReader()
+        labels = label_scores(gens, refs, {"triage_set": set_ids, "all": set(gens.study_id)}, ev, seed, reader)
+        write_csv(out_labels, labels)
+        if out_differences is not None:
+            write_csv(out_differences, differences(cfg, gens, pred, refs, set_ids, ev, seed, reader))
     log.info("report generation evaluation written (%d text rows, %d triage rows)", len(text), len(scores))
+
+
+def differences(
+    cfg: dict, gens: pd.DataFrame, pred: pd.DataFrame, refs: dict, set_ids: set, ev: dict, seed: int, reader
+):
+    """The main model minus each baseline, paired by study with bootstrap intervals: triage accuracy and urgent
+    sensitivity (rules judge, triage set), label-level micro / macro F1 (triage set and all generated studies)."""
+    from .quality import paired_f1_difference, paired_mean_difference
+
+    main = main_model(cfg)
+    encoder, size = main.split("/n")
+    n_boot, alpha = int(ev["n_boot"]), float(ev["alpha"])
+    rows = []
+    for base in baseline_names(encoder, size).values():
+        if base not in set(gens.model):
+            continue
+        for variant in VARIANTS:
+            common = {"model": main, "baseline": base, "variant": variant}
+            p = pred[(pred.judge == "rules") & (pred.variant == variant) & pred.study_id.isin(set_ids)]
+            a = p[p.model == main].set_index("study_id")
+            b = p[p.model == base].set_index("study_id")
+            ids = sorted(set(a.index) & set(b.index))
+            if ids:
+                ca = (a.loc[ids, "predicted"] == a.loc[ids, "acuity"]).to_numpy(float)
+                cb = (b.loc[ids, "predicted"] == b.loc[ids, "acuity"]).to_numpy(float)
+                d = paired_mean_difference(ca, cb, n_boot, seed, alpha)
+                rows.append({**common, "subset": "triage_set", "metric": "triage_accuracy", "n": len(ids), **_diff(d)})
+                urg = [i for i in ids if a.loc[i, "acuity"] == "urgent"]
+                ua = (a.loc[urg, "predicted"] == "urgent").to_numpy(float)
+                ub = (b.loc[urg, "predicted"] == "urgent").to_numpy(float)
+                d = paired_mean_difference(ua, ub, n_boot, seed, alpha)
+                rows.append(
+                    {**common, "subset": "triage_set", "metric": "urgent_sensitivity", "n": len(urg), **_diff(d)}
+                )
+            for subset, keep in (("triage_set", set_ids), ("all", None)):
+                g = gens[gens.variant == variant]
+                ga = g[g.model == main]
+                gb = g[g.model == base]
+                ids = set(ga.study_id) & set(gb.study_id) & (keep if keep is not None else set(ga.study_id))
+                if not ids:
+                    continue
+                res = paired_f1_difference(
+                    ga[ga.study_id.isin(ids)].to_dict("records"),
+                    gb[gb.study_id.isin(ids)].to_dict("records"),
+                    refs,
+                    n_boot,
+                    seed,
+                    alpha,
+                    reader,
+                )
+                for name in ("micro", "macro"):
+                    rows.append(
+                        {**common, "subset": subset, "metric": f"label_{name}_f1", "n": res["n"], **_diff(res[name])}
+                    )
+    return pd.DataFrame(
+        rows, columns=["model", "baseline", "variant", "subset", "metric", "n", "difference", "ci_lo", "ci_hi"]
+    )
+
+
+def _diff(d: tuple[float, float, float]) -> dict:
+    return {"difference": d[0], "ci_lo": d[1], "ci_hi": d[2]}
 
 
 def encoders(cfg: dict) -> list[str]:

@@ -45,6 +45,18 @@ def seed_of(cfg: dict) -> int:
     return int(rg["seed"] if rg["seed"] is not None else cfg["seed"])
 
 
+def stage_config(rg: dict, stage: int) -> dict:
+    """Settings of a stage: 0 is the demo LM's text-only pretraining (``lm.text_pretrain``), 1 and 2 the paper's."""
+    if stage == 0:
+        return {"micro_batch_size": None, **rg["lm"]["text_pretrain"]}
+    return rg[f"stage{stage}"]
+
+
+def text_pretraining(rg: dict) -> bool:
+    """Stage 0 runs for the tiny demo LM only: a local LM (``lm.path``) arrives pretrained, as Qwen3 does."""
+    return not rg["lm"]["path"] and float(rg["lm"]["text_pretrain"]["epochs"]) > 0
+
+
 def stage_steps(size: int, stage: dict) -> int:
     return max(1, math.ceil(size * float(stage["epochs"]) / int(stage["batch_size"])))
 
@@ -117,6 +129,11 @@ class Trainer:
                 "reportgen.stage2.finetune 'lora' under torchrun needs distributed.strategy 'ddp' "
                 "(the adapters are added after FSDP has sharded the LLM); or use finetune 'full'"
             )
+        if self.dist and text_pretraining(self.rg):
+            raise ValueError(
+                "reportgen.lm.text_pretrain (the tiny demo LM's text-only stage) runs in one process; "
+                "set its epochs to 0 under torchrun"
+            )
         self.device = self.dist.device if self.dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(self.seed)
         if model is None:
@@ -168,8 +185,10 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
     def example(self, sid: str, stage: int):
+        """Stage 1: images -> findings as one string; stage 2: images, indication, instruction -> JSON list;
+        stage 0 (text-only pretraining of the demo LM): stage 2's prompt without image placeholders."""
         p = self.rg["prompt"]
-        n_series = len(self.studies.entries(sid))
+        n_series = 0 if stage == 0 else len(self.studies.entries(sid))
         f = self.findings[sid]["findings"]
         target = stage1_target(f, p["normal_text"]) if stage == 1 else stage2_target(f)
         return encode(
@@ -177,7 +196,7 @@ class Trainer:
             p["system"],
             n_series,
             self.indications.get(sid),
-            None if stage == 1 else p["instruction"],
+            None if stage == 1 else p["instruction"],  # stage 0 and 2
             target,
             self.connector.n_latents,
             int(self.rg["max_seq_len"]),
@@ -197,9 +216,14 @@ class Trainer:
             ids, labels, mask = collate(ex, self.tokenizer.pad_token_id, self.device)
             with dd.gradient_sync(self.step, k == len(starts) - 1):
                 with self.autocast:  # the forward only: backward passes do not run under autocast
-                    loss = self.step(
-                        ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part], num_items
-                    )
+                    if stage == 0:  # text only (one process: refused under torchrun)
+                        loss = self.model(
+                            input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=num_items
+                        ).loss
+                    else:
+                        loss = self.step(
+                            ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part], num_items
+                        )
                 loss.backward()
             total += loss.detach().float()
         return total
@@ -208,6 +232,14 @@ class Trainer:
     def setup_stage(self, stage: int) -> list[torch.nn.Parameter]:
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if stage == 0:
+            for p in self.connector.parameters():
+                p.requires_grad_(False)
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+            return [p for p in self.model.parameters()]
+        for p in self.connector.parameters():
+            p.requires_grad_(True)
         if stage == 2:
             if self.rg["stage2"]["finetune"] == "lora":
                 from peft import LoraConfig, get_peft_model
@@ -235,8 +267,8 @@ class Trainer:
     def run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._resume_state()
-        for stage in (1, 2):
-            sc = self.rg[f"stage{stage}"]
+        for stage in (0, 1, 2) if text_pretraining(self.rg) else (1, 2):
+            sc = stage_config(self.rg, stage)
             total = stage_steps(len(self.curated), sc)
             if state is not None and state["stage"] > stage:
                 log.info("stage %d finished in the checkpoint", stage)
@@ -255,7 +287,7 @@ class Trainer:
         self.export()
 
     def train_stage(self, stage: int, total: int, start: int, optimizer, params) -> None:
-        sc, opt_cfg = self.rg[f"stage{stage}"], self.rg["optimizer"]
+        sc, opt_cfg = stage_config(self.rg, stage), self.rg["optimizer"]
         peak = float(sc["lr"])
         warmup = int(round(float(opt_cfg["warmup_fraction"]) * total))
         bs = int(sc["batch_size"])

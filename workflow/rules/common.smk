@@ -157,14 +157,31 @@ RG_SIZES = [int(s) for s in config["reportgen"]["sizes"]]
 RG_SPLIT = config["reportgen"]["generation"]["split"]
 
 
+RG_BASELINES = {
+    "prior_only": "prior-only",
+    "retrieval": "retrieval ({e})",
+    "shuffled_image": "shuffled-image ({e}, n{s})",
+}
+
+
+def rg_baseline_files():
+    """Baseline name (neurovfm.reportgen.run.baseline_names) -> its answers, beside the main model (the first
+    encoder at the largest size)."""
+    e, s = RG_ENCODERS[0], max(RG_SIZES)
+    return {n.format(e=e, s=s): f"{RES}/reportgen/{e}/n{s}/baselines/{k}.jsonl" for k, n in RG_BASELINES.items()}
+
+
 def rg_generations(wildcards=None):
-    """Model name ({encoder}/n{size}) -> its generations.jsonl."""
-    return {f"{e}/n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+    """Model name ({encoder}/n{size}, or a baseline) -> its generations.jsonl."""
+    models = {f"{e}/n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+    return {**models, **rg_baseline_files()}
 
 
 def rg_generation_inputs(wildcards):
-    """The same files as named inputs (gen_{encoder}_n{size})."""
-    return {f"gen_{e}_n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+    """The same files as named inputs (gen_{encoder}_n{size}, then gen_baseline_{k})."""
+    models = {f"gen_{e}_n{s}": f"{RES}/reportgen/{e}/n{s}/generations.jsonl" for e in RG_ENCODERS for s in RG_SIZES}
+    files = list(rg_baseline_files().values())
+    return {**models, **{f"gen_baseline_{k}": f for k, f in zip(RG_BASELINES, files)}}
 
 
 def rg_truth_dir(wildcards, input):

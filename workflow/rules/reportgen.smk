@@ -69,6 +69,38 @@ rule reportgen_generate:
         "../scripts/reportgen_generate.py"
 
 
+rule reportgen_baselines:
+    """Prior-only (the modality's most frequent training findings), retrieval (the nearest training study's findings
+    by pooled frozen features) and the shuffled-image control (the model answering with another study's series)."""
+    input:
+        connector=f"{RES}/reportgen/{{encoder}}/n{{size}}/connector.pt",
+        lm=f"{RES}/reportgen/{{encoder}}/n{{size}}/lm",
+        train_features=f"{RES}/features/{{encoder}}/train/index.json",
+        features=f"{RES}/features/{{encoder}}/{RG_SPLIT}/index.json",
+        findings=f"{RES}/labels/findings.jsonl",
+        reports=f"{PRIV}/reports.jsonl",
+    output:
+        prior=f"{RES}/reportgen/{{encoder}}/n{{size}}/baselines/prior_only.jsonl",
+        retrieval=f"{RES}/reportgen/{{encoder}}/n{{size}}/baselines/retrieval.jsonl",
+        shuffled=f"{RES}/reportgen/{{encoder}}/n{{size}}/baselines/shuffled_image.jsonl",
+    log:
+        f"{RES}/logs/reportgen_baselines_{{encoder}}_n{{size}}.log",
+    wildcard_constraints:
+        encoder=ENCODER_RE,
+        size=r"\d+",
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        model_dir=lambda wildcards, input: _parent(input.connector),
+    script:
+        "../scripts/reportgen_baselines.py"
+
+
 rule triage_set:
     """Balanced triage test set (equal studies per modality and acuity) and the acuity of every reported study."""
     input:
@@ -174,6 +206,10 @@ rule reportgen_eval:
         ),
         cost=f"{RES}/tables/reportgen_cost.csv",
         scaling=f"{RES}/tables/reportgen_scaling.csv",
+        # label-level precision / recall / F1 (report extractor on both sides) and the main model minus each
+        # baseline (paired bootstrap)
+        labels=f"{RES}/tables/reportgen_labels.csv",
+        differences=f"{RES}/tables/reportgen_differences.csv",
     log:
         f"{RES}/logs/reportgen_eval.log",
     conda:

@@ -16,4 +16,6 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         o.triage,
         o.cost,
         o.scaling,
+        o.labels,
+        o.differences,
     )

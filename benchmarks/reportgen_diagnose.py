@@ -1,0 +1,231 @@
+"""Why does the demo's report generator degenerate? Train variants on the train split and score them on the
+validation split only (the triage set is drawn from the test split).
+
+Per variant (a name and a JSON override of the config, e.g. ``{"reportgen": {"stage2": {"epochs": 12}}}``):
+
+1. train both stages on the curated pairs of ``--size`` (``neurovfm.reportgen.train.Trainer``; a finished
+   variant is reused);
+2. **does the image reach the LM**: the stage-2 answer-token loss of every validation study with its own series
+   and with the series of another study of the same modality (a derangement, fixed seed), paired, with a 95%
+   study-bootstrap interval of the difference (if the interval holds zero the model ignores the image); the
+   gradient norm of that loss into the connector against the LLM's;
+3. **generation**: for each decoding setting (``--decode NAME JSON``, keys of ``reportgen.generation``), the
+   share of answers that are one sentence repeated, the number of distinct answers, malformed answers, and the
+   label-level micro / macro F1 of the findings against the reference findings (project's rule extractor).
+
+    python benchmarks/reportgen_diagnose.py benchmarks/results/reportgen_diagnose --run-dir results/demo \\
+        --encoder random --size 512 --work /tmp/rgdiag --variant default '{}' \\
+        --variant long '{"reportgen": {"stage1": {"epochs": 4}, "stage2": {"epochs": 12}}}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neurovfm.config import default_config, merged
+from neurovfm.eval import bootstrap_indices, percentile_ci
+from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
+from neurovfm.reportgen.generate import Generator, parse_findings
+from neurovfm.reportgen.prompt import encode, stage2_target
+from neurovfm.reportgen.quality import LabelReader, is_repetition, label_scores
+from neurovfm.reportgen.run import curated_ids, training_pool
+from neurovfm.reportgen.train import Trainer, collate
+
+log = logging.getLogger("neurovfm")
+
+
+def derangement(groups: list, seed: int) -> np.ndarray:
+    """A permutation moving every index to another index of the same group; a group of one keeps its index."""
+    rng = np.random.default_rng(seed)
+    out = np.arange(len(groups))
+    for g in sorted(set(groups), key=str):
+        idx = np.flatnonzero([x == g for x in groups])
+        if len(idx) < 2:
+            continue
+        order = idx[rng.permutation(len(idx))]
+        out[order] = np.roll(order, 1)
+    return out
+
+
+def answer_losses(trainer: Trainer, studies: StudyTokens, sids: list[str], donors: list[str]) -> np.ndarray:
+    """Mean stage-2 answer-token loss of each study with the series of ``donors[i]`` (the prompt holds one
+    placeholder per donor series)."""
+    trainer.model.eval()
+    trainer.connector.eval()
+    p, rg = trainer.rg["prompt"], trainer.rg
+    out = []
+    with torch.no_grad():
+        for sid, donor in zip(sids, donors):
+            ex = encode(
+                trainer.tokenizer,
+                p["system"],
+                len(studies.entries(donor)),
+                trainer.indications.get(sid),
+                p["instruction"],
+                stage2_target(findings_of(trainer, sid)),
+                trainer.connector.n_latents,
+                int(rg["max_seq_len"]),
+            )
+            ids, labels, mask = collate([ex], trainer.tokenizer.pad_token_id, trainer.device)
+            out.append(float(trainer.plain_step(ids, mask, labels, [studies(donor)])))
+    return np.asarray(out)
+
+
+def findings_of(trainer: Trainer, sid: str) -> list[str]:
+    return trainer.findings[sid]["findings"]
+
+
+def grad_norms(trainer: Trainer, sids: list[str]) -> dict:
+    """Gradient norms of the stage-2 loss of ``sids`` into the connector and into the LLM."""
+    trainer.model.train()
+    trainer.connector.train()
+    for p in list(trainer.connector.parameters()) + list(trainer.model.parameters()):
+        p.requires_grad_(True)
+        p.grad = None
+    examples = [trainer.example(s, 2) for s in sids]
+    ids, labels, mask = collate(examples, trainer.tokenizer.pad_token_id, trainer.device)
+    loss = trainer.plain_step(ids, mask, labels, [trainer.studies(s) for s in sids])
+    loss.backward()
+
+    def norm(params):
+        return float(torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params if p.grad is not None)))
+
+    return {"grad_connector": norm(trainer.connector.parameters()), "grad_lm": norm(trainer.model.parameters())}
+
+
+def decode(model_dir: Path, rg: dict, settings: dict, studies, sids, findings) -> list[dict]:
+    gen = Generator(model_dir, merged(rg, {"generation": settings}))
+    rows = []
+    for sid in sids:
+        text, sec = gen.generate(studies(sid), None)
+        items, status, err = parse_findings(text)
+        rows.append(
+            {
+                "study_id": sid,
+                "modality": findings[sid]["modality"],
+                "variant": "no_indication",
+                "status": status,
+                "findings": items,
+                "raw": text,
+                "seconds": sec,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--run-dir", type=Path, default=Path("results/demo"))
+    ap.add_argument("--private-dir", type=Path, default=Path("private/demo"))
+    ap.add_argument("--encoder", default="random")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    ap.add_argument(
+        "--decode",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "JSON"),
+        help="decoding settings (keys of reportgen.generation); default: the config's",
+    )
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = args.run_dir
+    findings = load_findings(run / "labels/findings.jsonl")
+    indications = load_indications(args.private_dir / "reports.jsonl")
+    summary = []
+    for name, override in args.variant:
+        cfg = default_config(**json.loads(override))
+        rg = cfg["reportgen"]
+        train_st = StudyTokens(run / f"features/{args.encoder}/train/index.json", rg)
+        eval_st = StudyTokens(run / f"features/{args.encoder}/{args.split}/index.json", rg)
+        pool = training_pool(findings, train_st)
+        curated = curated_ids(cfg, pool, run / "labels/ct.csv", run / "labels/mri.csv", args.size)
+        work = args.work / name
+        t0 = time.perf_counter()
+        trainer = Trainer(cfg, train_st, findings, indications, curated, work)
+        if not (work / "connector.pt").exists():
+            trainer.run()
+        train_s = time.perf_counter() - t0
+        metrics = pd.read_csv(work / "metrics.csv")
+        # reload the exported weights into the trainer's modules (a reused variant is scored the same way)
+        gen = Generator(work, rg)
+        trainer.model, trainer.connector, trainer.tokenizer = gen.model, gen.connector, gen.tokenizer
+        trainer.plain_step.lm, trainer.plain_step.connector = gen.model, gen.connector
+        sids = training_pool(findings, eval_st, args.split)
+        trainer.studies = eval_st
+        # donors of the same modality; a modality with one study is left out
+        groups = [findings[s]["modality"] for s in sids]
+        perm = derangement(groups, 0)
+        donors = [sids[k] for k in perm]
+        keep = [i for i in range(len(sids)) if perm[i] != i]
+        own = answer_losses(trainer, eval_st, [sids[i] for i in keep], [sids[i] for i in keep])
+        shuf = answer_losses(trainer, eval_st, [sids[i] for i in keep], [donors[i] for i in keep])
+        diff = shuf - own
+        reps = np.array([diff[i].mean() for i in bootstrap_indices(len(diff), args.n_boot, 0)])[:, None]
+        lo, hi = percentile_ci(reps, 0.05)
+        gn = grad_norms(trainer, [sids[i] for i in keep[:8]])
+        row = {
+            "variant": name,
+            "override": override,
+            "train_seconds": round(train_s, 1),
+            "vocab": len(trainer.tokenizer),
+            "stage1_steps": int((metrics.stage == 1).sum()),
+            "stage2_steps": int((metrics.stage == 2).sum()),
+            "final_loss_stage1": float(metrics[metrics.stage == 1].loss.tail(5).mean()),
+            "final_loss_stage2": float(metrics[metrics.stage == 2].loss.tail(5).mean()),
+            "val_loss_own": float(own.mean()),
+            "val_loss_shuffled": float(shuf.mean()),
+            "shuffle_gain": float(diff.mean()),
+            "shuffle_gain_ci_lo": float(lo[0]),
+            "shuffle_gain_ci_hi": float(hi[0]),
+            "n_pairs": len(keep),
+            **gn,
+        }
+        reader = LabelReader()
+        refs = {s: findings[s]["findings"] for s in sids}
+        for dname, dset in args.decode or [("config", "{}")]:
+            t1 = time.perf_counter()
+            rows = decode(work, rg, json.loads(dset), eval_st, sids, findings)
+            gens = pd.DataFrame(rows).assign(model=name)
+            scores = label_scores(gens, refs, {"all": set(sids)}, {"n_boot": args.n_boot, "alpha": 0.05}, 0, reader)
+            summ = scores[scores.modality == "all"].set_index("label")
+            answers = [" ".join(r["findings"]) if r["status"] == "ok" else r["raw"] for r in rows]
+            out = {
+                **row,
+                "decode": dname,
+                "decode_settings": dset,
+                "n_answers": len(rows),
+                "repetition_rate": float(np.mean([is_repetition(r) for r in rows])),
+                "distinct_answers": len(set(answers)),
+                "malformed": int(sum(r["status"] != "ok" for r in rows)),
+                "empty": int(sum(r["status"] == "ok" and not r["findings"] for r in rows)),
+                "micro_f1": float(summ.loc["micro", "f1"]),
+                "micro_f1_ci": f"{summ.loc['micro', 'ci_lo']:.3f}-{summ.loc['micro', 'ci_hi']:.3f}",
+                "macro_f1": float(summ.loc["macro", "f1"]),
+                "decode_seconds": round(time.perf_counter() - t1, 1),
+                "example": answers[0][:160],
+            }
+            summary.append(out)
+            log.info("%s", json.dumps(out))
+            with open(args.out / f"{name}__{dname}.jsonl", "w") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+        pd.DataFrame(summary).to_csv(args.out / "summary.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
