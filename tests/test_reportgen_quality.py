@@ -41,6 +41,7 @@ def test_repetition_of_one_sentence_is_seen_in_findings_and_in_raw_text():
     assert is_repetition(_row("a", ["There is present.", "There is present.", "there is present"]))
     cut = '["There is present.", "There is present.", "There is pre'
     assert is_repetition(_row("a", [], status="malformed", raw=cut + 'sent."'))
+    assert is_repetition(_row("a", ["There is present.", "There is present.", SVD]))  # mostly one sentence
     assert not is_repetition(_row("a", [HEM, SVD]))
     assert not is_repetition(_row("a", [HEM]))  # one sentence once is an answer, not a repetition
     assert not is_repetition(_row("a", []))

@@ -1,7 +1,7 @@
 """Clinical-correctness and degeneration measures of generated findings.
 
-* :func:`is_repetition`: an answer that is one sentence written two or more times ("There is present. There is
-  present."), read from its findings or, for a malformed answer, from its raw text.
+* :func:`is_repetition`: an answer that writes one of its sentences two or more times ("There is present. There
+  is present."), read from its findings or, for a malformed answer, from its raw text.
 * :func:`label_scores`: label-level precision / recall / F1 of generated findings against the reference findings,
   both read by the project's own rule-based report extractor (CheXbert-style): per diagnosis of each modality's
   ontology (parents implied by a child included, as the label tables have them), their macro mean over the
@@ -34,10 +34,11 @@ def _norm(s: str) -> str:
 
 
 def is_repetition(row: dict) -> bool:
-    """True when the answer is a single sentence repeated (two or more sentences, all the same)."""
+    """True when a sentence of the answer is written twice or more ("There is present. There is present.
+    Chronic ischemic disease."): a findings list never repeats a finding."""
     items = [_norm(s) for s in answer_items(row)]
     items = [s for s in items if s]
-    return len(items) >= 2 and len(set(items)) == 1
+    return len(items) != len(set(items))
 
 
 def repetition_rate(rows) -> float:
