@@ -23,6 +23,8 @@ def tiny_config(tmp: Path, **rg) -> dict:
     base = {
         "lm": {
             "tokenizer_vocab": 400,
+            # a few steps of the demo LM's text-only stage 0 (one process only: none under torchrun)
+            "text_pretrain": {"steps": 0 if "distributed" in rg else 4, "lr": 1e-3, "batch_size": 4},
             "tiny": {
                 "hidden_size": 32,
                 "intermediate_size": 64,

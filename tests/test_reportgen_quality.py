@@ -126,7 +126,7 @@ def test_text_pretraining_stage_trains_the_lm_only_and_is_skipped_for_a_local_lm
     from neurovfm.reportgen.train import text_pretraining
 
     paths = make_inputs(tmp_path / "in")
-    cfg = tiny_config(tmp_path, lm={"text_pretrain": {"epochs": 2, "lr": 1e-3, "batch_size": 4}})
+    cfg = tiny_config(tmp_path, lm={"text_pretrain": {"steps": 2, "lr": 1e-3, "batch_size": 4}})
     t = _trainer(cfg, paths, tmp_path / "out")
     before = {k: v.clone() for k, v in t.connector.state_dict().items()}
     lm_before = {k: v.clone() for k, v in t.model.state_dict().items()}
@@ -141,7 +141,7 @@ def test_text_pretraining_stage_trains_the_lm_only_and_is_skipped_for_a_local_lm
     assert {r["stage"] for r in t.rows} == {0, 1, 2}
     assert text_pretraining(cfg["reportgen"])
     local = tiny_config(
-        tmp_path, lm={"path": str(tmp_path), "text_pretrain": {"epochs": 2, "lr": 1e-3, "batch_size": 4}}
+        tmp_path, lm={"path": str(tmp_path), "text_pretrain": {"steps": 2, "lr": 1e-3, "batch_size": 4}}
     )
     assert not text_pretraining(local["reportgen"])
 

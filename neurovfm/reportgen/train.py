@@ -52,9 +52,15 @@ def stage_config(rg: dict, stage: int) -> dict:
     return rg[f"stage{stage}"]
 
 
+def training_texts_pool(findings: dict, studies) -> list[str]:
+    """Reported training studies with features: the demo LM's tokenizer and stage 0 read all of them, whatever the
+    curated size, so that every size starts from the same LM (as every size starts from the same Qwen3)."""
+    return sorted(s for s, r in findings.items() if r.get("split") == "train" and studies.has(s))
+
+
 def text_pretraining(rg: dict) -> bool:
     """Stage 0 runs for the tiny demo LM only: a local LM (``lm.path``) arrives pretrained, as Qwen3 does."""
-    return not rg["lm"]["path"] and float(rg["lm"]["text_pretrain"]["epochs"]) > 0
+    return not rg["lm"]["path"] and int(rg["lm"]["text_pretrain"]["steps"]) > 0
 
 
 def stage_steps(size: int, stage: dict) -> int:
@@ -120,6 +126,7 @@ class Trainer:
         self.cfg, self.rg = cfg, cfg["reportgen"]
         self.studies, self.findings, self.indications = studies, findings, indications
         self.curated, self.out = curated, Path(out_dir)
+        self.pool = training_texts_pool(findings, studies) if not self.rg["lm"]["path"] else []
         self.seed = seed_of(cfg)
         self.dist = dist if dist is not None and dist.enabled else None
         self.rank, self.world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
@@ -164,7 +171,7 @@ class Trainer:
     def tokenizer_texts(self) -> list[str]:
         p = self.rg["prompt"]
         texts = [p["system"], p["instruction"], p["normal_text"], "Indication:"]
-        for sid in sorted(set(self.curated)):
+        for sid in sorted(set(self.curated) | set(self.pool)):
             f = self.findings[sid]["findings"]
             texts += [stage1_target(f, p["normal_text"]), stage2_target(f)]
         return texts
@@ -269,7 +276,7 @@ class Trainer:
         state = self._resume_state()
         for stage in (0, 1, 2) if text_pretraining(self.rg) else (1, 2):
             sc = stage_config(self.rg, stage)
-            total = stage_steps(len(self.curated), sc)
+            total = int(sc["steps"]) if stage == 0 else stage_steps(len(self.curated), sc)
             if state is not None and state["stage"] > stage:
                 log.info("stage %d finished in the checkpoint", stage)
                 continue
@@ -306,7 +313,7 @@ class Trainer:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            items = batch_items(self.curated, step, bs, self.seed, stage)
+            items = batch_items(self.pool if stage == 0 else self.curated, step, bs, self.seed, stage)
             optimizer.zero_grad(set_to_none=True)
             loss = self.accumulate(dd.rank_items(items, self.rank, self.world) if self.dist else items, stage, micro)
             if float(opt_cfg["grad_clip"]) > 0:
