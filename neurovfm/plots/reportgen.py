@@ -16,7 +16,7 @@ def label(model: str) -> str:
     if "/n" in model:
         enc, size = model.split("/n")
         return f"NeuroVFM-LLaVA\n({enc}, n={size})"
-    return model
+    return model.replace(" (", "\n(", 1)  # baselines: "retrieval\n(encoder)"
 
 
 def _bars(ax, table: pd.DataFrame, x: str, hue: str, y: str, lo: str, hi: str, title: str, ylabel: str) -> None:
