@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from neurovfm.probes.pooled_cv import cv_mean_auroc, pooled_matrix, pooled_vector
+from neurovfm.probes.pooled_cv import cv_mean_auroc, fit_and_score, pooled_matrix, pooled_vector
 
 
 class _Bags:
@@ -88,3 +88,12 @@ def test_folds_partition_the_studies(n_cols):
     held = np.concatenate([h for _, h in folds])
     assert len(folds) == 5 and sorted(held) == list(range(50))
     assert all(not set(t) & set(h) and len(t) + len(h) == 50 for t, h in folds)
+
+
+def test_fit_and_score_finds_a_planted_signal_in_new_studies_only_for_that_class():
+    bags, y = _studies(160, 3)
+    x, labels = pooled_matrix([_Bags(bags, y)])
+    s = fit_and_score(x[:100], labels[:100], x[100:], classes=[0, 1])
+    assert s.shape == (60, 2)
+    assert roc_auc_score(labels[100:, 0], s[:, 0]) > 0.85  # the planted lesion class
+    assert 0.25 < roc_auc_score(labels[100:, 1], s[:, 1]) < 0.75  # label noise stays near chance

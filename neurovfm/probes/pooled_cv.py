@@ -91,3 +91,16 @@ def cv_mean_auroc(
         "classes": classes.tolist(),
         "scores": summed / repeats,
     }
+
+
+def fit_and_score(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, classes, c: float = 0.01) -> np.ndarray:
+    """Decision values [n_test, len(classes)] of the same per-class probes as :func:`cv_mean_auroc`, fitted once
+    on every development study (``x_fit``, ``y_fit``): the one look at held-out test studies after a choice made
+    by cross-validation."""
+    y_fit = np.asarray(y_fit).astype(int)
+    out = np.zeros((len(x_test), len(classes)))
+    for k, j in enumerate(classes):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced"))
+        model.fit(x_fit, y_fit[:, j])
+        out[:, k] = model.decision_function(x_test)
+    return out
