@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurovfm.analysis.masked_context import foreground_tokens
+from neurovfm.analysis.masked_context import foreground_tokens, keyed_volumes, series_key
 
 
 def labels_by_series(tokens: dict, keep: np.ndarray | None = None) -> dict[tuple[str, str], dict]:
@@ -66,11 +66,7 @@ def train_lesion_encoder(
     warm-up over the first tenth, cosine decay. Returns the encoder and the loss per step."""
     from neurovfm.analysis.control_training import ControlTrainer
 
-    usable = [
-        i
-        for i, v in enumerate(dataset.volumes)
-        if (v["series_id"], "mri" if v["modality"] == "MR" else window) in labels
-    ]
+    usable = keyed_volumes(dataset, labels, window)
     if not usable:
         raise ValueError("no training volume has labelled tokens")
     patch = tuple(model_cfg["patch_size"])
@@ -81,8 +77,7 @@ def train_lesion_encoder(
         batch = []
         for i in rng.choice(usable, size=batch_size):
             v = dataset.volumes[int(i)]
-            key = (v["series_id"], "mri" if v["modality"] == "MR" else window)
-            batch.append(volume_sample(dataset, int(i), labels[key], patch, max_tokens, rng))
+            batch.append(volume_sample(dataset, int(i), labels[series_key(v, window)], patch, max_tokens, rng))
         x, offsets = trainer.encode([b[0] for b in batch], [b[1] for b in batch])
         idx = torch.as_tensor(np.concatenate([o + b[2] for o, b in zip(offsets, batch)]), device=device)
         y = torch.as_tensor(np.concatenate([b[3] for b in batch]), device=device)

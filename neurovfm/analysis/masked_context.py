@@ -40,6 +40,17 @@ def chebyshev(coords: np.ndarray, centre) -> np.ndarray:
     return np.abs(np.asarray(coords, int) - np.asarray(centre, int)).max(axis=1)
 
 
+def series_key(volume: dict, window: str) -> tuple[str, str]:
+    """(series, window) of a shard volume as token selections key it: MR volumes read ``mri``, CT the window the
+    dataset was opened with."""
+    return volume["series_id"], "mri" if volume["modality"] == "MR" else window
+
+
+def keyed_volumes(dataset, keys, window: str) -> list[int]:
+    """Positions of the dataset's volumes whose :func:`series_key` is among ``keys``."""
+    return [i for i, v in enumerate(dataset.volumes) if series_key(v, window) in keys]
+
+
 def foreground_tokens(item: dict, patch) -> tuple[torch.Tensor, np.ndarray, dict]:
     """(patches [n, P], integer coordinates [n, 3], coordinate tuple -> row) of a dataset item's foreground tokens
     (its first channel)."""
@@ -111,19 +122,13 @@ def collect(
     dev = torch.device(device)
     rows, feats, skipped = [], {n: [] for n in (*encoders, *REFERENCES)}, []
     for split, ds in datasets.items():
-        todo = [
-            i
-            for i, v in enumerate(ds.volumes)
-            if (v["series_id"], "mri" if v["modality"] == "MR" else ds.ct_channels[0]) in centres_of
-        ]
+        todo = keyed_volumes(ds, centres_of, ds.ct_channels[0])
         cap = (max_volumes or {}).get(split)
         if cap is not None and len(todo) > cap:
             todo = sorted(np.random.default_rng([seed, len(todo)]).choice(todo, cap, replace=False).tolist())
         for i in todo:
             v = ds.volumes[i]
-            c_all, lab_all, patient = centres_of[
-                (v["series_id"], "mri" if v["modality"] == "MR" else ds.ct_channels[0])
-            ]
+            c_all, lab_all, patient = centres_of[series_key(v, ds.ct_channels[0])]
             rng = np.random.default_rng([seed, i])
             pick = np.concatenate(
                 [rng.permutation(np.flatnonzero(lab_all == lab))[: max_centres // 2] for lab in (1, 0)]
@@ -230,11 +235,7 @@ def train_context_encoder(
     error), the two readouts of :func:`collect`. AdamW, warm-up over the first tenth, cosine decay."""
     from neurovfm.analysis.control_training import ControlTrainer
 
-    usable = [
-        i
-        for i, v in enumerate(dataset.volumes)
-        if (v["series_id"], "mri" if v["modality"] == "MR" else window) in centres_of
-    ]
+    usable = keyed_volumes(dataset, centres_of, window)
     if not usable:
         raise ValueError("no training volume has centres")
     patch = tuple(model_cfg["patch_size"])
@@ -243,7 +244,7 @@ def train_context_encoder(
 
     def sample(i):
         v = dataset.volumes[i]
-        c_all, lab_all, _ = centres_of[(v["series_id"], "mri" if v["modality"] == "MR" else window)]
+        c_all, lab_all, _ = centres_of[series_key(v, window)]
         patches, coords, where = foreground_tokens(dataset[i], patch)
         idx = [(where[tuple(c)], lab) for c, lab in zip(c_all.tolist(), lab_all) if tuple(c) in where]
         if not idx:
