@@ -109,6 +109,8 @@ def test_retrieval_finds_the_study_whose_features_match():
     assert bl.nearest_training_study(train, ids, mods, query, ["CT", "MR"]) == ["t4", "t7"]
     # a query of one modality never retrieves the other modality's study, however close
     assert bl.nearest_training_study(train, ids, mods, train[[4]], ["MR"])[0] != "t4"
+    # no training study of the query's modality: the nearest of any modality
+    assert bl.nearest_training_study(train, ids, mods, train[[4]], ["XA"]) == ["t4"]
 
 
 def test_derangement_moves_every_study_within_its_modality():
