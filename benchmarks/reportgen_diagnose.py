@@ -32,6 +32,7 @@ import torch
 
 from neurovfm.config import default_config, merged
 from neurovfm.eval import bootstrap_indices, percentile_ci
+from neurovfm.reportgen.baselines import derangement
 from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
 from neurovfm.reportgen.generate import Generator, parse_findings
 from neurovfm.reportgen.prompt import encode, stage2_target
@@ -40,19 +41,6 @@ from neurovfm.reportgen.run import curated_ids, training_pool
 from neurovfm.reportgen.train import Trainer, collate
 
 log = logging.getLogger("neurovfm")
-
-
-def derangement(groups: list, seed: int) -> np.ndarray:
-    """A permutation moving every index to another index of the same group; a group of one keeps its index."""
-    rng = np.random.default_rng(seed)
-    out = np.arange(len(groups))
-    for g in sorted(set(groups), key=str):
-        idx = np.flatnonzero([x == g for x in groups])
-        if len(idx) < 2:
-            continue
-        order = idx[rng.permutation(len(idx))]
-        out[order] = np.roll(order, 1)
-    return out
 
 
 def answer_losses(trainer: Trainer, studies: StudyTokens, sids: list[str], donors: list[str]) -> np.ndarray:
