@@ -128,7 +128,7 @@ def score_rows(
                 except ValueError as err:  # too few patients or lesion tokens for the folds
                     log.info("%s %s %s %s: not scored (%s)", scope, modality, probe, name, err)
                     continue
-                ci = patient_bootstrap_auroc(y[sub], {k: s for k, s in scores.items()}, groups[sub], n_boot, seed)
+                ci = patient_bootstrap_auroc(y[sub], scores, groups[sub], n_boot, seed)
                 for enc, (v, lo, hi) in ci.items():
                     rows.append(
                         {
@@ -227,16 +227,8 @@ def main() -> None:
     split_of = split_of_series(res)
     split = np.asarray([split_of[s] for s in np.asarray(data["series"]).astype(str)])
     if args.supervised:
-        feats[CONTROL] = features_at(
-            data,
-            [
-                p / "index.json"
-                for p in [
-                    train_control(cfg, data, res, split, args.supervised, out.with_suffix(""), args.threads) / s
-                    for s in SPLITS
-                ]
-            ],
-        )
+        control_dir = train_control(cfg, data, res, split, args.supervised, out.with_suffix(""), args.threads)
+        feats[CONTROL] = features_at(data, [control_dir / s / "index.json" for s in SPLITS])
     rows = score_rows(
         data,
         {k: v for k, v in feats.items() if k != CONTROL},
