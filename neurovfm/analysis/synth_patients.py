@@ -46,12 +46,17 @@ def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
     wanted = set(study_uids)
     seed = int(cfg["seed"])
     seen = set()
-    for plan in build_cohort(synth_settings(cfg), seed):
+    settings = synth_settings(cfg)
+    for plan in build_cohort(settings, seed):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid not in wanted:
             continue
         patient = build_patient(
-            _stream(seed, plan.index, "patient"), plan.age, plan.patient.sex, [dict(f) for f in plan.findings]
+            _stream(seed, plan.index, "patient"),
+            plan.age,
+            plan.patient.sex,
+            [dict(f) for f in plan.findings],
+            variation_mm=float(settings["anatomy_variation_mm"]),
         )
         if truth is not None and uid in truth:
             got = [f["center_lps"] for f in patient.findings]
@@ -79,7 +84,8 @@ def iter_poses(cfg: dict, study_uids):
 
     wanted = set(study_uids)
     seed = int(cfg["seed"])
-    for plan in build_cohort(synth_settings(cfg), seed):
+    settings = synth_settings(cfg)
+    for plan in build_cohort(settings, seed):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid in wanted:
             yield uid, draw_pose(_stream(seed, plan.index, "patient"), plan.patient.sex)[0]

@@ -156,7 +156,11 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
     if "mixed_orientations" in plan.bad_inputs:
         params = replace(params, force_smart_survey=True)
     patient = build_patient(
-        _stream(seed, plan.index, "patient"), plan.age, plan.patient.sex, [dict(f) for f in plan.findings]
+        _stream(seed, plan.index, "patient"),
+        plan.age,
+        plan.patient.sex,
+        [dict(f) for f in plan.findings],
+        variation_mm=float(cfg["anatomy_variation_mm"]),
     )
     rng_s = _stream(seed, plan.index, "series")
     series_list = plan_series(plan, rng_s, params, patient.head_center_lps, patient.head_extent_mm)

@@ -107,7 +107,9 @@ def write_external(out_dir: str | Path, ecfg: dict, seed: int, progress_every_s:
         subj = _subject(i, ecfg, seed)
         rng = _rng(seed, i, "render")
         findings = [{"kind": subj["finding"]}] if subj["finding"] else []
-        patient = build_patient(rng, subj["age"], subj["sex"], findings)
+        patient = build_patient(
+            rng, subj["age"], subj["sex"], findings, variation_mm=float(ecfg["anatomy_variation_mm"])
+        )
         for ses in range(1, subj["n_sessions"] + 1):
             plane = str(rng.choice(ecfg["planes"]))
             acq = _acquisition(

@@ -218,3 +218,87 @@ def ventricle_dilate(cv: Canvas, radius: float, box=None, side: float | None = N
         f = f * np.clip(side * x / 4.0, 0, 1)
     cv.replace_base(box, f, "csf")
     cv.vent[box] |= f > 0.5
+
+
+def perilesional_edema(cv: Canvas, box, center, radii, margin_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Vasogenic edema around a lesion: an irregular halo reaching ``margin_mm`` beyond ``radii`` that spreads
+    along white matter (finger-like) more than through cortex. Adds an ``edema`` layer; returns its fraction.
+
+    Real edema grows with the lesion (perihematomal edema about the clot's volume; around high-grade tumours and
+    metastases often wider than the tumour itself), so callers scale ``margin_mm`` with the radius."""
+    if margin_mm <= 0.5:
+        return np.zeros(cv.vent[box].shape, np.float32)
+    halo = blob(cv, box, center, np.asarray(radii, float) + margin_mm, rng, 0.35, edge_mm=max(2.0, margin_mm / 4))
+    spread = np.clip(1.3 * cv.channel("wm", box) + 0.35 * cv.channel("gm", box), 0.0, 1.0)
+    frac = halo * spread * inside_cavity(cv, box, 2.0)
+    cv.add("edema", box, frac)
+    return frac
+
+
+def falx_shift(cv: Canvas, side: float, amount: float) -> None:
+    """Subfalcine shift: the supratentorial midline structures (septum, third ventricle, medial hemispheres)
+    move ``amount`` mm towards ``side`` (+1 the patient's left), fading away from the midline and the vertex."""
+    if amount <= 0.1:
+        return
+    box = cv.anat.box(BRAIN_CENTRE + [0, 0, 14], (50, 100, 62))
+    x, y, z = cv.coords(box)
+    u = side * amount * np.exp(-(x**2) / (2 * 18.0**2)) * np.exp(-(((z - 14.0) / 32.0) ** 2))
+    u = u * np.clip(-cv.anat.sdist[box] / 20.0, 0, 1) * ~cv.anat.region("posterior_fossa")[box]
+    cv.warp(box, (u, 0.0, 0.0))
+
+
+def efface_sulci(cv: Canvas, amount: float) -> None:
+    """Raised pressure (hydrocephalus, diffuse swelling) closes the sulci: a share ``amount`` of the
+    subarachnoid CSF over the hemispheres (not the ventricles) becomes grey matter."""
+    if amount <= 0.01:
+        return
+    box = cv.anat.box(BRAIN_CENTRE + [0, 0, -5], (80, 115, 90))
+    sulcal = (cv.anat.sdist[box] < -1.5) & ~cv.vent[box] & ~cv.anat.region("posterior_fossa")[box]
+    f = np.clip(amount, 0.0, 1.0) * cv.channel("csf", box) * sulcal
+    cv.replace_base(box, f, "gm")
+
+
+def periventricular_rim(cv: Canvas, width_mm: float, rng: np.random.Generator) -> float:
+    """Transependymal (interstitial) edema of acute hydrocephalus: a smooth rim of ``edema`` in the white matter
+    within ``width_mm`` of the lateral ventricles, widest at the horns. Returns its volume in mm^3."""
+    if width_mm <= 0.3:
+        return 0.0
+    nz = np.argwhere(cv.vent)
+    r = int(np.ceil(width_mm)) + 3
+    lo, hi = nz.min(0) - r, nz.max(0) + r + 1
+    box = tuple(slice(int(max(a, 0)), int(min(b, n))) for a, b, n in zip(lo, hi, cv.anat.shape))
+    dist = ndi.distance_transform_edt(~cv.vent[box]).astype(np.float32)
+    w = width_mm * rng.uniform(0.8, 1.2)
+    frac = np.clip((w - dist) / 2.0 + 0.5, 0.0, 1.0) * (dist > 0) * cv.channel("wm", box)
+    return cv.add("edema", box, frac)
+
+
+def vary_anatomy(cv: Canvas, rng: np.random.Generator, amplitude_mm: float, wavelength_mm=(45.0, 110.0)) -> None:
+    """Anatomy that differs between people beyond a pose: a smooth random displacement of the brain inside the
+    skull (gyri, ventricles and deep nuclei move in spatially correlated ways, root-mean-square about 0.7 x
+    ``amplitude_mm`` per axis; zero at the inner table, so the skull keeps its shape) and an asymmetry of the lateral
+    ventricles.
+
+    The displacement is a sum of four random plane waves per axis with wavelengths in ``wavelength_mm``."""
+    if amplitude_mm <= 0.0:
+        return
+    box = cv.anat.box(BRAIN_CENTRE + [0, 0, -5], (80, 115, 90))
+    x, y, z = cv.coords(box)
+    fade = np.clip(-cv.anat.sdist[box] / 10.0, 0.0, 1.0)
+    step = 4  # the field is smooth: evaluate it every 4 mm, then interpolate (a sixtieth of the sines)
+    xc, yc, zc = x[..., ::step], y[:, ::step], z[::step]
+    coarse = np.zeros((3, zc.shape[0], yc.shape[1], xc.shape[2]), np.float32)
+    for axis in range(3):
+        for _wave in range(4):
+            k = unit(rng.normal(size=3)) * (2 * np.pi / rng.uniform(*wavelength_mm))
+            coarse[axis] += np.sin(k[0] * xc + k[1] * yc + k[2] * zc + rng.uniform(0, 2 * np.pi))
+    full_shape = fade.shape
+    span = [(n - 1) // step * step + 1 for n in full_shape]  # the extent the coarse samples cover exactly
+    dense = torch.nn.functional.interpolate(
+        torch.from_numpy(coarse)[None], size=tuple(span), mode="trilinear", align_corners=True
+    )[0].numpy()
+    pad = [(0, 0)] + [(0, n - m) for n, m in zip(full_shape, span)]
+    dense = np.pad(dense, pad, mode="edge")
+    cv.warp(box, tuple(dense[a] * np.float32(amplitude_mm / 2.0) * fade for a in range(3)))
+    # normal asymmetry of the lateral ventricles (one side up to about 2 mm wider)
+    ventricle_dilate(cv, abs(rng.normal(0.0, 0.8)), side=1.0 if rng.random() < 0.5 else -1.0)

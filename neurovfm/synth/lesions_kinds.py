@@ -17,10 +17,14 @@ from .lesions import (
     Canvas,
     blob,
     centroid,
+    efface_sulci,
+    falx_shift,
     inner_table_point,
     inside_cavity,
     jitter_dir,
     normal_at,
+    periventricular_rim,
+    perilesional_edema,
     pick,
     push,
     side_sign,
@@ -83,10 +87,11 @@ def ich_parenchymal(cv, f, rng):
     else:
         c = _deep_point(cv, rng, f["side"], r + rng.uniform(6, 12))
     radii = np.array([r, 1.25 * r, 0.9 * r])
-    push(cv, c, r, 0.35 * r if f["size"] != "small" else 0.0, side=s)
-    box = cv.anat.box(c, 1.6 * radii.max() + 8)
+    push(cv, c, r, 0.35 * r, side=s)  # mass effect grows with the clot
+    margin = r * rng.uniform(0.3, 0.5) + 3.0  # perihematomal edema grows with the clot too
+    box = cv.anat.box(c, radii.max() + margin + 10)
     cavity = inside_cavity(cv, box, 2.0)
-    cv.add("edema", box, blob(cv, box, c, radii + rng.uniform(3, 6), rng, 0.15) * cv.parenchyma(box) * cavity)
+    perilesional_edema(cv, box, c, radii, margin, rng)
     clot = blob(cv, box, c, radii, rng, 0.25) * cavity
     vol = cv.add("blood_acute", box, clot)
     return {
@@ -159,7 +164,11 @@ def ivh(cv, f, rng):
 
 
 def ventriculomegaly(cv, f, rng):
+    """Hydrocephalus: wide ventricles, closed sulci (unlike atrophy, where both widen) and, when marked,
+    transependymal edema along the ventricles."""
     ventricle_dilate(cv, pick(f["size"], (2.5, 4.0, 5.5), rng))
+    efface_sulci(cv, pick(f["size"], (0.35, 0.55, 0.75), rng, 0.1))
+    periventricular_rim(cv, {"small": 0.0, "medium": 2.5, "large": 4.0}[f["size"]], rng)
     return {
         "location": "lateral and third ventricles",
         "center": BRAIN_CENTRE.copy(),
@@ -188,11 +197,7 @@ def midline_shift(cv, f, rng):
         raise ValueError("midline_shift needs side left or right (the direction the midline moves)")
     s = side_sign(f["side"])
     amount = pick(f["size"], (3.5, 7.0, 11.0), rng)
-    box = cv.anat.box(BRAIN_CENTRE + [0, 0, 14], (50, 100, 62))
-    x, y, z = cv.coords(box)
-    u = s * amount * np.exp(-(x**2) / (2 * 18.0**2)) * np.exp(-(((z - 14.0) / 32.0) ** 2))
-    u = u * np.clip(-cv.anat.sdist[box] / 20.0, 0, 1) * ~cv.anat.region("posterior_fossa")[box]
-    cv.warp(box, (u, 0.0, 0.0))
+    falx_shift(cv, s, amount)
     c = np.array([s * amount, -5.0, 15.0])
     return {
         "location": "septum pellucidum",
@@ -224,12 +229,13 @@ def glioma(cv, f, rng):
     r = pick(f["size"], (10.0, 17.0, 24.0), rng)
     c = _deep_point(cv, rng, f["side"], r + rng.uniform(5, 10))
     radii = np.array([r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.1)])
-    push(cv, c, r, 0.3 * r if f["size"] != "small" else 0.1 * r, side=s)
-    box = cv.anat.box(c, radii.max() + 22)
+    push(cv, c, r, 0.3 * r, side=s)
+    margin = r * rng.uniform(0.6, 1.1) + 4.0  # vasogenic edema, often wider than the tumour
+    box = cv.anat.box(c, radii.max() + margin + 10)
     cavity = inside_cavity(cv, box, 2.0)
-    wm = cv.channel("wm", box)
-    ed = blob(cv, box, c, radii + pick(f["size"], (7.0, 11.0, 15.0), rng), rng, 0.35, edge_mm=3.0)
-    cv.add("edema", box, ed * np.clip(1.3 * wm + 0.35 * cv.channel("gm", box), 0, 1) * cavity)
+    perilesional_edema(cv, box, c, radii, margin, rng)
+    if f["size"] == "large":  # a large hemispheric mass pushes the midline away from itself
+        falx_shift(cv, -s, 0.12 * r * rng.uniform(0.8, 1.2))
     tumour = blob(cv, box, c, radii, rng, 0.3) * cavity
     vol = cv.add("tumor_enh", box, tumour)
     cv.add("necrosis", box, blob(cv, box, c, radii * rng.uniform(0.45, 0.65), rng, 0.3) * cavity)
@@ -249,8 +255,10 @@ def meningioma(cv, f, rng):
     edge = inner_table_point(cv.anat, d)
     c = edge - 0.6 * r * normal_at(cv.anat, edge)
     push(cv, c, r, 0.45 * r, side=s if abs(c[0]) > r else None)
-    box = cv.anat.box(c, 1.8 * r + 6)
+    margin = r * rng.uniform(0.4, 1.0) if rng.random() < 0.6 else 0.0  # peritumoral edema in about half
+    box = cv.anat.box(c, 1.8 * r + margin + 6)
     x, y, z = cv.coords(box)
+    perilesional_edema(cv, box, c, np.array([r, r, r]), margin, rng)
     mass = blob(cv, box, c, np.array([r, r, r]), rng, 0.1) * inside_cavity(cv, box, 0.0)
     vol = cv.add("meningioma", box, mass)
     near = np.sqrt((x - edge[0]) ** 2 + (y - edge[1]) ** 2 + (z - edge[2]) ** 2) < 1.8 * r
@@ -290,8 +298,15 @@ def stroke_acute(cv, f, rng):
         (10.0 if f["size"] == "large" else 22.0, 200.0),
     )
     fr = cone * cv.parenchyma(box)
+    c = centroid(cv, box, fr)
+    # cytotoxic swelling: the territory effaces its own sulci and presses on the ventricle, more when larger
+    efface = cone * (cv.anat.sdist[box] < -1.5) * ~cv.vent[box] * cv.channel("csf", box)
+    cv.replace_base(box, 0.7 * efface, "gm")
+    swell = {"small": 0.0, "medium": 1.5, "large": 3.5}[f["size"]]
+    push(cv, c, 0.5 * float(np.cbrt(fr.sum())), swell, side=side_sign(f["side"]))
+    fr = cone * cv.parenchyma(box)
     vol = cv.add("infarct", box, fr)
-    return {"location": f"{f['side']} MCA territory", "center": centroid(cv, box, fr), "volume_mm3": vol}
+    return {"location": f"{f['side']} MCA territory", "center": c, "volume_mm3": vol}
 
 
 def encephalomalacia(cv, f, rng):

@@ -18,7 +18,7 @@ from .anatomy import CHANNELS, load_anatomy
 from .catalog import CATALOG
 from .contrast import bias_field, check_sequence, ct_finish, mr_finish, tissue_value
 from .geometry import Acquisition, _rotation
-from .lesions import Canvas, ventricle_dilate
+from .lesions import Canvas, vary_anatomy, ventricle_dilate
 from .lesions_kinds import RENDERERS, STAGE, erode
 
 SIZES = ("small", "medium", "large")
@@ -90,10 +90,14 @@ def build_patient(
     shift_mm: float = 10.0,
     scale_range: tuple = (0.9, 1.1),
     age_atrophy_mm: float = 1.2,
+    variation_mm: float = 0.0,
 ) -> Patient:
     """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
 
-    Lateralised findings given without a side get a random one; ``bilateral`` draws both sides.
+    ``variation_mm`` > 0 also varies the anatomy itself (``lesions.vary_anatomy``: a smooth displacement of the
+    brain inside the skull and ventricle asymmetry), drawn after the pose and the ageing so that those stay the
+    same for a given stream. Lateralised findings given without a side get a random one; ``bilateral`` draws
+    both sides.
     """
     findings = _validate(findings)
     anat = load_anatomy()
@@ -103,6 +107,7 @@ def build_patient(
     a = float(np.clip((age - 45.0) / 45.0, 0.0, 1.0))
     erode(cv, age_atrophy_mm * a * rng.uniform(0.6, 1.2))
     ventricle_dilate(cv, max(0.0, 2.0 * a + rng.normal(0.0, 0.6)))
+    vary_anatomy(cv, rng, variation_mm)
     enriched = [None] * len(findings)
     order = sorted(range(len(findings)), key=lambda n: STAGE.get(findings[n]["kind"], 3))
     for n in order:
