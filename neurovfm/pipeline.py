@@ -60,6 +60,40 @@ def ingest(cfg: dict, dicom_dir, reports_csv, out_dir, private_dir, threads: int
     return run_ingest(str(root), reports, Path(out_dir), Path(private_dir), cfg, key, workers)
 
 
+def ingest_walk(cfg: dict, dicom_dir, list_paths: list) -> dict:
+    """Sharded ingestion, step 1: the export's sorted file list in ``len(list_paths)`` pieces (private)."""
+    from neurovfm.ingest import inputs
+    from neurovfm.ingest.scatter import write_lists
+
+    root = inputs.folder(dicom_dir, "the DICOM export (input.dicom_dir / --dicom-dir)")
+    return write_lists(root, [Path(p) for p in list_paths])
+
+
+def ingest_headers(cfg: dict, dicom_dir, list_path, out_path, threads: int | None = None) -> dict:
+    """Sharded ingestion, step 2 (one job per chunk): the header records of one piece of the file list."""
+    from neurovfm.ingest import inputs
+    from neurovfm.ingest.scatter import read_chunk
+
+    root = inputs.folder(dicom_dir, "the DICOM export (input.dicom_dir / --dicom-dir)")
+    return read_chunk(root, list_path, out_path, cfg, workers=_workers(cfg["ingest"]["workers"], threads))
+
+
+def ingest_merge(cfg: dict, chunk_paths: list, reports_csv, out_dir, private_dir) -> dict:
+    """Sharded ingestion, step 3: the outputs of :func:`ingest` from exactly ``ingest.chunks`` header chunks."""
+    from neurovfm.ingest import inputs
+    from neurovfm.ingest.reports import REQUIRED
+    from neurovfm.ingest.scatter import merge
+
+    key = resolve_key(cfg["deid"], cfg["run"])
+    reports = (
+        inputs.table(reports_csv, "the reports CSV (input.reports_csv / --reports-csv)", REQUIRED)
+        if reports_csv
+        else None
+    )
+    n_chunks = int(cfg["ingest"]["chunks"])
+    return merge(chunk_paths, n_chunks, reports, Path(out_dir), Path(private_dir), cfg, key)
+
+
 def labels(cfg: dict, reports_jsonl, studies_csv, out_dir, private_dir) -> dict:
     from neurovfm.labels.run import run_labels
 
@@ -77,16 +111,45 @@ def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> No
         log.info("extractor macro F1 %s: %.4f", row["modality"], row["f1"])
 
 
-def preprocess(cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None) -> dict:
+def preprocess(
+    cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None, parts: list | None = None
+) -> dict:
     """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards. A rerun keeps
-    finished shards and retries series excluded for transient reasons (docs/troubleshooting.md)."""
+    finished shards and retries series excluded for transient reasons (docs/troubleshooting.md). ``parts``:
+    the part files of :func:`preprocess_shard` jobs; then only the indexes, statistics and ledger are written
+    (every shard must be finished)."""
     from neurovfm.ingest import inputs
     from neurovfm.preprocess.run import run_preprocess
 
     workers = _workers(cfg["preprocess"]["workers"], threads)
     root = inputs.folder(export_root, "the export root (input.dicom_dir / input.nifti_dir)")
     kind = cfg["input"]["kind"]
-    return run_preprocess(Path(series_csv), Path(files_csv), root, Path(out_dir), cfg, workers=workers, kind=kind)
+    return run_preprocess(
+        Path(series_csv), Path(files_csv), root, Path(out_dir), cfg, workers=workers, kind=kind, parts=parts
+    )
+
+
+def preprocess_shard(
+    cfg: dict, series_csv, files_csv, export_root, out_dir, split: str, shard: int, part_path, threads=None
+) -> dict:
+    """One shard of one split of :func:`preprocess` (a job of its own), then its part file."""
+    from neurovfm.ingest import inputs
+    from neurovfm.preprocess.run import run_preprocess_shard
+
+    workers = _workers(cfg["preprocess"]["workers"], threads)
+    root = inputs.folder(export_root, "the export root (input.dicom_dir / input.nifti_dir)")
+    return run_preprocess_shard(
+        Path(series_csv),
+        Path(files_csv),
+        root,
+        Path(out_dir),
+        cfg,
+        split,
+        int(shard),
+        Path(part_path),
+        workers=workers,
+        kind=cfg["input"]["kind"],
+    )
 
 
 def fig_ed_preprocessing(cfg: dict, series_csv, files_csv, export_root, shards_dir, out_png) -> None:
@@ -185,6 +248,7 @@ def features(
     encoder_pt=None,
     threads: int | None = None,
     device: str | None = None,
+    shard: int | None = None,
 ) -> dict:
     """Frozen features of every volume of every split (``shard_indices``: split -> shards index.json) under
     ``out_dir/{split}/`` (``results/{run}/features/{encoder}/``). ``encoder``: a key of ``pretrain.models``
@@ -217,7 +281,52 @@ def features(
         chunk_tokens=fcfg["chunk_tokens"],
         precision=fcfg["precision"],
         progress_every_s=fcfg["progress_every_s"],
+        shard=shard,
     )
+
+
+def features_shard(
+    cfg: dict,
+    encoder: str,
+    split: str,
+    shard: int,
+    shard_index,
+    stats_json,
+    out_dir,
+    part_path,
+    encoder_pt=None,
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict:
+    """:func:`features` for the volumes of one input shard of one split (one GPU job each); writes the
+    part file that :func:`features_merge` checks, not the split's index."""
+    import json
+
+    from neurovfm.utils.atomic import write_text
+
+    out = features(
+        cfg, encoder, {split: shard_index}, stats_json, out_dir, encoder_pt, threads, device, shard=int(shard)
+    )
+    part = out[split]["part"]
+    write_text(part_path, json.dumps(part, indent=1) + "\n")
+    return part
+
+
+def features_merge(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, parts: dict) -> dict:
+    """The index.json of every split of ``encoder`` from the part files of its shard jobs (``parts``: split ->
+    list of part files, one per shard of ``store.shards``); refuses missing, extra or stale parts."""
+    from neurovfm.features.extract import merge_split
+    from neurovfm.store.stats import load_stats
+
+    stats = load_stats(_existing(stats_json, "train statistics"))
+    out = {}
+    for split, index_path in shard_indices.items():
+        n_shards = int(cfg["store"]["shards"][split])
+        out[split] = merge_split(
+            split, _existing(index_path, f"{split} shards index"), stats, Path(out_dir) / split, parts[split], n_shards
+        )
+        log.info("features %s/%s merged: %s", encoder, split, out[split])
+    return out
 
 
 def probe_encoders(cfg: dict) -> list[str]:

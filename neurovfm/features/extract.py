@@ -26,6 +26,7 @@ from neurovfm.features import store
 from neurovfm.models.packing import cu_seqlens_from_lengths
 from neurovfm.models.patch_embed import patchify
 from neurovfm.store.dataset import VolumeDataset
+from neurovfm.utils.failure import IncompleteParts
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
@@ -38,13 +39,14 @@ def windows(reader, i: int) -> list[str]:
 
 def plan_chunks(reader, chunk_tokens: int) -> list[list[int]]:
     """Volume positions per chunk: whole studies (in order of first appearance), a new chunk once the
-    current one holds ``chunk_tokens`` stored tokens (foreground tokens x windows) or more."""
+    current one holds ``chunk_tokens`` stored tokens (foreground tokens x windows) or more, and at every
+    shard boundary (a chunk never spans two input shards, so one job per shard writes whole chunks)."""
     studies: dict[str, list[int]] = {}
     for i, v in enumerate(reader.volumes):
         studies.setdefault(v["study_id"], []).append(i)
     chunks, cur, n = [], [], 0
     for members in studies.values():
-        if cur and n >= chunk_tokens:
+        if cur and (n >= chunk_tokens or reader.volumes[members[0]]["shard"] != reader.volumes[cur[-1]]["shard"]):
             chunks.append(cur)
             cur, n = [], 0
         cur.extend(members)
@@ -161,8 +163,11 @@ def extract_split(
     chunk_tokens: int,
     precision: str,
     progress_every_s: float,
+    shard: int | None = None,
 ) -> dict:
-    """Extract one split into ``out_dir`` (resuming finished chunks); returns a summary."""
+    """Extract one split into ``out_dir`` (resuming finished chunks); returns a summary. ``shard``: only the
+    chunks of that input shard, and no index (one job of the sharded workflow; :func:`merge_split` writes
+    the index); the summary then holds the ``part`` record the merge checks."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / store.INDEX_NAME).unlink(missing_ok=True)  # written last again
@@ -170,12 +175,16 @@ def extract_split(
     reader = dataset.reader
     patch = tuple(reader.index["patch"])
     chunks = plan_chunks(reader, int(chunk_tokens))
-    store.remove_stale(out_dir, len(chunks))
+    if shard is None:
+        store.remove_stale(out_dir, len(chunks))
     header = {**header, "split": split, "patch": list(patch)}
-    total = sum(v["mask"]["n_foreground"] * len(windows(reader, i)) for i, v in enumerate(reader.volumes))
-    prog = Progress(total, f"features {header['encoder']}/{split}", log, every_s=progress_every_s, unit="tokens")
+    mine = [c for c, members in enumerate(chunks) if shard is None or _chunk_shard(reader, members) == shard]
+    total = sum(reader.volumes[i]["mask"]["n_foreground"] * len(windows(reader, i)) for c in mine for i in chunks[c])
+    name = f"features {header['encoder']}/{split}" + (f"/shard {shard}" if shard is not None else "")
+    prog = Progress(total, name, log, every_s=progress_every_s, unit="tokens")
     sidecars, done, encoded = [], 0, 0
-    for c, members in enumerate(chunks):
+    for c in mine:
+        members = chunks[c]
         fp = chunk_fingerprint(split, header, reader, members, stats)
         side = store.finished(out_dir, c, fp)
         if side is not None:
@@ -191,17 +200,91 @@ def extract_split(
                 encoded += feats.shape[0]
         sidecars.append(w.sidecar())
     prog.close()
-    index = store.write_index(out_dir, header, sidecars)
-    reader.close()
-    return {
+    summary = {
         "split": split,
-        "volumes": len(reader.volumes),
-        "entries": len(index["entries"]),
+        "volumes": sum(len(chunks[c]) for c in mine),
+        "entries": sum(len(s["entries"]) for s in sidecars),
         "tokens": sum(s["n_tokens"] for s in sidecars),
         "tokens_encoded": encoded,
-        "chunks": len(chunks),
+        "chunks": len(mine),
         "chunks_reused": done,
     }
+    if shard is None:
+        store.write_index(out_dir, header, sidecars)
+    else:
+        summary["part"] = {
+            "format": PART_FORMAT,
+            "split": split,
+            "shard": int(shard),
+            "header": {**header, "chunk_tokens": int(chunk_tokens)},
+            "chunks": [{"chunk": c, "fingerprint": s["fingerprint"]} for c, s in zip(mine, sidecars)],
+        }
+    reader.close()
+    return summary
+
+
+PART_FORMAT = "neurovfm-features-part"
+
+
+class FeaturePartsError(IncompleteParts):
+    """The merge of the sharded extraction found a part missing, extra, mixed or out of date."""
+
+
+def _chunk_shard(reader, members: list[int]) -> int:
+    return int(reader.volumes[members[0]]["shard"]) if members else 0
+
+
+def merge_split(split: str, index_path, stats: dict, out_dir, parts: list, n_shards: int) -> dict:
+    """Write the split's ``index.json`` from the part files of its shard jobs (one per shard, ``0..n_shards-1``),
+    after checking that together they hold exactly the split's chunk plan, every chunk finished with the
+    fingerprint the plan gives it. The index is byte-identical to the one of a single :func:`extract_split`."""
+    from neurovfm.store.reader import ShardReader
+
+    out_dir = Path(out_dir)
+    got: dict[int, dict] = {}
+    for path in parts:
+        try:
+            rec = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise FeaturePartsError(f"features merge: part {Path(path).name} cannot be read ({type(err).__name__})")
+        if not isinstance(rec, dict) or rec.get("format") != PART_FORMAT or rec.get("split") != split:
+            raise FeaturePartsError(f"features merge: {Path(path).name} is not a {PART_FORMAT} file of split {split}")
+        s = rec.get("shard")
+        if not isinstance(s, int) or not 0 <= s < n_shards:
+            raise FeaturePartsError(f"features merge: extra part {Path(path).name} (shard {s} of {n_shards})")
+        if s in got:
+            raise FeaturePartsError(f"features merge: shard {split}/{s} given twice")
+        got[s] = rec
+    missing = [s for s in range(n_shards) if s not in got]
+    if missing:
+        raise FeaturePartsError(
+            f"features merge: {len(missing)} of {n_shards} shard parts of {split} missing ({', '.join(map(str, missing))})"
+        )
+    headers = {json.dumps(got[s]["header"], sort_keys=True) for s in range(n_shards)}
+    if len(headers) > 1:
+        raise FeaturePartsError(f"features merge: the parts of {split} come from different encoders or settings")
+    header = got[0]["header"]
+    reader = ShardReader(index_path)
+    try:
+        chunks = plan_chunks(reader, int(header["chunk_tokens"]))
+        expected = [chunk_fingerprint(split, header, reader, members, stats) for members in chunks]
+    finally:
+        reader.close()
+    recorded = {c["chunk"]: c["fingerprint"] for s in range(n_shards) for c in got[s]["chunks"]}
+    if recorded != dict(enumerate(expected)):
+        raise FeaturePartsError(
+            f"features merge: the parts of {split} hold {len(recorded)} chunks, the plan {len(expected)} "
+            "(or their fingerprints differ); rerun the split's features jobs"
+        )
+    sidecars = []
+    for c, fp in enumerate(expected):
+        side = store.finished(out_dir, c, fp)
+        if side is None:
+            raise FeaturePartsError(f"features merge: chunk {c} of {split} is missing or out of date")
+        sidecars.append(side)
+    store.remove_stale(out_dir, len(chunks))
+    index = store.write_index(out_dir, {k: v for k, v in header.items() if k != "chunk_tokens"}, sidecars)
+    return {"split": split, "entries": len(index["entries"]), "chunks": len(chunks)}
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -228,6 +311,7 @@ def extract(
     encoder = encoder.to(device).eval()
     stats = load_stats(stats_json)
     opts = dict(settings)  # max_tokens, chunk_tokens, precision, progress_every_s (config section `features`)
+    shard = opts.pop("shard", None)  # one input shard only, no index (a job of the sharded workflow)
     header = {
         "encoder": name,
         "model": model_cfg,
@@ -253,6 +337,7 @@ def extract(
             chunk_tokens=opts["chunk_tokens"],
             precision=opts["precision"],
             progress_every_s=opts["progress_every_s"],
+            shard=shard,
         )
-        log.info("features %s/%s: %s", name, split, out[split])
+        log.info("features %s/%s: %s", name, split, {k: v for k, v in out[split].items() if k != "part"})
     return out

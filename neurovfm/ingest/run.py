@@ -12,6 +12,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import pandas as pd
 
@@ -233,16 +234,37 @@ def run_ingest(
     dicom_dir: str, reports_csv: str | None, out_dir: str, private_dir: str, cfg: dict, key: bytes, workers: int = 1
 ) -> dict:
     """Ingest a DICOM export. Returns the summary dict (also written to ``out_dir/summary.json``)."""
-    icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
-    params = SeriesParams.from_config(icfg)
-    modalities = tuple(icfg["modalities"])
-    ledger = Ledger()
+    icfg = cfg["ingest"]
     files, links = walk(dicom_dir)
     log.info("ingest: %d files found (%d symbolic links skipped)", len(files), links)
+    records = read_headers(
+        dicom_dir,
+        files,
+        workers=max(1, int(workers or 1)),
+        chunk_size=int(icfg["chunk_size"]),
+        modalities=tuple(icfg["modalities"]),
+    )
+    return ingest_records(records, len(files), links, reports_csv, out_dir, private_dir, cfg, key)
+
+
+def ingest_records(
+    records: Iterable[dict],
+    n_files: int,
+    links: int,
+    reports_csv: str | None,
+    out_dir,
+    private_dir,
+    cfg: dict,
+    key: bytes,
+) -> dict:
+    """Everything after the header reads: ``records`` (one per file of the sorted file list, in its order;
+    :func:`neurovfm.ingest.discover.read_headers` or the merged chunks of :mod:`neurovfm.ingest.scatter`)
+    folded into volumes, studies, splits, reports and the exclusion ledger, then written."""
+    icfg, dcfg, scfg = cfg["ingest"], cfg["deid"], cfg["splits"]
+    params = SeriesParams.from_config(icfg)
+    ledger = Ledger()
     col = Collector(key, ledger)
-    for rec in read_headers(
-        dicom_dir, files, workers=max(1, int(workers or 1)), chunk_size=int(icfg["chunk_size"]), modalities=modalities
-    ):
+    for rec in records:
         col.add(rec)
 
     rows, file_rows = _assemble(col, params, key, float(icfg["oblique_deg"]), ledger)
@@ -295,7 +317,7 @@ def run_ingest(
         if len(studies)
         else []
     )
-    inputs.require_volumes(len(files), len(vols), ledger.files_by_reason(), bool(icfg["allow_empty"]))
+    inputs.require_volumes(n_files, len(vols), ledger.files_by_reason(), bool(icfg["allow_empty"]))
     if ledger.n_transient:
         log.warning(
             "ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
@@ -310,7 +332,7 @@ def run_ingest(
         ledger,
         file_rows,
         reports,
-        n_files_seen=len(files),
+        n_files_seen=n_files,
         symlinks_skipped=links,
         report_counts=report_counts,
     )

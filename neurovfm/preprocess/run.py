@@ -28,7 +28,7 @@ from neurovfm.store import index as idx
 from neurovfm.store import writer
 from neurovfm.store.stats import compute_stats, write_stats
 from neurovfm.utils.atomic import write_csv, write_text
-from neurovfm.utils.failure import Failure, check, describe, is_transient, keep_raw
+from neurovfm.utils.failure import Failure, IncompleteParts, check, describe, is_transient, keep_raw
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
@@ -36,6 +36,10 @@ log = logging.getLogger("neurovfm")
 SPLITS = ("train", "val", "test")
 LEDGER_COLUMNS = ["unit", "file_id", "series_id", "study_id", "n_files", "reason", "detail", "stage"]
 META_COLUMNS = ("series_id", "study_id", "patient_id", "modality", "sequence", "orientation", "split")
+
+
+class ShardsIncomplete(IncompleteParts):
+    """The merge of the sharded preprocessing found a shard missing, extra or out of date."""
 
 
 @dataclass
@@ -270,15 +274,28 @@ def write_split(
     kind: str,
     progress: Progress,
     private_dir: str | None = None,
+    only: int | None = None,
+    finished_only: bool = False,
 ) -> tuple[list, list, list]:
-    """Write (or reuse) the split's shards; returns (shard infos, entries, exclusions)."""
+    """Write (or reuse) the split's shards; returns (shard infos, entries, exclusions). ``only``: write just
+    that shard (one job of the sharded workflow). ``finished_only``: write nothing, refuse an unfinished shard
+    (the merge of the sharded workflow)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shards_info, entries, excluded = [], [], []
     for s, group in enumerate(assign_shards(jobs, n_shards) if jobs else []):
+        if only is not None and s != only:
+            continue
         final, sidecar = out_dir / idx.shard_file(s), out_dir / idx.sidecar_file(s)
         fp = _shard_fingerprint(split, group, pcfg, kind)
         done = writer.finished(final, sidecar, fp)
-        retry = to_retry(done, group, files_csv, export_root) if done is not None else []
+        if finished_only:
+            if done is None:
+                raise ShardsIncomplete(
+                    f"preprocess merge: shard {split}/{s} is missing or out of date (rerun its preprocess_shard job)"
+                )
+            retry = []
+        else:
+            retry = to_retry(done, group, files_csv, export_root) if done is not None else []
         if done is None or retry:
             tmp = writer.temp_path(final)
             if done is None:
@@ -321,7 +338,8 @@ def write_split(
         )
         entries += done["volumes"]
         excluded += done["exclusions"]
-    _remove_stale(out_dir, len(shards_info))
+    if only is None:
+        _remove_stale(out_dir, len(shards_info))
     return shards_info, entries, excluded
 
 
@@ -352,20 +370,23 @@ def run_preprocess(
     kind: str = "dicom",
     loader=None,
     private_dir=None,
+    parts: list | None = None,
 ) -> dict:
     """Write ``out_dir/{split}/index.json`` (+ shards), ``out_dir/train/stats.json``,
     ``out_dir/exclusions.csv`` and ``out_dir/summary.json``. ``loader(paths, affine, shape)`` overrides
     the ingest loader of ``kind`` (tests, benchmarks). Raw error messages go to
-    ``private_dir/errors/preprocess.log`` (default: the folder of ``files_csv``, i.e. ``private/{run}``)."""
+    ``private_dir/errors/preprocess.log`` (default: the folder of ``files_csv``, i.e. ``private/{run}``).
+    ``parts``: the part files of :func:`run_preprocess_shard`, one per split and shard of ``store.shards``;
+    then every shard must already be finished (nothing is processed, an unfinished shard is an error)
+    and the outputs are byte-identical to a run without ``parts``."""
     pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
     private_dir = str(private_dir if private_dir is not None else Path(files_csv).parent)
     out_dir = Path(out_dir)
     for split in SPLITS:  # an interrupted rerun must never leave an index describing replaced shards
         (out_dir / split / idx.INDEX_NAME).unlink(missing_ok=True)
-    series = pd.read_csv(series_csv, dtype={"series_id": str, "study_id": str, "patient_id": str})
-    files = source.index_files_csv(files_csv)
-    jobs, excluded = plan_jobs(series, files, pcfg)
-    log.info("preprocess: %d series planned, %d excluded from geometry, %d workers", len(jobs), len(excluded), workers)
+    series, jobs, excluded = _plan(series_csv, files_csv, pcfg, workers)
+    if parts is not None:
+        check_parts(parts, jobs, cfg, kind)
     loader = loader or source.LOADERS[kind]
     progress = Progress(len(jobs), "preprocess", log, unit="series")
     pool = _Pool(max(1, int(workers)))
@@ -386,6 +407,7 @@ def run_preprocess(
                 kind,
                 progress,
                 private_dir,
+                finished_only=parts is not None,
             )
     finally:
         pool.close()
@@ -442,3 +464,120 @@ def run_preprocess(
         )
     log.info("preprocess: %d volumes written, %d excluded", n_out, len(ledger))
     return summary
+
+
+def _plan(series_csv, files_csv, pcfg: dict, workers: int = 1):
+    series = pd.read_csv(series_csv, dtype={"series_id": str, "study_id": str, "patient_id": str})
+    files = source.index_files_csv(files_csv)
+    jobs, excluded = plan_jobs(series, files, pcfg)
+    log.info("preprocess: %d series planned, %d excluded from geometry, %d workers", len(jobs), len(excluded), workers)
+    return series, jobs, excluded
+
+
+PART_FORMAT = "neurovfm-shard-part"
+
+
+def part_record(split: str, shard: int, group: list[Job] | None, pcfg: dict, kind: str) -> dict:
+    """What a finished shard job records (no PHI): the shard's file and fingerprint, or ``file: null`` when
+    the split has fewer shards than ``store.shards`` asks for (fewer studies than shards)."""
+    rec = {"format": PART_FORMAT, "version": idx.VERSION, "split": split, "shard": int(shard), "file": None}
+    if group:
+        rec.update(
+            file=idx.shard_file(shard),
+            fingerprint=_shard_fingerprint(split, group, pcfg, kind),
+            n_records=len(group),
+        )
+    return rec
+
+
+def run_preprocess_shard(
+    series_csv,
+    files_csv,
+    export_root,
+    out_dir,
+    cfg: dict,
+    split: str,
+    shard: int,
+    part_path,
+    workers: int = 1,
+    kind: str = "dicom",
+    loader=None,
+    private_dir=None,
+) -> dict:
+    """One shard of one split (a SLURM job of its own): plan every series exactly as :func:`run_preprocess`
+    does, write shard ``shard`` of ``split`` (reusing it when finished, retrying transient exclusions), then
+    the part file ``part_path`` that the merge (:func:`run_preprocess` with ``parts``) checks."""
+    pcfg = cfg["preprocess"]
+    n_shards = int(cfg["store"]["shards"][split])
+    if split not in SPLITS or not 0 <= int(shard) < n_shards:
+        raise ValueError(f"shard {split}/{shard} is not one of store.shards ({split}: {n_shards})")
+    private_dir = str(private_dir if private_dir is not None else Path(files_csv).parent)
+    out_dir = Path(out_dir)
+    (out_dir / split / idx.INDEX_NAME).unlink(missing_ok=True)
+    _series, jobs, _excluded = _plan(series_csv, files_csv, pcfg, workers)
+    split_jobs = [j for j in jobs if j.meta["split"] == split]
+    groups = assign_shards(split_jobs, n_shards) if split_jobs else []
+    group = groups[shard] if shard < len(groups) else None
+    if group is not None:
+        progress = Progress(len(group), f"preprocess {split}/{shard}", log, unit="series")
+        pool = _Pool(max(1, int(workers)))
+        try:
+            write_split(
+                split,
+                split_jobs,
+                out_dir / split,
+                n_shards,
+                pool,
+                str(files_csv),
+                str(export_root),
+                loader or source.LOADERS[kind],
+                pcfg,
+                kind,
+                progress,
+                private_dir,
+                only=int(shard),
+            )
+        finally:
+            pool.close()
+        progress.close()
+    else:
+        log.info("preprocess %s/%d: the split has %d shards only, nothing to write", split, shard, len(groups))
+    part = part_record(split, shard, group, pcfg, kind)
+    write_text(part_path, json.dumps(part, indent=1) + "\n")
+    return part
+
+
+def check_parts(parts: list, jobs: list[Job], cfg: dict, kind: str) -> None:
+    """Refuse (one line) part files that are not exactly one per split and shard of ``store.shards``, or
+    that describe another plan than this one (series.csv or the settings changed since)."""
+    pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
+    want = {(split, s) for split in SPLITS for s in range(int(n_shards[split]))}
+    got: dict[tuple[str, int], dict] = {}
+    for path in parts:
+        try:
+            rec = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ShardsIncomplete(f"preprocess merge: part {Path(path).name} cannot be read ({type(err).__name__})")
+        if not isinstance(rec, dict) or rec.get("format") != PART_FORMAT:
+            raise ShardsIncomplete(f"preprocess merge: {Path(path).name} is not a {PART_FORMAT} file")
+        key = (rec.get("split"), rec.get("shard"))
+        if key not in want:
+            raise ShardsIncomplete(
+                f"preprocess merge: extra part {Path(path).name} (shard {key[0]}/{key[1]} is not in store.shards)"
+            )
+        if key in got:
+            raise ShardsIncomplete(f"preprocess merge: shard {key[0]}/{key[1]} given twice")
+        got[key] = rec
+    missing = sorted(want - set(got))
+    if missing:
+        names = ", ".join(f"{a}/{b}" for a, b in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ShardsIncomplete(f"preprocess merge: {len(missing)} shard parts missing ({names})")
+    for split in SPLITS:
+        split_jobs = [j for j in jobs if j.meta["split"] == split]
+        groups = assign_shards(split_jobs, int(n_shards[split])) if split_jobs else []
+        for s in range(int(n_shards[split])):
+            expected = part_record(split, s, groups[s] if s < len(groups) else None, pcfg, kind)
+            if got[(split, s)] != expected:
+                raise ShardsIncomplete(
+                    f"preprocess merge: part {split}/{s} is out of date (the plan changed); rerun its preprocess_shard job"
+                )

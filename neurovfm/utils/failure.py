@@ -42,6 +42,8 @@ VOCABULARY: dict[str, Reason] = {
     "geometry_mismatch": Reason(False, "a slice does not match the series geometry recorded at ingest"),
     "unreadable_nifti": Reason(False, "the NIfTI file could not be read"),
     "not_3d": Reason(False, "the image is not three-dimensional"),
+    # a merge of scattered jobs (ingest chunks, preprocessing shards, feature parts): rerun the missing jobs
+    "incomplete_parts": Reason(False, "a merge found one of its chunk or shard parts missing, extra or stale"),
     # what the user gave: the run stops with a one-line message
     "invalid_config": Reason(False, "the configuration does not match the schema"),
     "bad_input_path": Reason(False, "an input path does not exist or is not of the expected kind"),
@@ -191,3 +193,10 @@ def keep_raw(private_dir: str | os.PathLike | None, stage: str, exc: BaseExcepti
     except OSError:
         return None  # a full disk must not hide the original failure
     return path
+
+
+class IncompleteParts(Failed):
+    """A merge of scattered jobs refuses its inputs; ``detail`` names the chunk or shard (numbers only)."""
+
+    def __init__(self, detail: str):
+        super().__init__("incomplete_parts", detail)

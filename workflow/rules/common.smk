@@ -111,6 +111,27 @@ def probe_encoders():
     return list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
 
 
+SPLITS_RE = _names_regex(SPLITS)
+# ingest: K header-reading jobs (ingest.chunks); preprocess and features: one job per shard of store.shards
+INGEST_CHUNKS = int(config["ingest"]["chunks"])
+INGEST_LISTS = [f"{PRIV}/ingest/lists/{k}-of-{INGEST_CHUNKS}.jsonl" for k in range(INGEST_CHUNKS)]
+SHARDS = [(split, s) for split in SPLITS for s in range(int(config["store"]["shards"][split]))]
+SHARD_PARTS = [f"{RES}/shards/parts/{split}-{s}.json" for split, s in SHARDS]
+
+
+def _ingest_header_chunks():
+    """The header chunks the DICOM ingest merges (none on the NIfTI route)."""
+    if config["input"]["kind"] == "nifti":
+        return []
+    return [f"{PRIV}/ingest/headers/{k}-of-{INGEST_CHUNKS}.pkl" for k in range(INGEST_CHUNKS)]
+
+
+def _feature_parts(wildcards):
+    return [
+        f"{RES}/features/{wildcards.encoder}/parts/{split}-{s}.json" for split, s in SHARDS if split in FEATURE_SPLITS
+    ]
+
+
 def _feature_encoder_pt(wildcards):
     if wildcards.encoder == "random":
         return []

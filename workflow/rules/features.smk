@@ -1,17 +1,48 @@
-# Frozen feature extraction: one job per encoder ({encoder}: a key of pretrain.models, or "random").
+# Frozen feature extraction: one job per encoder, split and input shard ({encoder}: a key of pretrain.models,
+# or "random"), then one merge per encoder that writes each split's index.json.
 # "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
 # bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export;
 # pretrain/{model}/encoder.pt).
 
 
+rule features_shard:
+    """Encode every volume of one input shard of one split (whole volume, every CT window, foreground tokens)
+    with a frozen encoder into results/{run}/features/{encoder}/{split}/ chunk files; resumes finished chunks
+    after a kill. The part file lists the shard's chunks and their fingerprints for the merge."""
+    input:
+        shards=f"{RES}/shards/{{split}}/index.json",
+        stats=f"{RES}/shards/train/stats.json",
+        encoder=_feature_encoder_pt,
+    output:
+        part=f"{RES}/features/{{encoder}}/parts/{{split}}-{{shard}}.json",
+    log:
+        f"{RES}/logs/features_shard_{{encoder}}_{{split}}-{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/features_shard_{{encoder}}_{{split}}-{{shard}}.tsv"
+    wildcard_constraints:
+        encoder=ENCODER_RE,
+        split=SPLITS_RE,
+        shard=r"\d+",
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        out_dir=lambda wildcards, output: _parent(output.part, 2),
+    script:
+        "../scripts/features_shard.py"
+
+
 rule features:
-    """Encode every volume of every split (whole volume, every CT window, foreground tokens) with a frozen
-    encoder into results/{run}/features/{encoder}/{split}/; resumes finished chunks after a kill. Each
-    index.json lists its split's chunk files (their number follows the data and features.chunk_tokens)."""
+    """Merge an encoder's shard jobs: each split's index.json (lists its chunk files; their number follows the
+    data, the shards and features.chunk_tokens). Refuses a missing, extra or stale part."""
     input:
         shards=expand(f"{RES}/shards/{{split}}/index.json", split=FEATURE_SPLITS),
         stats=f"{RES}/shards/train/stats.json",
-        encoder=_feature_encoder_pt,
+        parts=_feature_parts,
     output:
         index=[f"{RES}/features/{{encoder}}/{split}/index.json" for split in FEATURE_SPLITS],
     log:
@@ -22,9 +53,8 @@ rule features:
         encoder=ENCODER_RE,
     conda:
         CONDA_ENV
-    threads: 2
+    threads: 1
     resources:
-        gpu=0,
         mem_mb=8000,
         runtime=60,
     params:

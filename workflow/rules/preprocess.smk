@@ -1,10 +1,43 @@
-rule preprocess:
-    """Resample (1 x 1 x 4 mm), window, quantise and mask every included series into memory-mapped shards."""
+# One job per output shard (store.shards: split -> number of shards), then one merge that writes the indexes,
+# train statistics and ledger (byte-identical to a single job; refuses a missing, extra or stale shard).
+
+
+rule preprocess_shard:
+    """Resample (1 x 1 x 4 mm), window, quantise and mask the series of one shard of one split into its
+    memory-mapped shard file; the part file records the shard's fingerprint for the merge."""
     input:
         series=f"{RES}/ingest/series.csv",
         files=f"{PRIV}/files.csv",
     output:
-        # each index.json lists its split's shard and sidecar files (their number follows store.shards)
+        part=f"{RES}/shards/parts/{{split}}-{{shard}}.json",
+    log:
+        f"{RES}/logs/preprocess_shard_{{split}}-{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/preprocess_shard_{{split}}-{{shard}}.tsv"
+    wildcard_constraints:
+        split=SPLITS_RE,
+        shard=r"\d+",
+    conda:
+        CONDA_ENV
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    params:
+        export_root=lambda wildcards: pixel_root(),
+        out_dir=lambda wildcards, output: _parent(output.part, 2),
+    script:
+        "../scripts/preprocess_shard.py"
+
+
+rule preprocess:
+    """Merge the shards: every split's index.json (lists its shard and sidecar files), train statistics,
+    the preprocessing ledger and summary."""
+    input:
+        series=f"{RES}/ingest/series.csv",
+        files=f"{PRIV}/files.csv",
+        parts=SHARD_PARTS,
+    output:
         train=f"{RES}/shards/train/index.json",
         val=f"{RES}/shards/val/index.json",
         test=f"{RES}/shards/test/index.json",
@@ -17,10 +50,10 @@ rule preprocess:
         f"{RES}/benchmarks/preprocess.tsv"
     conda:
         CONDA_ENV
-    threads: 8
+    threads: 1
     resources:
         mem_mb=16000,
-        runtime=720,
+        runtime=120,
     params:
         export_root=lambda wildcards: pixel_root(),
         out_dir=lambda wildcards, output: _parent(output.summary),

@@ -2,14 +2,9 @@ from neurovfm import pipeline
 from neurovfm.utils.stage import snakemake_step
 
 with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
-    shards = dict(zip(snakemake.params.splits, snakemake.input.shards))
-    encoder_pt = snakemake.input.encoder[0] if len(snakemake.input.encoder) else None
-    pipeline.features(
-        snakemake.config,
-        snakemake.wildcards.encoder,
-        shards,
-        snakemake.input.stats,
-        snakemake.params.out_dir,
-        encoder_pt=encoder_pt,
-        threads=snakemake.threads,
+    splits = list(snakemake.params.splits)
+    shards = dict(zip(splits, snakemake.input.shards))
+    parts = {s: [p for p in snakemake.input.parts if p.rsplit("/", 1)[-1].startswith(f"{s}-")] for s in splits}
+    pipeline.features_merge(
+        snakemake.config, snakemake.wildcards.encoder, shards, snakemake.input.stats, snakemake.params.out_dir, parts
     )

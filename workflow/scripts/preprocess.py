@@ -10,4 +10,5 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         p.export_root,
         p.out_dir,
         threads=snakemake.threads,
+        parts=list(snakemake.input.parts),
     )

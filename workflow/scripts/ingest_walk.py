@@ -1,0 +1,5 @@
+from neurovfm import pipeline
+from neurovfm.utils.stage import snakemake_step
+
+with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshooting.md)
+    pipeline.ingest_walk(snakemake.config, snakemake.params.dicom_dir, list(snakemake.output.lists))
