@@ -42,6 +42,8 @@ def _explain(err) -> str:
         return f"  {where}: {_short(err.instance)} is not allowed; allowed values: {allowed}"
     if err.validator == "required":
         return f"  {where}: {err.message}"
+    if err.validator == "not" and err.schema.get("description"):
+        return f"  {where}: not allowed here, {err.schema['description']}"
     if err.validator == "type":
         return f"  {where}: {_short(err.instance)} is not of type {err.validator_value}"
     return f"  {where}: {_short(err.message)}"

@@ -11,6 +11,18 @@ from neurovfm.models.predictor import Predictor
 from neurovfm.models.vit import build_encoder
 
 
+OBJECTIVES = ("vjepa", "videomae")
+
+
+def objective(model: dict) -> str:
+    """A ``pretrain.models`` entry's training objective: ``vjepa`` (Vol-JEPA, the default) or ``videomae`` (the
+    VideoMAE baseline, :mod:`neurovfm.mae`). Either way the exported encoder is the same ViT."""
+    kind = model.get("objective", "vjepa")
+    if kind not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {OBJECTIVES}, got {kind!r}")
+    return kind
+
+
 def model_config(pretrain: dict, name: str, patch) -> dict:
     """The named model's configuration, completed with what rebuilding it needs (saved in encoder.pt)."""
     models = pretrain["models"]

@@ -98,7 +98,7 @@ class Collator:
             mask = torch.ones_like(mask)
         patches, coords = patchify(image, self.patch)
         keep = mask.reshape(-1)
-        context, target = sample_masks(mask.numpy(), mode, self.specs[item["modality"]], rng)
+        context, target = self.draw_masks(mask.numpy(), mode, item["modality"], rng)
         flat = mask.numpy().reshape(-1)
         return Sample(
             patches=patches[keep].contiguous(),
@@ -112,9 +112,17 @@ class Collator:
             image=image,
         )
 
+    def draw_modes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The masking configuration of each of ``n`` items: half of each (Vol-JEPA)."""
+        return balanced_modes(n, rng)
+
+    def draw_masks(self, fg: np.ndarray, mode: int, modality: str, rng: np.random.Generator):
+        """(context, target) bool grids over the crop's foreground ``fg`` (Vol-JEPA's, see ``masking``)."""
+        return sample_masks(fg, mode, self.specs[modality], rng)
+
     def samples(self, items: list[dict]) -> list[Sample]:
         first = items[0]
-        modes = balanced_modes(len(items), self.rng(first["epoch"], first["offset"], 1))
+        modes = self.draw_modes(len(items), self.rng(first["epoch"], first["offset"], 1))
         return [self.sample(it, int(m), self.rng(it["epoch"], it["offset"], 0)) for it, m in zip(items, modes)]
 
     def __call__(self, items: list[dict]) -> JepaBatch:

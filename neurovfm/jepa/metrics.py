@@ -41,14 +41,15 @@ def modality_means(modality: list[str], fraction: np.ndarray) -> dict:
     }
 
 
-def sample_rows(step: int, rank: int, modality, mode, n_fg, n_ctx) -> list[dict]:
+def sample_rows(step: int, rank: int, modality, mode, n_fg, n_ctx, names: dict = MODE_NAMES) -> list[dict]:
+    """One row per sample; ``names`` maps the masking configuration ids to names."""
     return [
         {
             "step": step,
             "rank": rank,
             "sample": i,
             "modality": m,
-            "config": MODE_NAMES[int(c)],
+            "config": names[int(c)],
             "n_foreground": int(f),
             "n_context": int(k),
             "context_fraction": float(k) / float(f),
@@ -58,7 +59,8 @@ def sample_rows(step: int, rank: int, modality, mode, n_fg, n_ctx) -> list[dict]
 
 
 class MetricsLog:
-    def __init__(self, out_dir: str | Path):
+    def __init__(self, out_dir: str | Path, step_columns: list[str] = STEP_COLUMNS):
+        self.step_columns = list(step_columns)
         self.steps_path = Path(out_dir) / "metrics.csv"
         self.samples_path = Path(out_dir) / "context_fractions.csv"
         self.steps: list[dict] = []
@@ -78,5 +80,5 @@ class MetricsLog:
         self.samples.extend(rows)
 
     def write(self) -> None:
-        write_csv(self.steps_path, pd.DataFrame(self.steps, columns=STEP_COLUMNS))
+        write_csv(self.steps_path, pd.DataFrame(self.steps, columns=self.step_columns))
         write_csv(self.samples_path, pd.DataFrame(self.samples, columns=SAMPLE_COLUMNS))

@@ -29,12 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from neurovfm.jepa import checkpoint as ckpt
-from neurovfm.jepa.build import Student, build_models, model_config
+from neurovfm.jepa.build import Student, build_models, model_config, objective
 from neurovfm.jepa.collate import Collator, JepaBatch
 from neurovfm.jepa.ema import ema_update
 from neurovfm.jepa import monitors
 from neurovfm.jepa.loss import effective_rank, embedding_spread, jepa_loss, teacher_targets, variance_penalty
-from neurovfm.jepa.metrics import MetricsLog, modality_means, sample_rows
+from neurovfm.jepa.masking import MODE_NAMES
+from neurovfm.jepa.metrics import STEP_COLUMNS, MetricsLog, modality_means, sample_rows
 from neurovfm.jepa.schedules import Schedules
 from neurovfm.jepa.stream import BatchStream, EpochItems
 from neurovfm.utils.progress import Progress
@@ -200,6 +201,14 @@ def _gather(obj, d: Dist) -> list:
 
 
 class Trainer:
+    """The Vol-JEPA trainer. Data stream, schedules, checkpoints and resume, metrics and the loop are shared with
+    other objectives on the same batches (the VideoMAE baseline, :mod:`neurovfm.mae.train`), which override
+    :meth:`build`, :meth:`collator`, :meth:`train_step`, :meth:`after_update`, :meth:`step_row`, :attr:`modules`
+    and :meth:`exported_encoder`."""
+
+    STEP_COLUMNS = STEP_COLUMNS  # columns of metrics.csv
+    MODE_NAMES = MODE_NAMES  # masking configuration id -> name (config column of context_fractions.csv)
+
     def __init__(self, cfg: dict, model_name: str, dataset, out_dir: str | Path, d: Dist | None = None):
         self.cfg, self.p = cfg, cfg["pretrain"]
         self.d = d or Dist()
@@ -218,24 +227,32 @@ class Trainer:
         self.amp = autocast_dtype(self.p["precision"], self.d.device)
 
         seed_everything(self.seed)
+        self.build()
+        self.metrics = MetricsLog(self.out, self.STEP_COLUMNS)
+        self.step, self.position = 0, (0, 0)
+
+    # -- what an objective defines (neurovfm.mae.train.MAETrainer overrides these) ------------------------------
+    def build(self) -> None:
+        """The trained modules, the optimizer and the (DDP) module the step calls, from the seeded global RNG."""
         encoder, predictor, self.teacher = build_models(self.model)
         self.student = Student(encoder, predictor).to(self.d.device)
         self.teacher.to(self.d.device).eval()
-        opt = self.p["optimizer"]
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.student, opt["predictor_lr_scale"]),
-            lr=opt["lr"]["start"],
-            betas=tuple(opt["betas"]),
-            weight_decay=opt["weight_decay"]["start"],
-        )
-        self.ddp = (
-            DistributedDataParallel(self.student, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
-            if self.d.enabled
-            else self.student
-        )
-        self.metrics = MetricsLog(self.out)
-        self.step, self.position = 0, (0, 0)
+        self.optimizer = self.adamw(param_groups(self.student, self.p["optimizer"]["predictor_lr_scale"]))
+        self.ddp = self.wrap(self.student)
         self.drift = monitors.TeacherDrift(self.teacher)  # before a resume restores trained weights
+
+    def adamw(self, groups: list[dict]) -> torch.optim.AdamW:
+        """AdamW over ``groups`` (see :func:`param_groups`) with the start values of the schedules."""
+        opt = self.p["optimizer"]
+        return torch.optim.AdamW(
+            groups, lr=opt["lr"]["start"], betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"]["start"]
+        )
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` under DistributedDataParallel when there are several processes, else as it is."""
+        if not self.d.enabled:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.d.device] if self.d.device.type == "cuda" else None)
 
     # -- checkpoints -------------------------------------------------------------------------------
     @property
@@ -303,7 +320,7 @@ class Trainer:
             min_foreground=int(self.p["min_foreground_tokens"]),
             start=self.position,
         )
-        collate = Collator(self.p, self.cfg["preprocess"]["patch"], seed=self.seed, rank=self.d.rank)
+        collate = self.collator()
         workers = int(self.p["workers"])
         # its own generator: creating the iterator must not draw from the global torch RNG (which drop-path
         # uses and which a resume restores), or a resumed run would diverge
@@ -318,6 +335,10 @@ class Trainer:
             prefetch_factor=2 if workers else None,
             generator=generator,
         )
+
+    def collator(self) -> Collator:
+        """Crops, augmentation, masks and packing of a batch (picklable for loader workers)."""
+        return Collator(self.p, self.cfg["preprocess"]["patch"], seed=self.seed, rank=self.d.rank)
 
     def set_schedules(self, values: dict) -> None:
         apply_schedules(self.optimizer, values)
@@ -349,8 +370,44 @@ class Trainer:
         values["teacher_drift"] = self.drift(self.teacher)
         return values
 
+    def train_step(self, batch: JepaBatch, values: dict) -> tuple[dict, list[torch.Tensor]]:
+        """Forward, backward and clipping (not the optimizer step): (outputs, this process's statistics, the
+        loss first, the token count second, then values averaged over the processes like the loss)."""
+        out = jepa_step(
+            self.ddp,
+            self.teacher,
+            batch,
+            self.optimizer,
+            float(self.p["optimizer"]["grad_clip"]),
+            self.amp,
+            float(self.p["loss"]["variance_weight"]),
+        )
+        return out, [out["loss"].float(), out["spread"].float(), out["erank"].float()]
+
+    def after_update(self, batch: JepaBatch, values: dict, out: dict) -> None:
+        """After the optimizer step: the EMA update of the teacher, then (some steps) the monitors."""
+        ema_update(self.teacher, self.student.encoder, values["momentum"])
+        every = int(self.p["monitor"]["every"])
+        if self.d.rank == 0 and every and (self.step % every == 0 or self.step + 1 == self.total):
+            out["monitor"] = self.monitor(batch, out)  # rank 0's batch: a sample, not a reduction
+
+    def step_row(self, values: dict, out: dict, reduced: list[float], step_s: float) -> dict:
+        """This step's row of metrics.csv (``reduced``: the statistics of :meth:`train_step`, reduced)."""
+        loss, n_tokens, spread, erank = reduced
+        return {
+            "step": self.step,
+            "loss": loss,
+            **values,
+            "grad_norm": float(out["grad_norm"]),
+            "tokens_per_s": n_tokens / step_s,
+            "step_s": step_s,
+            "n_tokens": int(n_tokens),
+            "teacher_spread": spread,
+            "teacher_erank": erank,
+            **out.get("monitor", {}),
+        }
+
     def log_step(self, batch: JepaBatch, values: dict, out: dict, reduced: torch.Tensor, step_s: float) -> None:
-        loss, n_tokens, spread, erank = (float(x) for x in reduced)
         every_log = (self.step % int(self.p["log_every"]) == 0) or self.step + 1 == self.total
         every_sample = self.step % int(self.p["sample_log_every"]) == 0
         if not (every_log or every_sample):
@@ -363,25 +420,11 @@ class Trainer:
         modality = [m for p in parts for m in p[0]]
         fraction = np.concatenate([np.asarray(p[3], float) / np.asarray(p[2], float) for p in parts])
         if every_log:
-            self.metrics.add_step(
-                {
-                    "step": self.step,
-                    "loss": loss,
-                    **values,
-                    "grad_norm": float(out["grad_norm"]),
-                    "tokens_per_s": n_tokens / step_s,
-                    "step_s": step_s,
-                    "n_volumes": len(modality),
-                    "n_tokens": int(n_tokens),
-                    **modality_means(modality, fraction),
-                    "teacher_spread": spread,
-                    "teacher_erank": erank,
-                    **out.get("monitor", {}),
-                }
-            )
+            row = self.step_row(values, out, [float(x) for x in reduced], step_s)
+            self.metrics.add_step({**row, "n_volumes": len(modality), **modality_means(modality, fraction)})
         if every_sample:
             for r, p in enumerate(parts):
-                self.metrics.add_samples(sample_rows(self.step, r, *p))
+                self.metrics.add_samples(sample_rows(self.step, r, *p, names=self.MODE_NAMES))
 
     def run(self, stop_after: int | None = None) -> dict:
         """Train to ``pretrain.steps``. ``stop_after`` (tests) returns after that many steps of this call
@@ -399,26 +442,9 @@ class Trainer:
             batch = next(data).to(self.d.device)
             values = self.schedules.at(self.step)
             self.set_schedules(values)
-            out = jepa_step(
-                self.ddp,
-                self.teacher,
-                batch,
-                self.optimizer,
-                float(self.p["optimizer"]["grad_clip"]),
-                self.amp,
-                float(self.p["loss"]["variance_weight"]),
-            )
-            reduced = _all_sum(
-                torch.stack(
-                    [
-                        out["loss"].float(),
-                        torch.tensor(float(batch.patches.shape[0]), device=self.d.device),
-                        out["spread"].float(),
-                        out["erank"].float(),
-                    ]
-                ),
-                self.d,
-            )
+            out, stats = self.train_step(batch, values)
+            n_tokens = torch.tensor(float(batch.patches.shape[0]), device=self.d.device)
+            reduced = _all_sum(torch.stack([stats[0], n_tokens, *stats[1:]]), self.d)
             reduced[0] /= self.d.world_size
             reduced[2:] /= self.d.world_size
             loss = float(reduced[0])
@@ -429,10 +455,7 @@ class Trainer:
                     f"{self.out / ckpt.CHECKPOINT}"
                 )
             self.optimizer.step()
-            ema_update(self.teacher, self.student.encoder, values["momentum"])
-            every = int(self.p["monitor"]["every"])
-            if self.d.rank == 0 and every and (self.step % every == 0 or self.step + 1 == self.total):
-                out["monitor"] = self.monitor(batch, out)  # rank 0's batch: a sample, not a reduction
+            self.after_update(batch, values, out)
             if self.d.device.type == "cuda":
                 torch.cuda.synchronize(self.d.device)
             self.log_step(batch, values, out, reduced.cpu(), time.perf_counter() - t0)
@@ -464,16 +487,27 @@ class Trainer:
         return {"step": self.step, "stopped": False, "first_loss": first_loss, "last_loss": loss}
 
 
+def trainer_class(model: dict) -> type[Trainer]:
+    """The trainer of a ``pretrain.models`` entry's ``objective``: ``vjepa`` (the default) or ``videomae``."""
+    kind = objective(model)
+    if kind == "videomae":
+        from neurovfm.mae.train import MAETrainer  # noqa: PLC0415  (neurovfm.mae.train imports this module)
+
+        return MAETrainer
+    return Trainer
+
+
 def train(
     cfg: dict, model_name: str, dataset, out_dir: str | Path, threads: int | None = None, stop_after: int | None = None
 ) -> dict:
-    """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface),
-    writing checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
+    """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface) with the
+    model's objective (Vol-JEPA, or the VideoMAE baseline), writing checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
     if threads:
         torch.set_num_threads(int(threads))
+    trainer = trainer_class(cfg["pretrain"]["models"].get(model_name, {}))
     d = init_distributed()
     try:
-        return Trainer(cfg, model_name, dataset, out_dir, d).run(stop_after=stop_after)
+        return trainer(cfg, model_name, dataset, out_dir, d).run(stop_after=stop_after)
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
