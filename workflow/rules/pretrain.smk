@@ -1,9 +1,10 @@
-# Vol-JEPA pretraining: one job per model configuration ({model} is a key of pretrain.models).
+# Pretraining: one job per model configuration ({model} is a key of pretrain.models), Vol-JEPA or the VideoMAE
+# baseline by the model's objective (neurovfm.jepa.train.train dispatches).
 
 
 rule pretrain:
-    """Vol-JEPA pretraining; on GPUs (resources.gpu > 0) through torchrun, else one CPU process.
-    Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry (that resume state,
+    """Vol-JEPA (or VideoMAE, objective: videomae) pretraining; on GPUs (resources.gpu > 0) through torchrun,
+    else one CPU process. Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry (that resume state,
     and run_config.yaml of a GPU launch, are not outputs: snakemake deletes a job's outputs before it reruns)."""
     input:
         train=f"{RES}/shards/train/index.json",
