@@ -146,13 +146,14 @@ def _wait_for_accounting(env: dict, jobids, timeout=30) -> dict:
         time.sleep(1)
 
 
+def _rule_of_log(logfile: Path) -> str:
+    """The rule of a SLURM log: .snakemake/slurm_logs/rule_<name>[/<wildcard values joined by _>]/<jobid>.log."""
+    return next(p.name for p in Path(logfile).parents if p.name.startswith("rule_")).removeprefix("rule_")
+
+
 def _submissions(output: str) -> list[tuple[str, str, Path]]:
     """(rule, slurm jobid, slurm log) of every sbatch submission snakemake reported."""
-    subs = []
-    for _snakejob, slurm_id, logfile in SUBMITTED.findall(output):
-        rule = Path(logfile).parent.name
-        subs.append((rule.removeprefix("rule_"), slurm_id, Path(logfile)))
-    return subs
+    return [(_rule_of_log(Path(log)), slurm_id, Path(log)) for _snakejob, slurm_id, log in SUBMITTED.findall(output)]
 
 
 def _copy_profile(dest: Path) -> Path:
@@ -385,6 +386,7 @@ SMALL_RUN = {
     "input": {"kind": "dicom", "dicom_dir": None, "reports_csv": None},
     "synth": {"n_studies": 6, "mr_matrix": [64], "ct_matrix": [64]},
     "splits": {"val_per_modality": 1},
+    "store": {"shards": {"train": 2, "val": 1, "test": 1}},  # one preprocessing job per shard: a few, not paper.yaml's
 }
 
 
@@ -484,8 +486,11 @@ def test_demo_dag_logs_where_documented(demo_dag_runs):
     slurm-keep-successful-logs), rule logs under results/{run}/logs/<rule>.log."""
     work, out = demo_dag_runs["slurm"], demo_dag_runs["output"]
     assert demo_dag_runs["rc"] == 0, out[-6000:]
+    logs = work / "results" / "slurmtest" / "logs"
     for rule, jobid, logfile in _submissions(out):
-        assert logfile == work / ".snakemake" / "slurm_logs" / f"rule_{rule}" / f"{jobid}.log"
+        rule_dir = work / ".snakemake" / "slurm_logs" / f"rule_{rule}"
+        # a rule with wildcards (one job per chunk or shard): one folder per job, named by the wildcard values
+        assert logfile.name == f"{jobid}.log" and logfile.parent in (rule_dir, *rule_dir.iterdir()), logfile
         assert logfile.is_file(), f"SLURM log of {rule} missing: {logfile}"
         assert f"rule {rule}:" in logfile.read_text()
-        assert (work / "results" / "slurmtest" / "logs" / f"{rule}.log").is_file()
+        assert (logs / f"{rule}.log").is_file() or list(logs.glob(f"{rule}_*.log")), rule

@@ -100,6 +100,9 @@ def read_chunk(dicom_dir: str | Path, list_path: str | Path, out_path: str | Pat
     icfg = cfg["ingest"]
     head, files = read_list(list_path)
     out_head = {**head, "format": CHUNK_FORMAT}
+    out_path = Path(out_path)
+    for stale in out_path.parent.glob(f".{out_path.name}.*.tmp"):  # left by a killed attempt (SIGTERM, SIGKILL)
+        stale.unlink()
     n = 0
     with atomic_open(out_path, "wb") as fh:
         pickle.dump(out_head, fh, protocol=pickle.HIGHEST_PROTOCOL)
