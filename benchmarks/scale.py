@@ -179,6 +179,7 @@ def project(
             "wall_h": {n: makespan(jobs, n) for n in nodes},
         }
     out["ingest_merge_memory_gb"] = f * u["merge_traced_peak_bytes_per_file"] / 1e9
+    out["ingest_walk_memory_gb"] = f * u["walk_traced_peak_bytes_per_file"] / 1e9
     out["storage_tb"] = {
         "header_chunks (private)": f * u["header_chunk_bytes_per_file"] / 1e12,
         "shards": v * u["shard_bytes_per_volume"] / 1e12,
@@ -224,7 +225,10 @@ def project_main(argv: list[str]) -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(p, indent=1) + "\n")
     print(markdown(p, nodes))
-    print(f"\ningest merge memory (Python allocations): {p['ingest_merge_memory_gb']:.0f} GB")
+    print(
+        f"\nPython allocations: ingest_walk {p['ingest_walk_memory_gb']:.0f} GB, "
+        f"ingest merge {p['ingest_merge_memory_gb']:.0f} GB"
+    )
     print("storage (TB): " + ", ".join(f"{k} {v:.2f}" for k, v in p["storage_tb"].items()))
 
 
@@ -262,7 +266,8 @@ def main() -> None:
     one_worker = {**cfg, "ingest": {**cfg["ingest"], "workers": 1}, "preprocess": {**cfg["preprocess"], "workers": 1}}
     jobs.append(timed("ingest_headers", pipeline.ingest_headers, one_worker, export / "dicom", lists[0], chunk, 1))
     jobs.append(timed("ingest", pipeline.ingest_merge, cfg, [chunk], export / "reports.csv", res / "ingest", priv))
-    # the merge holds every header record's series state in memory: Python's allocations, per file
+    # the walk holds the sorted file list, the merge every header record's series state: Python's allocations
+    walk_peak = traced_peak(pipeline.ingest_walk, cfg, export / "dicom", [work / "traced" / "list" / "0-of-1.jsonl"])
     merge_peak = traced_peak(pipeline.ingest_merge, cfg, [chunk], export / "reports.csv", work / "traced", priv / "t")
     series_csv, files_csv = res / "ingest" / "series.csv", priv / "files.csv"
     native = _native_voxels(series_csv)
@@ -335,6 +340,7 @@ def main() -> None:
     per_unit = {
         "walk_cpu_s_per_file": by["ingest_walk"]["cpu_s"] / n_files,
         "walk_wall_s_per_file": by["ingest_walk"]["wall_s"] / n_files,
+        "walk_traced_peak_bytes_per_file": walk_peak / n_files,
         "header_cpu_s_per_file": by["ingest_headers"]["cpu_s"] / n_files,
         "header_wall_s_per_file": by["ingest_headers"]["wall_s"] / n_files,
         "header_chunk_bytes_per_file": chunk.stat().st_size / n_files,
