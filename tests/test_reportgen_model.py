@@ -251,3 +251,17 @@ def test_memory_settings_do_not_change_the_resume_fingerprint(tmp_path):
     changed["reportgen"]["stage2"]["batch_size"] = 2
     fp = {k: _trainer(c, paths, tmp_path / k).fingerprint for k, c in (("a", cfg), ("b", other), ("c", changed))}
     assert fp["a"] == fp["b"] != fp["c"]
+
+
+def test_only_stage_two_sees_the_indication(tmp_path, one_thread):
+    """Stage 1 maps image features to the findings (the paper's connector pre-training) and stage 0 teaches the
+    demo LM the findings' language: neither prompt carries the indication, which would let the model answer from
+    the text and leave the image unused. Stage 2 (and generation) keep it."""
+    paths = make_inputs(tmp_path / "in")
+    trainer = _trainer(tiny_config(tmp_path), paths, tmp_path / "out")
+    sid = next(s for s in trainer.curated if trainer.indications.get(s))
+    text = trainer.indications[sid]
+    decoded = {stage: trainer.tokenizer.decode(trainer.example(sid, stage).ids) for stage in (0, 1, 2)}
+    assert text in decoded[2]
+    assert text not in decoded[1] and text not in decoded[0]
+    assert "Indication" not in decoded[1] and "Indication" not in decoded[0]

@@ -192,8 +192,11 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
     def example(self, sid: str, stage: int):
-        """Stage 1: images -> findings as one string; stage 2: images, indication, instruction -> JSON list;
-        stage 0 (text-only pretraining of the demo LM): stage 2's prompt without image placeholders."""
+        """Stage 1: images -> findings as one string (no other text: the paper's connector pre-training maps image
+        features to the findings); stage 2: images, indication, instruction -> JSON list; stage 0 (text-only
+        pretraining of the demo LM): the instruction and the JSON list, without images or indication, so the LM
+        learns the findings' language (as a pretrained LLM knows it) but no indication -> findings shortcut that
+        would let stages 1 and 2 leave the image unused."""
         p = self.rg["prompt"]
         n_series = 0 if stage == 0 else len(self.studies.entries(sid))
         f = self.findings[sid]["findings"]
@@ -202,7 +205,7 @@ class Trainer:
             self.tokenizer,
             p["system"],
             n_series,
-            self.indications.get(sid),
+            self.indications.get(sid) if stage == 2 else None,
             None if stage == 1 else p["instruction"],  # stage 0 and 2
             target,
             self.connector.n_latents,
