@@ -110,6 +110,25 @@ def timed(name: str, fn, *args) -> dict:
     return {"job": name, **rec}
 
 
+def plan_costs(series_csv: Path, files_csv: Path, pcfg: dict, repeats: int = 3) -> dict:
+    """CPU seconds of what every preprocess_shard job (and the merge) does before its own shard: index files.csv
+    (per row) and plan every series from its header geometry (per series); best of ``repeats``, imports warm."""
+    from neurovfm.preprocess import run as pr
+    from neurovfm.preprocess import source
+
+    series = pd.read_csv(series_csv, dtype={"series_id": str, "study_id": str, "patient_id": str})
+    best_index, best_plan = float("inf"), float("inf")
+    for _ in range(repeats):
+        c0 = _cpu()
+        files = source.index_files_csv(files_csv)
+        c1 = _cpu()
+        pr.plan_jobs(series, files, pcfg)
+        c2 = _cpu()
+        best_index, best_plan = min(best_index, c1 - c0), min(best_plan, c2 - c1)
+    n_rows = sum(n for _, n in files.values())
+    return {"files_index_cpu_s_per_file": best_index / n_rows, "plan_cpu_s_per_series": best_plan / len(series)}
+
+
 def _native_voxels(series_csv: Path) -> dict:
     s = pd.read_csv(series_csv, dtype={"series_id": str})
     return dict(zip(s["series_id"], s["n_slices"].astype(int) * s["rows"].astype(int) * s["cols"].astype(int)))
@@ -145,11 +164,17 @@ def project(
     mvox_per_volume = f / v * voxels_per_file / 1e6
     per_volume = max(u["preprocess_cpu_s_per_volume"], u["preprocess_cpu_s_per_native_mvoxel"] * mvox_per_volume)
     h = 3600.0
+    # every preprocess_shard job and the merge first index files.csv (one process) and plan every series (on the
+    # job's cores, neurovfm.preprocess.run.plan_parallel)
+    plan_h = (f * u["files_index_cpu_s_per_file"] + v * u["plan_cpu_s_per_series"] / cores) / h
     stages = {
         "ingest_walk": [f * u["walk_cpu_s_per_file"] / h],  # one process
         "ingest_headers": [f / chunks * u["header_cpu_s_per_file"] / cores / h] * chunks,
         "ingest (merge)": [f * u["merge_cpu_s_per_file"] / h],  # one process
-        "preprocess_shard": [v * share[sp] / n * per_volume / cores / h for sp, n in shards.items() for _ in range(n)],
+        "preprocess_shard": [
+            plan_h + v * share[sp] / n * per_volume / cores / h for sp, n in shards.items() for _ in range(n)
+        ],
+        "preprocess (merge)": [plan_h],
         "features_shard (1 encoder, CPU)": [
             v * share[sp] / n * u["features_tokens_per_volume_all_windows"] * u["features_cpu_s_per_token"] / cores / h
             for sp, n in shards.items()
@@ -167,6 +192,7 @@ def project(
             "native_voxels_per_file": voxels_per_file,
             "test_share": test_share,
             "val_studies": val_studies,
+            "preprocess_plan_h_per_job": plan_h,
             "preprocess_cpu_s_per_volume_used": per_volume,
         },
         "stages": {},
@@ -271,6 +297,7 @@ def main() -> None:
     merge_peak = traced_peak(pipeline.ingest_merge, cfg, [chunk], export / "reports.csv", work / "traced", priv / "t")
     series_csv, files_csv = res / "ingest" / "series.csv", priv / "files.csv"
     native = _native_voxels(series_csv)
+    planning = plan_costs(series_csv, files_csv, cfg["preprocess"])
 
     shards_dir, parts = res / "shards", []
     for split, n in cfg["store"]["shards"].items():
@@ -347,6 +374,7 @@ def main() -> None:
         "merge_cpu_s_per_file": by["ingest"]["cpu_s"] / n_files,
         "merge_peak_rss_mb": by["ingest"]["peak_rss_mb"],
         "merge_traced_peak_bytes_per_file": merge_peak / n_files,
+        **planning,
         "preprocess_cpu_s_per_volume": sum(j["cpu_s"] for j in pre) / vols,
         "preprocess_cpu_s_per_native_mvoxel": sum(j["cpu_s"] for j in pre)
         / (sum(j["units"]["native_voxels"] for j in pre) / 1e6),

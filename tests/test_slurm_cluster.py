@@ -386,7 +386,9 @@ SMALL_RUN = {
     "input": {"kind": "dicom", "dicom_dir": None, "reports_csv": None},
     "synth": {"n_studies": 6, "mr_matrix": [64], "ct_matrix": [64]},
     "splits": {"val_per_modality": 1},
-    "store": {"shards": {"train": 2, "val": 1, "test": 1}},  # one preprocessing job per shard: a few, not paper.yaml's
+    # one header job per ingest chunk, one preprocessing job per shard: a few, not paper.yaml's 64 and 109
+    "ingest": {"chunks": 2},
+    "store": {"shards": {"train": 2, "val": 1, "test": 1}},
 }
 
 
