@@ -444,7 +444,7 @@ def demo_dag_runs(slurm_cluster, tmp_path_factory):
         ],
         cwd=remote,
         env=env,
-        timeout=300,
+        timeout=600,  # 15 jobs one after the other (each asks for the node's 32 CPUs), a few seconds of start each
     )
     return {
         "local": local,

@@ -321,7 +321,7 @@ def ingest_records(
     if ledger.n_transient:
         log.warning(
             "ingest: %d files excluded for transient reasons (missing, permission, I/O); fix the cause and "
-            "rerun ingest to include them (docs/troubleshooting.md)",
+            "read their headers again to include them (workflow: --forcerun ingest_walk; docs/troubleshooting.md)",
             ledger.n_transient,
         )
     summary = write_outputs(
