@@ -7,6 +7,7 @@ import sys
 from snakemake.utils import min_version
 
 from neurovfm.config import ConfigError, validate as validate_config
+from neurovfm.synth.fingerprint import generator_fingerprint
 
 min_version("9.27")
 

@@ -125,3 +125,19 @@ def test_large_glioma_pushes_the_midline_away():
     # a left mass moves the midline to the right (native -x); a small one hardly at all
     assert _ventricle_x(left) < _ventricle_x(base) - 1.0
     assert abs(_ventricle_x(small) - _ventricle_x(base)) < abs(_ventricle_x(left) - _ventricle_x(base))
+
+
+def test_generator_fingerprint_follows_the_code(tmp_path):
+    from neurovfm.synth.fingerprint import generator_fingerprint
+
+    for name, text in (("a.py", "x = 1\n"), ("b.py", "y = 2\n")):
+        (tmp_path / name).write_text(text)
+    first = generator_fingerprint(tmp_path)
+    assert generator_fingerprint(tmp_path) == first  # stable
+    (tmp_path / "b.py").write_text("y = 3\n")
+    assert generator_fingerprint(tmp_path) != first  # any edit changes it
+    (tmp_path / "b.py").write_text("y = 2\n")
+    assert generator_fingerprint(tmp_path) == first
+    (tmp_path / "c.txt").write_text("not code")
+    assert generator_fingerprint(tmp_path) == first  # only the generator's Python files count
+    assert len(generator_fingerprint()) == 16  # the package's own generator

@@ -13,5 +13,8 @@ rule synth:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        # a changed generator makes a new export (rerun trigger params), see neurovfm/synth/fingerprint.py
+        generator=generator_fingerprint(),
     script:
         "../scripts/synth.py"
