@@ -167,3 +167,15 @@ def test_demo_model_is_bit_reproducible_at_a_fixed_thread_count(tmp_path):
         for key, value in mods_a[name].items():
             assert torch.equal(value, mods_b[name][key]), f"{name}.{key} differs between two runs"
     assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+
+
+def test_fingerprint_follows_the_volumes_content():
+    """Same IDs, other content (a regenerated export): another fingerprint, so an old checkpoint is not resumed."""
+    from neurovfm.jepa.train import fingerprint
+
+    vols = [{"series_id": "a", "shape": [4, 8, 8], "mask": {"n_foreground": 10}, "moments": {"mri": [1, 2, 3]}}]
+    base = fingerprint({"encoder": "tiny"}, {"steps": 5}, 0, vols)
+    assert fingerprint({"encoder": "tiny"}, {"steps": 5}, 0, [dict(vols[0])]) == base
+    changed = [{**vols[0], "moments": {"mri": [1, 2, 4]}}]
+    assert fingerprint({"encoder": "tiny"}, {"steps": 5}, 0, changed) != base
+    assert fingerprint({"encoder": "tiny"}, {"steps": 5}, 0, [{**vols[0], "series_id": "b"}]) != base

@@ -265,3 +265,22 @@ def test_only_stage_two_sees_the_indication(tmp_path, one_thread):
     assert text in decoded[2]
     assert text not in decoded[1] and text not in decoded[0]
     assert "Indication" not in decoded[1] and "Indication" not in decoded[0]
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, one_thread):
+    """Same settings and study IDs but other findings (a regenerated export): the fingerprint differs, so the
+    trainer starts over instead of loading weights whose vocabulary or targets no longer fit."""
+    paths = make_inputs(tmp_path / "in")
+    trainer = _trainer(tiny_config(tmp_path), paths, tmp_path / "out")
+    before = trainer._fingerprint()
+    assert trainer._fingerprint() == before
+    sid = trainer.curated[0]
+    trainer.findings[sid] = {**trainer.findings[sid], "findings": ["An unrelated new finding."]}
+    assert trainer._fingerprint() != before
+    # the resume guard refuses a checkpoint written under the old fingerprint
+    from neurovfm.reportgen.train import CHECKPOINT
+
+    trainer.out.mkdir(parents=True, exist_ok=True)
+    torch.save({"fingerprint": before, "stage": 1, "step": 1}, trainer.out / CHECKPOINT)
+    trainer.fingerprint = trainer._fingerprint()
+    assert trainer._resume_state() is None

@@ -138,9 +138,16 @@ def apply_schedules(optimizer: torch.optim.Optimizer, values: dict) -> None:
 
 
 def fingerprint(model: dict, pretrain: dict, seed: int, volumes: list[dict]) -> str:
+    """What a run's weights depend on: the model, the settings, the seed and the training volumes, each by its ID
+    and by what its shard entry says of its content (shape, foreground size, intensity moments), so that a checkpoint
+    left by a run on another export with the same IDs (a regenerated synthetic one, a re-preprocessed one) is not
+    resumed."""
     settings = {k: v for k, v in pretrain.items() if k not in _BOOKKEEPING and k != "models"}
+    content = [
+        [v["series_id"], v.get("shape"), (v.get("mask") or {}).get("n_foreground"), v.get("moments")] for v in volumes
+    ]
     blob = json.dumps(
-        {"model": model, "pretrain": settings, "seed": seed, "volumes": [v["series_id"] for v in volumes]},
+        {"model": model, "pretrain": settings, "seed": seed, "volumes": content},
         sort_keys=True,
         default=str,
     )

@@ -177,8 +177,10 @@ class Trainer:
         return texts
 
     def _fingerprint(self) -> str:
-        """What the trained weights depend on. Memory settings (micro-batches, activation checkpointing) are left
-        out: a run that ran out of memory may resume with smaller micro-batches."""
+        """What the trained weights depend on: the settings, the seed, the curated studies and the data behind them
+        (their findings and indications, the tokenizer's vocabulary, which series feed each study), so that a
+        checkpoint left by a run on other data is not resumed. Memory settings (micro-batches, activation
+        checkpointing) are left out: a run that ran out of memory may resume with smaller micro-batches."""
         rg = {
             k: v
             for k, v in self.rg.items()
@@ -187,7 +189,16 @@ class Trainer:
         rg["lm"] = {k: v for k, v in rg["lm"].items() if k != "gradient_checkpointing"}
         for stage in ("stage1", "stage2"):
             rg[stage] = {k: v for k, v in rg[stage].items() if k != "micro_batch_size"}
-        blob = json.dumps({"reportgen": rg, "seed": self.seed, "curated": self.curated}, sort_keys=True)
+        sids = sorted(set(self.curated) | set(self.pool))
+        data = {
+            "findings": [self.findings[s]["findings"] for s in sids],
+            "indications": [self.indications.get(s) for s in sids],
+            "series": [self.studies.entries(s) for s in sorted(set(self.curated))],
+            "vocab": sorted(self.tokenizer.get_vocab().items()),
+        }
+        blob = json.dumps(
+            {"reportgen": rg, "seed": self.seed, "curated": self.curated, "data": data}, sort_keys=True, default=str
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
     # -- one step ---------------------------------------------------------------------------------
