@@ -14,17 +14,9 @@ from neurovfm.jepa import checkpoint as ckpt
 from neurovfm.jepa.toy import ToyVolumes
 from neurovfm.jepa.train import init_distributed
 from neurovfm.mae.train import MAETrainer
+from mae_fixtures import TINY_MAE
 
-MAE = {
-    "objective": "videomae",
-    "encoder": "tiny",
-    "mask_ratio": 0.85,
-    "mask_type": "tube",
-    "decoder_dim": 32,
-    "decoder_depth": 1,
-    "decoder_heads": 2,
-    "norm_pix": True,
-}
+MAE = TINY_MAE
 
 
 def _free_port() -> int:

@@ -14,17 +14,9 @@ from neurovfm.mae.loss import patch_targets, reconstruction_loss
 from neurovfm.mae.masking import MaeMaskSpec
 from neurovfm.mae.model import build_mae
 from neurovfm.mae.train import MaskCollator, mae_step
+from mae_fixtures import TINY_MAE
 
-SMALL = {
-    "objective": "videomae",
-    "encoder": "tiny",
-    "mask_ratio": 0.85,
-    "mask_type": "tube",
-    "decoder_dim": 32,
-    "decoder_depth": 1,
-    "decoder_heads": 2,
-    "norm_pix": True,
-}
+SMALL = TINY_MAE
 
 
 def setup(seed=0, n=4):

@@ -12,17 +12,9 @@ from neurovfm.jepa import checkpoint as ckpt
 from neurovfm.jepa.toy import ToyVolumes
 from neurovfm.jepa.train import NonFiniteLossError, train
 from neurovfm.mae.train import STEP_COLUMNS
+from mae_fixtures import TINY_MAE
 
-MAE = {
-    "objective": "videomae",
-    "encoder": "tiny",
-    "mask_ratio": 0.85,
-    "mask_type": "tube",
-    "decoder_dim": 32,
-    "decoder_depth": 1,
-    "decoder_heads": 2,
-    "norm_pix": True,
-}
+MAE = TINY_MAE
 JEPA = {"encoder": "tiny", "predictor_dim": 48, "predictor_depth": 1, "predictor_heads": 2}
 
 
