@@ -284,3 +284,21 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, one_thread):
     torch.save({"fingerprint": before, "stage": 1, "step": 1}, trainer.out / CHECKPOINT)
     trainer.fingerprint = trainer._fingerprint()
     assert trainer._resume_state() is None
+
+
+def test_a_run_stopped_in_stage_one_keeps_the_stage_zero_lm(tmp_path, one_thread):
+    """Stage 1 freezes the demo LM that stage 0 trained: its checkpoint must still carry those weights (before the
+    fix a run killed in stage 1 resumed with the seeded, untrained LM)."""
+    paths = make_inputs(tmp_path / "in")
+    cfg = tiny_config(tmp_path)
+    full = _trainer(cfg, paths, tmp_path / "full")
+    full.run()
+    part = _trainer(cfg, paths, tmp_path / "part")
+    part.train_stage = _stop_after(part, stage=1, steps=1)
+    with pytest.raises(KeyboardInterrupt):
+        part.run()
+    resumed = _trainer(cfg, paths, tmp_path / "part")
+    resumed.run()
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], atol=0, rtol=0, msg=k)
+    assert [r["loss"] for r in full.rows] == [r["loss"] for r in resumed.rows]

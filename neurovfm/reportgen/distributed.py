@@ -25,9 +25,10 @@ STRATEGIES = ("fsdp", "ddp")
 class LlavaStep(nn.Module):
     """Loss of a batch: the connector's latents fill the image slots of the LLM's input embeddings."""
 
-    def __init__(self, connector: nn.Module, lm: nn.Module, image_id: int):
+    def __init__(self, connector: nn.Module, lm: nn.Module, image_id: int, label_head: nn.Module | None = None):
         super().__init__()
         self.connector, self.lm, self.image_id = connector, lm, image_id
+        self.label_head = label_head  # optional auxiliary diagnosis loss (neurovfm.reportgen.label_head)
 
     def forward(
         self,
@@ -36,13 +37,19 @@ class LlavaStep(nn.Module):
         labels: torch.Tensor,
         series: list[list[torch.Tensor]],
         num_items: torch.Tensor | None = None,
+        aux: tuple | None = None,
     ) -> torch.Tensor:
         """Mean token loss of the batch; with ``num_items`` (target tokens of the whole accumulated batch) the
-        summed token loss divided by it, so that micro-batch losses add up to the whole batch's mean."""
+        summed token loss divided by it, so that micro-batch losses add up to the whole batch's mean. ``aux``:
+        (modalities, label vectors, scale) of these studies: ``scale`` x the label head's loss is added."""
         visual = [self.connector(s) for s in series]
         embeds = inputs_embeds(self.lm.get_input_embeddings(), ids, self.image_id, visual)
         extra = {} if num_items is None else {"num_items_in_batch": num_items}
-        return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels, **extra).loss
+        loss = self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels, **extra).loss
+        if aux is not None:
+            modalities, targets, scale = aux
+            loss = loss + scale * self.label_head(visual, modalities, targets)
+        return loss
 
 
 def gradient_sync(step: nn.Module, enabled: bool):

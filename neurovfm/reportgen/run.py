@@ -17,6 +17,7 @@ from .balanced import acuity_from_labels, acuity_from_truth, balanced_set
 from .cost import cost_table
 from .evaluate import pathology_strata, text_metrics, triage_scores
 from .generate import Generator, parse_findings
+from .label_head import label_targets, uses_label_loss
 from .train import Trainer, seed_of
 
 log = logging.getLogger("neurovfm")
@@ -55,7 +56,10 @@ def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, re
 
     d = init_distributed()  # joins the process group under torchrun (WORLD_SIZE > 1)
     try:
-        Trainer(cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d).run()
+        labels = label_targets(ct_csv, mri_csv, curated) if uses_label_loss(rg) else None
+        Trainer(
+            cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d, labels=labels
+        ).run()
     finally:
         if d.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -33,6 +33,7 @@ from neurovfm.utils.progress import Progress
 from . import distributed as dd
 from . import lm as lm_mod
 from .connector import IGNORE, Connector
+from .label_head import LabelHead, balanced_pos_weight, uses_label_loss
 from .prompt import encode, stage1_target, stage2_target
 from .tokenizer import IMAGE, token_id
 
@@ -122,6 +123,7 @@ class Trainer:
         model=None,
         tokenizer=None,
         dist=None,
+        labels: tuple | None = None,
     ):
         self.cfg, self.rg = cfg, cfg["reportgen"]
         self.studies, self.findings, self.indications = studies, findings, indications
@@ -154,6 +156,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.connector = Connector(studies.dim, model.config.hidden_size, self.rg["perceiver"]).to(self.device)
+        self.label_head, self.label_targets = self._label_head(labels, int(model.config.hidden_size))
         self.image_id = token_id(tokenizer, IMAGE)
         self.rows: list[dict] = []
         self.fingerprint = self._fingerprint()
@@ -161,12 +164,32 @@ class Trainer:
         bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
         self.bf16 = bf16
-        self.step = self.plain_step = dd.LlavaStep(self.connector, self.model, self.image_id)
+        self.step = self.plain_step = dd.LlavaStep(self.connector, self.model, self.image_id, self.label_head)
         if self.dist:
             dd.check_same_tokenizer(tokenizer)
             if self.strategy == "fsdp":  # FSDP2 follows requires_grad changes; DDP is wrapped per stage
                 self.step = dd.wrap(self.plain_step, self.strategy, self.device, bf16)
             log.info("%s over %d processes (rank %d on %s)", self.strategy, self.world, self.rank, self.device)
+
+    def label_weight(self, stage: int) -> float:
+        """Weight of the auxiliary label loss in ``stage`` (0: none; stage 0 is text only)."""
+        return float(self.rg[f"stage{stage}"]["label_loss_weight"]) if stage in (1, 2) else 0.0
+
+    def _label_head(self, labels: tuple | None, llm_dim: int):
+        """The auxiliary diagnosis head (:mod:`.label_head`) when a stage weights its loss, else (None, {})."""
+        if not uses_label_loss(self.rg):
+            return None, {}
+        if labels is None:
+            raise ValueError("reportgen.stage*.label_loss_weight > 0 needs the training studies' label tables")
+        targets, names = labels
+        missing = sorted(set(self.curated) - set(targets))
+        if missing:
+            raise KeyError(f"{len(missing)} curated studies have no label row (e.g. {missing[:3]})")
+        targets = {s: targets[s] for s in sorted(set(self.curated))}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 2)
+            head = LabelHead(llm_dim, names, balanced_pos_weight(targets, names)).to(self.device)
+        return head, targets
 
     def tokenizer_texts(self) -> list[str]:
         p = self.rg["prompt"]
@@ -202,7 +225,16 @@ class Trainer:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     # -- one step ---------------------------------------------------------------------------------
-    def example(self, sid: str, stage: int):
+    def keeps_indication(self, sid: str, step: int) -> bool:
+        """Stage 2 with ``indication_dropout`` p: the indication is left out of a study's prompt at a step with
+        probability p, drawn from (seed, step, study) so that a resumed run draws the same."""
+        p = float(self.rg["stage2"]["indication_dropout"])
+        if p <= 0:
+            return True
+        key = int.from_bytes(hashlib.sha256(sid.encode()).digest()[:8], "little")
+        return bool(np.random.default_rng([self.seed, step, key]).random() >= p)
+
+    def example(self, sid: str, stage: int, indication: bool = True):
         """Stage 1: images -> findings as one string (no other text: the paper's connector pre-training maps image
         features to the findings); stage 2: images, indication, instruction -> JSON list; stage 0 (text-only
         pretraining of the demo LM): the instruction and the JSON list, without images or indication, so the LM
@@ -216,18 +248,19 @@ class Trainer:
             self.tokenizer,
             p["system"],
             n_series,
-            self.indications.get(sid) if stage == 2 else None,
+            self.indications.get(sid) if stage == 2 and indication else None,
             None if stage == 1 else p["instruction"],  # stage 0 and 2
             target,
             self.connector.n_latents,
             int(self.rg["max_seq_len"]),
         )
 
-    def accumulate(self, sids: list[str], stage: int, micro: int) -> torch.Tensor:
+    def accumulate(self, sids: list[str], stage: int, micro: int, step: int = 0) -> torch.Tensor:
         """Backward over ``sids`` in micro-batches of at most ``micro`` studies; each micro-batch's token-loss sum
-        is divided by the target tokens of all of ``sids``, so the gradients equal one pass over the whole batch.
-        Returns the batch's mean token loss (detached)."""
-        examples = [self.example(s, stage) for s in sids]
+        is divided by the target tokens of all of ``sids``, so the gradients equal one pass over the whole batch
+        (the auxiliary label loss likewise, by its share of the studies). Returns the batch's mean loss (detached)."""
+        examples = [self.example(s, stage, stage != 2 or self.keeps_indication(s, step)) for s in sids]
+        weight = self.label_weight(stage)
         n_items = sum(int((torch.tensor(e.labels[1:]) != IGNORE).sum()) for e in examples)
         num_items = torch.tensor(max(n_items, 1), device=self.device)
         total = torch.zeros((), device=self.device)
@@ -242,8 +275,17 @@ class Trainer:
                             input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=num_items
                         ).loss
                     else:
+                        aux = None
+                        if weight > 0:
+                            y = [torch.from_numpy(self.label_targets[s][1]) for s in part]
+                            aux = ([self.label_targets[s][0] for s in part], y, weight * len(part) / len(sids))
                         loss = self.step(
-                            ids, mask, labels, [[t.to(self.device) for t in self.studies(s)] for s in part], num_items
+                            ids,
+                            mask,
+                            labels,
+                            [[t.to(self.device) for t in self.studies(s)] for s in part],
+                            num_items,
+                            aux,
                         )
                 loss.backward()
             total += loss.detach().float()
@@ -256,11 +298,15 @@ class Trainer:
         if stage == 0:
             for p in self.connector.parameters():
                 p.requires_grad_(False)
+            for p in self._head_parameters():
+                p.requires_grad_(False)
             for p in self.model.parameters():
                 p.requires_grad_(True)
             return [p for p in self.model.parameters()]
         for p in self.connector.parameters():
             p.requires_grad_(True)
+        for p in self._head_parameters():
+            p.requires_grad_(self.label_weight(stage) > 0)
         if stage == 2:
             if self.rg["stage2"]["finetune"] == "lora":
                 from peft import LoraConfig, get_peft_model
@@ -281,9 +327,13 @@ class Trainer:
                 for p in self.model.parameters():
                     p.requires_grad_(True)
         params = list(self.connector.parameters()) + [p for p in self.model.parameters() if p.requires_grad]
+        params += [p for p in self._head_parameters() if p.requires_grad]
         if self.dist and self.strategy == "ddp":  # DDP reduces the parameters trainable when it is built
             self.step = dd.wrap(self.plain_step, self.strategy, self.device, self.bf16)
         return params
+
+    def _head_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.label_head.parameters()) if self.label_head is not None else []
 
     def run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +379,9 @@ class Trainer:
             t0 = time.perf_counter()
             items = batch_items(self.pool if stage == 0 else self.curated, step, bs, self.seed, stage)
             optimizer.zero_grad(set_to_none=True)
-            loss = self.accumulate(dd.rank_items(items, self.rank, self.world) if self.dist else items, stage, micro)
+            loss = self.accumulate(
+                dd.rank_items(items, self.rank, self.world) if self.dist else items, stage, micro, step
+            )
             if float(opt_cfg["grad_clip"]) > 0:
                 torch.nn.utils.clip_grad_norm_(params, float(opt_cfg["grad_clip"]))
             optimizer.step()
@@ -353,6 +405,14 @@ class Trainer:
         else:
             connector, optim = self.connector.state_dict(), optimizer.state_dict()
             lm_trainable = trainable_state(self.model)
+        # after the demo LM's stage 0 its weights are no longer the seeded build: a stage-1 checkpoint (LM frozen,
+        # nothing of it trainable) must still carry them (one process only: stage 0 is refused under torchrun)
+        lm_full = None
+        if not self.dist and text_pretraining(self.rg) and stage >= 1:
+            lm_full = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        head = None
+        if self.label_head is not None:
+            head = dd.full_state(self.label_head.state_dict()) if self.dist else self.label_head.state_dict()
         if self.rank == 0:
             save_checkpoint(
                 self.out / CHECKPOINT,
@@ -361,7 +421,9 @@ class Trainer:
                     "stage": stage,
                     "step": step,
                     "connector": connector,
+                    "label_head": head,
                     "lm_trainable": lm_trainable,
+                    "lm_full": lm_full,
                     "optimizer": optim,
                     "rng": rng_state(),
                     "rows": list(self.rows),
@@ -402,8 +464,15 @@ class Trainer:
             optimizer.load_state_dict(dd.shard_optimizer_state(state["optimizer"], params))
         else:
             self.connector.load_state_dict(state["connector"], strict=True)
+            if state.get("lm_full") is not None:
+                self.model.load_state_dict(state["lm_full"], strict=True)
             load_trainable(self.model, state["lm_trainable"])
             optimizer.load_state_dict(state["optimizer"])
+        if self.label_head is not None:
+            if self.dist:
+                dd.load_full(self.label_head, state["label_head"])
+            else:
+                self.label_head.load_state_dict(state["label_head"], strict=True)
         set_rng_state(state["rng"])
         self.rows = list(state["rows"])
 
