@@ -9,9 +9,11 @@ Per variant (a name and a JSON override of the config, e.g. ``{"reportgen": {"st
    and with the series of another study of the same modality (a derangement, fixed seed), paired, with a 95%
    study-bootstrap interval of the difference (if the interval holds zero the model ignores the image); the
    gradient norm of that loss into the connector against the LLM's;
-3. **generation**: for each decoding setting (``--decode NAME JSON``, keys of ``reportgen.generation``), the
-   share of answers that are one sentence repeated, the number of distinct answers, malformed answers, and the
-   label-level micro / macro F1 of the findings against the reference findings (project's rule extractor).
+3. **generation**: for each decoding setting (``--decode NAME JSON``, keys of ``reportgen.generation``) and prompt
+   (without and with the indication), the share of answers that are one sentence repeated, the number of distinct
+   answers, malformed answers, the label-level micro / macro F1 of the findings against the reference findings
+   (project's rule extractor), and the micro F1 minus that of the same model answering from another study's series
+   (the shuffled-image control, paired by study, 95% bootstrap interval).
 
     python benchmarks/reportgen_diagnose.py benchmarks/results/reportgen_diagnose --run-dir results/demo \\
         --encoder random --size 512 --work /tmp/rgdiag --variant default '{}' \\
@@ -35,8 +37,9 @@ from neurovfm.eval import bootstrap_indices, percentile_ci
 from neurovfm.reportgen.baselines import derangement
 from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
 from neurovfm.reportgen.generate import Generator, parse_findings
+from neurovfm.reportgen.label_head import label_targets, uses_label_loss
 from neurovfm.reportgen.prompt import encode, stage2_target
-from neurovfm.reportgen.quality import LabelReader, is_repetition, label_scores
+from neurovfm.reportgen.quality import LabelReader, is_repetition, label_scores, paired_f1_difference
 from neurovfm.reportgen.run import curated_ids, training_pool
 from neurovfm.reportgen.train import Trainer, collate
 
@@ -89,17 +92,23 @@ def grad_norms(trainer: Trainer, sids: list[str]) -> dict:
     return {"grad_connector": norm(trainer.connector.parameters()), "grad_lm": norm(trainer.model.parameters())}
 
 
-def decode(model_dir: Path, rg: dict, settings: dict, studies, sids, findings) -> list[dict]:
+def decode(
+    model_dir: Path, rg: dict, settings: dict, studies, sids, findings, indications=None, donors=None
+) -> list[dict]:
+    """Answers for ``sids``: with their indications when given (else none), from the series of ``donors`` when
+    given (the shuffled-image control) else their own."""
     gen = Generator(model_dir, merged(rg, {"generation": settings}))
     rows = []
-    for sid in sids:
-        text, sec = gen.generate(studies(sid), None)
+    for i, sid in enumerate(sids):
+        image_of = donors[i] if donors is not None else sid
+        text, sec = gen.generate(studies(image_of), indications.get(sid) if indications is not None else None)
         items, status, err = parse_findings(text)
         rows.append(
             {
                 "study_id": sid,
                 "modality": findings[sid]["modality"],
-                "variant": "no_indication",
+                "variant": "indication" if indications is not None else "no_indication",
+                "image_of": image_of,
                 "status": status,
                 "findings": items,
                 "raw": text,
@@ -144,7 +153,8 @@ def main() -> None:
         curated = curated_ids(cfg, pool, run / "labels/ct.csv", run / "labels/mri.csv", args.size)
         work = args.work / name
         t0 = time.perf_counter()
-        trainer = Trainer(cfg, train_st, findings, indications, curated, work)
+        labels = label_targets(run / "labels/ct.csv", run / "labels/mri.csv", curated) if uses_label_loss(rg) else None
+        trainer = Trainer(cfg, train_st, findings, indications, curated, work, labels=labels)
         if not (work / "connector.pt").exists():
             trainer.run()
         train_s = time.perf_counter() - t0
@@ -185,33 +195,42 @@ def main() -> None:
         }
         reader = LabelReader()
         refs = {s: findings[s]["findings"] for s in sids}
+        shuffled_donors = [donors[i] if i in set(keep) else sids[i] for i in range(len(sids))]
         for dname, dset in args.decode or [("config", "{}")]:
-            t1 = time.perf_counter()
-            rows = decode(work, rg, json.loads(dset), eval_st, sids, findings)
-            gens = pd.DataFrame(rows).assign(model=name)
-            scores = label_scores(gens, refs, {"all": set(sids)}, {"n_boot": args.n_boot, "alpha": 0.05}, 0, reader)
-            summ = scores[scores.modality == "all"].set_index("label")
-            answers = [" ".join(r["findings"]) if r["status"] == "ok" else r["raw"] for r in rows]
-            out = {
-                **row,
-                "decode": dname,
-                "decode_settings": dset,
-                "n_answers": len(rows),
-                "repetition_rate": float(np.mean([is_repetition(r) for r in rows])),
-                "distinct_answers": len(set(answers)),
-                "malformed": int(sum(r["status"] != "ok" for r in rows)),
-                "empty": int(sum(r["status"] == "ok" and not r["findings"] for r in rows)),
-                "micro_f1": float(summ.loc["micro", "f1"]),
-                "micro_f1_ci": f"{summ.loc['micro', 'ci_lo']:.3f}-{summ.loc['micro', 'ci_hi']:.3f}",
-                "macro_f1": float(summ.loc["macro", "f1"]),
-                "decode_seconds": round(time.perf_counter() - t1, 1),
-                "example": answers[0][:160],
-            }
-            summary.append(out)
-            log.info("%s", json.dumps(out))
-            with open(args.out / f"{name}__{dname}.jsonl", "w") as fh:
-                for r in rows:
-                    fh.write(json.dumps(r) + "\n")
+            for prompt in ("no_indication", "indication"):
+                t1 = time.perf_counter()
+                given = indications if prompt == "indication" else None
+                rows = decode(work, rg, json.loads(dset), eval_st, sids, findings, given)
+                shuffled = decode(work, rg, json.loads(dset), eval_st, sids, findings, given, shuffled_donors)
+                gens = pd.DataFrame(rows).assign(model=name)
+                ev = {"n_boot": args.n_boot, "alpha": 0.05}
+                summ = label_scores(gens, refs, {"all": set(sids)}, ev, 0, reader)
+                summ = summ[summ.modality == "all"].set_index("label")
+                diff = paired_f1_difference(rows, shuffled, refs, args.n_boot, 0, 0.05, reader)
+                answers = [" ".join(r["findings"]) if r["status"] == "ok" else r["raw"] for r in rows]
+                out = {
+                    **row,
+                    "decode": dname,
+                    "decode_settings": dset,
+                    "prompt": prompt,
+                    "n_answers": len(rows),
+                    "repetition_rate": float(np.mean([is_repetition(r) for r in rows])),
+                    "distinct_answers": len(set(answers)),
+                    "malformed": int(sum(r["status"] != "ok" for r in rows)),
+                    "empty": int(sum(r["status"] == "ok" and not r["findings"] for r in rows)),
+                    "micro_f1": float(summ.loc["micro", "f1"]),
+                    "micro_f1_ci": f"{summ.loc['micro', 'ci_lo']:.3f}-{summ.loc['micro', 'ci_hi']:.3f}",
+                    "macro_f1": float(summ.loc["macro", "f1"]),
+                    "micro_f1_minus_shuffled": diff["micro"][0],
+                    "micro_f1_minus_shuffled_ci": f"{diff['micro'][1]:.3f}-{diff['micro'][2]:.3f}",
+                    "decode_seconds": round(time.perf_counter() - t1, 1),
+                    "example": answers[0][:160],
+                }
+                summary.append(out)
+                log.info("%s", json.dumps(out))
+                with open(args.out / f"{name}__{dname}__{prompt}.jsonl", "w") as fh:
+                    for r in rows + [{**r, "control": "shuffled"} for r in shuffled]:
+                        fh.write(json.dumps(r) + "\n")
         pd.DataFrame(summary).to_csv(args.out / "summary.csv", index=False)
 
 
