@@ -311,8 +311,31 @@ def test_cross_validated_selection_keeps_the_chosen_epoch_of_a_train_only_fit(to
     assert len(chosen) == 1 and chosen[0]["candidate"] == int(top["candidate"])
     assert fit.best_epoch == int(top["epoch"]) == chosen[0]["best_epoch"]
     final = [h for h in history if h["phase"] == "final"]
-    assert len(final) == 5 and len([h for h in history if h["phase"] == "cv"]) == 2 * 3 * 5
+    # the train-only fit stops at the chosen epoch; the folds run every epoch
+    assert len(final) == fit.best_epoch and len([h for h in history if h["phase"] == "cv"]) == 2 * 3 * 5
     assert fit.val_auroc == final[fit.best_epoch - 1]["val_mean_auroc"]  # the kept weights are that epoch's
     assert fit.val_auroc > 0.8
     with pytest.raises(ValueError, match="selection"):
         select_probe(sets["train"], sets["val"], {**settings, "selection": "test"}, seed=0)
+
+
+def test_a_fit_stopped_at_its_kept_epoch_follows_the_full_schedule(toy):
+    """Stopping the final fit at the chosen epoch saves time only: up to it, learning rates and losses equal those
+    of a fit that runs every epoch (the schedule is laid out over all epochs either way)."""
+    from neurovfm.probes.bags import load_bagsets
+    from neurovfm.probes.train import fit_probe
+
+    labels, names = read_label_table(toy["labels_csv"], "CT")
+    sets = load_bagsets(toy["feat"], labels, names, "CT", splits=("train", "val"))
+    settings = {**toy["cfg"]["probes"], "epochs": 6}
+    hp = {"lr": 1e-2, "weight_decay": 0.0, "dropout": 0.0}
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        short = fit_probe(sets["train"], sets["val"], settings, hp, seed=0, keep_epoch=3)
+        full = fit_probe(sets["train"], sets["val"], settings, hp, seed=0, keep_epoch=6)
+    finally:
+        torch.set_num_threads(n)
+    assert [h["epoch"] for h in short.history] == [1, 2, 3] and len(full.history) == 6
+    assert short.history == full.history[:3]
+    assert short.best_epoch == 3 and short.val_auroc == full.history[2]["val_mean_auroc"]

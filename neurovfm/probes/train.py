@@ -135,7 +135,8 @@ def fit_probe(
     train: BagSet, val: BagSet, settings: dict, hparams: dict, seed: int, keep_epoch: int | None = None
 ) -> FitResult:
     """Train one probe for ``settings['epochs']`` epochs; keep the epoch with the best validation score, or the
-    weights after epoch ``keep_epoch`` when that was chosen elsewhere (cross-validation).
+    weights after epoch ``keep_epoch`` when that was chosen elsewhere (cross-validation; training stops there, on
+    the learning-rate schedule of the full ``epochs``).
 
     ``settings``: the ``probes`` config section (optional ``task``: classification, or regression -- MSE on
     standardised targets, :meth:`FitResult.decode` maps outputs back; kind, standardize, min_train_pos, hidden, attn_hidden, batch_size, epochs, lr, warmup_fraction,
@@ -247,6 +248,8 @@ def fit_probe(
         if better:
             best = (epoch, val_auc, val_loss, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         prog.update()
+        if keep_epoch is not None and epoch == keep_epoch:
+            break  # the kept weights are final; later epochs cannot change them (the schedule is per total steps)
     prog.close()
     model.load_state_dict(best[3], strict=True)
     model.eval()
