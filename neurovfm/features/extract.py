@@ -37,10 +37,16 @@ def windows(reader, i: int) -> list[str]:
     return reader.channels(i)
 
 
-def plan_chunks(reader, chunk_tokens: int) -> list[list[int]]:
+def plan_chunks(reader, chunk_tokens: int, cost=None) -> list[list[int]]:
     """Volume positions per chunk: whole studies (in order of first appearance), a new chunk once the
-    current one holds ``chunk_tokens`` stored tokens (foreground tokens x windows) or more, and at every
-    shard boundary (a chunk never spans two input shards, so one job per shard writes whole chunks)."""
+    current one holds ``chunk_tokens`` stored tokens (foreground tokens x windows, or ``cost(i)`` for volume ``i``)
+    or more, and at every shard boundary (a chunk never spans two input shards, so one job per shard writes whole
+    chunks)."""
+    if cost is None:
+
+        def cost(i):
+            return reader.volumes[i]["mask"]["n_foreground"] * len(windows(reader, i))
+
     studies: dict[str, list[int]] = {}
     for i, v in enumerate(reader.volumes):
         studies.setdefault(v["study_id"], []).append(i)
@@ -50,7 +56,7 @@ def plan_chunks(reader, chunk_tokens: int) -> list[list[int]]:
             chunks.append(cur)
             cur, n = [], 0
         cur.extend(members)
-        n += sum(reader.volumes[i]["mask"]["n_foreground"] * len(windows(reader, i)) for i in members)
+        n += sum(cost(i) for i in members)
     if cur or not chunks:
         chunks.append(cur)
     return chunks
@@ -234,10 +240,24 @@ def _chunk_shard(reader, members: list[int]) -> int:
     return int(reader.volumes[members[0]]["shard"]) if members else 0
 
 
-def merge_split(split: str, index_path, stats: dict, out_dir, parts: list, n_shards: int) -> dict:
+def merge_split(
+    split: str, index_path, stats: dict, out_dir, parts: list, n_shards: int, plan=None, fingerprint=None
+) -> dict:
     """Write the split's ``index.json`` from the part files of its shard jobs (one per shard, ``0..n_shards-1``),
     after checking that together they hold exactly the split's chunk plan, every chunk finished with the
-    fingerprint the plan gives it. The index is byte-identical to the one of a single :func:`extract_split`."""
+    fingerprint the plan gives it. The index is byte-identical to the one of a single :func:`extract_split`.
+    ``plan(reader, header)`` and ``fingerprint(split, header, reader, members)``: another extractor's chunk plan and
+    fingerprints (default: this module's, for 3D token features)."""
+    if plan is None:
+
+        def plan(reader, header):
+            return plan_chunks(reader, int(header["chunk_tokens"]))
+
+    if fingerprint is None:
+
+        def fingerprint(split, header, reader, members):
+            return chunk_fingerprint(split, header, reader, members, stats)
+
     from neurovfm.store.reader import ShardReader
 
     out_dir = Path(out_dir)
@@ -266,8 +286,8 @@ def merge_split(split: str, index_path, stats: dict, out_dir, parts: list, n_sha
     header = got[0]["header"]
     reader = ShardReader(index_path)
     try:
-        chunks = plan_chunks(reader, int(header["chunk_tokens"]))
-        expected = [chunk_fingerprint(split, header, reader, members, stats) for members in chunks]
+        chunks = plan(reader, header)
+        expected = [fingerprint(split, header, reader, members) for members in chunks]
     finally:
         reader.close()
     recorded = {c["chunk"]: c["fingerprint"] for s in range(n_shards) for c in got[s]["chunks"]}
