@@ -252,8 +252,9 @@ def features(
 ) -> dict:
     """Frozen features of every volume of every split (``shard_indices``: split -> shards index.json) under
     ``out_dir/{split}/`` (``results/{run}/features/{encoder}/``). ``encoder``: a key of ``pretrain.models``
-    (``encoder_pt`` its encoder.pt) or ``random`` (the architecture of the first of ``pretrain.train``, weights
-    from ``features.seed``, default ``seed``). Settings from the ``features`` config section:
+    (``encoder_pt`` its encoder.pt), ``random`` (the architecture of the first of ``pretrain.train``, weights
+    from ``features.seed``, default ``seed``) or a key of ``encoders`` (a public 2D encoder applied slice-wise,
+    :mod:`neurovfm.features.slicewise`). Settings from the ``features`` config section:
     ``max_tokens`` (tokens per forward pass), ``chunk_tokens``, ``precision``, ``progress_every_s``."""
     import torch
 
@@ -265,6 +266,8 @@ def features(
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     indices = {s: _existing(p, f"{s} shards index") for s, p in shard_indices.items()}
+    if encoder in public_encoders(cfg):
+        return _features_public(cfg, encoder, indices, out_dir, dev, shard)
     stats = _existing(stats_json, "train statistics")
     pt = None if encoder == RANDOM else _existing(encoder_pt, f"encoder.pt of {encoder!r}")
     enc, model_cfg = load_frozen(encoder, cfg, pt, seed=fcfg["seed"], device=dev)
@@ -278,6 +281,45 @@ def features(
         Path(out_dir),
         device=dev,
         max_tokens=fcfg["max_tokens"],
+        chunk_tokens=fcfg["chunk_tokens"],
+        precision=fcfg["precision"],
+        progress_every_s=fcfg["progress_every_s"],
+        shard=shard,
+    )
+
+
+def public_encoders(cfg: dict) -> dict:
+    """The ``encoders`` section: public 2D encoders applied slice-wise, by name."""
+    return dict(cfg.get("encoders") or {})
+
+
+def encoder_label(cfg: dict, encoder: str) -> str:
+    """An encoder's name in tables and figures: a public 2D encoder without a weights folder is marked
+    ``name (random weights)``; every other name is itself."""
+    spec = public_encoders(cfg).get(encoder)
+    if spec is None:
+        return encoder
+    from neurovfm.features.public2d.loaders import label
+
+    return label(encoder, spec)
+
+
+def _features_public(cfg: dict, encoder: str, indices: dict, out_dir, device, shard: int | None) -> dict:
+    """:func:`features` for a public 2D encoder (``encoders.{encoder}``): slice embeddings as tokens."""
+    from neurovfm.features import slicewise
+    from neurovfm.features.public2d.loaders import load_public
+
+    fcfg, spec = cfg["features"], public_encoders(cfg)[encoder]
+    seed = cfg["seed"] if fcfg["seed"] is None else fcfg["seed"]
+    enc = load_public(encoder, spec, seed, device)
+    log.info("features with public encoder %s (%s) on %s", enc.info["label"], enc.info["path"] or "no folder", device)
+    return slicewise.extract(
+        enc,
+        encoder,
+        spec,
+        indices,
+        Path(out_dir),
+        device,
         chunk_tokens=fcfg["chunk_tokens"],
         precision=fcfg["precision"],
         progress_every_s=fcfg["progress_every_s"],
@@ -315,16 +357,20 @@ def features_shard(
 def features_merge(cfg: dict, encoder: str, shard_indices: dict, stats_json, out_dir, parts: dict) -> dict:
     """The index.json of every split of ``encoder`` from the part files of its shard jobs (``parts``: split ->
     list of part files, one per shard of ``store.shards``); refuses missing, extra or stale parts."""
+    from neurovfm.features import slicewise
     from neurovfm.features.extract import merge_split
     from neurovfm.store.stats import load_stats
 
-    stats = load_stats(_existing(stats_json, "train statistics"))
+    public = encoder in public_encoders(cfg)  # slice embeddings: no token statistics involved
+    stats = None if public else load_stats(_existing(stats_json, "train statistics"))
     out = {}
     for split, index_path in shard_indices.items():
         n_shards = int(cfg["store"]["shards"][split])
-        out[split] = merge_split(
-            split, _existing(index_path, f"{split} shards index"), stats, Path(out_dir) / split, parts[split], n_shards
-        )
+        index_path = _existing(index_path, f"{split} shards index")
+        if public:
+            out[split] = slicewise.merge(split, index_path, Path(out_dir) / split, parts[split], n_shards)
+        else:
+            out[split] = merge_split(split, index_path, stats, Path(out_dir) / split, parts[split], n_shards)
         log.info("features %s/%s merged: %s", encoder, split, out[split])
     return out
 
@@ -399,8 +445,8 @@ def encoder_comparison(
     table = encoder_difference(
         predictions_a,
         predictions_b,
-        encoder_a,
-        encoder_b,
+        encoder_label(cfg, encoder_a),
+        encoder_label(cfg, encoder_b),
         n_boot=ev["n_boot"],
         seed=_eval_seed(cfg),
         min_pos=ev["min_pos"],
@@ -425,13 +471,14 @@ def fig_diagnosis(cfg: dict, which: str, tables_dir, out_png) -> None:
     from neurovfm.plots.diagnosis import fig2a, fig2c
 
     encoders = probe_encoders(cfg)
+    names = {e: encoder_label(cfg, e) for e in encoders}  # legend and table: "(random weights)" where it applies
     tables_dir = Path(tables_dir)
-    cats = {(e, m): tables_dir / f"diagnosis_{m}_{e}_categories.csv" for e in encoders for m in ("ct", "mri")}
+    cats = {(names[e], m): tables_dir / f"diagnosis_{m}_{e}_categories.csv" for e in encoders for m in ("ct", "mri")}
     if which == "fig2a":
-        classes = {(e, m): tables_dir / f"diagnosis_{m}_{e}.csv" for e in encoders for m in ("ct", "mri")}
-        fig2a(cats, classes, encoders, out_png)
+        classes = {(names[e], m): tables_dir / f"diagnosis_{m}_{e}.csv" for e in encoders for m in ("ct", "mri")}
+        fig2a(cats, classes, list(names.values()), out_png)
     elif which == "fig2c":
-        fig2c(cats, encoders, out_png)
+        fig2c(cats, list(names.values()), out_png)
     else:
         raise ValueError(f"unknown diagnosis figure {which!r}")
 

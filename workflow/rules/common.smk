@@ -102,7 +102,11 @@ def _names_regex(names):
     return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
 
 
-ENCODER_NAMES = ["random", *config["pretrain"]["models"]]
+PUBLIC_ENCODERS = dict(config.get("encoders") or {})  # public 2D encoders applied slice-wise (named targets only)
+_clash = sorted(set(PUBLIC_ENCODERS) & set(config["pretrain"]["models"]))
+if _clash:
+    raise ValueError(f"encoders {_clash} are also pretrain.models names: give the public encoders other names")
+ENCODER_NAMES = ["random", *config["pretrain"]["models"], *PUBLIC_ENCODERS]
 MODEL_RE = _names_regex(config["pretrain"]["models"])
 ENCODER_RE = _names_regex(ENCODER_NAMES)
 
@@ -133,6 +137,11 @@ def _feature_parts(wildcards):
 
 
 def _feature_encoder_pt(wildcards):
+    """The encoder's weights: encoder.pt of a pretrain model, a public encoder's local folder (none with random
+    weights), nothing for random."""
+    if wildcards.encoder in PUBLIC_ENCODERS:
+        path = PUBLIC_ENCODERS[wildcards.encoder]["path"]
+        return [_expanded(path)] if path else []
     if wildcards.encoder == "random":
         return []
     return [f"{RES}/pretrain/{wildcards.encoder}/encoder.pt"]

@@ -1,5 +1,6 @@
 # Frozen feature extraction: one job per encoder, split and input shard ({encoder}: a key of pretrain.models,
-# or "random"), then one merge per encoder that writes each split's index.json.
+# "random", or a key of `encoders`: a public 2D encoder applied slice-wise, one token per slice), then one merge per
+# encoder that writes each split's index.json.
 # "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
 # bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export;
 # pretrain/{model}/encoder.pt).

@@ -1,5 +1,5 @@
 # Study-level attentive probes on frozen features, test-set diagnostic tables, Fig. 2a / 2c / 3d.
-# {encoder}, {a}, {b}: a key of pretrain.models or "random" (exact names: they may hold _ - and .);
+# {encoder}, {a}, {b}: a key of pretrain.models, "random" or a key of `encoders` (exact names: they may hold _ - and .);
 # {modality}: ct | mri.
 PROBE_FILES = (
     "probe.pt",
