@@ -113,11 +113,12 @@ def _save_open_clip(enc, folder: Path, weights: str) -> Path:
     return folder
 
 
-def test_dinov3_folder_loads_the_same_model(tmp_path):
+def test_dinov3_folder_loads_the_same_model(tmp_path, monkeypatch):
     random = load_public("d", spec("dinov3"), seed=1)
     assert random.info["weights"] == "random" and random.info["label"] == "d (random weights)"
     folder = _save_dinov3(random, tmp_path / "dinov3")
-    loaded = load_public("d", spec("dinov3", path=str(folder)), seed=99)
+    monkeypatch.setenv("P4_MODELS", str(tmp_path))  # ${VAR} expanded, as in profiles/armis2/paper.yaml
+    loaded = load_public("d", spec("dinov3", path="${P4_MODELS}/dinov3"), seed=99)
     x = images()
     torch.testing.assert_close(embed(loaded, x), embed(random, x), rtol=0, atol=0)
     assert embed(loaded, x).shape == (3, 32)

@@ -24,6 +24,7 @@ Preprocessing (resize size, mean, std) comes from the folder's own file when it 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def label(name: str, spec: dict) -> str:
 
 
 def _folder(path) -> Path:
-    folder = Path(path).expanduser()
+    folder = Path(os.path.expandvars(str(path))).expanduser()  # ${VAR} from the environment, as other input paths
     if not folder.is_dir():
         raise PublicEncoderError(f"public encoder folder {folder} does not exist (nothing is downloaded at run time)")
     return folder
