@@ -11,7 +11,7 @@ the mean and tails over them.
 
 Chunks, resumption and the sharded jobs work as in :mod:`neurovfm.features.extract` (whole studies per chunk, a
 chunk per input shard at most, a fingerprint per chunk; :func:`merge` writes the index from the shard jobs' parts);
-a chunk's size counts encoded slice images.
+a chunk's size counts slice images as planned from the index (before the foreground selection).
 """
 
 from __future__ import annotations
@@ -52,12 +52,17 @@ def selected(reader: ShardReader, i: int, sl: dict) -> np.ndarray:
     return slice_indices(int(v["shape"][0]), mask, slab, sl["stride"], sl["max_slices"])
 
 
+def planned_images(reader: ShardReader, i: int, sl: dict) -> int:
+    """Slice images of volume ``i`` at most (every ``stride``-th slice, capped; windows counted), from the index
+    alone: every shard job and the merge plan the split's chunks without reading its token masks."""
+    n = -(-int(reader.volumes[i]["shape"][0]) // sl["stride"])
+    return (n if sl["max_slices"] is None else min(n, sl["max_slices"])) * len(reader.channels(i))
+
+
 def plan(reader: ShardReader, header: dict) -> list[list[int]]:
-    """Chunks of whole studies, a chunk's size counted in slice images (slices x windows)."""
+    """Chunks of whole studies, a chunk's size counted in slice images (:func:`planned_images`)."""
     sl = header["slices"]
-    return plan_chunks(
-        reader, int(header["chunk_tokens"]), cost=lambda i: len(selected(reader, i, sl)) * len(reader.channels(i))
-    )
+    return plan_chunks(reader, int(header["chunk_tokens"]), cost=lambda i: planned_images(reader, i, sl))
 
 
 def fingerprint(split: str, header: dict, reader: ShardReader, members: list[int]) -> str:
@@ -70,7 +75,11 @@ def fingerprint(split: str, header: dict, reader: ShardReader, members: list[int
         "slices": header["slices"],
         "preprocessing": header["preprocessing"],
         "dtype": np.dtype(store.DTYPE).name,
-        "volumes": [[reader.volumes[i][k] for k in ("series_id", "shard", "offset", "nbytes")] for i in members],
+        "volumes": [
+            [reader.volumes[i][k] for k in ("series_id", "shard", "offset", "nbytes")]
+            + [reader.volumes[i]["mask"]["n_foreground"]]
+            for i in members
+        ],
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
