@@ -11,12 +11,13 @@ from neurovfm.models.predictor import Predictor
 from neurovfm.models.vit import build_encoder
 
 
-OBJECTIVES = ("vjepa", "videomae")
+OBJECTIVES = ("vjepa", "videomae", "hlip")
 
 
 def objective(model: dict) -> str:
-    """A ``pretrain.models`` entry's training objective: ``vjepa`` (Vol-JEPA, the default) or ``videomae`` (the
-    VideoMAE baseline, :mod:`neurovfm.mae`). Either way the exported encoder is the same ViT."""
+    """A ``pretrain.models`` entry's training objective: ``vjepa`` (Vol-JEPA, the default), ``videomae`` (the
+    VideoMAE baseline, :mod:`neurovfm.mae`) or ``hlip`` (the language-supervised baseline, :mod:`neurovfm.hlip`).
+    Whichever it is, the exported encoder is the same ViT."""
     kind = model.get("objective", "vjepa")
     if kind not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {OBJECTIVES}, got {kind!r}")

@@ -209,7 +209,8 @@ def _gather(obj, d: Dist) -> list:
 
 class Trainer:
     """The Vol-JEPA trainer. Data stream, schedules, checkpoints and resume, metrics and the loop are shared with
-    other objectives on the same batches (the VideoMAE baseline, :mod:`neurovfm.mae.train`), which override
+    other objectives (the VideoMAE baseline, :mod:`neurovfm.mae.train`, on the same batches; HLIP,
+    :mod:`neurovfm.hlip.train`, on study-report pairs, which also overrides :meth:`batch_stream`), which override
     :meth:`build`, :meth:`collator`, :meth:`train_step`, :meth:`after_update`, :meth:`step_row`, :attr:`modules`
     and :meth:`exported_encoder`."""
 
@@ -316,8 +317,9 @@ class Trainer:
             dist.barrier()
 
     # -- loop --------------------------------------------------------------------------------------
-    def loader(self) -> DataLoader:
-        stream = BatchStream(
+    def batch_stream(self) -> BatchStream:
+        """The dataset keys of this process's batches from :attr:`position` on (HLIP streams whole studies)."""
+        return BatchStream(
             self.dataset.volumes,
             self.local_batch,
             seed=self.seed,
@@ -327,6 +329,9 @@ class Trainer:
             min_foreground=int(self.p["min_foreground_tokens"]),
             start=self.position,
         )
+
+    def loader(self) -> DataLoader:
+        stream = self.batch_stream()
         collate = self.collator()
         workers = int(self.p["workers"])
         # its own generator: creating the iterator must not draw from the global torch RNG (which drop-path
@@ -495,26 +500,42 @@ class Trainer:
 
 
 def trainer_class(model: dict) -> type[Trainer]:
-    """The trainer of a ``pretrain.models`` entry's ``objective``: ``vjepa`` (the default) or ``videomae``."""
+    """The trainer of a ``pretrain.models`` entry's ``objective``: ``vjepa`` (the default), ``videomae`` or
+    ``hlip``."""
     kind = objective(model)
+    # these modules import this one
     if kind == "videomae":
-        from neurovfm.mae.train import MAETrainer  # noqa: PLC0415  (neurovfm.mae.train imports this module)
+        from neurovfm.mae.train import MAETrainer  # noqa: PLC0415
 
         return MAETrainer
+    if kind == "hlip":
+        from neurovfm.hlip.train import HLIPTrainer  # noqa: PLC0415
+
+        return HLIPTrainer
     return Trainer
 
 
 def train(
-    cfg: dict, model_name: str, dataset, out_dir: str | Path, threads: int | None = None, stop_after: int | None = None
+    cfg: dict,
+    model_name: str,
+    dataset,
+    out_dir: str | Path,
+    threads: int | None = None,
+    stop_after: int | None = None,
+    text_sources: dict | None = None,
 ) -> dict:
     """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface) with the
-    model's objective (Vol-JEPA, or the VideoMAE baseline), writing checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
+    model's objective (Vol-JEPA, the VideoMAE baseline or HLIP), writing checkpoint.pt, encoder.pt, metrics.csv
+    and context_fractions.csv to ``out_dir``. ``text_sources`` (HLIP only): {"findings": labels/findings.jsonl,
+    "reports": the private reports.jsonl}, the files its ``text.source`` may read."""
     if threads:
         torch.set_num_threads(int(threads))
-    trainer = trainer_class(cfg["pretrain"]["models"].get(model_name, {}))
+    model = cfg["pretrain"]["models"].get(model_name, {})
+    trainer = trainer_class(model)
+    extra = {"text_sources": text_sources} if objective(model) == "hlip" else {}
     d = init_distributed()
     try:
-        return trainer(cfg, model_name, dataset, out_dir, d).run(stop_after=stop_after)
+        return trainer(cfg, model_name, dataset, out_dir, d, **extra).run(stop_after=stop_after)
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
