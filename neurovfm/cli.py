@@ -117,6 +117,8 @@ def _cmd_jepa_train(args) -> int:
             args.stats or shards / "stats.json",
             out,
             threads=args.threads,
+            findings=args.findings,
+            reports=args.reports,
         )
     except NonFiniteLossError as err:
         print(f"neurovfm: {err}", file=sys.stderr)
@@ -228,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: results/{run}/labels)")
     p.set_defaults(func=_cmd_labels)
 
-    p = sub.add_parser("jepa", help="Vol-JEPA pretraining")
+    p = sub.add_parser("jepa", help="pretraining (Vol-JEPA, or the model's objective: VideoMAE, HLIP)")
     jepa = p.add_subparsers(dest="jepa_command", required=True)
     p = jepa.add_parser("train", help="pretrain an encoder (one process, or one rank under torchrun)")
     common(p)
@@ -237,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", help="train stats.json (default: next to the train index)")
     p.add_argument("--out", help="output folder (default: results/{run}/pretrain/{model})")
     p.add_argument("--threads", type=int, help="CPU threads of this process (default: torch's choice)")
+    p.add_argument("--findings", help="labels/findings.jsonl (an HLIP model with text.source findings)")
+    p.add_argument("--reports", help="the private reports.jsonl (an HLIP model with text.source report)")
     p.set_defaults(func=_cmd_jepa_train)
 
     p = sub.add_parser("reportgen", help="report generation")

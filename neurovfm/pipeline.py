@@ -166,9 +166,20 @@ def fig_ed_dataset(cfg: dict, series_csv, studies_csv, shards_dir, labels_dir, o
     make_figure(cfg, Path(series_csv), Path(studies_csv), Path(shards_dir), Path(labels_dir), Path(out_png))
 
 
-def pretrain(cfg: dict, model: str, train_index, stats_json, out_dir, threads: int | None = None) -> dict:
-    """Vol-JEPA pretraining of ``pretrain.models[model]`` on the train split (this process; under torchrun,
-    one rank). Writes checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``."""
+def pretrain(
+    cfg: dict,
+    model: str,
+    train_index,
+    stats_json,
+    out_dir,
+    threads: int | None = None,
+    findings=None,
+    reports=None,
+) -> dict:
+    """Pretraining of ``pretrain.models[model]`` with its objective on the train split (this process; under
+    torchrun, one rank). Writes checkpoint.pt, encoder.pt, metrics.csv and context_fractions.csv to ``out_dir``.
+    ``findings`` / ``reports`` (labels/findings.jsonl, the private reports.jsonl): the texts an HLIP model reads
+    (its ``text.source``), in memory only."""
     from neurovfm.jepa.train import pretrain_seed, train
     from neurovfm.store.dataset import VolumeDataset
 
@@ -178,22 +189,33 @@ def pretrain(cfg: dict, model: str, train_index, stats_json, out_dir, threads: i
         ct_window_probs=cfg["pretrain"]["ct_window_probs"],
         seed=pretrain_seed(cfg),
     )
-    return train(cfg, model, dataset, Path(out_dir), threads=threads)
+    texts = {k: _existing(v, k) for k, v in (("findings", findings), ("reports", reports)) if v}
+    return train(cfg, model, dataset, Path(out_dir), threads=threads, text_sources=texts)
 
 
 def pretrain_job(
-    cfg: dict, model: str, train_index, stats_json, out_dir, gpus: int = 0, nodes: int = 1, threads: int | None = None
+    cfg: dict,
+    model: str,
+    train_index,
+    stats_json,
+    out_dir,
+    gpus: int = 0,
+    nodes: int = 1,
+    threads: int | None = None,
+    findings=None,
+    reports=None,
 ) -> None:
     """The workflow's pretraining job: in this process on the CPU (gpus 0), else ``torchrun`` over the GPUs
     (and ``srun`` over the nodes of a multi-node SLURM job) running ``neurovfm jepa train``; the child's
-    output is relayed to this process's log handlers (the rule's log)."""
+    output is relayed to this process's log handlers (the rule's log). ``findings`` / ``reports``: see
+    :func:`pretrain` (the child reads them from their paths)."""
     import yaml
 
     from neurovfm.jepa.launch import launch_command, slurm_head_node
     from neurovfm.utils.atomic import write_text
 
     if gpus <= 0:
-        pretrain(cfg, model, train_index, stats_json, out_dir, threads=threads)
+        pretrain(cfg, model, train_index, stats_json, out_dir, threads=threads, findings=findings, reports=reports)
         return
     out_dir = Path(out_dir)
     run_config = out_dir / "run_config.yaml"
@@ -212,6 +234,9 @@ def pretrain_job(
         "--out",
         str(out_dir),
     ]
+    for flag, path in (("--findings", findings), ("--reports", reports)):
+        if path:
+            args += [flag, str(path)]
     head = slurm_head_node() if nodes > 1 else None
     cmd = launch_command(args, gpus=gpus, nodes=nodes, head=head, job_id=os.environ.get("SLURM_JOB_ID"))
     _relay(cmd, f"pretraining of {model!r}")

@@ -1,12 +1,23 @@
-# Pretraining: one job per model configuration ({model} is a key of pretrain.models), Vol-JEPA or the VideoMAE
-# baseline by the model's objective (neurovfm.jepa.train.train dispatches).
+# Pretraining: one job per model configuration ({model} is a key of pretrain.models), Vol-JEPA, the VideoMAE
+# or the HLIP baseline by the model's objective (neurovfm.jepa.train.train dispatches).
+
+# the texts an HLIP model pairs with the studies, by its text.source (read in memory; other models read none)
+_PRETRAIN_TEXTS = {
+    "report": {"reports": f"{PRIV}/reports.jsonl"},
+    "findings": {"findings": f"{RES}/labels/findings.jsonl"},
+}
 
 
 rule pretrain:
-    """Vol-JEPA (or VideoMAE, objective: videomae) pretraining; on GPUs (resources.gpu > 0) through torchrun,
-    else one CPU process. Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry (that resume state,
+    """Vol-JEPA (or VideoMAE, objective: videomae; or HLIP, objective: hlip) pretraining; on GPUs (resources.gpu > 0)
+    through torchrun, else one CPU process. Resumes from results/{run}/pretrain/{model}/checkpoint.pt after a kill or a SLURM retry (that resume state,
     and run_config.yaml of a GPU launch, are not outputs: snakemake deletes a job's outputs before it reruns)."""
     input:
+        unpack(
+            lambda wildcards: _PRETRAIN_TEXTS.get(
+                config["pretrain"]["models"][wildcards.model].get("text", {}).get("source"), {}
+            )
+        ),
         train=f"{RES}/shards/train/index.json",
         stats=f"{RES}/shards/train/stats.json",
     output:

@@ -11,4 +11,6 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         gpus=int(snakemake.resources.get("gpu", 0)),
         nodes=int(snakemake.resources.get("nodes", 1)),
         threads=snakemake.threads,
+        findings=snakemake.input.get("findings"),  # HLIP models only (their text.source)
+        reports=snakemake.input.get("reports"),
     )
