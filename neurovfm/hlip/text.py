@@ -61,6 +61,11 @@ def fit_tokenizer(texts: dict[str, str], vocab_size: int):
     return train_bpe((texts[s] for s in sorted(texts)), vocab_size)
 
 
+def _weight_name(entry) -> str:
+    """The weight an entry of ``from_pretrained``'s loading info names (mismatches are (name, shapes) tuples)."""
+    return entry if isinstance(entry, str) else str(entry[0])
+
+
 def load_folder(path: str | Path):
     """(tokenizer, model) of a local Hugging Face folder; nothing downloads, every weight must match."""
     from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
@@ -70,9 +75,12 @@ def load_folder(path: str | Path):
         raise FileNotFoundError(f"text encoder folder {folder} does not exist")
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model, info = AutoModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    bad = {k: v for k, v in info.items() if k != "error_msgs" and v} | (
-        {"error_msgs": info["error_msgs"]} if info.get("error_msgs") else {}
-    )
+    # a pooler head is not used (the embedding is the mean of the last hidden states): dropped, so its weights
+    # need not be in the folder and are not trained
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    bad = {k: [n for n in v if not _weight_name(n).startswith("pooler.")] for k, v in info.items()}
+    bad = {k: v for k, v in bad.items() if v}
     if bad:
         raise ValueError(f"text encoder {folder} does not load strictly: {bad}")
     return tokenizer, model
@@ -97,7 +105,11 @@ def build_bert(text: dict, vocab_size: int, pad_id: int):
 def text_side(text: dict, texts: dict[str, str]):
     """(tokenizer, transformer) of a model's ``text`` settings: a fitted tokenizer and a new BERT, or a folder's."""
     if text.get("path"):
-        return load_folder(text["path"])
+        tokenizer, model = load_folder(text["path"])
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions is not None and positions < int(text["max_tokens"]):
+            raise ValueError(f"text.max_tokens {text['max_tokens']} exceeds the folder model's {positions} positions")
+        return tokenizer, model
     tokenizer = fit_tokenizer(texts, int(text["vocab_size"]))
     return tokenizer, build_bert(text, len(tokenizer), tokenizer.pad_token_id)
 
