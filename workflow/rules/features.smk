@@ -24,6 +24,7 @@ rule features_shard:
         encoder=ENCODER_RE,
         split=SPLITS_RE,
         shard=r"\d+",
+    priority: 10  # the probes wait on them
     conda:
         CONDA_ENV
     threads: 2

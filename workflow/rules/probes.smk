@@ -30,6 +30,7 @@ rule probe:
         f"{RES}/benchmarks/probe_{{encoder}}_{{modality}}.tsv"
     wildcard_constraints:
         encoder=ENCODER_RE,
+    priority: 10  # the longest jobs of the end of the DAG: started before the short ones that can wait
     conda:
         CONDA_ENV
     threads: 1  # small matrices: one thread per probe is faster than two, and two probes run side by side
