@@ -71,13 +71,28 @@ def training_texts(model: dict, volumes: list[dict], text_sources: dict | None) 
     return texts
 
 
-def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Every process's rows, in rank order; gradients flow back to each process's own rows."""
-    if not d.enabled:
-        return x
-    from torch.distributed.nn.functional import all_gather  # noqa: PLC0415
+class _GatherRows(torch.autograd.Function):
+    """All processes' rows (each process holds the same number) in rank order. Every process computes the same
+    loss of them, so the gradient of its own rows is the sum over the processes of that loss's gradient there."""
 
-    return torch.cat(all_gather(x.contiguous()))
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.cat(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Every process's rows, in rank order; gradients flow back to each process's own rows. DDP then averages
+    the parameters' gradients over the processes, which gives the gradient of the loss of the global batch."""
+    return _GatherRows.apply(x) if d.enabled else x
 
 
 def gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
