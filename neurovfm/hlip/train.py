@@ -25,6 +25,7 @@ from neurovfm.hlip.loss import per_modality_clip
 from neurovfm.hlip.model import HLIP, build_hlip
 from neurovfm.hlip.stream import MODALITIES, BalancedStudyStream
 from neurovfm.hlip.text import TextTokenizer, study_texts, text_fingerprint
+from neurovfm.jepa.build import model_config
 from neurovfm.jepa.train import Dist, Trainer, param_groups
 
 log = logging.getLogger("neurovfm")
@@ -139,7 +140,7 @@ class HLIPTrainer(Trainer):
     MODE_NAMES = MODE_NAMES
 
     def __init__(self, cfg: dict, model_name: str, dataset, out_dir, d: Dist | None = None, text_sources=None):
-        model = {"name": model_name, **cfg["pretrain"]["models"].get(model_name, {})}
+        model = model_config(cfg["pretrain"], model_name, cfg["preprocess"]["patch"])
         self.texts = training_texts(model, dataset.volumes, text_sources)
         super().__init__(cfg, model_name, dataset, out_dir, d)
         # the texts change the weights: a checkpoint of other texts is not resumed
