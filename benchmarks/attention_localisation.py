@@ -4,7 +4,8 @@ For every test study with a positive finding whose report gives a side, the work
 (``results/{run}/probes/{encoder}/{modality}/probe.pt``) is applied to the study's frozen features and its attention
 for that class is read (the same functions ``neurovfm predict`` draws its summary's overlays with). Scored per
 finding (:mod:`neurovfm.analysis.attention_localisation`): the peak's side against the report's side, and the share
-of the volume's tokens closer to the ground-truth lesion centre than the peak (0.5: chance). Two controls run on the
+of the volume's tokens closer to the ground-truth lesion centre than the peak (0.5: chance); over every such finding
+and over those the probe detects (test prediction at its validation threshold). Two controls run on the
 same findings: ``oracle`` (attention on the token nearest the lesion; must give side 1.0 and percentile 0) and
 ``random`` (must give about 0.5 on both).
 
@@ -70,12 +71,15 @@ def run_modality(cfg, run_dir: Path, encoder: str, modality: str, truths: dict, 
         names,
         {sid: test.labels[i] for sid, i in row_of.items()},
     )
+    preds = pd.read_csv(probe_dir / "predictions.csv", dtype={"study_id": str, "split": str})
+    preds = preds[preds["split"] == "test"].set_index("study_id")
     rows = []
     for t in targets:
         entries = study_attention(model, test, row_of[t.study_id])
         peak = peak_entry(entries, t.k)
         for r in localise(t, entries, volumes[peak["series_id"]], shards["patch"], shards["spacing_mm"], rng):
-            rows.append({"modality": modality, "encoder": encoder, **r})
+            detected = bool(preds.loc[t.study_id, f"pred:{t.diagnosis}"])
+            rows.append({"modality": modality, "encoder": encoder, "detected": detected, **r})
     log.info("%s %s: %d lateralised positive findings in %d test studies", encoder, modality, len(targets), len(test))
     return pd.DataFrame(rows)
 
@@ -133,11 +137,17 @@ def main(argv=None) -> None:
     truths = truth_by_study(args.run_dir / "pacs_export" / "truth", resolve_key(cfg["deid"], cfg["run"]))
     rng = np.random.default_rng(args.seed)
     rows = pd.concat([run_modality(cfg, args.run_dir, args.encoder, m, truths, rng) for m in args.modalities])
-    summary = summarise(rows, args.n_boot, 0.05, args.seed)
+    summary = pd.concat(
+        [
+            summarise(rows, args.n_boot, 0.05, args.seed).assign(findings="all"),
+            summarise(rows[rows["detected"]], args.n_boot, 0.05, args.seed).assign(findings="detected"),
+        ],
+        ignore_index=True,
+    )
     args.out_csv.parent.mkdir(parents=True, exist_ok=True)
     write_csv(args.out_csv, rows)
     write_csv(args.out_csv.with_name(args.out_csv.stem + "_summary.csv"), summary)
-    plot(summary, args.out_csv.with_suffix(".png"))
+    plot(summary[summary["findings"] == "all"], args.out_csv.with_suffix(".png"))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary.round(3).to_string(index=False))
 

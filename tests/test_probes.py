@@ -339,3 +339,25 @@ def test_a_fit_stopped_at_its_kept_epoch_follows_the_full_schedule(toy):
     assert [h["epoch"] for h in short.history] == [1, 2, 3] and len(full.history) == 6
     assert short.history == full.history[:3]
     assert short.best_epoch == 3 and short.val_auroc == full.history[2]["val_mean_auroc"]
+
+
+def test_the_trained_probe_attends_to_the_planted_tokens(toy):
+    """Where the model looks (Fig. 3d, `neurovfm predict`'s overlays) is where the signal is: in positive test studies
+    the attention of a signal class peaks on one of the 4 planted tokens (of about 60 in the study) far more often
+    than chance. (The side of a peak, given its token, is checked against the export's geometry in test_predict.)"""
+    out, _ = _run(toy)
+    model, _ = load_probe(out / "probe.pt")
+    labels, names = read_label_table(toy["labels_csv"], "CT")
+    bags = BagSet(FeatureReader(toy["feat"] / "test" / "index.json"), labels, names, "test", "CT")
+    hits, chance = [], []
+    for i in range(len(bags)):
+        parts = study_attention(model, bags, i)
+        for k in SIGNAL:
+            if not bags.labels[i, k]:
+                continue
+            top = max(parts, key=lambda p: p["attention"][:, k].max())
+            j = int(np.argmax(top["attention"][:, k]))
+            hits.append(top["series_id"].endswith("-s1") and top["window"] == "blood" and j < 4)
+            chance.append(4 / sum(len(p["attention"]) for p in parts))
+    assert len(hits) >= 10
+    assert np.mean(hits) > 0.8 > 5 * np.mean(chance)
