@@ -127,3 +127,17 @@ def test_indication_dropout_is_a_function_of_seed_step_and_study(tmp_path):
     assert half.indications[sid] not in half.tokenizer.decode(
         half.example(sid, 2, half.keeps_indication(sid, step)).ids
     )
+
+
+def test_stage_zero_reads_the_indication_only_when_asked(tmp_path):
+    paths = make_inputs(tmp_path / "in")
+    plain = _trainer(_cfg(tmp_path, w1=0.0), paths, tmp_path / "a", with_labels=False)
+    cfg = _cfg(tmp_path, w1=0.0)
+    cfg["reportgen"]["lm"]["text_pretrain"]["indication"] = True
+    told = _trainer(cfg, paths, tmp_path / "b", with_labels=False)
+    sid = next(s for s in plain.curated if plain.indications.get(s))
+    text = plain.indications[sid]
+    assert text not in plain.tokenizer.decode(plain.example(sid, 0).ids)
+    assert text in told.tokenizer.decode(told.example(sid, 0).ids)
+    assert text not in told.tokenizer.decode(told.example(sid, 1).ids)  # stage 1 stays image-only
+    assert plain.fingerprint != told.fingerprint

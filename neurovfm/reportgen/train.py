@@ -237,10 +237,12 @@ class Trainer:
     def example(self, sid: str, stage: int, indication: bool = True):
         """Stage 1: images -> findings as one string (no other text: the paper's connector pre-training maps image
         features to the findings); stage 2: images, indication, instruction -> JSON list; stage 0 (text-only
-        pretraining of the demo LM): the instruction and the JSON list, without images or indication, so the LM
-        learns the findings' language (as a pretrained LLM knows it) but no indication -> findings shortcut that
-        would let stages 1 and 2 leave the image unused."""
+        pretraining of the demo LM): the instruction and the JSON list, without images, so the LM learns the
+        findings' language (as a pretrained LLM knows it); with the indication only if ``lm.text_pretrain.indication``
+        (the clinical knowledge a pretrained LLM brings, at the risk of an indication -> findings shortcut that lets
+        stages 1 and 2 leave the image unused)."""
         p = self.rg["prompt"]
+        with_indication = (stage == 2 and indication) or (stage == 0 and self.rg["lm"]["text_pretrain"]["indication"])
         n_series = 0 if stage == 0 else len(self.studies.entries(sid))
         f = self.findings[sid]["findings"]
         target = stage1_target(f, p["normal_text"]) if stage == 1 else stage2_target(f)
@@ -248,7 +250,7 @@ class Trainer:
             self.tokenizer,
             p["system"],
             n_series,
-            self.indications.get(sid) if stage == 2 and indication else None,
+            self.indications.get(sid) if with_indication else None,
             None if stage == 1 else p["instruction"],  # stage 0 and 2
             target,
             self.connector.n_latents,
