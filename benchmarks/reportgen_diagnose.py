@@ -13,7 +13,8 @@ Per variant (a name and a JSON override of the config, e.g. ``{"reportgen": {"st
    (without and with the indication), the share of answers that are one sentence repeated, the number of distinct
    answers, malformed answers, the label-level micro / macro F1 of the findings against the reference findings
    (project's rule extractor), and the micro F1 minus that of the same model answering from another study's series
-   (the shuffled-image control, paired by study, 95% bootstrap interval).
+   (the shuffled-image control, paired by study, 95% bootstrap interval), and the rule judge's triage of the answers
+   against the synthetic export's truth acuity (accuracy, balanced accuracy, urgent sensitivity).
 
     python benchmarks/reportgen_diagnose.py benchmarks/results/reportgen_diagnose --run-dir results/demo \\
         --encoder random --size 512 --work /tmp/rgdiag --variant default '{}' \\
@@ -34,12 +35,16 @@ import torch
 
 from neurovfm.config import default_config, merged
 from neurovfm.eval import bootstrap_indices, percentile_ci
-from neurovfm.reportgen.baselines import derangement
+from neurovfm.ingest.deid import resolve_key
+from neurovfm.labels.evaluate import load_truth
+from neurovfm.reportgen.balanced import acuity_from_truth
+from neurovfm.reportgen.baselines import derangement, prior_only
 from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
 from neurovfm.reportgen.generate import Generator, parse_findings
 from neurovfm.reportgen.label_head import label_targets, uses_label_loss
 from neurovfm.reportgen.prompt import encode, stage2_target
 from neurovfm.reportgen.quality import LabelReader, is_repetition, label_scores, paired_f1_difference
+from neurovfm.reportgen.triage import RuleJudge
 from neurovfm.reportgen.run import curated_ids, training_pool
 from neurovfm.reportgen.train import Trainer, collate
 
@@ -118,6 +123,29 @@ def decode(
     return rows
 
 
+def triage_scores(judge, rows: list[dict], acuity: dict, indications) -> dict:
+    """Rule-judge triage of the answers against the export's truth acuity: accuracy, balanced accuracy (mean recall
+    of the three levels: the split is not balanced) and urgent sensitivity."""
+    pred = [
+        judge.triage(r["findings"], indications.get(r["study_id"]) if indications else None, r["modality"])
+        for r in rows
+    ]
+    truth = [acuity[r["study_id"]] for r in rows]
+    recalls = [
+        np.mean([p == t for p, t in zip(pred, truth) if t == level])
+        for level in ("urgent", "routine", "unremarkable")
+        if level in truth
+    ]
+    urgent = [p == "urgent" for p, t in zip(pred, truth) if t == "urgent"]
+    return {
+        "triage_accuracy": float(np.mean([p == t for p, t in zip(pred, truth)])),
+        "triage_balanced_accuracy": float(np.mean(recalls)),
+        "urgent_sensitivity": float(np.mean(urgent)) if urgent else float("nan"),
+        "n_urgent": len(urgent),
+        "predicted_urgent": int(sum(p == "urgent" for p in pred)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -142,6 +170,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     run = args.run_dir
     findings = load_findings(run / "labels/findings.jsonl")
+    base_cfg = default_config()
+    judge = RuleJudge.from_config(base_cfg["reportgen"]["triage"])
+    key = resolve_key(base_cfg["deid"], base_cfg["run"])
+    acuity = acuity_from_truth(load_truth(run / "pacs_export" / "truth", key))
     indications = load_indications(args.private_dir / "reports.jsonl")
     summary = []
     for name, override in args.variant:
@@ -164,6 +196,27 @@ def main() -> None:
         trainer.model, trainer.connector, trainer.tokenizer = gen.model, gen.connector, gen.tokenizer
         trainer.plain_step.lm, trainer.plain_step.connector = gen.model, gen.connector
         sids = training_pool(findings, eval_st, args.split)
+        if not any(r["variant"] == "prior-only" for r in summary):  # the frame: most frequent training findings
+            prior = [r for r in prior_only(findings, pool, sids) if r["variant"] == "indication"]
+            refs0 = {s: findings[s]["findings"] for s in sids}
+            ps = label_scores(
+                pd.DataFrame(prior).assign(model="prior-only"),
+                refs0,
+                {"all": set(sids)},
+                {"n_boot": args.n_boot, "alpha": 0.05},
+                0,
+                LabelReader(),
+            )
+            ps = ps[ps.modality == "all"].set_index("label")
+            summary.append(
+                {
+                    "variant": "prior-only",
+                    "prompt": "indication",
+                    "micro_f1": float(ps.loc["micro", "f1"]),
+                    "macro_f1": float(ps.loc["macro", "f1"]),
+                    **triage_scores(judge, prior, acuity, indications),
+                }
+            )
         trainer.studies = eval_st
         # donors of the same modality; a modality with one study is left out
         groups = [findings[s]["modality"] for s in sids]
@@ -208,6 +261,7 @@ def main() -> None:
                 summ = summ[summ.modality == "all"].set_index("label")
                 diff = paired_f1_difference(rows, shuffled, refs, args.n_boot, 0, 0.05, reader)
                 answers = [" ".join(r["findings"]) if r["status"] == "ok" else r["raw"] for r in rows]
+                tri = triage_scores(judge, rows, acuity, given)
                 out = {
                     **row,
                     "decode": dname,
@@ -223,6 +277,7 @@ def main() -> None:
                     "macro_f1": float(summ.loc["macro", "f1"]),
                     "micro_f1_minus_shuffled": diff["micro"][0],
                     "micro_f1_minus_shuffled_ci": f"{diff['micro'][1]:.3f}-{diff['micro'][2]:.3f}",
+                    **tri,
                     "decode_seconds": round(time.perf_counter() - t1, 1),
                     "example": answers[0][:160],
                 }
