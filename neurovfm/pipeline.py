@@ -279,7 +279,7 @@ def features(
     ``out_dir/{split}/`` (``results/{run}/features/{encoder}/``). ``encoder``: a key of ``pretrain.models``
     (``encoder_pt`` its encoder.pt), ``random`` (the architecture of the first of ``pretrain.train``, weights
     from ``features.seed``, default ``seed``) or a key of ``encoders`` (a public 2D encoder applied slice-wise,
-    :mod:`neurovfm.features.slicewise`). Settings from the ``features`` config section:
+    :mod:`neurovfm.features.slicewise`; so is a pretrain model with ``objective: dinov2``). Settings from the ``features`` config section:
     ``max_tokens`` (tokens per forward pass), ``chunk_tokens``, ``precision``, ``progress_every_s``."""
     import torch
 
@@ -293,6 +293,8 @@ def features(
     indices = {s: _existing(p, f"{s} shards index") for s, p in shard_indices.items()}
     if encoder in public_encoders(cfg):
         return _features_public(cfg, encoder, indices, out_dir, dev, shard)
+    if _slice_model(cfg, encoder):
+        return _features_dinov2(cfg, encoder, indices, out_dir, dev, shard, encoder_pt)
     stats = _existing(stats_json, "train statistics")
     pt = None if encoder == RANDOM else _existing(encoder_pt, f"encoder.pt of {encoder!r}")
     enc, model_cfg = load_frozen(encoder, cfg, pt, seed=fcfg["seed"], device=dev)
@@ -352,6 +354,35 @@ def _features_public(cfg: dict, encoder: str, indices: dict, out_dir, device, sh
     )
 
 
+def _slice_model(cfg: dict, encoder: str) -> bool:
+    from neurovfm.dinov2.export import is_slice_model
+
+    return is_slice_model(cfg, encoder)
+
+
+def _features_dinov2(cfg: dict, encoder: str, indices: dict, out_dir, device, shard: int | None, encoder_pt) -> dict:
+    """:func:`features` for a DINOv2 model of ``pretrain.models`` (trained on slices): its exported encoder applied
+    slice-wise like a public 2D encoder, with the model's ``slices`` settings."""
+    from neurovfm.dinov2.export import load_slice_encoder, slice_spec
+    from neurovfm.features import slicewise
+
+    fcfg = cfg["features"]
+    enc = load_slice_encoder(_existing(encoder_pt, f"encoder.pt of {encoder!r}"), encoder, device)
+    log.info("features with the DINOv2 slice encoder %r (step %d) on %s", encoder, enc.info["step"], device)
+    return slicewise.extract(
+        enc,
+        encoder,
+        slice_spec(cfg, encoder),
+        indices,
+        Path(out_dir),
+        device,
+        chunk_tokens=fcfg["chunk_tokens"],
+        precision=fcfg["precision"],
+        progress_every_s=fcfg["progress_every_s"],
+        shard=shard,
+    )
+
+
 def features_shard(
     cfg: dict,
     encoder: str,
@@ -386,7 +417,7 @@ def features_merge(cfg: dict, encoder: str, shard_indices: dict, stats_json, out
     from neurovfm.features.extract import merge_split
     from neurovfm.store.stats import load_stats
 
-    public = encoder in public_encoders(cfg)  # slice embeddings: no token statistics involved
+    public = encoder in public_encoders(cfg) or _slice_model(cfg, encoder)  # slice embeddings: no token statistics
     stats = None if public else load_stats(_existing(stats_json, "train statistics"))
     out = {}
     for split, index_path in shard_indices.items():

@@ -11,13 +11,14 @@ from neurovfm.models.predictor import Predictor
 from neurovfm.models.vit import build_encoder
 
 
-OBJECTIVES = ("vjepa", "videomae", "hlip")
+OBJECTIVES = ("vjepa", "videomae", "hlip", "dinov2")
 
 
 def objective(model: dict) -> str:
     """A ``pretrain.models`` entry's training objective: ``vjepa`` (Vol-JEPA, the default), ``videomae`` (the
-    VideoMAE baseline, :mod:`neurovfm.mae`) or ``hlip`` (the language-supervised baseline, :mod:`neurovfm.hlip`).
-    Whichever it is, the exported encoder is the same ViT."""
+    VideoMAE baseline, :mod:`neurovfm.mae`), ``hlip`` (the language-supervised baseline, :mod:`neurovfm.hlip`) or
+    ``dinov2`` (the 2D baseline on slices, :mod:`neurovfm.dinov2`). The first three export the same 3D ViT; dinov2
+    exports a 2D slice encoder (:mod:`neurovfm.dinov2.export`)."""
     kind = model.get("objective", "vjepa")
     if kind not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {OBJECTIVES}, got {kind!r}")

@@ -84,6 +84,11 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     blob = torch.load(path, map_location="cpu", weights_only=False)
     if blob.get("format") != "neurovfm-encoder":
         raise ValueError(f"{path} is not an encoder file written by neurovfm")
+    if blob["model"].get("objective") == "dinov2":
+        raise ValueError(
+            f"{path} is a 2D slice encoder (objective dinov2): the slice-wise features load it "
+            "(neurovfm.dinov2.export); analyses of 3D tokens need a volume encoder"
+        )
     # the training machine's attention back end may not exist here: choose it from the tensors
     encoder = build_models({**blob["model"], "attn_backend": None}, encoder_only=True)
     encoder.load_state_dict(blob["state_dict"], strict=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from neurovfm.jepa import checkpoint as ckpt
 from neurovfm.jepa.build import Student, build_models, model_config, objective
@@ -210,7 +210,8 @@ def _gather(obj, d: Dist) -> list:
 class Trainer:
     """The Vol-JEPA trainer. Data stream, schedules, checkpoints and resume, metrics and the loop are shared with
     other objectives (the VideoMAE baseline, :mod:`neurovfm.mae.train`, on the same batches; HLIP,
-    :mod:`neurovfm.hlip.train`, on study-report pairs, which also overrides :meth:`batch_stream`), which override
+    :mod:`neurovfm.hlip.train`, on study-report pairs, which also overrides :meth:`batch_stream`; DINOv2 on slices,
+    :mod:`neurovfm.dinov2.train`, which also overrides :meth:`items` and :meth:`batch_tokens`), which override
     :meth:`build`, :meth:`collator`, :meth:`train_step`, :meth:`after_update`, :meth:`step_row`, :attr:`modules`
     and :meth:`exported_encoder`."""
 
@@ -330,6 +331,14 @@ class Trainer:
             start=self.position,
         )
 
+    def items(self) -> Dataset:
+        """The loader's dataset, read by the stream's ``(epoch, offset, index)`` keys (DINOv2 reads slices)."""
+        return EpochItems(self.dataset)
+
+    def batch_tokens(self, batch) -> int:
+        """Tokens of a batch (the throughput column of metrics.csv)."""
+        return int(batch.patches.shape[0])
+
     def loader(self) -> DataLoader:
         stream = self.batch_stream()
         collate = self.collator()
@@ -338,7 +347,7 @@ class Trainer:
         # uses and which a resume restores), or a resumed run would diverge
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            EpochItems(self.dataset),
+            self.items(),
             batch_sampler=stream,
             collate_fn=collate,
             num_workers=workers,
@@ -433,7 +442,7 @@ class Trainer:
         fraction = np.concatenate([np.asarray(p[3], float) / np.asarray(p[2], float) for p in parts])
         if every_log:
             row = self.step_row(values, out, [float(x) for x in reduced], step_s)
-            self.metrics.add_step({**row, "n_volumes": len(modality), **modality_means(modality, fraction)})
+            self.metrics.add_step({"n_volumes": len(modality), **row, **modality_means(modality, fraction)})
         if every_sample:
             for r, p in enumerate(parts):
                 self.metrics.add_samples(sample_rows(self.step, r, *p, names=self.MODE_NAMES))
@@ -455,7 +464,7 @@ class Trainer:
             values = self.schedules.at(self.step)
             self.set_schedules(values)
             out, stats = self.train_step(batch, values)
-            n_tokens = torch.tensor(float(batch.patches.shape[0]), device=self.d.device)
+            n_tokens = torch.tensor(float(self.batch_tokens(batch)), device=self.d.device)
             reduced = _all_sum(torch.stack([stats[0], n_tokens, *stats[1:]]), self.d)
             reduced[0] /= self.d.world_size
             reduced[2:] /= self.d.world_size
@@ -500,8 +509,8 @@ class Trainer:
 
 
 def trainer_class(model: dict) -> type[Trainer]:
-    """The trainer of a ``pretrain.models`` entry's ``objective``: ``vjepa`` (the default), ``videomae`` or
-    ``hlip``."""
+    """The trainer of a ``pretrain.models`` entry's ``objective``: ``vjepa`` (the default), ``videomae``, ``hlip``
+    or ``dinov2``."""
     kind = objective(model)
     # these modules import this one
     if kind == "videomae":
@@ -512,6 +521,10 @@ def trainer_class(model: dict) -> type[Trainer]:
         from neurovfm.hlip.train import HLIPTrainer  # noqa: PLC0415
 
         return HLIPTrainer
+    if kind == "dinov2":
+        from neurovfm.dinov2.train import DinoTrainer  # noqa: PLC0415
+
+        return DinoTrainer
     return Trainer
 
 
