@@ -3,7 +3,8 @@
 # encoder that writes each split's index.json.
 # "random" is the architecture of the first name of pretrain.train with seeded random weights (the usual lower
 # bound for frozen-feature probes); a pretrained encoder is its exported student (or teacher, pretrain.export;
-# pretrain/{model}/encoder.pt).
+# pretrain/{model}/encoder.pt). A pretrain model with objective dinov2 (a 2D ViT trained on slices) is applied
+# slice-wise like the public 2D encoders, with its `slices` settings (neurovfm.pipeline.features decides).
 
 
 rule features_shard:

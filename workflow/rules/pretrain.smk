@@ -1,5 +1,5 @@
-# Pretraining: one job per model configuration ({model} is a key of pretrain.models), Vol-JEPA, the VideoMAE
-# or the HLIP baseline by the model's objective (neurovfm.jepa.train.train dispatches).
+# Pretraining: one job per model configuration ({model} is a key of pretrain.models), Vol-JEPA, the VideoMAE,
+# the HLIP or the DINOv2-on-slices baseline by the model's objective (neurovfm.jepa.train.train dispatches).
 
 # the texts an HLIP model pairs with the studies, by its text.source (read in memory; other models read none)
 _PRETRAIN_TEXTS = {
