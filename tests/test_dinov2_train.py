@@ -12,6 +12,7 @@ import torch
 from neurovfm import pipeline
 from neurovfm.dinov2.export import load_slice_encoder
 from neurovfm.dinov2.train import STEP_COLUMNS
+from neurovfm.features.encoders import random_encoder
 from neurovfm.features.public2d.slices import slice_indices, to_images
 from neurovfm.features.store import FeatureReader
 from neurovfm.jepa import checkpoint as ckpt
@@ -57,6 +58,8 @@ def test_loss_falls_and_outputs_are_written(trained):
     assert all(torch.equal(v, student[k]) for k, v in blob["state_dict"].items())
     with pytest.raises(ValueError, match="2D slice encoder"):  # not a 3D encoder
         ckpt.load_encoder(out / ckpt.ENCODER)
+    with pytest.raises(ValueError, match="2D slice model"):  # nor an architecture for the random encoder
+        random_encoder(trained[0], seed=0)
 
 
 def test_resume_gives_identical_weights(index, tmp_path):

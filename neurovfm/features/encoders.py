@@ -42,6 +42,11 @@ def random_encoder(cfg: dict, seed: int, model: str | None = None) -> tuple[torc
 
     model = model or random_architecture(cfg)
     mcfg = {**model_config(cfg["pretrain"], model, cfg["preprocess"]["patch"]), "attn_backend": None}
+    if mcfg.get("objective") == "dinov2":
+        raise ValueError(
+            f"the random encoder copies the 3D architecture of {model!r}, a 2D slice model (objective dinov2): "
+            "name a volume model first in pretrain.train"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         encoder = build_models(mcfg, encoder_only=True)
