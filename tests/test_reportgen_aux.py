@@ -131,7 +131,9 @@ def test_indication_dropout_is_a_function_of_seed_step_and_study(tmp_path):
 
 def test_stage_zero_reads_the_indication_only_when_asked(tmp_path):
     paths = make_inputs(tmp_path / "in")
-    plain = _trainer(_cfg(tmp_path, w1=0.0), paths, tmp_path / "a", with_labels=False)
+    cfg = _cfg(tmp_path, w1=0.0)
+    cfg["reportgen"]["lm"]["text_pretrain"]["indication"] = False
+    plain = _trainer(cfg, paths, tmp_path / "a", with_labels=False)
     cfg = _cfg(tmp_path, w1=0.0)
     cfg["reportgen"]["lm"]["text_pretrain"]["indication"] = True
     told = _trainer(cfg, paths, tmp_path / "b", with_labels=False)

@@ -254,11 +254,13 @@ def test_memory_settings_do_not_change_the_resume_fingerprint(tmp_path):
 
 
 def test_only_stage_two_sees_the_indication(tmp_path, one_thread):
-    """Stage 1 maps image features to the findings (the paper's connector pre-training) and stage 0 teaches the
-    demo LM the findings' language: neither prompt carries the indication, which would let the model answer from
-    the text and leave the image unused. Stage 2 (and generation) keep it."""
+    """Stage 1 maps image features to the findings (the paper's connector pre-training): its prompt never carries
+    the indication. Stage 0 (the demo LM's text pretraining) carries it only with ``lm.text_pretrain.indication``
+    (the demo's default, ``tests/test_reportgen_aux.py``); here it is off. Stage 2 (and generation) keep it."""
     paths = make_inputs(tmp_path / "in")
-    trainer = _trainer(tiny_config(tmp_path), paths, tmp_path / "out")
+    cfg = tiny_config(tmp_path)
+    cfg["reportgen"]["lm"]["text_pretrain"]["indication"] = False
+    trainer = _trainer(cfg, paths, tmp_path / "out")
     sid = next(s for s in trainer.curated if trainer.indications.get(s))
     text = trainer.indications[sid]
     decoded = {stage: trainer.tokenizer.decode(trainer.example(sid, stage).ids) for stage in (0, 1, 2)}
