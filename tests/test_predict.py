@@ -106,7 +106,7 @@ def run(scratch):
             "-s",
             str(ROOT / "Snakefile"),
             "--cores",
-            "1",
+            "2",  # both CI cores: independent jobs (features, probes, report generation) run side by side
             "--configfile",
             str(tmp / "tiny.yaml"),
             "--directory",
