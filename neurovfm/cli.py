@@ -169,6 +169,7 @@ def _cmd_predict(args) -> int:
         sequence=args.sequence,
         work_dir=args.work_dir,
         workers=args.workers,
+        indication=args.indication,
     )
     print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'} predicted; outputs in {args.out}")
     return 0
@@ -274,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--modality", choices=["CT", "MR"], help="modality of NIfTI inputs (their headers do not say)")
     p.add_argument("--sequence", help="sequence of NIfTI inputs (t1, t1c, t2, flair, dwi, swi, ct, ...)")
+    p.add_argument(
+        "--indication",
+        help="the clinical indication, given to the report generator's prompt (the workflow's `indication` variant) "
+        "for every study of the inputs; recorded as given, never written out",
+    )
     p.add_argument("--work-dir", help="private scratch folder (default: the system's temporary folder)")
     p.add_argument("--workers", type=int, default=1, help="processes for reading and preprocessing (default 1)")
     p.add_argument("--verbose", action="store_true", help="also print the steps' log lines")

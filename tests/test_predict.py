@@ -439,3 +439,35 @@ def test_predict_on_a_nifti_file(run, tmp_path):
     assert not _grep(out)
     missing = _cli("predict", "--bundle", run["bundle"], "--out", out, tmp_path / f"{FAMILY}_{MRN}.nii.gz", check=False)
     assert missing.returncode == 2 and "--modality" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_an_indication_gives_the_workflows_indication_answer_and_is_never_written(run, tmp_path):
+    """``--indication``: the generator's prompt of the workflow's ``indication`` variant (same answer and triage for
+    the same study and indication), the record says one was given, and its text is in no output."""
+    from neurovfm.predict.record import validate_record
+
+    reports = {r["study_id"]: r for r in map(json.loads, (run["priv"] / "reports.jsonl").open())}
+    gens = [json.loads(ln) for ln in (run["res"] / "reportgen" / "tiny" / "n8" / "generations.jsonl").open()]
+    with_ind = {g["study_id"]: g for g in gens if g["variant"] == "indication"}
+    sid = next(s for s in sorted(with_ind) if (reports.get(s, {}).get("indication") or "").strip())
+    indication = reports[sid]["indication"].strip()
+    _copy_study(run, sid, tmp_path / "in", plant=False)
+    out = tmp_path / "out"
+    _cli("predict", "--bundle", run["bundle"], "--out", out, "--indication", indication, tmp_path / "in")
+    rec = json.loads((out / sid / "prediction.json").read_text())
+    validate_record(rec)
+    assert rec["generated"]["indication_given"] is True
+    assert rec["generated"]["raw"] == with_ind[sid]["raw"]
+    triage = pd.read_csv(run["res"] / "reportgen" / "triage_predictions.csv", dtype={"study_id": str})
+    row = triage[
+        (triage["model"] == "tiny/n8")
+        & (triage["variant"] == "indication")
+        & (triage["judge"] == "rules")
+        & (triage["study_id"] == sid)
+    ]
+    if len(row):  # studies of the balanced triage set only
+        assert rec["triage"] == row["predicted"].iloc[0]
+    needle = indication.lower().encode()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert needle not in path.read_bytes().lower(), path

@@ -68,8 +68,11 @@ def _identifiers(src, ing, series_ids: set) -> dict:
     return out
 
 
-def predict_study(bundle, cfg: dict, ing, study: dict, work: Path, workers: int, read_s: float) -> tuple[dict, dict]:
-    """(record, drawing inputs) of one ingested study."""
+def predict_study(
+    bundle, cfg: dict, ing, study: dict, work: Path, workers: int, read_s: float, indication: str | None = None
+) -> tuple[dict, dict]:
+    """(record, drawing inputs) of one ingested study; ``indication`` reaches the report generator only (the record
+    says whether one was given, never what it said)."""
     from neurovfm.store.index import load_index
 
     sid, modality = study["study_id"], study["modality"]
@@ -77,7 +80,7 @@ def predict_study(bundle, cfg: dict, ing, study: dict, work: Path, workers: int,
     t0 = time.perf_counter()
     probe = probe_study(bundle, cfg, feats["features"], sid, modality)
     t1 = time.perf_counter()
-    gen = generate_findings(bundle, feats["features"], sid, modality)
+    gen = generate_findings(bundle, feats["features"], sid, modality, indication)
     t2 = time.perf_counter()
     shards = load_index(feats["shards"])
     encoded = {v["series_id"] for v in shards["volumes"]}
@@ -116,7 +119,10 @@ def predict_study(bundle, cfg: dict, ing, study: dict, work: Path, workers: int,
         "excluded": [{k: e[k] for k in EXCLUSION_COLUMNS if k != "study_id"} for e in excluded],
         "diagnoses": rows,
         "attention": attention,
-        "generated": {k: gen[k] for k in ("status", "findings", "raw", "error", "n_series")},
+        "generated": {
+            **{k: gen[k] for k in ("status", "findings", "raw", "error", "n_series")},
+            "indication_given": bool(indication),
+        },
         "triage": gen["triage"],
         "timing_s": seconds,
     }
@@ -162,6 +168,7 @@ def predict(
     work_dir=None,
     workers: int = 1,
     echo=print,
+    indication: str | None = None,
 ) -> Iterator[dict]:
     """Yield the record of every study of every input (written before it is yielded); ``echo`` gets one progress
     line per study and per excluded study."""
@@ -185,7 +192,7 @@ def predict(
             for study in studies:
                 if MODALITY_PROBE.get(study["modality"]) is None:
                     continue
-                record, drawing = predict_study(bundle, cfg, ing, study, ws.path, workers, read_s)
+                record, drawing = predict_study(bundle, cfg, ing, study, ws.path, workers, read_s, indication)
                 if keep_identifiers:
                     record["identifiers"] = _identifiers(src, ing, {s["series_id"] for s in record["study"]["series"]})
                 write_study(record, drawing, cfg, out_dir)

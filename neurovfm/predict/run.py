@@ -172,9 +172,12 @@ def probe_study(bundle, cfg: dict, features_index: Path, study_id: str, modality
     }
 
 
-def generate_findings(bundle, features_index: Path, study_id: str, modality: str) -> dict:
-    """The generator's answer without an indication, parsed as the workflow parses it, and the rule judge's triage
-    of what it says (a malformed answer's raw text is read as one finding, as in the workflow)."""
+def generate_findings(
+    bundle, features_index: Path, study_id: str, modality: str, indication: str | None = None
+) -> dict:
+    """The generator's answer, parsed as the workflow parses it, and the rule judge's triage of what it says (a
+    malformed answer's raw text is read as one finding, as in the workflow). Without ``indication`` the prompt is the
+    workflow's ``no_indication`` variant, with it the ``indication`` variant (the judge then reads it as context)."""
     from neurovfm.reportgen.data import StudyTokens
     from neurovfm.reportgen.generate import parse_findings
     from neurovfm.reportgen.run import _judge_items
@@ -185,10 +188,10 @@ def generate_findings(bundle, features_index: Path, study_id: str, modality: str
     series = studies(study_id)
     if not series:
         return {"status": "no_series", "findings": [], "raw": "", "error": None, "triage": None, "n_series": 0}
-    text, _ = bundle.generator.generate(series, None)
+    text, _ = bundle.generator.generate(series, indication or None)
     items, status, error = parse_findings(text)
     level = RuleJudge.from_config(rg["triage"]).triage(
-        _judge_items({"status": status, "findings": items, "raw": text}), None, modality
+        _judge_items({"status": status, "findings": items, "raw": text}), indication or None, modality
     )
     return {"status": status, "findings": items, "raw": text, "error": error, "triage": level, "n_series": len(series)}
 
