@@ -206,6 +206,20 @@ def extract_split(
                 encoded += feats.shape[0]
         sidecars.append(w.sidecar())
     prog.close()
+    summary = finish_extraction(out_dir, split, header, chunk_tokens, chunks, mine, sidecars, encoded, done, shard)
+    reader.close()
+    return summary
+
+
+PART_FORMAT = "neurovfm-features-part"
+
+
+def finish_extraction(
+    out_dir, split: str, header: dict, chunk_tokens: int, chunks, mine, sidecars, encoded: int, done: int, shard
+) -> dict:
+    """The summary of one extraction job over its chunks ``mine`` (3D or slice-wise). Unsharded, the split's
+    ``index.json`` is written here; sharded, the summary carries the part record the merge checks (its header with
+    ``chunk_tokens``, the chunks' fingerprints)."""
     summary = {
         "split": split,
         "volumes": sum(len(chunks[c]) for c in mine),
@@ -225,11 +239,7 @@ def extract_split(
             "header": {**header, "chunk_tokens": int(chunk_tokens)},
             "chunks": [{"chunk": c, "fingerprint": s["fingerprint"]} for c, s in zip(mine, sidecars)],
         }
-    reader.close()
     return summary
-
-
-PART_FORMAT = "neurovfm-features-part"
 
 
 class FeaturePartsError(IncompleteParts):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from neurovfm.features import store
-from neurovfm.features.extract import PART_FORMAT, _chunk_shard, autocast, merge_split, plan_chunks
+from neurovfm.features.extract import _chunk_shard, autocast, finish_extraction, merge_split, plan_chunks
 from neurovfm.features.public2d.slices import slice_indices, to_images
 from neurovfm.store.reader import ShardReader
 from neurovfm.utils.progress import Progress
@@ -180,25 +180,10 @@ def extract_split(
                 encoded += feats.shape[0]
         sidecars.append(w.sidecar())
     prog.close()
-    summary = {
-        "split": split,
-        "volumes": sum(len(chunks[c]) for c in mine),
-        "entries": sum(len(s["entries"]) for s in sidecars),
-        "tokens": sum(s["n_tokens"] for s in sidecars),
-        "tokens_encoded": encoded,
-        "chunks": len(mine),
-        "chunks_reused": done,
-    }
-    if shard is None:
-        store.write_index(out_dir, {k: v for k, v in header.items() if k != "chunk_tokens"}, sidecars)
-    else:
-        summary["part"] = {
-            "format": PART_FORMAT,
-            "split": split,
-            "shard": int(shard),
-            "header": header,
-            "chunks": [{"chunk": c, "fingerprint": s["fingerprint"]} for c, s in zip(mine, sidecars)],
-        }
+    index_header = {k: v for k, v in header.items() if k != "chunk_tokens"}
+    summary = finish_extraction(
+        out_dir, split, index_header, header["chunk_tokens"], chunks, mine, sidecars, encoded, done, shard
+    )
     reader.close()
     return summary
 
