@@ -333,13 +333,19 @@ def encoder_label(cfg: dict, encoder: str) -> str:
 
 def _features_public(cfg: dict, encoder: str, indices: dict, out_dir, device, shard: int | None) -> dict:
     """:func:`features` for a public 2D encoder (``encoders.{encoder}``): slice embeddings as tokens."""
-    from neurovfm.features import slicewise
     from neurovfm.features.public2d.loaders import load_public
 
     fcfg, spec = cfg["features"], public_encoders(cfg)[encoder]
     seed = cfg["seed"] if fcfg["seed"] is None else fcfg["seed"]
     enc = load_public(encoder, spec, seed, device)
     log.info("features with public encoder %s (%s) on %s", enc.info["label"], enc.info["path"] or "no folder", device)
+    return _slicewise(fcfg, enc, encoder, spec, indices, out_dir, device, shard)
+
+
+def _slicewise(fcfg: dict, enc, encoder: str, spec: dict, indices: dict, out_dir, device, shard: int | None) -> dict:
+    """A slice encoder through :func:`neurovfm.features.slicewise.extract` with the ``features`` settings."""
+    from neurovfm.features import slicewise
+
     return slicewise.extract(
         enc,
         encoder,
@@ -364,23 +370,11 @@ def _features_dinov2(cfg: dict, encoder: str, indices: dict, out_dir, device, sh
     """:func:`features` for a DINOv2 model of ``pretrain.models`` (trained on slices): its exported encoder applied
     slice-wise like a public 2D encoder, with the model's ``slices`` settings."""
     from neurovfm.dinov2.export import load_slice_encoder, slice_spec
-    from neurovfm.features import slicewise
 
     fcfg = cfg["features"]
     enc = load_slice_encoder(_existing(encoder_pt, f"encoder.pt of {encoder!r}"), encoder, device)
     log.info("features with the DINOv2 slice encoder %r (step %d) on %s", encoder, enc.info["step"], device)
-    return slicewise.extract(
-        enc,
-        encoder,
-        slice_spec(cfg, encoder),
-        indices,
-        Path(out_dir),
-        device,
-        chunk_tokens=fcfg["chunk_tokens"],
-        precision=fcfg["precision"],
-        progress_every_s=fcfg["progress_every_s"],
-        shard=shard,
-    )
+    return _slicewise(fcfg, enc, encoder, slice_spec(cfg, encoder), indices, out_dir, device, shard)
 
 
 def features_shard(
