@@ -80,18 +80,10 @@ def test_micro_batches_accumulate_the_label_loss(tmp_path, one_thread, micro):
 
 
 def test_the_label_head_resumes_exactly_and_is_not_exported(tmp_path, one_thread):
-    from test_reportgen_model import _stop_after
+    from test_reportgen_model import full_and_resumed
 
     paths = make_inputs(tmp_path / "in")
-    cfg = _cfg(tmp_path, w1=1.0, w2=0.5)
-    full = _trainer(cfg, paths, tmp_path / "full")
-    full.run()
-    part = _trainer(cfg, paths, tmp_path / "part")
-    part.train_stage = _stop_after(part, stage=1, steps=1)
-    with pytest.raises(KeyboardInterrupt):
-        part.run()
-    resumed = _trainer(cfg, paths, tmp_path / "part")
-    resumed.run()
+    full, resumed = full_and_resumed(_trainer, _cfg(tmp_path, w1=1.0, w2=0.5), paths, tmp_path, stage=1, steps=1)
     for k, v in full.label_head.state_dict().items():
         torch.testing.assert_close(v, resumed.label_head.state_dict()[k], atol=0, rtol=0)
     for k, v in full.connector.state_dict().items():

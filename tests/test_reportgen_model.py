@@ -96,20 +96,27 @@ def _trainer(cfg, paths, out):
     return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out)
 
 
+def full_and_resumed(make, cfg, paths, tmp_path, stage: int, steps: int):
+    """(an uninterrupted run, a run stopped after ``steps`` steps of ``stage`` and resumed from its checkpoint);
+    ``make(cfg, paths, out)`` builds a trainer."""
+    full = make(cfg, paths, tmp_path / "full")
+    full.run()
+    part = make(cfg, paths, tmp_path / "part")
+    part.train_stage = _stop_after(part, stage=stage, steps=steps)
+    with pytest.raises(KeyboardInterrupt):
+        part.run()
+    resumed = make(cfg, paths, tmp_path / "part")
+    resumed.run()
+    return full, resumed
+
+
 def test_training_resumes_exactly_and_generates(tmp_path, one_thread):
     from neurovfm.reportgen.run import generate
 
     paths = make_inputs(tmp_path / "in")
     cfg = tiny_config(tmp_path)
-    full = _trainer(cfg, paths, tmp_path / "full")
-    full.run()
     # interrupted run: stop after stage 1 plus one stage-2 step (the checkpoint of that step), then resume
-    part = _trainer(cfg, paths, tmp_path / "part")
-    part.train_stage = _stop_after(part, stage=2, steps=1)
-    with pytest.raises(KeyboardInterrupt):
-        part.run()
-    resumed = _trainer(cfg, paths, tmp_path / "part")
-    resumed.run()
+    full, resumed = full_and_resumed(_trainer, cfg, paths, tmp_path, stage=2, steps=1)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
@@ -292,15 +299,7 @@ def test_a_run_stopped_in_stage_one_keeps_the_stage_zero_lm(tmp_path, one_thread
     """Stage 1 freezes the demo LM that stage 0 trained: its checkpoint must still carry those weights (before the
     fix a run killed in stage 1 resumed with the seeded, untrained LM)."""
     paths = make_inputs(tmp_path / "in")
-    cfg = tiny_config(tmp_path)
-    full = _trainer(cfg, paths, tmp_path / "full")
-    full.run()
-    part = _trainer(cfg, paths, tmp_path / "part")
-    part.train_stage = _stop_after(part, stage=1, steps=1)
-    with pytest.raises(KeyboardInterrupt):
-        part.run()
-    resumed = _trainer(cfg, paths, tmp_path / "part")
-    resumed.run()
+    full, resumed = full_and_resumed(_trainer, tiny_config(tmp_path), paths, tmp_path, stage=1, steps=1)
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(v, resumed.model.state_dict()[k], atol=0, rtol=0, msg=k)
     assert [r["loss"] for r in full.rows] == [r["loss"] for r in resumed.rows]
