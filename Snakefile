@@ -6,7 +6,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from neurovfm.config import ConfigError, validate as validate_config
+from neurovfm.config import ConfigError, prepared as with_scaling_grid, validate as validate_config
 from neurovfm.synth.fingerprint import generator_fingerprint
 
 min_version("9.27")
@@ -23,6 +23,8 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 try:
     validate_config(config)  # the package's schema check: a few lines naming the key, never a schema dump
+    # the scaling grid's models (scaling:, Fig. 2b) become ordinary pretrain.models entries, as for the CLI
+    config.update(with_scaling_grid(config))
 except ConfigError as _err:
     sys.exit(f"neurovfm: {_err}")
 

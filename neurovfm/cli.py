@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from neurovfm import pipeline
-from neurovfm.config import ConfigError, load_config, private_dir, run_dir, validate
+from neurovfm.config import ConfigError, load_config, prepared, private_dir, run_dir, validate
 from neurovfm.utils.progress import setup_logging
 from neurovfm.utils.stage import report
 
@@ -38,7 +38,8 @@ def _apply_overrides(cfg: dict, pairs: list[str]) -> dict:
 
 
 def _config(args) -> dict:
-    return _apply_overrides(load_config(args.config), args.set or [])
+    # the scaling grid is expanded after the overrides, which may change it
+    return prepared(_apply_overrides(load_config(args.config, grid=False), args.set or []))
 
 
 def _cmd_synth(args) -> int:

@@ -84,13 +84,30 @@ def read_mapping(path: str | Path) -> dict:
     return cfg
 
 
-def load_config(path: str | Path | None = None) -> dict:
+def load_config(path: str | Path | None = None, grid: bool = True) -> dict:
     """The defaults (the checkout's config.yaml) with ``path`` deep-merged over them, validated: a user file
-    holds only what it changes, as with Snakemake's ``--configfile``."""
+    holds only what it changes, as with Snakemake's ``--configfile``. ``grid``: with the scaling grid's models
+    added to ``pretrain.models`` (:func:`prepared`)."""
     cfg = read_mapping(DEFAULT_CONFIG)
     if path is not None and Path(path).resolve() != DEFAULT_CONFIG.resolve():
         cfg = merged(cfg, read_mapping(path))
-    return validate(cfg)
+    cfg = validate(cfg)
+    return prepared(cfg) if grid else cfg
+
+
+def prepared(cfg: dict) -> dict:
+    """A validated ``cfg`` with the models of the ``scaling`` grid added to ``pretrain.models``
+    (:func:`neurovfm.scaling_grid.with_grid`, the one place that expands it), checked against the schema again.
+    The Snakefile and the CLI both call this, so a grid model (``tiny-d25``) is the same model for both."""
+    from neurovfm.scaling_grid import with_grid  # noqa: PLC0415  (it imports ConfigError from here)
+
+    out = with_grid(cfg)
+    if out is not cfg:
+        try:
+            validate(out)
+        except ConfigError as err:
+            raise ConfigError(f"a model of the scaling grid (scaling.models) is not valid: {err}") from err
+    return out
 
 
 def run_dir(cfg: dict) -> Path:
@@ -111,4 +128,4 @@ def merged(base: dict, overrides: dict) -> dict:
 
 def default_config(**sections) -> dict:
     """The repository's config.yaml with ``sections`` deep-merged over it, validated (for tests and notebooks)."""
-    return validate(merged(load_config(), sections))
+    return prepared(validate(merged(load_config(grid=False), sections)))

@@ -90,7 +90,14 @@ def test_loss_falls_and_no_report_text_is_written(tmp_path, reports):
     state = ckpt.load(out / ckpt.CHECKPOINT)
     assert set(state["modules"]) == {"encoder", "pool", "image_proj", "text", "text_proj", "logit_scale"}
     files = [p for p in out.rglob("*") if p.is_file()]
-    assert {p.name for p in files} == {"checkpoint.pt", "encoder.pt", "metrics.csv", "context_fractions.csv"}
+    assert {p.name for p in files} == {
+        "checkpoint.pt",
+        "encoder.pt",
+        "metrics.csv",
+        "context_fractions.csv",
+        "data.json",
+        "studies.csv",
+    }
     for path in files:
         blob = path.read_bytes()
         for word in (MARKER, MARKER.lower(), "narrow", "shallow"):

@@ -36,8 +36,15 @@ class ToyVolumes(Dataset):
                 }
             )
 
+        self._source = list(range(n))  # the generated volume behind each position (restrict keeps them)
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def restrict(self, keep: list[int]) -> None:
+        """Keep only the volumes at positions ``keep`` (a pretraining data subset, as VolumeDataset.restrict)."""
+        self.volumes = [self.volumes[int(i)] for i in keep]
+        self._source = [self._source[int(i)] for i in keep]
 
     def __len__(self) -> int:
         return len(self.volumes)
@@ -55,17 +62,18 @@ class ToyVolumes(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         v = self.volumes[i]
+        src = self._source[i]
         shape = v["shape"]
-        r = self._head(i, shape)
-        rng = np.random.default_rng([self.seed, i, self.epoch])
+        r = self._head(src, shape)
+        rng = np.random.default_rng([self.seed, src, self.epoch])
         image = np.where(r < 1.0, 1.0, -1.0) + np.where((r > 0.85) & (r < 1.0), 1.5, 0.0)
         image += np.where(r < 0.35, 0.8 * np.cos(np.arange(shape[2]) / 6.0)[None, None, :], 0.0)
         image = (image + 0.1 * rng.standard_normal(shape)).astype(np.float32)[None]
-        if self.nan_at is not None and i == self.nan_at:
+        if self.nan_at is not None and src == self.nan_at:
             image[:] = np.nan
         return {
             "image": torch.from_numpy(image),
-            "token_mask": torch.from_numpy(self._token_mask(i)),
+            "token_mask": torch.from_numpy(self._token_mask(src)),
             "channels": ["toy"],
             "modality": v["modality"],
             "series_id": v["series_id"],

@@ -38,6 +38,7 @@ from neurovfm.jepa.masking import MODE_NAMES
 from neurovfm.jepa.metrics import STEP_COLUMNS, MetricsLog, modality_means, sample_rows
 from neurovfm.jepa.schedules import Schedules
 from neurovfm.jepa.stream import BatchStream, EpochItems
+from neurovfm.jepa.subset import restrict_dataset, write_records
 from neurovfm.utils.progress import Progress
 
 log = logging.getLogger("neurovfm")
@@ -528,6 +529,24 @@ def trainer_class(model: dict) -> type[Trainer]:
     return Trainer
 
 
+def use_data(dataset, model: dict, cfg: dict, model_name: str, out_dir: str | Path, write: bool = True):
+    """Cut ``dataset`` down to the model's ``data_fraction`` of the train split's studies and its ``modalities``
+    (:mod:`neurovfm.jepa.subset`; keyed by the run's seed, so pretraining seeds share the data), and record which
+    studies it trains on in ``out_dir`` (``data.json``, ``studies.csv``) when ``write``."""
+    subset = restrict_dataset(dataset, model, seed=int(cfg["seed"]), model_name=model_name)
+    if write:
+        write_records(out_dir, subset)
+    counts = ", ".join(f"{m} {len(subset.studies[m])} of {subset.available[m]} studies" for m in subset.studies)
+    log.info(
+        "pretraining %s on data_fraction %g of the train split (%s; %d volumes)",
+        model_name,
+        subset.fraction,
+        counts,
+        len(subset.keep),
+    )
+    return subset
+
+
 def train(
     cfg: dict,
     model_name: str,
@@ -539,8 +558,10 @@ def train(
 ) -> dict:
     """Pretrain ``pretrain.models[model_name]`` on ``dataset`` (a VolumeDataset or the same interface) with the
     model's objective (Vol-JEPA, the VideoMAE baseline or HLIP), writing checkpoint.pt, encoder.pt, metrics.csv
-    and context_fractions.csv to ``out_dir``. ``text_sources`` (HLIP only): {"findings": labels/findings.jsonl,
-    "reports": the private reports.jsonl}, the files its ``text.source`` may read."""
+    and context_fractions.csv to ``out_dir``, and first data.json and studies.csv: the studies of the model's
+    ``data_fraction`` and ``modalities`` it trains on (:func:`use_data`). ``text_sources`` (HLIP only):
+    {"findings": labels/findings.jsonl, "reports": the private reports.jsonl}, the files its ``text.source`` may
+    read."""
     if threads:
         torch.set_num_threads(int(threads))
     model = cfg["pretrain"]["models"].get(model_name, {})
@@ -548,6 +569,7 @@ def train(
     extra = {"text_sources": text_sources} if objective(model) == "hlip" else {}
     d = init_distributed()
     try:
+        use_data(dataset, model, cfg, model_name, out_dir, write=d.rank == 0)
         return trainer(cfg, model_name, dataset, out_dir, d, **extra).run(stop_after=stop_after)
     finally:
         if d.enabled and dist.is_initialized():

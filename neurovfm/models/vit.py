@@ -7,10 +7,12 @@ a pack attends only to itself, so any
 subset of a volume's tokens (a Vol-JEPA context, the foreground of a whole volume) can be encoded as is.
 
 Sizes (the paper's scaling study compares ViT-Small, -Medium and -Base without stating widths; we use the
-standard ones; "tiny" is ours, for CPU demos and tests). Parameter counts for one input channel:
+standard ones; "tiny" is ours, for CPU demos and tests, and "micro" the demo's second size of the scaling grid,
+Fig. 2b). Parameter counts for one input channel:
 
 | size   | width | depth | heads | head dim | parameters |
 |--------|-------|-------|-------|----------|------------|
+| micro  | 64    | 4     | 2     | 32       | 0.27 M     |
 | tiny   | 128   | 4     | 4     | 32       | 0.92 M     |
 | small  | 384   | 12    | 6     | 64       | 21.7 M     |
 | medium | 512   | 12    | 8     | 64       | 38.4 M     |
@@ -26,6 +28,7 @@ from .patch_embed import PatchEmbed3D
 from .pos_embed import content_width, with_position
 
 VIT_SIZES = {
+    "micro": dict(embed_dim=64, depth=4, num_heads=2),  # the demo's second size of the scaling grid (Fig. 2b)
     "tiny": dict(embed_dim=128, depth=4, num_heads=4),
     "small": dict(embed_dim=384, depth=12, num_heads=6),
     "medium": dict(embed_dim=512, depth=12, num_heads=8),

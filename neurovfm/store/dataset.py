@@ -47,6 +47,11 @@ class VolumeDataset(Dataset):
     def volumes(self) -> list[dict]:
         return self.reader.volumes
 
+    def restrict(self, keep: list[int]) -> None:
+        """Keep only the volumes at positions ``keep`` (see :meth:`ShardReader.restrict`); item ``i`` is then
+        ``keep[i]`` of before, and its CT-window draw is seeded by its new position."""
+        self.reader.restrict(keep)
+
     def _choose(self, i: int, entry: dict) -> list[str]:
         names = self.reader.channels(i)
         if entry["modality"] != "CT":

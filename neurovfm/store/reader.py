@@ -34,6 +34,15 @@ class ShardReader:
         state["_maps"] = {}
         return state
 
+    def restrict(self, keep: list[int]) -> None:
+        """Keep only the volumes at positions ``keep`` (in that order): volume ``i`` is then ``keep[i]`` of before.
+        Shards stay as they are; a pretraining data subset (:mod:`neurovfm.jepa.subset`) reads through this."""
+        n = len(self.volumes)
+        if any(not 0 <= int(i) < n for i in keep) or len(set(keep)) != len(keep):
+            raise ValueError(f"restrict: positions must be distinct and lie in [0, {n})")
+        self.volumes = [self.volumes[int(i)] for i in keep]
+        self._by_series = {v["series_id"]: i for i, v in enumerate(self.volumes)}
+
     def position(self, series_id: str) -> int:
         return self._by_series[series_id]
 

@@ -29,6 +29,9 @@ rule pretrain:
             subcategory="{model}",
         ),
         fractions=f"{RES}/pretrain/{{model}}/context_fractions.csv",
+        # the studies it trained on: its data_fraction of the train split's studies and its modalities
+        data=f"{RES}/pretrain/{{model}}/data.json",
+        studies=f"{RES}/pretrain/{{model}}/studies.csv",
     log:
         f"{RES}/logs/pretrain_{{model}}.log",
     benchmark:
