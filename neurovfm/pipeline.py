@@ -320,15 +320,39 @@ def public_encoders(cfg: dict) -> dict:
     return dict(cfg.get("encoders") or {})
 
 
+# the method behind each pretraining objective, as tables and figures name it
+METHOD_NAMES = {"vjepa": "Vol-JEPA", "videomae": "VideoMAE", "hlip": "HLIP", "dinov2": "DINOv2, slices"}
+
+
 def encoder_label(cfg: dict, encoder: str) -> str:
-    """An encoder's name in tables and figures: a public 2D encoder without a weights folder is marked
-    ``name (random weights)``; every other name is itself."""
+    """An encoder's name in tables and figures: a pretrained model is ``name (method)`` (``tiny (Vol-JEPA)``,
+    ``tiny_mae (VideoMAE)``), a public 2D encoder without a weights folder ``name (random weights)``; every other
+    name (``random``, a public encoder with weights) is itself."""
+    model = cfg["pretrain"]["models"].get(encoder)
+    if model is not None:
+        from neurovfm.jepa.build import objective
+
+        return f"{encoder} ({METHOD_NAMES[objective(model)]})"
     spec = public_encoders(cfg).get(encoder)
     if spec is None:
         return encoder
     from neurovfm.features.public2d.loaders import label
 
     return label(encoder, spec)
+
+
+def is_volumetric(cfg: dict, encoder: str) -> bool:
+    """Whether ``encoder`` re-encodes whole volumes (random weights or a 3D pretrained model); the slice-wise
+    encoders (public 2D encoders, ``objective: dinov2``) give one token per slice and cannot serve the analyses
+    that re-encode volumes at token level (laterality, anatomy, external benchmarks)."""
+    if encoder in public_encoders(cfg):
+        return False
+    model = cfg["pretrain"]["models"].get(encoder)
+    if model is None:
+        return encoder == "random"
+    from neurovfm.jepa.build import objective
+
+    return objective(model) != "dinov2"
 
 
 def _features_public(cfg: dict, encoder: str, indices: dict, out_dir, device, shard: int | None) -> dict:
@@ -573,8 +597,9 @@ def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -
 
 
 def analysis_encoders(cfg: dict, section: str) -> list[str]:
-    """Encoders of an analysis section (``analysis.{section}.encoders``), else :func:`probe_encoders`."""
-    return list(cfg["analysis"][section]["encoders"] or probe_encoders(cfg))
+    """Encoders of an analysis section that re-encodes volumes (``analysis.{section}.encoders``: anatomy,
+    external), else the volumetric ones of :func:`probe_encoders` (:func:`is_volumetric`)."""
+    return list(cfg["analysis"][section]["encoders"] or [e for e in probe_encoders(cfg) if is_volumetric(cfg, e)])
 
 
 def _encoder_files(cfg: dict, encoders: list[str]) -> dict:
@@ -692,9 +717,10 @@ def external_benchmark(
 
 # -- diagnostic analyses (neurovfm.analysis.diagnostic, .laterality_run) ---------------------------
 def laterality_encoders(cfg: dict) -> list[str]:
-    """Encoders of the laterality check: ``analysis.laterality.encoders``, else ``pretrain.train`` (re-encoding
-    is the costly step, so the random baseline is opt-in)."""
-    return list(cfg["analysis"]["laterality"]["encoders"] or cfg["pretrain"]["train"])
+    """Encoders of the laterality check: ``analysis.laterality.encoders``, else the volumetric models of
+    ``pretrain.train`` (re-encoding is the costly step, so the random baseline is opt-in)."""
+    explicit = cfg["analysis"]["laterality"]["encoders"]
+    return list(explicit or [e for e in cfg["pretrain"]["train"] if is_volumetric(cfg, e)])
 
 
 def _probe_files(probes_dir, encoders, name: str) -> dict:
@@ -1002,3 +1028,77 @@ def bundle(
         label_csvs=dict(zip(mods, map(str, label_csvs))),
         out_dir=out_dir,
     )
+
+
+# -- the scaling grid, Fig. 2b (neurovfm.scaling_grid, neurovfm.analysis.scaling) ---------------------------------
+def encoder_parameters(cfg: dict, models: list[str]) -> dict[str, int]:
+    """Encoder size -> parameters of the encoder of the first of ``models`` with that size (built on the meta
+    device: no memory, no weights)."""
+    import torch
+
+    from neurovfm.jepa.build import build_models, model_config
+
+    out = {}
+    with torch.device("meta"):
+        for name in models:
+            model = model_config(cfg["pretrain"], name, cfg["preprocess"]["patch"])
+            if model["encoder"] not in out:
+                encoder = build_models(model, encoder_only=True)
+                out[model["encoder"]] = int(sum(p.numel() for p in encoder.parameters()))
+    return out
+
+
+def scaling_table(cfg: dict, results_dir, out_csv) -> None:
+    """``tables/scaling.csv``: the grid's mean AUROCs (points), the log-linear fit per size and modality with its
+    paired bootstrap interval (fits), and multimodal - unimodal (unimodal); reads the files of
+    :func:`neurovfm.scaling_grid.table_files` under ``results_dir`` (``results/{run}``)."""
+    from dataclasses import asdict
+
+    from neurovfm.analysis.scaling import scaling_table as run
+    from neurovfm.scaling_grid import grid, table_files, unimodal_pairs
+
+    models = grid(cfg)
+    if not models:
+        raise ValueError("scaling.models is empty: the scaling grid has no model (config.yaml, scaling:)")
+    files = table_files(cfg, str(results_dir))
+    ev = cfg["probes"]["eval"]
+    table = run(
+        [asdict(m) for m in models],
+        {k: _existing(v, "category table") for k, v in files["categories"].items()},
+        {k: _existing(v, "predictions") for k, v in files["predictions"].items()},
+        {k: _existing(v, "comparison table") for k, v in files["comparisons"].items()},
+        unimodal_pairs(cfg),
+        encoder_parameters(cfg, [m.name for m in models]),
+        n_boot=int(ev["n_boot"]),
+        seed=_eval_seed(cfg),
+        min_pos=int(ev["min_pos"]),
+        alpha=float(ev["alpha"]),
+    )
+    write_csv(out_csv, table)
+    for r in table[table["section"] == "fit"].itertuples():
+        log.info(
+            "%s %s: mean AUROC slope per 10x data %.4f [%.4f, %.4f] (%s)",
+            r.size,
+            r.modality,
+            r.slope,
+            r.slope_lo,
+            r.slope_hi,
+            r.status,
+        )
+    for r in table[table["section"] == "unimodal"].itertuples():
+        log.info(
+            "%s: %s - %s mean AUROC %.4f [%.4f, %.4f]",
+            r.modality,
+            r.model,
+            r.compared_with,
+            r.delta,
+            r.delta_lo,
+            r.delta_hi,
+        )
+
+
+def fig2b(cfg: dict, table_csv, out_png) -> None:
+    """Fig. 2b from ``tables/scaling.csv``."""
+    from neurovfm.plots.scaling import fig2b as draw
+
+    draw(_existing(table_csv, "scaling table"), out_png)

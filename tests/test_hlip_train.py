@@ -185,3 +185,40 @@ def test_local_text_encoder_folder_loads_strictly(tmp_path):
         load_folder(folder)
     with pytest.raises(FileNotFoundError):
         load_folder(tmp_path / "absent")
+
+
+def test_max_tokens_keeps_a_random_subset_of_each_volumes_foreground_in_raster_order(reports):
+    """FLIP-style token dropping: at most max_tokens per volume, a subset of the full crop's tokens (same
+    patches and coordinates), in raster order, the same draw for the same item, smaller volumes untouched."""
+    cfg = config()
+    data = PairedToy(n_studies=4)
+    model = model_config(cfg["pretrain"], "h", cfg["preprocess"]["patch"])
+    texts = training_texts(model, data.volumes, reports)
+    _, tokenizer = build_hlip(model, texts)
+    args = (cfg["pretrain"], cfg["preprocess"]["patch"], 0, texts, TextTokenizer(tokenizer, 32))
+    item = {**data[0], "epoch": 0, "offset": 0}
+    full_p, full_c, n_fg = StudyCollator(*args).volume(item)
+    cap = full_p.shape[0] // 3
+    assert cap >= 2
+    p, c, n_fg_capped = StudyCollator(*args, max_tokens=cap).volume(item)
+    assert p.shape[0] == cap and n_fg_capped == n_fg
+    full = {tuple(x): i for i, x in enumerate(full_c.tolist())}
+    rows = [full[tuple(x)] for x in c.tolist()]  # every kept token is a token of the full crop ...
+    assert rows == sorted(rows) and len(set(rows)) == cap  # ... in raster order, none twice
+    assert torch.equal(p, full_p[rows])
+    again, _, _ = StudyCollator(*args, max_tokens=cap).volume(item)
+    assert torch.equal(again, p)
+    other, _, _ = StudyCollator(*args, max_tokens=cap).volume({**item, "epoch": 1})
+    assert not torch.equal(other, p)  # a fresh draw in another epoch
+    whole, _, _ = StudyCollator(*args, max_tokens=full_p.shape[0] + 5).volume(item)
+    assert torch.equal(whole, full_p)
+    with pytest.raises(ValueError, match="max_tokens"):
+        StudyCollator(*args, max_tokens=0)
+
+
+def test_a_models_own_steps_override_the_shared_budget(tmp_path, reports):
+    models = {"h": {**HLIP, "steps": 2, "max_tokens": 16}, "j": JEPA}
+    cfg = config(steps=5, models=models, checkpoint_every=100)
+    train(cfg, "h", PairedToy(n_studies=16), tmp_path, threads=1, text_sources=reports)
+    steps = pd.read_csv(tmp_path / "metrics.csv")["step"]
+    assert sorted(set(steps)) == [0, 1]  # two optimiser steps (numbered from 0), not pretrain.steps' five

@@ -1,7 +1,9 @@
 """Turn the volumes of a batch of studies into one packed image batch and the studies' tokenised texts.
 
 Per volume: a crop of at most ``max_crop_tokens`` per axis around the foreground (the whole volume when it fits,
-as on the demo), then the crop's foreground tokens. There is no flip or axis swap: a report says "left" and
+as on the demo), then the crop's foreground tokens, of which at most ``max_tokens`` drawn at random (FLIP's token
+dropping, Li et al. 2023: the encoder's cost falls with the tokens it sees, attention's with their square; the
+features are later computed on every token; ``None`` keeps them all). There is no flip or axis swap: a report says "left" and
 "right", and a mirrored image would contradict its text. Volumes are packed back to back (``cu``, one segment
 per volume, for the encoder's attention) and the volumes of a study are adjacent (``study_cu``, one segment per
 study, for the pooling). The crop of volume j of batch b comes from a generator seeded by (seed, rank, b, j),
@@ -58,9 +60,21 @@ class StudyBatch:
 class StudyCollator:
     """``collate_fn`` of the HLIP DataLoader (picklable for worker processes; holds the texts in memory)."""
 
-    def __init__(self, pretrain: dict, patch, seed: int, texts: dict[str, str], tokenizer: TextTokenizer, rank=0):
+    def __init__(
+        self,
+        pretrain: dict,
+        patch,
+        seed: int,
+        texts: dict[str, str],
+        tokenizer: TextTokenizer,
+        rank=0,
+        max_tokens: int | None = None,
+    ):
         self.patch = tuple(int(p) for p in patch)
         self.max_crop = tuple(int(m) for m in pretrain["max_crop_tokens"])
+        if max_tokens is not None and int(max_tokens) < 1:
+            raise ValueError(f"max_tokens must be at least 1 (or None: every token), got {max_tokens}")
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
         self.seed, self.rank = int(seed), int(rank)
         self.texts, self.tokenizer = texts, tokenizer
 
@@ -72,7 +86,9 @@ class StudyCollator:
         image = item["image"][(slice(None), *voxel_box(box, self.patch))]
         crop = mask[box]  # centred on a foreground token, so never empty
         patches, coords = patchify(image.contiguous(), self.patch)
-        keep = crop.reshape(-1)
+        keep = torch.nonzero(crop.reshape(-1)).squeeze(1)
+        if self.max_tokens is not None and keep.numel() > self.max_tokens:  # a random subset, in raster order
+            keep = keep[torch.from_numpy(np.sort(rng.choice(keep.numel(), self.max_tokens, replace=False)))]
         return patches[keep].contiguous(), coords[keep].contiguous(), int(mask.sum())
 
     def __call__(self, items: list[dict]) -> StudyBatch:

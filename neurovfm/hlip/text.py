@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -70,9 +71,9 @@ def load_folder(path: str | Path):
     """(tokenizer, model) of a local Hugging Face folder; nothing downloads, every weight must match."""
     from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
 
-    folder = Path(path)
+    folder = Path(os.path.expandvars(str(path)))  # ${VAR} in the config: a site's own location of the weights
     if not folder.is_dir():
-        raise FileNotFoundError(f"text encoder folder {folder} does not exist")
+        raise FileNotFoundError(f"text encoder folder {folder} does not exist (text.path: {path})")
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model, info = AutoModel.from_pretrained(folder, local_files_only=True, output_loading_info=True)
     # a pooler head is not used (the embedding is the mean of the last hidden states): dropped, so its weights

@@ -186,7 +186,15 @@ class HLIPTrainer(Trainer):
 
     def collator(self) -> StudyCollator:
         patch = self.cfg["preprocess"]["patch"]
-        return StudyCollator(self.p, patch, self.seed, self.texts, self.tokenize, rank=self.d.rank)
+        return StudyCollator(
+            self.p,
+            patch,
+            self.seed,
+            self.texts,
+            self.tokenize,
+            rank=self.d.rank,
+            max_tokens=self.model.get("max_tokens"),
+        )
 
     def train_step(self, batch: StudyBatch, values: dict) -> tuple[dict, list[torch.Tensor]]:
         out = clip_step(self.ddp, batch, self.optimizer, float(self.p["optimizer"]["grad_clip"]), self.amp, self.d)

@@ -225,7 +225,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.dataset = dataset
         self.model = model_config(self.p, model_name, cfg["preprocess"]["patch"])
-        self.total = int(self.p["steps"])
+        self.total = int(self.model.get("steps") or self.p["steps"])  # a model's own budget, else the shared one
         if int(self.p["batch_size"]) % self.d.world_size:
             raise ValueError(
                 f"pretrain.batch_size {self.p['batch_size']} is not divisible by the {self.d.world_size} processes"

@@ -57,7 +57,7 @@ rule external_benchmark:
         source=_external_source,
         transfer=_external_transfer,
         stats=f"{RES}/shards/train/stats.json",
-        encoders=_encoder_pts(EXTERNAL["encoders"] or ANATOMY_ENCODERS),
+        encoders=_encoder_pts(analysis_encoders(config, "external")),
     output:
         # a variable set: per-fold probes for each encoder and task (transfer_from of another dataset reads them)
         work=directory(f"{RES}/external/{{dataset}}/benchmark"),

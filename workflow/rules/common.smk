@@ -3,6 +3,8 @@ import os
 import re
 from pathlib import Path
 
+from neurovfm.pipeline import analysis_encoders, laterality_encoders
+
 RUN = config["run"]
 RES = f"{config['paths']['results']}/{RUN}"
 PRIV = f"{os.path.expandvars(config['paths']['private'])}/{RUN}"
@@ -50,9 +52,11 @@ def synthetic_export():
 
 
 def _comparison_tables():
-    """Every encoder of the diagnostic comparison against the last one (random weights by default)."""
+    """The paired comparisons of the diagnostic encoders: each against the last one (random weights by default),
+    and each against the first (the main model, Vol-JEPA in the demo)."""
     encoders = list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
-    return [f"{RES}/tables/diagnosis_{m}_{a}_vs_{encoders[-1]}.csv" for a in encoders[:-1] for m in ("ct", "mri")]
+    pairs = [(a, encoders[-1]) for a in encoders[:-1]] + [(a, encoders[0]) for a in encoders[1:-1]]
+    return [f"{RES}/tables/diagnosis_{m}_{a}_vs_{b}.csv" for a, b in pairs for m in ("ct", "mri")]
 
 
 def all_targets():
@@ -152,7 +156,7 @@ def _probe_inputs(name, encoders):
 
 
 def _laterality_encoders():
-    return list(config["analysis"]["laterality"]["encoders"] or config["pretrain"]["train"])
+    return laterality_encoders(config)  # the package's default (volumetric models only), as the script sees it
 
 
 def _encoder_pts(encoders):
@@ -165,7 +169,7 @@ def _parent(path, levels=1):
 
 
 ANATOMY = config["analysis"]["anatomy"]
-ANATOMY_ENCODERS = list(ANATOMY["encoders"] or config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+ANATOMY_ENCODERS = analysis_encoders(config, "anatomy")  # the package's defaults, as the scripts see them
 EXTERNAL = config["analysis"]["external"]
 EXTERNAL_DATASETS = list(EXTERNAL["datasets"])
 EXTERNAL_SYNTH = EXTERNAL["synthetic"]["name"]
