@@ -557,6 +557,24 @@ def fig_diagnosis(cfg: dict, which: str, tables_dir, out_png) -> None:
         raise ValueError(f"unknown diagnosis figure {which!r}")
 
 
+def comparison_pairs(cfg: dict) -> list[tuple[str, str]]:
+    """The paired comparisons of :func:`probe_encoders` (tables/diagnosis_{modality}_{a}_vs_{b}.csv): each encoder
+    against the last (random weights by default), then each comparison encoder against the first (the main model)."""
+    encoders = probe_encoders(cfg)
+    return [(a, encoders[-1]) for a in encoders[:-1]] + [(a, encoders[0]) for a in encoders[1:-1]]
+
+
+def fig_encoder_differences(cfg: dict, tables_dir, out_png) -> None:
+    """``figures/ed_encoder_comparison.png``: the paired differences of :func:`comparison_pairs`, drawn."""
+    from neurovfm.plots.diagnosis import encoder_differences
+
+    tables_dir = Path(tables_dir)
+    tables = {
+        (a, b, m): tables_dir / f"diagnosis_{m}_{a}_vs_{b}.csv" for a, b in comparison_pairs(cfg) for m in ("ct", "mri")
+    }
+    encoder_differences(tables, probe_encoders(cfg), out_png)
+
+
 def fig3d(cfg: dict, encoder: str, probes_dir, findings_jsonl, shard_index, out_png) -> None:
     """Fig. 3d: class attention of ``encoder``'s CT and MRI probes over a lateralised test finding."""
     from neurovfm.plots.attention_overlay import fig3d as draw

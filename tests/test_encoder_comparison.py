@@ -75,6 +75,35 @@ def test_the_demos_all_plans_every_comparison_encoder_and_both_paired_tables():
             assert f"results/demo/tables/diagnosis_{m}_{a}_vs_random.csv" in dry.stdout, (a, m)
         for a in encoders[1:-1]:
             assert f"results/demo/tables/diagnosis_{m}_{a}_vs_{encoders[0]}.csv" in dry.stdout, (a, m)
+    assert "results/demo/figures/ed_encoder_comparison.png" in dry.stdout
     # the token-level analyses re-encode volumes with the 3D encoders only
     anatomy = re.search(r"rule anatomy:\n\s+input: ([^\n]+)", dry.stdout).group(1)
     assert "tiny_dinov2" not in anatomy and "tiny_hlip" in anatomy
+
+
+def test_the_differences_figure_draws_every_pair_with_its_interval(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from neurovfm.plots.diagnosis import encoder_differences
+
+    encoders = ["main", "base1", "base2", "random"]
+    pairs = [("main", "random"), ("base1", "random"), ("base2", "random"), ("base1", "main"), ("base2", "main")]
+    rng = np.random.default_rng(0)
+    tables, truth = {}, {}
+    for a, b in pairs:
+        for m in ("ct", "mri"):
+            d = float(rng.normal(0, 0.05))
+            truth[(a, b, m)] = d
+            path = tmp_path / f"diagnosis_{m}_{a}_vs_{b}.csv"
+            row = {"encoder_a": f"{a} (X)", "encoder_b": b, "label": "all", "n_classes": 7, "auroc_a": 0.7 + d}
+            row.update({"auroc_b": 0.7, "delta": d, "delta_lo": d - 0.03, "delta_hi": d + 0.03})
+            pd.DataFrame([row, {**row, "label": "some_class"}]).to_csv(path, index=False)
+            tables[(a, b, m)] = path
+    out = tmp_path / "ed_encoder_comparison.png"
+    table = encoder_differences(tables, encoders, out)
+    assert out.exists() and out.with_suffix(".pdf").exists() and out.with_suffix(".csv").exists()
+    assert len(table) == 10
+    for (a, b, m), d in truth.items():
+        r = table[(table["a"] == a) & (table["b"] == b) & (table["modality"] == m)].iloc[0]
+        assert r["delta"] == d and r["delta_lo"] == d - 0.03 and r["encoder_a"] == f"{a} (X)"

@@ -103,3 +103,65 @@ def fig2c(category_csvs: dict, encoders: list[str], out_png: str | Path) -> pd.D
     ].reset_index(drop=True)
     save_figure(fig, out_png, table)
     return table
+
+
+def encoder_differences(tables: dict, encoders: list[str], out_png: str | Path) -> pd.DataFrame:
+    """Paired mean-AUROC differences of the compared encoders (Fig. 2a's tables, drawn): left, each encoder minus
+    the floor (the last of ``encoders``, random weights); right, each comparison encoder minus the main model (the
+    first). ``tables``: {(a, b, modality): path of tables/diagnosis_{modality}_{a}_vs_{b}.csv}, whose first row is
+    the mean over the evaluable classes with its paired study-level bootstrap interval."""
+    rows = []
+    for (a, b, mod), path in tables.items():
+        r = pd.read_csv(path).iloc[0]
+        rows.append(
+            {
+                "encoder_a": r["encoder_a"],
+                "encoder_b": r["encoder_b"],
+                "a": a,
+                "b": b,
+                "modality": mod,
+                "n_classes": int(r["n_classes"]),
+                "auroc_a": r["auroc_a"],
+                "auroc_b": r["auroc_b"],
+                "delta": r["delta"],
+                "delta_lo": r["delta_lo"],
+                "delta_hi": r["delta_hi"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    floor, main = encoders[-1], encoders[0]
+    panels = [("floor", floor, [e for e in encoders[:-1]]), ("main", main, [e for e in encoders[1:-1]])]
+    panels = [p for p in panels if p[2]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 1.4 + 0.5 * len(encoders)), squeeze=False)
+    colors = {"ct": "tab:blue", "mri": "tab:orange"}
+    for ax, (_, b, names) in zip(axes[0], panels):
+        labels = []
+        for i, a in enumerate(names):
+            for j, mod in enumerate(("ct", "mri")):
+                sub = table[(table["a"] == a) & (table["b"] == b) & (table["modality"] == mod)]
+                if sub.empty:
+                    continue
+                r = sub.iloc[0]
+                y = i + (j - 0.5) * 0.3
+                ax.errorbar(
+                    r["delta"],
+                    y,
+                    xerr=[[r["delta"] - r["delta_lo"]], [r["delta_hi"] - r["delta"]]],
+                    fmt="o",
+                    color=colors[mod],
+                    capsize=3,
+                    label=MODALITY_TITLES[mod] if i == 0 else None,
+                )
+            labels.append(table.loc[table["a"] == a, "encoder_a"].iloc[0] if (table["a"] == a).any() else a)
+        ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        b_label = table.loc[table["b"] == b, "encoder_b"].iloc[0] if (table["b"] == b).any() else b
+        ax.set_title(f"minus {b_label}", fontsize=9)
+        ax.set_xlabel("difference in mean test AUROC (95% paired bootstrap CI)")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Paired encoder comparisons on the same test studies")
+    fig.tight_layout()
+    save_figure(fig, out_png, table)
+    return table

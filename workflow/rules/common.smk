@@ -3,7 +3,7 @@ import os
 import re
 from pathlib import Path
 
-from neurovfm.pipeline import analysis_encoders, laterality_encoders
+from neurovfm.pipeline import analysis_encoders, comparison_pairs, laterality_encoders
 
 RUN = config["run"]
 RES = f"{config['paths']['results']}/{RUN}"
@@ -52,11 +52,9 @@ def synthetic_export():
 
 
 def _comparison_tables():
-    """The paired comparisons of the diagnostic encoders: each against the last one (random weights by default),
-    and each against the first (the main model, Vol-JEPA in the demo)."""
-    encoders = list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
-    pairs = [(a, encoders[-1]) for a in encoders[:-1]] + [(a, encoders[0]) for a in encoders[1:-1]]
-    return [f"{RES}/tables/diagnosis_{m}_{a}_vs_{b}.csv" for a, b in pairs for m in ("ct", "mri")]
+    """The paired comparisons of the diagnostic encoders (neurovfm.pipeline.comparison_pairs): each against the
+    last one (random weights by default), and each against the first (the main model, Vol-JEPA in the demo)."""
+    return [f"{RES}/tables/diagnosis_{m}_{a}_vs_{b}.csv" for a, b in comparison_pairs(config) for m in MODALITIES]
 
 
 def all_targets():
@@ -77,6 +75,7 @@ def all_targets():
         ],
         *[f"{RES}/figures/{fig}.png" for fig in ("fig2a", "fig2c", "fig3d")],
         *_comparison_tables(),
+        f"{RES}/figures/ed_encoder_comparison.png",
     ]
     if SYNTHETIC:
         targets.append(f"{RES}/labels/extractor_eval.csv")

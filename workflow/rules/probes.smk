@@ -130,6 +130,34 @@ rule fig_diagnosis:
         "../scripts/fig_diagnosis.py"
 
 
+rule fig_encoder_comparison:
+    """The paired encoder comparisons of Fig. 2a drawn: each encoder minus random weights, each baseline minus the
+    main model."""
+    input:
+        _comparison_tables(),
+    output:
+        png=report(
+            f"{RES}/figures/ed_encoder_comparison.png",
+            caption="../report/ed_encoder_comparison.rst",
+            category="Diagnosis",
+            subcategory="Encoder comparison",
+        ),
+        pdf=f"{RES}/figures/ed_encoder_comparison.pdf",
+        csv=f"{RES}/figures/ed_encoder_comparison.csv",
+    log:
+        f"{RES}/logs/ed_encoder_comparison.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        tables_dir=lambda wildcards, input: _parent(input[0]),
+    script:
+        "../scripts/fig_encoder_comparison.py"
+
+
 rule fig3d:
     """Fig. 3d: class attention over a lateralised test finding (first pretrained encoder's probes)."""
     input:
