@@ -107,3 +107,25 @@ def test_the_differences_figure_draws_every_pair_with_its_interval(tmp_path):
     for (a, b, m), d in truth.items():
         r = table[(table["a"] == a) & (table["b"] == b) & (table["modality"] == m)].iloc[0]
         assert r["delta"] == d and r["delta_lo"] == d - 0.03 and r["encoder_a"] == f"{a} (X)"
+
+
+def _dry(*args):
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "profiles/armis2/paper.yaml"]
+    env = {k: v for k, v in ENV.items() if k not in ("NEUROVFM_DINOV3_DIR", "NEUROVFM_BIOMEDCLIP_DIR")}
+    return subprocess.run([*cmd, "--", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_paper_profiles_all_plans_the_baselines_and_needs_no_downloaded_weights():
+    dry = _dry("all")
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    for e in ("base", "base_mae", "base_hlip", "base_dinov2", "random"):
+        assert f"results/paper/probes/{e}/ct/predictions.csv" in dry.stdout, e
+    assert "results/paper/tables/diagnosis_mri_base_hlip_vs_base.csv" in dry.stdout
+
+
+def test_a_public_encoder_whose_folder_variable_is_unset_is_named_in_one_message():
+    dry = _dry("results/paper/features/dinov3/test/index.json")
+    assert dry.returncode != 0
+    assert "encoders.dinov3.path '${NEUROVFM_DINOV3_DIR}' names an environment variable that is not set" in (
+        dry.stdout + dry.stderr
+    )

@@ -144,6 +144,11 @@ def _feature_encoder_pt(wildcards):
     weights), nothing for random."""
     if wildcards.encoder in PUBLIC_ENCODERS:
         path = PUBLIC_ENCODERS[wildcards.encoder]["path"]
+        if path and "$" in _expanded(path):
+            raise ValueError(
+                f"encoders.{wildcards.encoder}.path {path!r} names an environment variable that is not set: export "
+                "it (the folder of the downloaded weights), or set path: null for the random-weight floor"
+            )
         return [_expanded(path)] if path else []
     if wildcards.encoder == "random":
         return []
