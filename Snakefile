@@ -48,6 +48,7 @@ include: "workflow/rules/analyses_diagnostic.smk"
 include: "workflow/rules/analyses_anatomy.smk"
 include: "workflow/rules/reportgen.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/scaling.smk"
 
 
 rule all:

@@ -169,3 +169,26 @@ def unimodal_pairs(cfg: dict) -> dict[str, tuple[str, str]]:
 
 def size_rank(size: str) -> int:
     return SIZE_ORDER.index(size) if size in SIZE_ORDER else len(SIZE_ORDER)
+
+
+def table_files(cfg: dict, results: str) -> dict[str, dict]:
+    """The files Fig. 2b's table reads under ``results`` (``results/{run}``), keyed: ``categories`` {(model,
+    modality): category table} (both modalities for the grid's models, its own for a unimodal one),
+    ``predictions`` {(model, modality): predictions.csv} (the grid's models: the fits' paired bootstrap) and
+    ``comparisons`` {modality: diagnosis_{modality}_{multimodal}_vs_{unimodal}.csv}. The rule
+    (:func:`table_inputs`) and :func:`neurovfm.pipeline.scaling_table` both take their paths from here."""
+    pairs = unimodal_pairs(cfg)
+    own = {uni: mod for mod, (_, uni) in pairs.items()}
+    categories, predictions = {}, {}
+    for m in grid(cfg):
+        for mod in [own[m.name]] if m.role == "unimodal" else ["ct", "mri"]:
+            categories[(m.name, mod)] = f"{results}/tables/diagnosis_{mod}_{m.name}_categories.csv"
+            if m.role == "grid":
+                predictions[(m.name, mod)] = f"{results}/probes/{m.name}/{mod}/predictions.csv"
+    comparisons = {mod: f"{results}/tables/diagnosis_{mod}_{a}_vs_{b}.csv" for mod, (a, b) in pairs.items()}
+    return {"categories": categories, "predictions": predictions, "comparisons": comparisons}
+
+
+def table_inputs(cfg: dict, results: str) -> dict[str, list[str]]:
+    """:func:`table_files` as lists (the rule's named inputs)."""
+    return {k: list(v.values()) for k, v in table_files(cfg, results).items()}
