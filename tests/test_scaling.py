@@ -394,3 +394,42 @@ def test_fig2b_rules_run_on_synthetic_tables(tmp_path):
         assert (results / name).stat().st_size > 0, name
     table = pd.read_csv(results / "figures" / "fig2b.csv")
     assert set(table["section"]) == {"point", "fit", "unimodal"}
+
+
+def test_a_shard_store_restricted_to_one_modality(tmp_path):
+    """The real dataset (shards on disk): items of the kept volumes, no other modality, even inside a study."""
+    from dinov2_fixtures import write_train
+
+    from neurovfm.store.dataset import VolumeDataset
+
+    data = VolumeDataset(write_train(tmp_path, n=8))  # studies of one MRI and one CT volume each
+    sub = restrict_dataset(data, {"encoder": "tiny", "modalities": ["CT"]}, seed=0)
+    assert len(data) == 4 == len(sub.keep) and {v["modality"] for v in data.volumes} == {"CT"}
+    for i, v in enumerate(data.volumes):
+        item = data[i]
+        assert item["series_id"] == v["series_id"] and item["modality"] == "CT"
+        assert data.reader.position(v["series_id"]) == i
+
+
+def test_pretraining_sees_only_its_subset_and_records_it(tmp_path):
+    """train(): a model with data_fraction and modalities trains on those studies only and says which."""
+    from neurovfm.jepa.train import train
+
+    model = {"encoder": "tiny", "predictor_dim": 48, "predictor_depth": 1, "predictor_heads": 2}
+    cfg = default_config(
+        pretrain={
+            "models": {"t-half-mr": {**model, "data_fraction": 0.5, "modalities": ["MR"]}},
+            "train": ["t-half-mr"],
+            "steps": 2,
+            "batch_size": 2,
+            "checkpoint_every": 2,
+            "progress_every_s": 1000,
+        }
+    )
+    train(cfg, "t-half-mr", ToyVolumes(n=12, grid=(4, 5, 5), seed=0), tmp_path, threads=1)
+    record = json.loads((tmp_path / "data.json").read_text())
+    assert record["per_modality"]["MR"]["studies_used"] == 3 and record["volumes_used"] == 3
+    studies = set(pd.read_csv(tmp_path / "studies.csv")["study_id"])
+    assert len(studies) == 3
+    samples = pd.read_csv(tmp_path / "context_fractions.csv")
+    assert set(samples["modality"]) == {"MR"} and len(samples) == 4  # 2 steps x 2 volumes, MRI only

@@ -133,8 +133,8 @@ def select_studies(
                 f"{1 / len(pool):.4g}, or leave {m} out of its modalities"
             )
         kept[m] = pool[:k]
-    chosen = {s for ids in kept.values() for s in ids}
-    keep = [i for i, v in enumerate(volumes) if str(v["study_id"]) in chosen]
+    chosen = {m: set(ids) for m, ids in kept.items()}  # a volume stays with its study's rank in its own modality
+    keep = [i for i, v in enumerate(volumes) if str(v["study_id"]) in chosen.get(v["modality"], ())]
     n_vol = {m: sum(1 for i in keep if volumes[i]["modality"] == m) for m in kept}
     return DataSubset(
         fraction=fraction,
