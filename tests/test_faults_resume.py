@@ -180,7 +180,13 @@ STEPS = {
     "preprocess": (run_preprocess, None, (), False),
     "pretrain": (
         run_pretrain,
-        ["pretrain/encoder.pt", "pretrain/metrics.csv", "pretrain/context_fractions.csv"],
+        [
+            "pretrain/encoder.pt",
+            "pretrain/metrics.csv",
+            "pretrain/context_fractions.csv",
+            "pretrain/data.json",
+            "pretrain/studies.csv",
+        ],
         ("pretrain/metrics.csv", "pretrain/context_fractions.csv"),
         True,
     ),
