@@ -321,7 +321,7 @@ def public_encoders(cfg: dict) -> dict:
 
 
 # the method behind each pretraining objective, as tables and figures name it
-METHOD_NAMES = {"vjepa": "Vol-JEPA", "videomae": "VideoMAE", "hlip": "HLIP", "dinov2": "DINOv2, slices"}
+METHOD_NAMES = {"vjepa": "Vol-JEPA", "videomae": "VideoMAE", "hlip": "HLIP", "dinov2": "DINOv2 on slices"}
 
 
 def encoder_label(cfg: dict, encoder: str) -> str:

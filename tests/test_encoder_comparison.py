@@ -24,7 +24,7 @@ def test_each_pretrained_model_is_named_with_its_method():
         "tiny": "tiny (Vol-JEPA)",
         "tiny_mae": "tiny_mae (VideoMAE)",
         "tiny_hlip": "tiny_hlip (HLIP)",
-        "tiny_dinov2": "tiny_dinov2 (DINOv2, slices)",
+        "tiny_dinov2": "tiny_dinov2 (DINOv2 on slices)",
         "random": "random",
     }
 

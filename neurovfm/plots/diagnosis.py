@@ -47,7 +47,7 @@ def _bars(ax, table: pd.DataFrame, groups: list, encoders: list[str], group_col:
 def fig2a(category_csvs: dict, class_csvs: dict, encoders: list[str], out_png: str | Path) -> pd.DataFrame:
     t = _load(category_csvs)
     t = t[t["category"] == "all"]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), sharey=True)
     for ax, mod in zip(axes, ("ct", "mri")):
         sub = t[t["modality"] == mod]
         _bars(ax, sub.assign(group="all"), ["all"], encoders, "group")
@@ -63,8 +63,11 @@ def fig2a(category_csvs: dict, class_csvs: dict, encoders: list[str], out_png: s
         n = sub["n_classes"].max() if len(sub) else 0
         ax.set_title(f"{MODALITY_TITLES[mod]} ({int(n)} evaluable classes)")
         ax.set_xticks([])
-    axes[0].legend(loc="lower left", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
     fig.suptitle("Mean test AUROC per encoder (95% study-level bootstrap CI)")
+    rows = -(-len(labels) // 3)  # legend rows under the panels
+    fig.tight_layout(rect=(0, 0.05 + 0.05 * rows, 1, 0.95))
     table = t[
         [
             "encoder",
