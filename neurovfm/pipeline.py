@@ -347,12 +347,11 @@ def is_volumetric(cfg: dict, encoder: str) -> bool:
     that re-encode volumes at token level (laterality, anatomy, external benchmarks)."""
     if encoder in public_encoders(cfg):
         return False
-    model = cfg["pretrain"]["models"].get(encoder)
-    if model is None:
+    if encoder not in cfg["pretrain"]["models"]:
         return encoder == "random"
-    from neurovfm.jepa.build import objective
+    from neurovfm.dinov2.export import is_slice_model
 
-    return objective(model) != "dinov2"
+    return not is_slice_model(cfg, encoder)
 
 
 def _features_public(cfg: dict, encoder: str, indices: dict, out_dir, device, shard: int | None) -> dict:

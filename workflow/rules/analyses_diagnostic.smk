@@ -75,15 +75,15 @@ rule subgroups:
 rule laterality:
     """Left-right flip of correctly detected lateralised test findings, re-encoded and re-scored."""
     input:
-        probes=_probe_inputs("probe.pt", _laterality_encoders()),
-        predictions=_probe_inputs("predictions.csv", _laterality_encoders()),
-        thresholds=_probe_inputs("thresholds.csv", _laterality_encoders()),
+        probes=_probe_inputs("probe.pt", laterality_encoders(config)),
+        predictions=_probe_inputs("predictions.csv", laterality_encoders(config)),
+        thresholds=_probe_inputs("thresholds.csv", laterality_encoders(config)),
         features=expand(
             f"{RES}/features/{{encoder}}/{{split}}/index.json",
-            encoder=_laterality_encoders(),
+            encoder=laterality_encoders(config),
             split=("train", "val", "test"),
         ),
-        encoders=[f"{RES}/pretrain/{e}/encoder.pt" for e in _laterality_encoders() if e != "random"],
+        encoders=[f"{RES}/pretrain/{e}/encoder.pt" for e in laterality_encoders(config) if e != "random"],
         labels=expand(f"{RES}/labels/{{modality}}.csv", modality=MODALITIES),
         findings=f"{RES}/labels/findings.jsonl",
         shards=f"{RES}/shards/test/index.json",

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from neurovfm.pipeline import analysis_encoders, comparison_pairs, laterality_encoders
+from neurovfm.pipeline import probe_encoders as pipeline_probe_encoders
 
 RUN = config["run"]
 RES = f"{config['paths']['results']}/{RUN}"
@@ -115,7 +116,7 @@ ENCODER_RE = _names_regex(ENCODER_NAMES)
 
 
 def probe_encoders():
-    return list(config["probes"]["encoders"] or [*config["pretrain"]["train"], "random"])
+    return pipeline_probe_encoders(config)  # the package's list, as the scripts see it
 
 
 SPLITS_RE = _names_regex(SPLITS)
@@ -157,10 +158,6 @@ def _feature_encoder_pt(wildcards):
 
 def _probe_inputs(name, encoders):
     return expand(f"{RES}/probes/{{encoder}}/{{modality}}/{name}", encoder=encoders, modality=MODALITIES)
-
-
-def _laterality_encoders():
-    return laterality_encoders(config)  # the package's default (volumetric models only), as the script sees it
 
 
 def _encoder_pts(encoders):
