@@ -107,7 +107,7 @@ def test_init_follows_vit_recipe():
 
 
 def test_sizes_and_parameter_counts():
-    expected_m = {"tiny": 0.92, "small": 21.7, "medium": 38.4, "base": 85.8}
+    expected_m = {"micro": 0.27, "tiny": 0.92, "small": 21.7, "medium": 38.4, "base": 85.8}
     assert set(VIT_SIZES) == set(expected_m)
     assert VIT_SIZES["base"] == dict(embed_dim=768, depth=12, num_heads=12)
     for size, millions in expected_m.items():
