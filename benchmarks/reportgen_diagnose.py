@@ -51,6 +51,44 @@ from neurovfm.reportgen.train import Trainer, collate
 log = logging.getLogger("neurovfm")
 
 
+class OracleTokens:
+    """Positive control: each series' tokens (at most ``n_tokens``, evenly strided) plus a fixed code of its study's
+    labels, ``amplitude`` x the sum of one random unit vector per positive label (per modality, fixed seed). A
+    generator that uses the image must answer better from these than from another study's; if it does not even
+    here, the image path itself is broken, not the encoder's features."""
+
+    def __init__(self, base: StudyTokens, targets: dict, amplitude: float, n_tokens: int = 256, seed: int = 0):
+        self.base, self.targets, self.amplitude, self.n_tokens = base, targets, amplitude, n_tokens
+        g = torch.Generator().manual_seed(seed)
+        self.codes = {}
+        for modality in sorted({m for m, _ in targets.values()}):
+            n = len(next(v for m, v in targets.values() if m == modality))
+            e = torch.randn(n, base.dim, generator=g)
+            self.codes[modality] = e / e.norm(dim=1, keepdim=True)
+
+    @property
+    def dim(self) -> int:
+        return self.base.dim
+
+    def entries(self, study_id: str) -> list[int]:
+        return self.base.entries(study_id)
+
+    def has(self, study_id: str) -> bool:
+        return self.base.has(study_id)
+
+    def __call__(self, study_id: str) -> list[torch.Tensor]:
+        series = self.base(study_id)
+        if study_id not in self.targets:  # no label row: no code (the control then cannot help this study)
+            return series
+        modality, y = self.targets[study_id]
+        code = self.amplitude * (torch.as_tensor(y, dtype=torch.float32) @ self.codes[modality])
+        out = []
+        for t in series:
+            keep = torch.linspace(0, len(t) - 1, min(self.n_tokens, len(t))).round().long()
+            out.append(t[keep].float() + code)
+        return out
+
+
 def answer_losses(trainer: Trainer, studies: StudyTokens, sids: list[str], donors: list[str]) -> np.ndarray:
     """Mean stage-2 answer-token loss of each study with the series of ``donors[i]`` (the prompt holds one
     placeholder per donor series)."""
@@ -164,6 +202,13 @@ def main() -> None:
         help="decoding settings (keys of reportgen.generation); default: the config's",
     )
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument(
+        "--oracle",
+        type=float,
+        default=None,
+        metavar="AMPLITUDE",
+        help="positive control: add a fixed code of each study's labels to its tokens (OracleTokens)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -181,6 +226,10 @@ def main() -> None:
         rg = cfg["reportgen"]
         train_st = StudyTokens(run / f"features/{args.encoder}/train/index.json", rg)
         eval_st = StudyTokens(run / f"features/{args.encoder}/{args.split}/index.json", rg)
+        if args.oracle is not None:
+            ids = [s for s in findings if train_st.has(s) or eval_st.has(s)]
+            targets, _ = label_targets(run / "labels/ct.csv", run / "labels/mri.csv", ids)
+            train_st, eval_st = (OracleTokens(st, targets, args.oracle) for st in (train_st, eval_st))
         pool = training_pool(findings, train_st)
         curated = curated_ids(cfg, pool, run / "labels/ct.csv", run / "labels/mri.csv", args.size)
         work = args.work / name

@@ -276,6 +276,36 @@ def test_only_stage_two_sees_the_indication(tmp_path, one_thread):
     assert "Indication" not in decoded[1] and "Indication" not in decoded[0]
 
 
+def test_stage_zero_writes_stage_one_form_for_its_plain_share(tmp_path, one_thread):
+    """``lm.text_pretrain.plain_share`` p: that share of stage-0 examples is stage 1's form (no instruction, no
+    indication, the findings as one string), the rest stage 2's (instruction, JSON list); the draw is a function of
+    (seed, step, study), so a resumed run draws the same, and p 0 never draws the plain form."""
+    import json
+
+    from neurovfm.reportgen.prompt import stage1_target
+
+    paths = make_inputs(tmp_path / "in")
+    cfg = tiny_config(tmp_path)
+    cfg["reportgen"]["lm"]["text_pretrain"]["plain_share"] = 0.5
+    trainer = _trainer(cfg, paths, tmp_path / "out")
+    sid = next(s for s in trainer.curated if trainer.indications.get(s) and trainer.findings[s]["findings"])
+    instruction = cfg["reportgen"]["prompt"]["instruction"]
+    plain = trainer.tokenizer.decode(trainer.example(sid, 0, plain=True).ids)
+    assert instruction not in plain and "Indication" not in plain and "[" not in plain
+    assert stage1_target(trainer.findings[sid]["findings"], "") in plain
+    as_json = trainer.tokenizer.decode(trainer.example(sid, 0).ids)
+    assert instruction in as_json and json.dumps(trainer.findings[sid]["findings"][0])[:-1] in as_json
+    # plain only reaches stage 0: stage 2 keeps its form
+    assert instruction in trainer.tokenizer.decode(trainer.example(sid, 2, plain=True).ids)
+    draws = [trainer.plain_text(s, step) for s in trainer.pool for step in range(40)]
+    assert 0.35 < sum(draws) / len(draws) < 0.65
+    again = _trainer(cfg, paths, tmp_path / "again")
+    assert draws == [again.plain_text(s, step) for s in trainer.pool for step in range(40)]
+    cfg["reportgen"]["lm"]["text_pretrain"]["plain_share"] = 0.0
+    none = _trainer(cfg, paths, tmp_path / "none")
+    assert not any(none.plain_text(s, step) for s in none.pool for step in range(40))
+
+
 def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, one_thread):
     """Same settings and study IDs but other findings (a regenerated export): the fingerprint differs, so the
     trainer starts over instead of loading weights whose vocabulary or targets no longer fit."""

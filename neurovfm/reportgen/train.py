@@ -225,33 +225,47 @@ class Trainer:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     # -- one step ---------------------------------------------------------------------------------
+    def draw(self, sid: str, step: int, stream: int) -> float:
+        """A uniform number of (seed, step, study, stream), so that a resumed run draws the same."""
+        key = int.from_bytes(hashlib.sha256(sid.encode()).digest()[:8], "little")
+        return float(np.random.default_rng([self.seed, step, key, stream]).random())
+
     def keeps_indication(self, sid: str, step: int) -> bool:
         """Stage 2 with ``indication_dropout`` p: the indication is left out of a study's prompt at a step with
-        probability p, drawn from (seed, step, study) so that a resumed run draws the same."""
+        probability p."""
         p = float(self.rg["stage2"]["indication_dropout"])
-        if p <= 0:
-            return True
-        key = int.from_bytes(hashlib.sha256(sid.encode()).digest()[:8], "little")
-        return bool(np.random.default_rng([self.seed, step, key]).random() >= p)
+        return p <= 0 or self.draw(sid, step, 0) >= p
 
-    def example(self, sid: str, stage: int, indication: bool = True):
+    def plain_text(self, sid: str, step: int) -> bool:
+        """Stage 0 with ``lm.text_pretrain.plain_share`` p: the study's example is in stage 1's form (the findings
+        as one string after an empty user turn) with probability p, else in stage 2's."""
+        p = float(self.rg["lm"]["text_pretrain"]["plain_share"])
+        return p > 0 and self.draw(sid, step, 1) < p
+
+    def example(self, sid: str, stage: int, indication: bool = True, plain: bool = False):
         """Stage 1: images -> findings as one string (no other text: the paper's connector pre-training maps image
         features to the findings); stage 2: images, indication, instruction -> JSON list; stage 0 (text-only
-        pretraining of the demo LM): the instruction and the JSON list, without images, so the LM learns the
-        findings' language (as a pretrained LLM knows it); with the indication only if ``lm.text_pretrain.indication``
+        pretraining of the demo LM), without images, so the LM learns the findings' language (as a pretrained LLM
+        knows it): the instruction and the JSON list, with the indication only if ``lm.text_pretrain.indication``
         (the clinical knowledge a pretrained LLM brings, at the risk of an indication -> findings shortcut that lets
-        stages 1 and 2 leave the image unused)."""
+        stages 1 and 2 leave the image unused); with ``plain`` the findings as one string after an empty user turn,
+        stage 1's form, so that the frozen LM of stage 1 already writes that form and the connector has only the
+        study to add."""
         p = self.rg["prompt"]
-        with_indication = (stage == 2 and indication) or (stage == 0 and self.rg["lm"]["text_pretrain"]["indication"])
+        plain = plain and stage == 0
+        with_indication = (stage == 2 and indication) or (
+            stage == 0 and not plain and self.rg["lm"]["text_pretrain"]["indication"]
+        )
         n_series = 0 if stage == 0 else len(self.studies.entries(sid))
         f = self.findings[sid]["findings"]
-        target = stage1_target(f, p["normal_text"]) if stage == 1 else stage2_target(f)
+        stage1_form = stage == 1 or plain
+        target = stage1_target(f, p["normal_text"]) if stage1_form else stage2_target(f)
         return encode(
             self.tokenizer,
             p["system"],
             n_series,
             self.indications.get(sid) if with_indication else None,
-            None if stage == 1 else p["instruction"],  # stage 0 and 2
+            None if stage1_form else p["instruction"],  # stage 0 (JSON form) and 2
             target,
             self.connector.n_latents,
             int(self.rg["max_seq_len"]),
@@ -261,7 +275,12 @@ class Trainer:
         """Backward over ``sids`` in micro-batches of at most ``micro`` studies; each micro-batch's token-loss sum
         is divided by the target tokens of all of ``sids``, so the gradients equal one pass over the whole batch
         (the auxiliary label loss likewise, by its share of the studies). Returns the batch's mean loss (detached)."""
-        examples = [self.example(s, stage, stage != 2 or self.keeps_indication(s, step)) for s in sids]
+        examples = [
+            self.example(
+                s, stage, stage != 2 or self.keeps_indication(s, step), stage == 0 and self.plain_text(s, step)
+            )
+            for s in sids
+        ]
         weight = self.label_weight(stage)
         n_items = sum(int((torch.tensor(e.labels[1:]) != IGNORE).sum()) for e in examples)
         num_items = torch.tensor(max(n_items, 1), device=self.device)
