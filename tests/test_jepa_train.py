@@ -70,12 +70,16 @@ def test_export_teacher_writes_the_ema_weights(tmp_path):
 
 
 def test_demo_settings_make_the_loss_fall(tmp_path):
-    """The demo's own pretrain section (tiny model, batch, steps, schedules), on small toy heads."""
+    """The demo's own pretrain section (tiny model, batch, steps, schedules), on small toy heads: within the first
+    sixth of the demo's schedule the loss falls well below its start (measured 2026-12-06: the 10-step mean at step
+    100 is 0.31 of the first 10 steps', 0.08 at the end of the 600 steps, which took 42 s on 2 cores)."""
     cfg = default_config(pretrain={"progress_every_s": 1000})
-    result = train(cfg, "tiny", ToyVolumes(n=24, grid=(4, 6, 6), seed=1), tmp_path, threads=2)
+    assert cfg["pretrain"]["steps"] >= 600 and 100 % cfg["pretrain"]["checkpoint_every"] == 0
+    # stopped one step after the checkpoint at step 100, whose metrics.csv holds steps 0-99
+    result = train(cfg, "tiny", ToyVolumes(n=24, grid=(4, 6, 6), seed=1), tmp_path, threads=2, stop_after=101)
     loss = pd.read_csv(tmp_path / "metrics.csv")["loss"]
-    assert len(loss) == cfg["pretrain"]["steps"] and result["step"] == cfg["pretrain"]["steps"]
-    assert loss.tail(10).mean() < 0.7 * loss.head(10).mean()
+    assert result == {"step": 101, "stopped": True} and len(loss) == 100
+    assert loss.tail(10).mean() < 0.6 * loss.head(10).mean()
 
 
 def test_resume_gives_identical_weights(tmp_path):
