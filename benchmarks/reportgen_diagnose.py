@@ -234,7 +234,11 @@ def main() -> None:
         curated = curated_ids(cfg, pool, run / "labels/ct.csv", run / "labels/mri.csv", args.size)
         work = args.work / name
         t0 = time.perf_counter()
-        labels = label_targets(run / "labels/ct.csv", run / "labels/mri.csv", curated) if uses_label_loss(rg) else None
+        labels = (
+            label_targets(run / "labels/ct.csv", run / "labels/mri.csv", sorted(set(curated) | set(pool)))
+            if uses_label_loss(rg)
+            else None
+        )
         trainer = Trainer(cfg, train_st, findings, indications, curated, work, labels=labels)
         if not (work / "connector.pt").exists():
             trainer.run()

@@ -4,6 +4,7 @@ accumulation and checkpointing against one plain pass."""
 import copy
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -304,6 +305,37 @@ def test_stage_zero_writes_stage_one_form_for_its_plain_share(tmp_path, one_thre
     cfg["reportgen"]["lm"]["text_pretrain"]["plain_share"] = 0.0
     none = _trainer(cfg, paths, tmp_path / "none")
     assert not any(none.plain_text(s, step) for s in none.pool for step in range(40))
+
+
+def test_stage_one_trains_on_every_reported_study_when_asked(tmp_path, one_thread):
+    """``stage1.studies``: ``curated`` draws stage 1's batches from the size's curated pairs (steps from their
+    count), ``all`` from every reported training study with features, once per epoch, whatever the size; stage 2
+    keeps the curated pairs either way, and the label head (when weighted) has a target for every study it sees."""
+    import math
+
+    from neurovfm.reportgen.label_head import label_targets
+    from neurovfm.reportgen.train import Trainer, training_texts_pool
+
+    paths = make_inputs(tmp_path / "in", n_per_split=12)
+    cfg = tiny_config(tmp_path)
+    curated = _trainer(cfg, paths, tmp_path / "a")
+    assert curated.stage_items(1) == curated.curated == curated.stage_items(2)
+    cfg["reportgen"]["stage1"]["studies"] = "all"
+    probe = _trainer(cfg, paths, tmp_path / "b")  # (only for its studies, findings and curated draws)
+    cfg["reportgen"]["stage1"]["label_loss_weight"] = 1.0
+    pool = training_texts_pool(probe.findings, probe.studies)
+    labels = label_targets(paths["ct"], paths["mri"], sorted(set(probe.curated) | set(pool)))
+    every = Trainer(cfg, probe.studies, probe.findings, probe.indications, probe.curated, tmp_path / "c", labels=labels)
+    assert every.stage_items(1) == pool and every.stage_items(2) == every.curated
+    assert set(pool) - set(every.curated), "the fixture's curated draws should miss some training study"
+    assert set(every.label_targets) == set(pool) | set(every.curated)
+    every.run()
+    rows = pd.read_csv(tmp_path / "c" / "metrics.csv")
+    s1 = cfg["reportgen"]["stage1"]
+    assert (rows.stage == 1).sum() == math.ceil(len(pool) * s1["epochs"] / s1["batch_size"])
+    assert (rows.stage == 2).sum() == math.ceil(
+        len(every.curated) * cfg["reportgen"]["stage2"]["epochs"] / cfg["reportgen"]["stage2"]["batch_size"]
+    )
 
 
 def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, one_thread):

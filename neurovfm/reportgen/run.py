@@ -56,7 +56,8 @@ def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, re
 
     d = init_distributed()  # joins the process group under torchrun (WORLD_SIZE > 1)
     try:
-        labels = label_targets(ct_csv, mri_csv, curated) if uses_label_loss(rg) else None
+        # label rows of every study a stage may train on (stage1.studies all: the whole pool)
+        labels = label_targets(ct_csv, mri_csv, sorted(set(curated) | set(pool))) if uses_label_loss(rg) else None
         Trainer(
             cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d, labels=labels
         ).run()

@@ -129,6 +129,10 @@ class Trainer:
         self.studies, self.findings, self.indications = studies, findings, indications
         self.curated, self.out = curated, Path(out_dir)
         self.pool = training_texts_pool(findings, studies) if not self.rg["lm"]["path"] else []
+        # stage 1's pairs: the curated draws, or every reported training study once per epoch
+        self.stage1_ids = (
+            list(self.curated) if self.rg["stage1"]["studies"] == "curated" else training_texts_pool(findings, studies)
+        )
         self.seed = seed_of(cfg)
         self.dist = dist if dist is not None and dist.enabled else None
         self.rank, self.world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
@@ -182,10 +186,11 @@ class Trainer:
         if labels is None:
             raise ValueError("reportgen.stage*.label_loss_weight > 0 needs the training studies' label tables")
         targets, names = labels
-        missing = sorted(set(self.curated) - set(targets))
+        trained = set(self.curated) | set(self.stage1_ids)
+        missing = sorted(trained - set(targets))
         if missing:
-            raise KeyError(f"{len(missing)} curated studies have no label row (e.g. {missing[:3]})")
-        targets = {s: targets[s] for s in sorted(set(self.curated))}
+            raise KeyError(f"{len(missing)} training studies have no label row (e.g. {missing[:3]})")
+        targets = {s: targets[s] for s in sorted(trained)}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 2)
             head = LabelHead(llm_dim, names, balanced_pos_weight(targets, names)).to(self.device)
@@ -194,7 +199,7 @@ class Trainer:
     def tokenizer_texts(self) -> list[str]:
         p = self.rg["prompt"]
         texts = [p["system"], p["instruction"], p["normal_text"], "Indication:"]
-        for sid in sorted(set(self.curated) | set(self.pool)):
+        for sid in sorted(set(self.curated) | set(self.pool) | set(self.stage1_ids)):
             f = self.findings[sid]["findings"]
             texts += [stage1_target(f, p["normal_text"]), stage2_target(f)]
         return texts
@@ -212,11 +217,11 @@ class Trainer:
         rg["lm"] = {k: v for k, v in rg["lm"].items() if k != "gradient_checkpointing"}
         for stage in ("stage1", "stage2"):
             rg[stage] = {k: v for k, v in rg[stage].items() if k != "micro_batch_size"}
-        sids = sorted(set(self.curated) | set(self.pool))
+        sids = sorted(set(self.curated) | set(self.pool) | set(self.stage1_ids))
         data = {
             "findings": [self.findings[s]["findings"] for s in sids],
             "indications": [self.indications.get(s) for s in sids],
-            "series": [self.studies.entries(s) for s in sorted(set(self.curated))],
+            "series": [self.studies.entries(s) for s in sorted(set(self.curated) | set(self.stage1_ids))],
             "vocab": sorted(self.tokenizer.get_vocab().items()),
         }
         blob = json.dumps(
@@ -353,6 +358,11 @@ class Trainer:
             self.step = dd.wrap(self.plain_step, self.strategy, self.device, self.bf16)
         return params
 
+    def stage_items(self, stage: int) -> list[str]:
+        """The studies a stage draws its batches from: stage 0 every reported training study (the demo LM's text),
+        stage 1 ``stage1.studies`` (the curated draws or every reported training study), stage 2 the curated draws."""
+        return {0: self.pool, 1: self.stage1_ids}.get(stage, self.curated)
+
     def _head_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.label_head.parameters()) if self.label_head is not None else []
 
@@ -361,7 +371,7 @@ class Trainer:
         state = self._resume_state()
         for stage in (0, 1, 2) if text_pretraining(self.rg) else (1, 2):
             sc = stage_config(self.rg, stage)
-            total = int(sc["steps"]) if stage == 0 else stage_steps(len(self.curated), sc)
+            total = int(sc["steps"]) if stage == 0 else stage_steps(len(self.stage_items(stage)), sc)
             if state is not None and state["stage"] > stage:
                 log.info("stage %d finished in the checkpoint", stage)
                 continue
@@ -398,7 +408,7 @@ class Trainer:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             t0 = time.perf_counter()
-            items = batch_items(self.pool if stage == 0 else self.curated, step, bs, self.seed, stage)
+            items = batch_items(self.stage_items(stage), step, bs, self.seed, stage)
             optimizer.zero_grad(set_to_none=True)
             loss = self.accumulate(
                 dd.rank_items(items, self.rank, self.world) if self.dist else items, stage, micro, step
