@@ -24,6 +24,7 @@ Per variant (a name and a JSON override of the config, e.g. ``{"reportgen": {"st
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -55,10 +56,21 @@ class OracleTokens:
     """Positive control: each series' tokens (at most ``n_tokens``, evenly strided) plus a fixed code of its study's
     labels, ``amplitude`` x the sum of one random unit vector per positive label (per modality, fixed seed). A
     generator that uses the image must answer better from these than from another study's; if it does not even
-    here, the image path itself is broken, not the encoder's features."""
+    here, the image path itself is broken, not the encoder's features. ``study_noise`` s > 0 adds one random shift
+    per study (norm about s, fixed by seed and study id) that hides the code in part: the labels are then read
+    less well than perfectly from the pooled features (``reportgen_feature_signal.py`` measures how well)."""
 
-    def __init__(self, base: StudyTokens, targets: dict, amplitude: float, n_tokens: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        base: StudyTokens,
+        targets: dict,
+        amplitude: float,
+        n_tokens: int = 256,
+        seed: int = 0,
+        study_noise: float = 0.0,
+    ):
         self.base, self.targets, self.amplitude, self.n_tokens = base, targets, amplitude, n_tokens
+        self.study_noise, self.seed = float(study_noise), seed
         g = torch.Generator().manual_seed(seed)
         self.codes = {}
         for modality in sorted({m for m, _ in targets.values()}):
@@ -82,6 +94,10 @@ class OracleTokens:
             return series
         modality, y = self.targets[study_id]
         code = self.amplitude * (torch.as_tensor(y, dtype=torch.float32) @ self.codes[modality])
+        if self.study_noise > 0:  # a weaker control: one Gaussian shift per study, fixed by its id
+            key = int.from_bytes(hashlib.sha256(f"{self.seed}/{study_id}".encode()).digest()[:8], "little")
+            g = torch.Generator().manual_seed(key)
+            code = code + self.study_noise * torch.randn(self.base.dim, generator=g) / self.base.dim**0.5
         out = []
         for t in series:
             keep = torch.linspace(0, len(t) - 1, min(self.n_tokens, len(t))).round().long()
@@ -209,6 +225,7 @@ def main() -> None:
         metavar="AMPLITUDE",
         help="positive control: add a fixed code of each study's labels to its tokens (OracleTokens)",
     )
+    ap.add_argument("--oracle-noise", type=float, default=0.0, help="OracleTokens' study_noise")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -229,7 +246,9 @@ def main() -> None:
         if args.oracle is not None:
             ids = [s for s in findings if train_st.has(s) or eval_st.has(s)]
             targets, _ = label_targets(run / "labels/ct.csv", run / "labels/mri.csv", ids)
-            train_st, eval_st = (OracleTokens(st, targets, args.oracle) for st in (train_st, eval_st))
+            train_st, eval_st = (
+                OracleTokens(st, targets, args.oracle, study_noise=args.oracle_noise) for st in (train_st, eval_st)
+            )
         pool = training_pool(findings, train_st)
         curated = curated_ids(cfg, pool, run / "labels/ct.csv", run / "labels/mri.csv", args.size)
         work = args.work / name

@@ -7,7 +7,7 @@ amplitude (a fixed code of the study's labels added to every token: the positive
 must read near perfectly).
 
     python benchmarks/reportgen_feature_signal.py benchmarks/results/reportgen_oracle/feature_signal.csv \\
-        --run-dir results/demo --encoder tiny --oracle 0.5 2 8
+        --run-dir results/demo --encoder tiny --oracle 0.5 2 8 [--noise 0 4 8]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from reportgen_diagnose import OracleTokens  # noqa: E402
 SERIES = {"ct_windows": ["brain"], "max_series": 8, "max_tokens_per_series": None}
 
 
-def label_aurocs(run: Path, encoder: str, amplitude: float | None) -> list[dict]:
+def label_aurocs(run: Path, encoder: str, amplitude: float | None, noise: float = 0.0) -> list[dict]:
     rows = []
     for modality, table in (("CT", "ct"), ("MR", "mri")):
         labels = pd.read_csv(run / f"labels/{table}.csv", dtype={"study_id": str}).set_index("study_id")
@@ -38,7 +38,7 @@ def label_aurocs(run: Path, encoder: str, amplitude: float | None) -> list[dict]
         ids = {sp: [s for s in labels.index[labels.split == sp] if stores[sp].has(s)] for sp in stores}
         if amplitude is not None:
             targets, _ = label_targets(run / "labels/ct.csv", run / "labels/mri.csv", ids["train"] + ids["val"])
-            stores = {sp: OracleTokens(st, targets, amplitude) for sp, st in stores.items()}
+            stores = {sp: OracleTokens(st, targets, amplitude, study_noise=noise) for sp, st in stores.items()}
         x = {sp: pooled_features(stores[sp], ids[sp]) for sp in ids}
         mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
         y = {sp: labels.loc[ids[sp]].drop(columns=["split"]).to_numpy() for sp in ids}
@@ -50,7 +50,7 @@ def label_aurocs(run: Path, encoder: str, amplitude: float | None) -> list[dict]
             auroc = roc_auc_score(yv, clf.decision_function((x["val"] - mu) / sd))
             rows.append(
                 {
-                    "features": "real" if amplitude is None else f"oracle {amplitude:g}",
+                    "features": "real" if amplitude is None else f"oracle {amplitude:g}, noise {noise:g}",
                     "modality": modality,
                     "label": name,
                     "n_train_pos": int(yt.sum()),
@@ -68,10 +68,12 @@ def main() -> None:
     ap.add_argument("--run-dir", type=Path, default=Path("results/demo"))
     ap.add_argument("--encoder", default="tiny")
     ap.add_argument("--oracle", type=float, nargs="*", default=[])
+    ap.add_argument("--noise", type=float, nargs="*", default=[0.0], help="study_noise values for each amplitude")
     args = ap.parse_args()
-    rows = []
-    for amplitude in [None, *args.oracle]:
-        rows += label_aurocs(args.run_dir, args.encoder, amplitude)
+    rows = label_aurocs(args.run_dir, args.encoder, None)
+    for amplitude in args.oracle:
+        for noise in args.noise:
+            rows += label_aurocs(args.run_dir, args.encoder, amplitude, noise)
     df = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)

@@ -59,3 +59,29 @@ def test_oracle_adds_one_code_per_label_set():
     direction = codes[0].numpy()
     gap = lambda x: abs((x[y == 1] @ direction).mean() - (x[y == 0] @ direction).mean())  # noqa: E731
     assert gap(pooled) > 1.5 and gap(plain) < 0.3
+
+
+def test_study_noise_hides_the_code_in_part():
+    """``study_noise``: one fixed random shift per study on top of the code, so two studies with the same labels
+    no longer share a shift, the same study keeps its own, and the label's pooled gap shrinks against the spread."""
+    targets = {f"s{i}": ("CT", np.array([i % 2, 1, 0], dtype=np.float32)) for i in range(40)}
+    base = FakeStore()
+    clean = OracleTokens(FakeStore(), targets, amplitude=2.0, n_tokens=64)
+    noisy = OracleTokens(FakeStore(), targets, amplitude=2.0, n_tokens=64, study_noise=16.0)
+
+    def shift(oracle, sid):
+        return oracle(sid)[0][0] - base(sid)[0][0]
+
+    assert not torch.allclose(shift(noisy, "s0"), shift(noisy, "s2"))  # same labels, other noise
+    torch.testing.assert_close(shift(noisy, "s0"), shift(noisy, "s0"))  # fixed per study
+    assert 10 < (shift(noisy, "s0") - shift(clean, "s0")).norm() < 22  # norm about 16 in 16 dimensions
+    y = np.array([i % 2 for i in range(40)])
+
+    def projections(oracle):
+        return np.stack([shift(oracle, f"s{i}").numpy() for i in range(40)]) @ oracle.codes["CT"][0].numpy()
+
+    x = projections(clean)
+    assert x[y == 0].std() < 1e-5 and abs(x[y == 1].mean() - x[y == 0].mean()) > 1.5  # perfectly separated
+    x = projections(noisy)
+    separation = abs(x[y == 1].mean() - x[y == 0].mean()) / x[y == 0].std()
+    assert 0.1 < separation < 3.0, separation  # still there, no longer perfect
