@@ -231,9 +231,11 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------------
     def draw(self, sid: str, step: int, stream: int) -> float:
-        """A uniform number of (seed, step, study, stream), so that a resumed run draws the same."""
+        """A uniform number of (seed, step, study, stream), so that a resumed run draws the same. Stream 0 (the
+        indication dropout) keeps the three-number seed it had before stream 1 existed, so its draws are unchanged."""
         key = int.from_bytes(hashlib.sha256(sid.encode()).digest()[:8], "little")
-        return float(np.random.default_rng([self.seed, step, key, stream]).random())
+        entropy = [self.seed, step, key] if stream == 0 else [self.seed, step, key, stream]
+        return float(np.random.default_rng(entropy).random())
 
     def keeps_indication(self, sid: str, step: int) -> bool:
         """Stage 2 with ``indication_dropout`` p: the indication is left out of a study's prompt at a step with
