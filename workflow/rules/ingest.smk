@@ -40,6 +40,7 @@ rule ingest_headers:
         chunk=r"\d+",
     conda:
         CONDA_ENV
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 8
     resources:
         mem_mb=4000,
@@ -71,6 +72,7 @@ rule ingest:
         f"{RES}/benchmarks/ingest.tsv"
     conda:
         CONDA_ENV
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 2
     resources:
         mem_mb=8000,

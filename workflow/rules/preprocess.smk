@@ -19,6 +19,7 @@ rule preprocess_shard:
         shard=r"\d+",
     conda:
         CONDA_ENV
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 8
     resources:
         mem_mb=16000,
@@ -50,6 +51,7 @@ rule preprocess:
         f"{RES}/benchmarks/preprocess.tsv"
     conda:
         CONDA_ENV
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 1
     resources:
         mem_mb=16000,

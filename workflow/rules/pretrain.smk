@@ -40,6 +40,7 @@ rule pretrain:
         model=MODEL_RE,
     conda:
         CONDA_ENV
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 2
     resources:
         gpu=0,
