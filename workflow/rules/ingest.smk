@@ -38,9 +38,9 @@ rule ingest_headers:
         f"{RES}/benchmarks/ingest_headers_{{chunk}}.tsv"
     wildcard_constraints:
         chunk=r"\d+",
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 8
     resources:
         mem_mb=4000,
@@ -58,6 +58,7 @@ rule ingest:
         synthetic_export(),
         chunks=_ingest_header_chunks(),
     output:
+        # the NIfTI route also writes the label columns of its subjects CSV
         **({"nifti_labels": f"{RES}/ingest/nifti_labels.csv"} if config["input"]["kind"] == "nifti" else {}),
         series=f"{RES}/ingest/series.csv",
         studies=f"{RES}/ingest/studies.csv",
@@ -65,14 +66,13 @@ rule ingest:
         summary=f"{RES}/ingest/summary.json",
         files=f"{PRIV}/files.csv",
         reports=f"{PRIV}/reports.jsonl",
-        # the NIfTI route also writes the label columns of its subjects CSV
     log:
         f"{RES}/logs/ingest.log",
     benchmark:
         f"{RES}/benchmarks/ingest.tsv"
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 2
     resources:
         mem_mb=8000,

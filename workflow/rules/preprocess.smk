@@ -17,9 +17,9 @@ rule preprocess_shard:
     wildcard_constraints:
         split=SPLITS_RE,
         shard=r"\d+",
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 8
     resources:
         mem_mb=16000,
@@ -49,9 +49,9 @@ rule preprocess:
         f"{RES}/logs/preprocess.log",
     benchmark:
         f"{RES}/benchmarks/preprocess.tsv"
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 1
     resources:
         mem_mb=16000,

@@ -38,9 +38,9 @@ rule pretrain:
         f"{RES}/benchmarks/pretrain_{{model}}.tsv"
     wildcard_constraints:
         model=MODEL_RE,
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     threads: 2
     resources:
         gpu=0,
