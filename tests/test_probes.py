@@ -134,6 +134,38 @@ def test_bags_match_labels_and_record_studies_without_features(toy):
     assert tokens.shape[0] == int(cu[-1]) == int(bags.n_tokens[0] + bags.n_tokens[1])
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_non_finite_features_are_refused_naming_the_study(toy, tmp_path, cache):
+    """A NaN token stops packing with the study's id, whether bags are checked per pack or once when cached (and
+    through a cross-validation subset of cached sets); finite studies pack as before."""
+    from neurovfm.probes.attentive_cv import StudySubset
+
+    labels = toy["labels"]
+    feat = tmp_path / "nan"
+    _write_split(feat, labels, "val", toy["names"], seed=11)
+    reader = FeatureReader(feat / "index.json")
+    table, names = read_label_table(toy["labels_csv"], "CT")
+    bags = BagSet(reader, table, names, "val", "CT", cache=cache)
+    bad = bags.study_ids.index("val003")
+    first = bags.entries[bad][0]
+    original = reader.features
+
+    def poisoned(entry):
+        out = np.array(original(entry), dtype=np.float32)
+        if entry == first:
+            out[2, 1] = np.nan
+        return out
+
+    reader.features = poisoned
+    tokens, _ = bags.pack([0, 1])
+    assert torch.isfinite(tokens).all()
+    sets = [bags, StudySubset([bags], [(0, i) for i in range(len(bags))])]
+    for bagset in sets:
+        with pytest.raises(ValueError, match=r"non-finite features in studies \['val003'\]"):
+            bagset.pack([0, bad])
+    assert sets[1].checked_on_read is cache
+
+
 def test_label_table_must_follow_the_ontology(tmp_path, toy):
     df = toy["labels"]
     cols = ["study_id", "split", *reversed(toy["names"])]

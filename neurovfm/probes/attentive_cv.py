@@ -38,6 +38,7 @@ class StudySubset(BagSet):
         self.n_tokens = np.array([self._sets[s].n_tokens[i] for s, i in self._items], dtype=np.int64)
         self.missing: list[str] = []
         self._dim = bagsets[0].dim
+        self.checked_on_read = all(b.checked_on_read for b in bagsets)
 
     @property
     def dim(self) -> int:

@@ -83,6 +83,7 @@ class BagSet:
             [sum(reader.entries[i]["n_tokens"] for i in ent) for ent in self.entries], dtype=np.int64
         )
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.checked_on_read = cache  # every bag() result was checked finite (when it entered the cache)
 
     def __len__(self) -> int:
         return len(self.study_ids)
@@ -97,10 +98,16 @@ class BagSet:
             return self._cache[i]
         parts = [self.reader.features(e) for e in self.entries[i]]
         out = np.concatenate(parts, axis=0) if len(parts) > 1 else np.array(parts[0])
-        if self._cache is not None:  # cached as float32: no conversion at every step
+        if self._cache is not None:  # cached as float32: no conversion at every step, checked once
             out = out.astype(np.float32)
+            self._check_finite([i], [out])
             self._cache[i] = out
         return out
+
+    def _check_finite(self, idx, bags) -> None:
+        if not all(np.isfinite(b).all() for b in bags):
+            bad = [self.study_ids[int(i)] for i, b in zip(idx, bags) if not np.isfinite(b).all()]
+            raise ValueError(f"non-finite features in studies {bad[:5]} of split {self.split!r}")
 
     def pack(
         self, idx, max_tokens: int | None = None, rng: np.random.Generator | None = None
@@ -121,10 +128,9 @@ class BagSet:
         lens = np.array([b.shape[0] for b in bags], dtype=np.int64)
         cu = torch.zeros(len(bags) + 1, dtype=torch.int32)
         cu[1:] = torch.from_numpy(np.cumsum(lens)).to(torch.int32)
+        if not self.checked_on_read:
+            self._check_finite(idx, bags)
         tokens = torch.from_numpy(np.concatenate(bags, axis=0).astype(np.float32, copy=False))
-        if not torch.isfinite(tokens).all():
-            bad = [self.study_ids[int(i)] for i, b in zip(idx, bags) if not np.isfinite(b).all()]
-            raise ValueError(f"non-finite features in studies {bad[:5]} of split {self.split!r}")
         return tokens, cu
 
     def token_stats(self) -> tuple[np.ndarray, np.ndarray]:

@@ -211,6 +211,7 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
             todo = defects.get(s.number, [])
             drop = {d["drop"] for d in todo if d["kind"] == "missing_slices"}
             odd = {d["odd"] for d in todo if d["kind"] == "inconsistent_dimensions"}
+            cache = dw.ElementCache()  # the slices of a series share most of their encoded header
             for k, ds in enumerate(
                 dw.image_datasets(plan, s, volume, base, series_uid, frame_uid, sops, window, mr_target=target)
             ):
@@ -222,7 +223,7 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
                     ds.Rows, ds.Columns = img.shape
                     ds.PixelData = np.ascontiguousarray(img).tobytes()
                 path = paths.next()
-                dw.write_dataset(ds, path)
+                dw.write_dataset(ds, path, cache)
                 written.append(path)
                 for d in todo:
                     if d["kind"] == "truncated_pixel_data" and d["truncate"] == k:

@@ -149,17 +149,25 @@ def _draw(cv: Canvas, f: dict, rng, pose, scale) -> dict:
     return out
 
 
+SLAB = 4  # native z-planes per block of the tissue-map sum in _volume (about 1 MB of float32)
+
+
 def _volume(patient: Patient, sequence: str, field_strength: float | None) -> tuple[np.ndarray, float]:
     """Intensity volume of one sequence on the native grid, minus the air value (so air = 0)."""
     key = (sequence, field_strength)
     if key not in patient._cache:
         air = tissue_value("air", sequence)
-        vol = np.zeros(patient.frac.shape[1:], np.float32)
-        tmp = np.empty_like(vol)
-        for c, name in enumerate(CHANNELS):
-            w = (tissue_value(name, sequence, field_strength) - air) / 255.0
-            np.multiply(patient.frac[c], np.float32(w), out=tmp, dtype=np.float32)
-            vol += tmp
+        weights = [np.float32((tissue_value(name, sequence, field_strength) - air) / 255.0) for name in CHANNELS]
+        vol = np.empty(patient.frac.shape[1:], np.float32)
+        tmp = np.empty((SLAB,) + vol.shape[1:], np.float32)
+        # the weighted sum of the tissue maps, slab by slab so that the partial sums stay in cache (twice as
+        # fast as whole-volume passes; the same float32 operations in the same order, so the same values)
+        for z in range(0, vol.shape[0], SLAB):
+            acc, t = vol[z : z + SLAB], tmp[: min(SLAB, vol.shape[0] - z)]
+            np.multiply(patient.frac[0, z : z + SLAB], weights[0], out=acc, dtype=np.float32)
+            for c in range(1, len(CHANNELS)):
+                np.multiply(patient.frac[c, z : z + SLAB], weights[c], out=t, dtype=np.float32)
+                acc += t
         for layer in patient.layers:
             sub = vol[layer.box]
             v = np.float32(tissue_value(layer.tissue, sequence, field_strength) - air)

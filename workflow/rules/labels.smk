@@ -10,6 +10,7 @@ rule labels:
         errors=f"{RES}/labels/extract_errors.csv",
     log:
         f"{RES}/logs/labels.log",
+    priority: 20  # seconds of work that every probe and report-generation job waits on: right after ingest
     conda:
         CONDA_ENV
     threads: 2

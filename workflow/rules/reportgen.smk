@@ -26,6 +26,7 @@ rule reportgen_train:
     wildcard_constraints:
         encoder=ENCODER_RE,
         size=r"\d+",
+    priority: 15  # the longest chain of the end of the DAG (train, generate, evaluate): before the probes
     conda:
         CONDA_ENV
     threads: 1  # measured on the demo: about one core in use with two (so two jobs run side by side)
