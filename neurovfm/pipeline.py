@@ -590,10 +590,10 @@ def fig3d(cfg: dict, encoder: str, probes_dir, findings_jsonl, shard_index, out_
     )
 
 
-def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -> dict:
+def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None, workers: int = 1) -> dict:
     """The demo's external dataset (``analysis.external.synthetic``): NIfTI volumes of a second synthetic
     site plus ``subjects.csv`` (the NIfTI ingest's CSV form) under ``out_dir``
-    (``results/{run}/external/{dataset}/``), written atomically as one folder."""
+    (``results/{run}/external/{dataset}/``), written atomically as one folder by ``workers`` processes."""
     from neurovfm.synth.external import write_external
 
     ecfg = cfg["analysis"]["external"]["synthetic"]
@@ -601,7 +601,11 @@ def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None) -
         raise ValueError(f"no synthetic external dataset {dataset!r}; configured: {ecfg['name']!r}")
     with atomic_dir(out_dir) as tmp:
         summary = write_external(
-            Path(tmp), ecfg, seed=int(cfg["seed"]), progress_every_s=float(cfg["analysis"]["progress_every_s"])
+            Path(tmp),
+            ecfg,
+            seed=int(cfg["seed"]),
+            progress_every_s=float(cfg["analysis"]["progress_every_s"]),
+            workers=workers,
         )
     log.info(
         "external dataset %s: %d subjects, %d scans -> %s",

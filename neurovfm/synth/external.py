@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -89,61 +90,90 @@ def _subject(index: int, ecfg: dict, seed: int) -> dict:
     }
 
 
-def write_external(out_dir: str | Path, ecfg: dict, seed: int, progress_every_s: float = 10.0) -> dict:
-    """Render the dataset described by ``ecfg`` (config ``analysis.external.synthetic``) into ``out_dir``."""
-    from neurovfm.synth.catalog import CATALOG
+def _write_subject(i: int, ecfg: dict, seed: int, out: Path) -> tuple[list[dict], list[dict]]:
+    """Render and write subject ``i``'s sessions; returns their subjects.csv rows and manifest entries (a worker
+    job: each subject has random streams of its own, so the output does not depend on the number of workers)."""
     from neurovfm.synth.phantom import build_patient, render
+
+    subj = _subject(i, ecfg, seed)
+    rng = _rng(seed, i, "render")
+    scanner = {"field_strength": float(ecfg["field_strength"]), "scale": float(ecfg["gain"])}
+    findings = [{"kind": subj["finding"]}] if subj["finding"] else []
+    patient = build_patient(rng, subj["age"], subj["sex"], findings, variation_mm=float(ecfg["anatomy_variation_mm"]))
+    rows, manifest = [], []
+    for ses in range(1, subj["n_sessions"] + 1):
+        plane = str(rng.choice(ecfg["planes"]))
+        acq = _acquisition(
+            patient, plane, int(rng.choice(ecfg["matrix"])), float(ecfg["fov_mm"]), float(ecfg["slice_mm"]), rng
+        )
+        vol = render(patient, "MR", "t1", acq, rng, scanner=scanner)
+        vol = np.clip(np.rint(vol), 0, np.iinfo(np.int16).max).astype(np.int16)
+        rel = f"nifti/{subj['subject_id']}_ses-{ses}_T1w.nii.gz"
+        nifti_image(vol, acq.voxel_to_lps()).to_filename(str(out / rel))
+        row = {
+            "file": rel,
+            "subject_id": subj["subject_id"],
+            "study_id": f"{subj['subject_id']}_ses-{ses}",
+            "modality": "MR",
+            "sequence": "t1",
+            "age": subj["age"],
+            "sex": subj["sex"],
+            "site": ecfg["site"],
+        }
+        row.update({k: int(subj["finding"] == k) for k in ecfg["diagnoses"]})
+        row["brain_age"] = subj["age"]
+        rows.append(row)
+        manifest.append(
+            {
+                "file": rel,
+                "plane": plane,
+                "shape_kji": list(vol.shape),
+                "affine_lps": acq.voxel_to_lps().round(6).tolist(),
+                "finding": subj["finding"],
+                "finding_side": (patient.findings[0].get("side") if patient.findings else None),
+            }
+        )
+    patient.clear_cache()
+    return rows, manifest
+
+
+def _write_subject_args(args):
+    return _write_subject(*args)
+
+
+def write_external(
+    out_dir: str | Path, ecfg: dict, seed: int, progress_every_s: float = 10.0, workers: int = 1
+) -> dict:
+    """Render the dataset described by ``ecfg`` (config ``analysis.external.synthetic``) into ``out_dir``, with
+    ``workers`` processes (the files do not depend on their number)."""
+    from neurovfm.synth.catalog import CATALOG
 
     unknown = [k for k in ecfg["diagnoses"] if k not in CATALOG]
     if unknown:
         raise KeyError(f"diagnoses {unknown} are not finding kinds the renderer draws ({sorted(CATALOG)})")
     out = Path(out_dir)
     (out / "nifti").mkdir(parents=True, exist_ok=True)
-    scanner = {"field_strength": float(ecfg["field_strength"]), "scale": float(ecfg["gain"])}
     rows, manifest = [], []
     n = int(ecfg["n_subjects"])
     prog = Progress(n, "external site", log, every_s=progress_every_s, unit="subjects")
-    for i in range(n):
-        subj = _subject(i, ecfg, seed)
-        rng = _rng(seed, i, "render")
-        findings = [{"kind": subj["finding"]}] if subj["finding"] else []
-        patient = build_patient(
-            rng, subj["age"], subj["sex"], findings, variation_mm=float(ecfg["anatomy_variation_mm"])
-        )
-        for ses in range(1, subj["n_sessions"] + 1):
-            plane = str(rng.choice(ecfg["planes"]))
-            acq = _acquisition(
-                patient, plane, int(rng.choice(ecfg["matrix"])), float(ecfg["fov_mm"]), float(ecfg["slice_mm"]), rng
-            )
-            vol = render(patient, "MR", "t1", acq, rng, scanner=scanner)
-            vol = np.clip(np.rint(vol), 0, np.iinfo(np.int16).max).astype(np.int16)
-            rel = f"nifti/{subj['subject_id']}_ses-{ses}_T1w.nii.gz"
-            nifti_image(vol, acq.voxel_to_lps()).to_filename(str(out / rel))
-            row = {
-                "file": rel,
-                "subject_id": subj["subject_id"],
-                "study_id": f"{subj['subject_id']}_ses-{ses}",
-                "modality": "MR",
-                "sequence": "t1",
-                "age": subj["age"],
-                "sex": subj["sex"],
-                "site": ecfg["site"],
-            }
-            row.update({k: int(subj["finding"] == k) for k in ecfg["diagnoses"]})
-            row["brain_age"] = subj["age"]
-            rows.append(row)
-            manifest.append(
-                {
-                    "file": rel,
-                    "plane": plane,
-                    "shape_kji": list(vol.shape),
-                    "affine_lps": acq.voxel_to_lps().round(6).tolist(),
-                    "finding": subj["finding"],
-                    "finding_side": (patient.findings[0].get("side") if patient.findings else None),
-                }
-            )
-        patient.clear_cache()
+    jobs = [(i, ecfg, seed, out) for i in range(n)]
+
+    def collect(result) -> None:
+        rows.extend(result[0])
+        manifest.extend(result[1])
         prog.update()
+
+    if workers <= 1:
+        for job in jobs:
+            collect(_write_subject_args(job))
+    else:
+        from neurovfm.synth.export import _init_worker
+        from neurovfm.synth.phantom import load_anatomy
+
+        load_anatomy()  # derived once here; forked workers inherit it
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(1,)) as pool:
+            for result in pool.map(_write_subject_args, jobs, chunksize=1):
+                collect(result)
     prog.close()
     table = pd.DataFrame(rows)
     write_csv(out / "subjects.csv", table)

@@ -13,7 +13,7 @@ rule synth_external:
         dataset=re.escape(EXTERNAL_SYNTH),
     conda:
         CONDA_ENV
-    threads: 1
+    threads: 2  # one process per subject at a time; the files do not depend on the count
     resources:
         mem_mb=4000,
         runtime=30,

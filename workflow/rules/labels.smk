@@ -10,7 +10,8 @@ rule labels:
         errors=f"{RES}/labels/extract_errors.csv",
     log:
         f"{RES}/logs/labels.log",
-    priority: 20  # seconds of work that every probe and report-generation job waits on: right after ingest
+    priority: 10  # every probe and report-generation job waits on it, as on the features (20 would start its
+    # side jobs early, and one of them in the gap before the pretraining, which needs both cores)
     conda:
         CONDA_ENV
     threads: 2
