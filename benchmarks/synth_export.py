@@ -3,7 +3,7 @@
 In one run and one process (one thread), on the same studies of the demo configuration (``config.yaml``):
   * ``baseline``: every DICOM file encoded whole by pydicom (``Dataset.save_as``) and each sequence's intensity
     volume summed over the tissue maps in whole-volume passes (the code before the element cache and the slab sum);
-  * ``current``: the package as it is (``dicom_writer.ElementCache``, ``phantom._volume`` by slabs).
+  * ``current``: the package as it is (``dicom_writer.ElementCache``, ``phantom._weighted_maps`` by slabs).
 Both exports must be byte-identical (the speed-up changes no file); the script fails otherwise. Reports seconds
 per study of each and their ratio (current / baseline; alternating passes, median over ``--repeats``).
 Usage: python benchmarks/synth_export.py OUT.json [--studies 12] [--repeats 3]
@@ -31,29 +31,18 @@ import neurovfm.synth.dicom_writer as dw  # noqa: E402
 import neurovfm.synth.phantom as ph  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
 from neurovfm.synth import bad_inputs as bad  # noqa: E402
-from neurovfm.synth.anatomy import CHANNELS  # noqa: E402
 from neurovfm.synth.cohort import build_cohort  # noqa: E402
-from neurovfm.synth.contrast import tissue_value  # noqa: E402
 from neurovfm.synth.export import export_study, synth_settings  # noqa: E402
 
 
-def _whole_volume_sum(patient, sequence, field_strength):
-    """The former ``phantom._volume``: one whole-volume multiply and add per tissue map."""
-    key = (sequence, field_strength)
-    if key not in patient._cache:
-        air = tissue_value("air", sequence)
-        vol = np.zeros(patient.frac.shape[1:], np.float32)
-        tmp = np.empty_like(vol)
-        for c, name in enumerate(CHANNELS):
-            w = (tissue_value(name, sequence, field_strength) - air) / 255.0
-            np.multiply(patient.frac[c], np.float32(w), out=tmp, dtype=np.float32)
-            vol += tmp
-        for layer in patient.layers:
-            sub = vol[layer.box]
-            v = np.float32(tissue_value(layer.tissue, sequence, field_strength) - air)
-            sub += layer.frac * (v - sub)
-        patient._cache[key] = (vol, air)
-    return patient._cache[key]
+def _whole_volume_sum(frac, weights):
+    """The former tissue-map sum of ``phantom._volume``: one whole-volume multiply and add per map."""
+    vol = np.zeros(frac.shape[1:], np.float32)
+    tmp = np.empty_like(vol)
+    for c, w in enumerate(weights):
+        np.multiply(frac[c], w, out=tmp, dtype=np.float32)
+        vol += tmp
+    return vol
 
 
 class _NoCache:
@@ -65,12 +54,12 @@ class _NoCache:
 
 @contextlib.contextmanager
 def _baseline():
-    saved = ph._volume, dw.ElementCache
-    ph._volume, dw.ElementCache = _whole_volume_sum, _NoCache
+    saved = ph._weighted_maps, dw.ElementCache
+    ph._weighted_maps, dw.ElementCache = _whole_volume_sum, _NoCache
     try:
         yield
     finally:
-        ph._volume, dw.ElementCache = saved
+        ph._weighted_maps, dw.ElementCache = saved
 
 
 def _export(plans, seed, cfg, root: Path) -> tuple[float, dict]:

@@ -152,22 +152,27 @@ def _draw(cv: Canvas, f: dict, rng, pose, scale) -> dict:
 SLAB = 4  # native z-planes per block of the tissue-map sum in _volume (about 1 MB of float32)
 
 
+def _weighted_maps(frac: np.ndarray, weights: list) -> np.ndarray:
+    """``sum_c weights[c] * frac[c]`` in float32, slab by slab so that the partial sums stay in cache (twice as fast
+    as whole-volume passes; the same float32 operations in the same order, so the same values)."""
+    vol = np.empty(frac.shape[1:], np.float32)
+    tmp = np.empty((SLAB,) + vol.shape[1:], np.float32)
+    for z in range(0, vol.shape[0], SLAB):
+        acc, t = vol[z : z + SLAB], tmp[: min(SLAB, vol.shape[0] - z)]
+        np.multiply(frac[0, z : z + SLAB], weights[0], out=acc, dtype=np.float32)
+        for c in range(1, len(weights)):
+            np.multiply(frac[c, z : z + SLAB], weights[c], out=t, dtype=np.float32)
+            acc += t
+    return vol
+
+
 def _volume(patient: Patient, sequence: str, field_strength: float | None) -> tuple[np.ndarray, float]:
     """Intensity volume of one sequence on the native grid, minus the air value (so air = 0)."""
     key = (sequence, field_strength)
     if key not in patient._cache:
         air = tissue_value("air", sequence)
         weights = [np.float32((tissue_value(name, sequence, field_strength) - air) / 255.0) for name in CHANNELS]
-        vol = np.empty(patient.frac.shape[1:], np.float32)
-        tmp = np.empty((SLAB,) + vol.shape[1:], np.float32)
-        # the weighted sum of the tissue maps, slab by slab so that the partial sums stay in cache (twice as
-        # fast as whole-volume passes; the same float32 operations in the same order, so the same values)
-        for z in range(0, vol.shape[0], SLAB):
-            acc, t = vol[z : z + SLAB], tmp[: min(SLAB, vol.shape[0] - z)]
-            np.multiply(patient.frac[0, z : z + SLAB], weights[0], out=acc, dtype=np.float32)
-            for c in range(1, len(CHANNELS)):
-                np.multiply(patient.frac[c, z : z + SLAB], weights[c], out=t, dtype=np.float32)
-                acc += t
+        vol = _weighted_maps(patient.frac, weights)
         for layer in patient.layers:
             sub = vol[layer.box]
             v = np.float32(tissue_value(layer.tissue, sequence, field_strength) - air)
