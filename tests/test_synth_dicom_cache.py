@@ -66,10 +66,12 @@ def test_cached_bytes_equal_pydicom_for_every_slice(modality):
 
 
 def test_a_changed_element_is_encoded_again():
-    """Positive control: values that compare equal as numbers but are written differently, and a changed matrix."""
+    """Positive control: values that compare equal as numbers but are written differently, a changed matrix, and
+    the same text under another character set."""
     cache = dw.ElementCache()
     series = _series("MR", n=3)
     first = next(series)
+    first.SpecificCharacterSet, first.SeriesDescription = "ISO_IR 100", "AX T2 tête"  # Latin-1
     cache.encode(first)
     second = next(series)
     second.SliceThickness = "3.00"  # equal to 3.0 as a float, longer as text
@@ -78,6 +80,9 @@ def test_a_changed_element_is_encoded_again():
     assert ours == _pydicom_bytes(second)
     read = pydicom.dcmread(io.BytesIO(ours))
     assert str(read.SliceThickness) == "3.00" and (read.Rows, read.Columns) == (12, 16)
+    third = next(series)
+    third.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the same description has other bytes
+    assert cache.encode(third) == _pydicom_bytes(third)
 
 
 def test_write_dataset_through_the_cache_is_atomic_and_readable(tmp_path):

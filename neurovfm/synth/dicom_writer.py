@@ -54,13 +54,15 @@ class ElementCache:
 
     An element whose VR and value (compared as text, so ``"1.0"`` and ``"1.00"`` differ) equal those of the
     previous dataset reuses the bytes pydicom encoded then; every other element, sequences and pixel data always,
-    goes through pydicom's own encoder. The result equals ``Dataset.save_as(..., enforce_file_format=True)`` byte
-    for byte (tests/test_synth_dicom_writer.py) at about a third of its cost (benchmarks/synth_export.py).
+    goes through pydicom's own encoder (all of them again when the character set changes). The result equals
+    ``Dataset.save_as(..., enforce_file_format=True)`` byte for byte (tests/test_synth_dicom_cache.py) at under
+    half of its cost (benchmarks/synth_export.py).
     Explicit VR little endian only, the transfer syntax of every file the generator writes.
     """
 
     def __init__(self) -> None:
         self._bytes: dict[int, tuple[tuple, bytes]] = {}
+        self._charset = None
 
     @staticmethod
     def _key(elem) -> tuple | None:
@@ -82,6 +84,9 @@ class ElementCache:
         fp.write(b"\x00" * 128 + b"DICM")
         write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
         charset = ds.get("SpecificCharacterSet", default_encoding)
+        if charset != self._charset:  # text elements were encoded with another character set
+            self._bytes.clear()
+            self._charset = charset
         parts = [fp.getvalue()]
         for tag in sorted(ds.keys()):
             if tag.element == 0 and tag.group > 6:  # retired group lengths are not written (PS3.5 7.2)
