@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from neurovfm.synth import dicom_writer as dw
 from neurovfm.synth.cohort import build_cohort
 from neurovfm.synth.protocols import ProtocolParams, expected_outcome, plan_series
 from neurovfm.synth.reports import write_report
+from neurovfm.synth.workers import ordered_map
 from neurovfm.utils.atomic import atomic_open, write_csv
 from neurovfm.utils.progress import Progress
 
@@ -368,17 +368,6 @@ def _jsonable(f: dict) -> dict:
     return out
 
 
-def _init_worker(threads: int) -> None:
-    """One compute thread per worker process: the pool already uses every core."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _export_study_args(args):
-    return export_study(*args)
-
-
 def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) -> dict:
     """``synth_cfg`` comes from :func:`synth_settings`. Write ``out_dir/{dicom/, reports.csv, truth/, manifest.json}``; returns the manifest."""
     out_dir = Path(out_dir)
@@ -390,20 +379,10 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
         )
     (out_dir / "dicom").mkdir(parents=True, exist_ok=True)
     progress = Progress(len(plans), "synth export", log, unit="studies")
-    jobs = [(p, seed, cfg, str(out_dir)) for p in plans]
     results = []
-    if workers <= 1:
-        for job in jobs:
-            results.append(_export_study_args(job))
-            progress.update()
-    else:
-        from neurovfm.synth.phantom import load_anatomy
-
-        load_anatomy()  # derived once here; forked workers inherit it instead of each spending ~10 s
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(1,)) as pool:
-            for res in pool.map(_export_study_args, jobs, chunksize=1):
-                results.append(res)
-                progress.update()
+    for res in ordered_map(export_study, [(p, seed, cfg, str(out_dir)) for p in plans], workers):
+        results.append(res)
+        progress.update()
     progress.close()
     planted = []
     if cfg.get("bad_inputs"):

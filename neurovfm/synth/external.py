@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from neurovfm.synth.workers import ordered_map
 from neurovfm.utils.atomic import atomic_open, write_csv
 from neurovfm.utils.progress import Progress
 
@@ -137,10 +137,6 @@ def _write_subject(i: int, ecfg: dict, seed: int, out: Path) -> tuple[list[dict]
     return rows, manifest
 
 
-def _write_subject_args(args):
-    return _write_subject(*args)
-
-
 def write_external(
     out_dir: str | Path, ecfg: dict, seed: int, progress_every_s: float = 10.0, workers: int = 1
 ) -> dict:
@@ -156,24 +152,10 @@ def write_external(
     rows, manifest = [], []
     n = int(ecfg["n_subjects"])
     prog = Progress(n, "external site", log, every_s=progress_every_s, unit="subjects")
-    jobs = [(i, ecfg, seed, out) for i in range(n)]
-
-    def collect(result) -> None:
-        rows.extend(result[0])
-        manifest.extend(result[1])
+    for sub_rows, sub_manifest in ordered_map(_write_subject, [(i, ecfg, seed, out) for i in range(n)], workers):
+        rows += sub_rows
+        manifest += sub_manifest
         prog.update()
-
-    if workers <= 1:
-        for job in jobs:
-            collect(_write_subject_args(job))
-    else:
-        from neurovfm.synth.export import _init_worker
-        from neurovfm.synth.phantom import load_anatomy
-
-        load_anatomy()  # derived once here; forked workers inherit it
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(1,)) as pool:
-            for result in pool.map(_write_subject_args, jobs, chunksize=1):
-                collect(result)
     prog.close()
     table = pd.DataFrame(rows)
     write_csv(out / "subjects.csv", table)

@@ -89,11 +89,11 @@ class Canvas:
         hi = [int(min(n, np.ceil(v.max()) + 2)) for v, n in zip((sz, sy, sx), self.anat.shape)]
         big = tuple(slice(a, b) for a, b in zip(lo, hi))
         chans = list(channels)
-        src = np.empty((len(chans) + int(with_vent), *(b - a for a, b in zip(lo, hi))), np.float32)
+        dims = [b - a for a, b in zip(lo, hi)]
+        src = np.empty((len(chans) + int(with_vent), *dims), np.float32)
         src[: len(chans)] = self.frac[(slice(None),) + big][chans]  # the box first: no copy of whole maps
         if with_vent:
             src[-1] = self.vent[big]
-        dims = [b - a for a, b in zip(lo, hi)]
         grid = np.stack(
             [
                 2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1,
