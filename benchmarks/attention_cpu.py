@@ -2,8 +2,9 @@
 
 ``neurovfm.models.attention.varlen_attention`` with the ``sdpa_loop`` back end (every pack above 512 tokens on
 the CPU: the pretraining's crops and the feature extraction's whole volumes) runs one
-``scaled_dot_product_attention`` per volume. Called on [H, n, Dh] tensors (the former code) torch takes its
-unfused math path; on [1, H, n, Dh] (the current code) it takes the fused flash kernel. This script times both on
+``scaled_dot_product_attention`` per volume. The former code sliced each volume out of the pack and called it on
+[H, n, Dh] tensors: torch then takes its unfused math path, and each slice's backward writes a zero tensor of the
+whole pack. The current code splits the pack once and calls it on [1, H, n, Dh]: the fused flash kernel. This script times both on
 the same packs (forward alone, as feature extraction runs it, and forward + backward, as pretraining does) and
 checks both against a naive softmax(QK^T / sqrt(d)) V per volume in float64.
 
@@ -34,12 +35,13 @@ from neurovfm.models.attention import seqlens, varlen_attention  # noqa: E402
 PACKS = {
     "pretrain batch (8 crops)": [1400, 900, 2100, 700, 1600, 1100, 2500, 800],
     "feature pack (4 volumes)": [3000, 2600, 3400, 2200],
+    "HLIP batch (64 x 128)": [128] * 64,
 }
 HEADS, HEAD_DIM = 4, 32
 
 
 def former_loop(q, k, v, cu):
-    """The former ``sdpa_loop``: one 3D [H, n, Dh] call per volume."""
+    """The former ``sdpa_loop``: a slice and one 3D [H, n, Dh] call per volume."""
     outs, start = [], 0
     for length in seqlens(cu).tolist():
         sl = slice(start, start + length)
