@@ -38,10 +38,14 @@ rule pretrain:
         f"{RES}/benchmarks/pretrain_{{model}}.tsv"
     wildcard_constraints:
         model=MODEL_RE,
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
+    # the main model(s) of pretrain.train are the demo's critical path (export -> pretraining -> everything
+    # else): first, on both cores. A comparison encoder (probes.encoders) feeds only its own probes and tables: one
+    # thread (1.4x slower alone than on two, so two such jobs on one core each finish sooner than one after the
+    # other), at the priority of the features and probes it runs beside
+    priority: lambda wildcards: 20 if wildcards.model in config["pretrain"]["train"] else 10
     conda:
         CONDA_ENV
-    threads: 2
+    threads: lambda wildcards: 2 if wildcards.model in config["pretrain"]["train"] else 1
     resources:
         gpu=0,
         nodes=1,
