@@ -128,3 +128,21 @@ def test_empty_sequence_in_pack(backend):
     cu, max_len = cu_seqlens_from_lengths(lengths)
     out = varlen_attention(q, k, v, cu, max_len, backend=backend)
     torch.testing.assert_close(out, reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
+
+
+def test_loop_calls_sdpa_with_a_batch_axis(monkeypatch):
+    """torch runs its fused CPU kernel only for [B, H, n, Dh] inputs; a 3D call silently takes the unfused math path
+    (6x slower forward, benchmarks/attention_cpu.py). Every per-volume call must carry the batch axis."""
+    seen = []
+    real = attn_mod.F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        seen.append((q.ndim, k.ndim, v.ndim))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(attn_mod.F, "scaled_dot_product_attention", spy)
+    q, k, v = qkv()
+    cu, max_len = cu_seqlens_from_lengths(LENGTHS)
+    varlen_attention(q, k, v, cu, max_len, backend="sdpa_loop").sum().backward()
+    assert len(seen) == len(LENGTHS)
+    assert set(seen) == {(4, 4, 4)}
