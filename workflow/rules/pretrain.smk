@@ -41,10 +41,11 @@ rule pretrain:
     # the main model(s) of pretrain.train are the demo's critical path (export -> pretraining -> everything
     # else): first, on both cores. A comparison encoder (probes.encoders) feeds only its own probes and tables: one
     # thread (1.4x slower alone than on two, so two such jobs on one core each finish sooner than one after the
-    # other), below the features and probes (10), so it fills a core they leave free. Snakemake weighs a job's
-    # priority against the sum of the jobs that would share its cores: at 10, two comparison jobs (10 + 10) tied
-    # with the main one (20) and went first
-    priority: lambda wildcards: 20 if wildcards.model in config["pretrain"]["train"] else 5
+    # other), far below the features and probes (10), so it fills a core they leave free. Snakemake's scheduler
+    # maximises the summed priority of the jobs it starts: two one-thread comparison jobs at p weigh 2p against one
+    # two-thread job, so 2p must stay below 10 (at 10 they outweighed the main model's 20; at 5 they tied with its
+    # two-thread feature shards and went first)
+    priority: lambda wildcards: 20 if wildcards.model in config["pretrain"]["train"] else 1
     conda:
         CONDA_ENV
     threads: lambda wildcards: 2 if wildcards.model in config["pretrain"]["train"] else 1
