@@ -47,4 +47,4 @@ $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 for tool in sbatch sacct sacctmgr slurmctld slurmd slurmdbd munged mariadbd mariadb-install-db; do
     command -v "$tool" >/dev/null || { echo "slurm-setup: $tool missing after install" >&2; exit 1; }
 done
-echo "slurm-setup: installed slurm $(dpkg-query -W -f="${Version}" slurm-client)"
+echo "slurm-setup: installed slurm $(dpkg-query -W -f='${Version}' slurm-client)"
