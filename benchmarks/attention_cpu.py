@@ -4,8 +4,8 @@
 the CPU: the pretraining's crops and the feature extraction's whole volumes) runs one
 ``scaled_dot_product_attention`` per volume. The former code sliced each volume out of the pack and called it on
 [H, n, Dh] tensors: torch then takes its unfused math path, and each slice's backward writes a zero tensor of the
-whole pack. The current code splits the pack once and calls it on [1, H, n, Dh]: the fused flash kernel. This script times both on
-the same packs (forward alone, as feature extraction runs it, and forward + backward, as pretraining does) and
+whole pack. The current code splits the pack once and calls it on [1, H, n, Dh]: the fused flash kernel. This
+script times both on the same packs (forward alone, as feature extraction runs it, and forward + backward, as pretraining does) and
 checks both against a naive softmax(QK^T / sqrt(d)) V per volume in float64.
 
 Reports, per pack, milliseconds of each and the ratio current / baseline (median of ``--repeats`` alternating

@@ -112,6 +112,14 @@ if _clash:
     raise ValueError(f"encoders {_clash} are also pretrain.models names: give the public encoders other names")
 ENCODER_NAMES = ["random", *config["pretrain"]["models"], *PUBLIC_ENCODERS]
 MODEL_RE = _names_regex(config["pretrain"]["models"])
+
+
+def _main_model(wildcards):
+    """Whether the {model} being pretrained is one of pretrain.train (the DAG's critical path), not a comparison
+    encoder of probes.encoders or a scaling-grid copy."""
+    return wildcards.model in config["pretrain"]["train"]
+
+
 ENCODER_RE = _names_regex(ENCODER_NAMES)
 
 

@@ -45,10 +45,10 @@ rule pretrain:
     # maximises the summed priority of the jobs it starts: two one-thread comparison jobs at p weigh 2p against one
     # two-thread job, so 2p must stay below 10 (at 10 they outweighed the main model's 20; at 5 they tied with its
     # two-thread feature shards and went first)
-    priority: lambda wildcards: 20 if wildcards.model in config["pretrain"]["train"] else 1
+    priority: lambda wildcards: 20 if _main_model(wildcards) else 1
     conda:
         CONDA_ENV
-    threads: lambda wildcards: 2 if wildcards.model in config["pretrain"]["train"] else 1
+    threads: lambda wildcards: 2 if _main_model(wildcards) else 1
     resources:
         gpu=0,
         nodes=1,
