@@ -12,6 +12,7 @@ import torch
 
 from neurovfm.config import load_config
 from neurovfm.ingest.volume import VolumeError
+from neurovfm.models.patch_embed import patchify
 from volume_factory import Acquisition, volume
 from neurovfm.preprocess.run import run_preprocess
 from neurovfm.preprocess.volume import plan, process
@@ -290,3 +291,57 @@ def test_stats_are_exact_integer_moments():
     ]
     s = compute_stats(vols)["stats"]["MR"]["mri"]
     assert s["mean"] == pytest.approx(0.25) and s["std"] == pytest.approx(np.sqrt(0.25 - 0.0625))
+
+
+def test_lazy_tokens_are_bit_identical_to_the_eager_image(shards):
+    """A lazy item reads and normalises only the tokens asked for: the same float32 values, bit for bit, as the
+    eager image cut into patches (every CT window, 8-bit and unpacked 4-bit, and MRI; with statistics)."""
+    out, _ = shards
+    stats = out / "train" / "stats.json"
+    eager = VolumeDataset(out / "train" / "index.json", stats=stats)
+    lazy = VolumeDataset(out / "train" / "index.json", stats=stats, lazy=True)
+    patch = tuple(CFG["preprocess"]["patch"])
+    rng = np.random.default_rng(0)
+    modalities, windows = set(), set()
+    for i in range(len(eager)):
+        item, volume = eager[i], lazy[i]["image"]
+        image = item["image"]
+        modalities.add(item["modality"])
+        windows.update(item["channels"])
+        assert volume.shape == tuple(image.shape)
+        assert torch.equal(volume.full(), image)
+        patches, coords = patchify(image, patch)
+        pick = np.sort(rng.choice(len(coords), size=min(7, len(coords)), replace=False))
+        got = volume.tokens(coords[pick].numpy(), patch)
+        assert got.dtype == torch.float32 and torch.equal(got, patches[pick])
+        other = (pick + 1) % len(coords)  # positive control: the neighbouring tokens are other values
+        assert not torch.equal(volume.tokens(coords[other].numpy(), patch), got)
+    assert modalities == {"CT", "MR"} and {"brain", "blood", "bone"} <= windows
+
+
+def test_hlip_collator_reads_the_same_tokens_lazily(shards):
+    """HLIP's collator on a lazy item keeps the same tokens with the same values as the former path (the eager
+    image cropped, cut into every patch, then the kept rows), for whole and capped volumes."""
+    from neurovfm.hlip.collate import StudyCollator
+    from neurovfm.jepa.augment import crop_box, voxel_box
+
+    out, _ = shards
+    stats = out / "train" / "stats.json"
+    eager = VolumeDataset(out / "train" / "index.json", stats=stats)
+    lazy = VolumeDataset(out / "train" / "index.json", stats=stats, lazy=True)
+    patch = tuple(CFG["preprocess"]["patch"])
+    for cap in (None, 5):
+        collate = StudyCollator(CFG["pretrain"], patch, 3, {}, None, max_tokens=cap)
+        for i in range(len(eager)):
+            item = {**eager[i], "epoch": 2, "offset": i}
+            rng = np.random.default_rng([3, 0, 2, i])  # the former path, with the collator's own draws
+            mask = item["token_mask"].bool()
+            box = crop_box(mask.numpy(), collate.max_crop, rng)
+            patches, coords = patchify(item["image"][(slice(None), *voxel_box(box, patch))].contiguous(), patch)
+            keep = torch.nonzero(mask[box].reshape(-1)).squeeze(1)
+            if cap is not None and keep.numel() > cap:
+                keep = keep[torch.from_numpy(np.sort(rng.choice(keep.numel(), cap, replace=False)))]
+            for source in (item, {**lazy[i], "epoch": 2, "offset": i}):
+                got_p, got_c, n_fg = collate.volume(source)
+                assert torch.equal(got_p, patches[keep]) and torch.equal(got_c, coords[keep])
+                assert n_fg == int(mask.sum())

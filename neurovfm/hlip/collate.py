@@ -19,9 +19,10 @@ import torch
 
 from neurovfm.hlip.stream import MODALITIES
 from neurovfm.hlip.text import TextTokenizer
-from neurovfm.jepa.augment import crop_box, voxel_box
+from neurovfm.jepa.augment import crop_box
 from neurovfm.models.packing import cu_seqlens_from_lengths
-from neurovfm.models.patch_embed import patchify
+from neurovfm.models.patch_embed import gather_tokens
+from neurovfm.store.dataset import LazyVolume
 
 MODE_NAMES = {0: "whole"}  # context_fractions.csv: the share of each volume's foreground the encoder saw
 
@@ -81,15 +82,22 @@ class StudyCollator:
     def volume(self, item: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(patches, coords, foreground tokens of the whole volume) of one volume's crop."""
         rng = np.random.default_rng([self.seed, self.rank, int(item["epoch"]), int(item["offset"])])
-        mask = torch.as_tensor(item["token_mask"]).bool()
-        box = crop_box(mask.numpy(), self.max_crop, rng)
-        image = item["image"][(slice(None), *voxel_box(box, self.patch))]
+        mask = np.asarray(item["token_mask"], dtype=bool)
+        box = crop_box(mask, self.max_crop, rng)
         crop = mask[box]  # centred on a foreground token, so never empty
-        patches, coords = patchify(image.contiguous(), self.patch)
-        keep = torch.nonzero(crop.reshape(-1)).squeeze(1)
-        if self.max_tokens is not None and keep.numel() > self.max_tokens:  # a random subset, in raster order
-            keep = keep[torch.from_numpy(np.sort(rng.choice(keep.numel(), self.max_tokens, replace=False)))]
-        return patches[keep].contiguous(), coords[keep].contiguous(), int(mask.sum())
+        keep = np.flatnonzero(crop)
+        if self.max_tokens is not None and keep.size > self.max_tokens:  # a random subset, in raster order
+            keep = keep[np.sort(rng.choice(keep.size, self.max_tokens, replace=False))]
+        coords = np.stack(np.unravel_index(keep, crop.shape), axis=1)  # token indices inside the crop
+        where = coords + np.array([b.start for b in box])  # ... and in the volume
+        image = item["image"]
+        if isinstance(image, LazyVolume):  # only the kept tokens are read and normalised
+            patches = image.tokens(where, self.patch)
+        else:
+            image = np.asarray(image)
+            blocks = [gather_tokens(image[c], where, self.patch) for c in range(image.shape[0])]
+            patches = torch.from_numpy(np.stack(blocks, axis=1).reshape(len(where), -1))
+        return patches, torch.from_numpy(coords), int(mask.sum())
 
     def __call__(self, items: list[dict]) -> StudyBatch:
         parts = [self.volume(it) for it in items]

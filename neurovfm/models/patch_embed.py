@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -36,6 +37,18 @@ def patchify(volume: Tensor, patch_size) -> tuple[Tensor, Tensor]:
     patches = p.reshape(nz * ny * nx, c * pz * py * px)
     coords = torch.stack(torch.meshgrid(torch.arange(nz), torch.arange(ny), torch.arange(nx), indexing="ij"), -1)
     return patches, coords.reshape(-1, 3).to(volume.device)
+
+
+def gather_tokens(volume: np.ndarray, coords, patch_size) -> np.ndarray:
+    """The voxel blocks [K, pz, py, px] of the tokens at integer grid positions ``coords`` [K, 3] (z, y, x) of a
+    [Z, Y, X] array: row k equals ``patchify(volume[None], patch_size)[0]`` at that token, but only the K blocks are
+    copied (a collator that keeps a few tokens of a volume need not cut all of them)."""
+    nz, ny, nx = _grid(volume.shape, patch_size)
+    pz, py, px = patch_size
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
+    blocks = volume.reshape(nz, pz, ny, py, nx, px)
+    # advanced indices separated by slices: numpy puts the token axis first -> [K, pz, py, px]
+    return blocks[coords[:, 0], :, coords[:, 1], :, coords[:, 2], :]
 
 
 def unpatchify(patches: Tensor, grid_shape, patch_size, channels: int) -> Tensor:
