@@ -39,16 +39,16 @@ rule pretrain:
     wildcard_constraints:
         model=MODEL_RE,
     # the main model(s) of pretrain.train are the demo's critical path (export -> pretraining -> everything
-    # else): first, on both cores. A comparison encoder (probes.encoders) feeds only its own probes and tables: one
-    # thread (1.4x slower alone than on two, so two such jobs on one core each finish sooner than one after the
-    # other), far below the features and probes (10), so it fills a core they leave free. Snakemake's scheduler
-    # maximises the summed priority of the jobs it starts: two one-thread comparison jobs at p weigh 2p against one
-    # two-thread job, so 2p must stay below 10 (at 10 they outweighed the main model's 20; at 5 they tied with its
-    # two-thread feature shards and went first)
+    # else): first. A comparison encoder (probes.encoders) feeds only its own probes and tables: far below the
+    # features and probes (10), so it fills a core they leave free. One thread each on a laptop: two one-thread
+    # jobs side by side do more per second than one two-thread job (the step of the tiny model is 1.6x faster on two
+    # threads, not 2x), and the result does not depend on the machine's core count; profiles/armis2 sets its own.
+    # Snakemake's scheduler maximises the summed priority of the jobs it starts, so two comparison jobs (2 x 1)
+    # never outweigh a feature or probe job (10)
     priority: lambda wildcards: 20 if _main_model(wildcards) else 1
     conda:
         CONDA_ENV
-    threads: lambda wildcards: 2 if _main_model(wildcards) else 1
+    threads: 1
     resources:
         gpu=0,
         nodes=1,
