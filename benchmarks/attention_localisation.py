@@ -32,7 +32,7 @@ from neurovfm.ingest.deid import keyed_hash, resolve_key
 from neurovfm.probes.attention import study_attention
 from neurovfm.probes.bags import load_bagsets, read_label_table
 from neurovfm.probes.checkpoint import load_probe
-from neurovfm.probes.run import MODALITIES, laterality_map
+from neurovfm.probes.predictions import MODALITIES, laterality_map
 from neurovfm.store.index import load_index
 from neurovfm.utils.atomic import write_csv
 

@@ -33,7 +33,7 @@ from neurovfm import pipeline  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
 from neurovfm.probes.bags import load_bagsets, read_label_table  # noqa: E402
 from neurovfm.probes.pooled_cv import cv_mean_auroc, pooled_matrix  # noqa: E402
-from neurovfm.probes.run import MODALITIES  # noqa: E402
+from neurovfm.probes.predictions import MODALITIES  # noqa: E402
 
 SPLITS = ("train", "val")
 

@@ -42,7 +42,7 @@ from neurovfm.jepa.loss import effective_rank
 from neurovfm.probes.bags import load_bagsets, read_label_table
 from neurovfm.probes.attentive_cv import cv_histories, mean_curves
 from neurovfm.probes.pooled_cv import cv_mean_auroc, pooled_matrix
-from neurovfm.probes.run import MODALITIES
+from neurovfm.probes.predictions import MODALITIES
 from neurovfm.probes.train import select_probe
 from neurovfm.utils.atomic import write_csv
 

@@ -26,7 +26,7 @@ from neurovfm.config import load_config, run_dir
 from neurovfm.eval.bootstrap import paired_auroc_difference, percentile_ci
 from neurovfm.probes.bags import load_bagsets, read_label_table
 from neurovfm.probes.pooled_cv import fit_and_score, pooled_matrix
-from neurovfm.probes.run import MODALITIES
+from neurovfm.probes.predictions import MODALITIES
 from neurovfm.utils.atomic import write_csv
 
 log = logging.getLogger("neurovfm")

@@ -40,7 +40,7 @@ from neurovfm.config import load_config, merged, validate  # noqa: E402
 from neurovfm.eval.bootstrap import paired_auroc_difference, percentile_ci  # noqa: E402
 from neurovfm.probes.bags import load_bagsets, read_label_table  # noqa: E402
 from neurovfm.probes.pooled_cv import cv_mean_auroc, pooled_matrix  # noqa: E402
-from neurovfm.probes.run import MODALITIES  # noqa: E402
+from neurovfm.probes.predictions import MODALITIES  # noqa: E402
 from neurovfm.utils.atomic import write_csv  # noqa: E402
 
 log = logging.getLogger("neurovfm")

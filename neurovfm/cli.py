@@ -133,7 +133,7 @@ def _cmd_reportgen_train(args) -> int:
     import logging
     import os
 
-    from neurovfm.reportgen.run import encoders
+    from neurovfm.reportgen.naming import encoders
 
     cfg = _config(args)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports progress

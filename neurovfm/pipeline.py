@@ -330,7 +330,7 @@ def encoder_label(cfg: dict, encoder: str) -> str:
     name (``random``, a public encoder with weights) is itself."""
     model = cfg["pretrain"]["models"].get(encoder)
     if model is not None:
-        from neurovfm.jepa.build import objective
+        from neurovfm.jepa.objectives import objective
 
         return f"{encoder} ({METHOD_NAMES[objective(model)]})"
     spec = public_encoders(cfg).get(encoder)
@@ -349,7 +349,7 @@ def is_volumetric(cfg: dict, encoder: str) -> bool:
         return False
     if encoder not in cfg["pretrain"]["models"]:
         return encoder == "random"
-    from neurovfm.dinov2.export import is_slice_model
+    from neurovfm.jepa.objectives import is_slice_model
 
     return not is_slice_model(cfg, encoder)
 
@@ -384,7 +384,7 @@ def _slicewise(fcfg: dict, enc, encoder: str, spec: dict, indices: dict, out_dir
 
 
 def _slice_model(cfg: dict, encoder: str) -> bool:
-    from neurovfm.dinov2.export import is_slice_model
+    from neurovfm.jepa.objectives import is_slice_model
 
     return is_slice_model(cfg, encoder)
 
@@ -1021,7 +1021,7 @@ def reportgen_eval(
 def fig_reportgen(cfg: dict, name: str, table_csv, out_png) -> None:
     """fig4b / fig4c (triage table), fig4d (text metrics table) or ed_reportgen_scaling (scaling table)."""
     from neurovfm.plots import reportgen as plots
-    from neurovfm.reportgen.run import main_model
+    from neurovfm.reportgen.naming import main_model
 
     if name == "ed_reportgen_scaling":
         plots.ed_scaling(table_csv, out_png)

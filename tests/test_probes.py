@@ -18,7 +18,8 @@ from neurovfm.probes.attention import read_attention, study_attention
 from neurovfm.probes.bags import BagSet, read_label_table
 from neurovfm.probes.checkpoint import load_probe
 from neurovfm.probes.evaluate import diagnosis_tables, encoder_difference
-from neurovfm.probes.run import read_predictions, run_probe, sigmoid, split_arrays
+from neurovfm.probes.predictions import read_predictions, sigmoid, split_arrays
+from neurovfm.probes.run import run_probe
 from neurovfm.probes.train import class_pos_weight, grid_candidates
 
 DIM = 16

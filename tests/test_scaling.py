@@ -234,7 +234,7 @@ def _write_grid_tables(results, cfg):
     scores (no training): the probes' files the workflow's scaling_table rule reads."""
     from neurovfm import pipeline
     from neurovfm.labels.ontology import load_ontology
-    from neurovfm.probes.run import MODALITIES
+    from neurovfm.probes.predictions import MODALITIES
 
     rng = np.random.default_rng(5)
     n = 50

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from neurovfm.probes.run import MODALITIES, read_predictions, split_arrays
+from neurovfm.probes.predictions import MODALITIES, read_predictions, split_arrays
 
 log = logging.getLogger("neurovfm")
 

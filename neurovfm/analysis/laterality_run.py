@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from neurovfm.analysis.laterality import SIDES, FlippedVolumes, eligible_studies, laterality_aurocs, side_targets
-from neurovfm.probes.run import MODALITIES, laterality_map, read_predictions
+from neurovfm.probes.predictions import MODALITIES, laterality_map, read_predictions
 
 log = logging.getLogger("neurovfm")
 

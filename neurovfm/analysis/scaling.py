@@ -27,7 +27,7 @@ import pandas as pd
 
 from neurovfm.eval.bootstrap import bootstrap_metrics, percentile_ci
 from neurovfm.eval.metrics import STATUS_OK
-from neurovfm.probes.run import read_predictions
+from neurovfm.probes.predictions import read_predictions
 
 MODS = ("ct", "mri")
 ALL = "all"

@@ -16,16 +16,11 @@ from pathlib import Path
 import torch
 
 from neurovfm.dinov2.vit import build_vit
+from neurovfm.jepa.objectives import SLICE_OBJECTIVE
 from neurovfm.features.public2d.loaders import Preprocessing, SliceEncoder, load_state_strict
 
-KIND = "dinov2"
+KIND = SLICE_OBJECTIVE
 EMBEDDING = "class token after the final LayerNorm (DINOv2 backbone)"
-
-
-def is_slice_model(cfg: dict, name: str) -> bool:
-    """Whether ``name`` is a ``pretrain.models`` entry trained with ``objective: dinov2`` (features per slice)."""
-    model = cfg["pretrain"]["models"].get(name)
-    return model is not None and model.get("objective") == KIND
 
 
 def slice_spec(cfg: dict, name: str) -> dict:

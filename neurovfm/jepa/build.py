@@ -11,20 +11,6 @@ from neurovfm.models.predictor import Predictor
 from neurovfm.models.vit import build_encoder
 
 
-OBJECTIVES = ("vjepa", "videomae", "hlip", "dinov2")
-
-
-def objective(model: dict) -> str:
-    """A ``pretrain.models`` entry's training objective: ``vjepa`` (Vol-JEPA, the default), ``videomae`` (the
-    VideoMAE baseline, :mod:`neurovfm.mae`), ``hlip`` (the language-supervised baseline, :mod:`neurovfm.hlip`) or
-    ``dinov2`` (the 2D baseline on slices, :mod:`neurovfm.dinov2`). The first three export the same 3D ViT; dinov2
-    exports a 2D slice encoder (:mod:`neurovfm.dinov2.export`)."""
-    kind = model.get("objective", "vjepa")
-    if kind not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {OBJECTIVES}, got {kind!r}")
-    return kind
-
-
 def model_config(pretrain: dict, name: str, patch) -> dict:
     """The named model's configuration, completed with what rebuilding it needs (saved in encoder.pt)."""
     models = pretrain["models"]

@@ -29,7 +29,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from neurovfm.jepa import checkpoint as ckpt
-from neurovfm.jepa.build import Student, build_models, model_config, objective
+from neurovfm.jepa.build import Student, build_models, model_config
+from neurovfm.jepa.objectives import objective
 from neurovfm.jepa.collate import Collator, JepaBatch
 from neurovfm.jepa.ema import ema_update
 from neurovfm.jepa import monitors

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from neurovfm.probes.attention import read_attention
-from neurovfm.probes.run import laterality_map, read_predictions
+from neurovfm.probes.predictions import laterality_map, read_predictions
 from neurovfm.store.reader import ShardReader
 
 from . import save_figure

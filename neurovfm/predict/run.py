@@ -147,7 +147,7 @@ def probe_study(bundle, cfg: dict, features_index: Path, study_id: str, modality
     from neurovfm.features.store import FeatureReader
     from neurovfm.probes.attention import study_attention
     from neurovfm.probes.bags import BagSet
-    from neurovfm.probes.run import sigmoid
+    from neurovfm.probes.predictions import sigmoid
     from neurovfm.probes.train import predict
 
     model, meta, calib = bundle.probe(MODALITY_PROBE[modality])

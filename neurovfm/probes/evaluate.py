@@ -17,7 +17,7 @@ from neurovfm.eval.bootstrap import category_means, evaluate_classes, paired_aur
 from neurovfm.eval.metrics import STATUS_OK
 from neurovfm.labels.ontology import load_ontology
 
-from .run import MODALITIES, read_predictions, split_arrays
+from .predictions import MODALITIES, read_predictions, split_arrays
 
 ALL = "all"
 

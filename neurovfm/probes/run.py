@@ -27,54 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurovfm.eval.thresholds import apply_thresholds, select_thresholds
+from neurovfm.eval.thresholds import select_thresholds
 from neurovfm.utils.atomic import write_csv
-from neurovfm.utils.jsonlines import read_jsonl
 
 from .attention import write_attention
 from .bags import BagSet, load_bagsets, read_label_table
 from .checkpoint import save_probe
+from .predictions import MODALITIES, laterality_map, prediction_frame, sigmoid
 from .train import predict, select_probe
 
 log = logging.getLogger("neurovfm")
-
-MODALITIES = {"ct": "CT", "mri": "MR"}
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def prediction_frame(bags: BagSet, logits: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
-    probs = sigmoid(logits)
-    preds = apply_thresholds(probs, thresholds)
-    cols = {"study_id": bags.study_ids, "split": [bags.split] * len(bags)}
-    for j, c in enumerate(bags.class_names):
-        cols[f"label:{c}"] = bags.labels[:, j].astype(int)
-        cols[f"logit:{c}"] = logits[:, j]
-        cols[f"prob:{c}"] = probs[:, j]
-        cols[f"pred:{c}"] = preds[:, j].astype(int)
-    return pd.DataFrame(cols)
-
-
-def read_predictions(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """``predictions.csv`` and its class names (column order)."""
-    df = pd.read_csv(path, dtype={"study_id": str, "split": str})
-    names = [c.split(":", 1)[1] for c in df.columns if c.startswith("label:")]
-    return df, names
-
-
-def split_arrays(df: pd.DataFrame, names: list[str], split: str, what: str = "prob") -> tuple[np.ndarray, np.ndarray]:
-    """(scores [n, K], labels [n, K]) of one split of a predictions table."""
-    d = df[df["split"] == split]
-    return d[[f"{what}:{c}" for c in names]].to_numpy(float), d[[f"label:{c}" for c in names]].to_numpy(int)
-
-
-def laterality_map(findings_jsonl: str | Path | None) -> dict[str, dict]:
-    """study_id -> {diagnosis: side} from ``labels/findings.jsonl`` (empty without the file)."""
-    if findings_jsonl is None:
-        return {}
-    return {rec["study_id"]: rec["laterality"] for rec in read_jsonl(findings_jsonl) if rec.get("laterality")}
 
 
 def attention_studies(bags: BagSet, lateral: dict[str, dict], max_studies: int | None) -> list[int]:

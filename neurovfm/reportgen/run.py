@@ -18,6 +18,7 @@ from .cost import cost_table
 from .evaluate import pathology_strata, text_metrics, triage_scores
 from .generate import Generator, parse_findings
 from .label_head import label_targets, uses_label_loss
+from .naming import main_model
 from .train import Trainer, seed_of
 
 log = logging.getLogger("neurovfm")
@@ -521,12 +522,3 @@ def differences(
 
 def _diff(d: tuple[float, float, float]) -> dict:
     return {"difference": d[0], "ci_lo": d[1], "ci_hi": d[2]}
-
-
-def encoders(cfg: dict) -> list[str]:
-    return list(cfg["reportgen"]["encoders"] or cfg["pretrain"]["train"][:1])
-
-
-def main_model(cfg: dict) -> str:
-    """The model of the main comparison: the first encoder at the largest training-set size."""
-    return f"{encoders(cfg)[0]}/n{max(int(s) for s in cfg['reportgen']['sizes'])}"
