@@ -284,3 +284,24 @@ def test_deterministic_for_any_worker_count(export, tmp_path):
     again = write_export(tmp_path / "w2", tiny_cfg(), seed=11, workers=2)
     assert again["counts"] == manifest["counts"]
     assert _digest(out) == _digest(tmp_path / "w2")
+
+
+def test_a_patients_studies_share_their_head_size():
+    """In the cohort the person is the patient: every study of one patient has the same head size (the singular
+    values of its pose), studies of different patients do not."""
+    from neurovfm.analysis.synth_patients import iter_poses
+
+    cfg = default_config()
+    cfg["synth"].update(n_studies=40)
+    seed = int(cfg["seed"])
+    plans = build_cohort(synth_settings(cfg), seed)
+    uid_patient = {dw.make_uid(seed, p.index, "study"): p.patient.index for p in plans}
+    sizes = {}
+    for uid, pose in iter_poses(cfg, set(uid_patient)):
+        sizes.setdefault(uid_patient[uid], []).append(np.linalg.svd(pose[:3, :3], compute_uv=False))
+    repeat = [v for v in sizes.values() if len(v) > 1]
+    assert repeat, "the cohort has no patient with two studies"
+    for v in repeat:
+        np.testing.assert_allclose(v, [v[0]] * len(v), rtol=1e-12)
+    firsts = np.array([v[0] for v in sizes.values()])
+    assert len(np.unique(firsts.round(6), axis=0)) == len(firsts)  # no two patients share one

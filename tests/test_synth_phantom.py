@@ -185,3 +185,28 @@ def test_bad_input_is_refused():
     p = build_patient(np.random.default_rng(0), 50, "F", [])
     with pytest.raises(ValueError, match="not a CT sequence"):
         render(p, "CT", "t1", Acquisition("axial", 4, 4, 2, (1, 1), 1, 1), np.random.default_rng(0))
+
+
+def test_a_patients_studies_image_one_person():
+    """Head size and brain anatomy belong to the person: two studies of one person (other poses, ages, findings)
+    share them; another person differs. Ageing and findings never write into the person's own maps."""
+    from neurovfm.synth.phantom import build_person
+
+    person = build_person(np.random.default_rng(1), "F", variation_mm=4.0)
+    frac0, vent0 = person.frac.copy(), person.vent.copy()
+    first = build_patient(np.random.default_rng(2), 40, "F", [], person=person)
+    later = build_patient(
+        np.random.default_rng(3), 80, "F", [{"kind": "glioma", "side": "left", "size": "large"}], person=person
+    )
+    np.testing.assert_array_equal(person.frac, frac0)
+    np.testing.assert_array_equal(person.vent, vent0)
+    sizes = [np.linalg.svd(p.native_to_lps[:3, :3], compute_uv=False) for p in (first, later)]
+    np.testing.assert_allclose(sizes[0], sizes[1], rtol=1e-12)  # the same head size ...
+    np.testing.assert_allclose(sorted(sizes[0]), sorted(person.scale), rtol=1e-12)
+    assert not np.allclose(first.native_to_lps, later.native_to_lps)  # ... placed otherwise in the scanner
+    assert (later.frac != first.frac).mean() > 0.001  # older, with a glioma
+    other = build_person(np.random.default_rng(4), "F", variation_mm=4.0)
+    assert not np.allclose(other.scale, person.scale)
+    assert (other.frac != person.frac).mean() > 0.01  # another brain
+    template = build_person(np.random.default_rng(4), "F", variation_mm=0.0)
+    np.testing.assert_array_equal(template.frac, load_anatomy().frac)  # no variation: the template's anatomy

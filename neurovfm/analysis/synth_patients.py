@@ -1,7 +1,8 @@
 """The synthetic patients behind a run's studies, rebuilt deterministically (no change to the export).
 
-The generator draws each study's patient (pose, head size, atrophy, findings) from a random stream keyed by
-(run seed, study index), and names the study with a UID derived from the same pair. Rebuilding the cohort plan
+The generator draws each patient's person (head size, brain anatomy) from a random stream keyed by (run seed,
+patient index) and each study (pose, atrophy, findings) from one keyed by (run seed, study index), and names the
+study with a UID derived from the latter pair. Rebuilding the cohort plan
 and the patient therefore recovers exactly the patient that was imaged; as a guard against the generator and this
 module drifting apart, every rebuilt finding centre is compared with the ground-truth file.
 """
@@ -40,23 +41,26 @@ def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
     70 MB: callers that visit hundreds of studies keep only the current one). Checks as :func:`rebuild_patients`."""
     from neurovfm.synth import dicom_writer as dw
     from neurovfm.synth.cohort import build_cohort
-    from neurovfm.synth.export import _stream, synth_settings
+    from neurovfm.synth.export import _stream, person_of, synth_settings
     from neurovfm.synth.phantom import build_patient
 
     wanted = set(study_uids)
     seed = int(cfg["seed"])
     seen = set()
     settings = synth_settings(cfg)
+    person = (None, None)  # (patient index, person): the last one drawn
     for plan in build_cohort(settings, seed):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid not in wanted:
             continue
+        if person[0] != plan.patient.index:
+            person = (plan.patient.index, person_of(plan.patient, seed, settings))
         patient = build_patient(
             _stream(seed, plan.index, "patient"),
             plan.age,
             plan.patient.sex,
             [dict(f) for f in plan.findings],
-            variation_mm=float(settings["anatomy_variation_mm"]),
+            person=person[1],
         )
         if truth is not None and uid in truth:
             got = [f["center_lps"] for f in patient.findings]
@@ -75,12 +79,14 @@ def iter_patients(cfg: dict, study_uids, truth: dict[str, dict] | None = None):
 
 
 def iter_poses(cfg: dict, study_uids):
-    """Yield ``(StudyInstanceUID, native mm -> scanner LPS 4 x 4)`` for the requested studies: the pose is the
-    first draw of the patient's stream (:func:`neurovfm.synth.phantom.draw_pose`), so no tissue map is built."""
+    """Yield ``(StudyInstanceUID, native mm -> scanner LPS 4 x 4)`` for the requested studies: the head size is the
+    first draw of the person's stream and the placement the first of the study's
+    (:func:`neurovfm.synth.phantom.draw_head_size`, :func:`~neurovfm.synth.phantom.draw_placement`), so no tissue
+    map is built."""
     from neurovfm.synth import dicom_writer as dw
     from neurovfm.synth.cohort import build_cohort
     from neurovfm.synth.export import _stream, synth_settings
-    from neurovfm.synth.phantom import draw_pose
+    from neurovfm.synth.phantom import draw_head_size, draw_placement
 
     wanted = set(study_uids)
     seed = int(cfg["seed"])
@@ -88,4 +94,5 @@ def iter_poses(cfg: dict, study_uids):
     for plan in build_cohort(settings, seed):
         uid = dw.make_uid(seed, plan.index, "study")
         if uid in wanted:
-            yield uid, draw_pose(_stream(seed, plan.index, "patient"), plan.patient.sex)[0]
+            scale = draw_head_size(_stream(seed, plan.patient.index, "person"), plan.patient.sex)
+            yield uid, draw_placement(_stream(seed, plan.index, "patient"), scale)[0]

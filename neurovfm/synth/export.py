@@ -1,7 +1,8 @@
 """Write the embedded health system's PACS export: DICOM tree, report query, ground truth, manifest.
 
-Studies are independent: each one's random streams derive from (seed, study index) through
-``np.random.SeedSequence``, so the export is byte-identical for any number of worker processes.
+A worker job is one patient: the person (head size, brain anatomy) is drawn once from a stream of (seed, patient
+index), then each study from streams of (seed, study index), through ``np.random.SeedSequence``; so the export
+is byte-identical for any number of worker processes.
 A worker renders one series at a time and writes it slice by slice, so memory stays bounded by
 the largest series of a study.
 """
@@ -145,11 +146,30 @@ def _apply_tilt_defect(series_list, params: ProtocolParams, rng) -> bool:
     return True
 
 
-def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
-    """Render and write one study; returns its reports.csv row and counts (runs in a worker)."""
+def person_of(patient, seed: int, cfg: dict):
+    """The person behind a patient's studies (head size, brain anatomy), from the patient's own stream."""
+    from neurovfm.synth.phantom import build_person
+
+    return build_person(
+        _stream(seed, patient.index, "person"), patient.sex, variation_mm=float(cfg["anatomy_variation_mm"])
+    )
+
+
+def export_patient(plans: list, seed: int, cfg: dict, root: str) -> list[dict]:
+    """Render and write every study of one patient (a worker job): the person is drawn once, each study from its
+    own stream. Returns the studies' results in the order of ``plans``."""
+    person = person_of(plans[0].patient, seed, cfg)
+    return [export_study(plan, seed, cfg, root, person) for plan in plans]
+
+
+def export_study(plan, seed: int, cfg: dict, root: str, person=None) -> dict:
+    """Render and write one study; returns its reports.csv row and counts. ``person``: its patient's
+    (:func:`person_of`; None: drawn here)."""
     from neurovfm.synth.phantom import build_patient
 
     root = Path(root)
+    if person is None:
+        person = person_of(plan.patient, seed, cfg)
     params = ProtocolParams.from_cfg(cfg)
     if "too_few_slices" in plan.bad_inputs:
         params = replace(params, short_series_fraction=1.0)
@@ -160,7 +180,7 @@ def export_study(plan, seed: int, cfg: dict, root: str) -> dict:
         plan.age,
         plan.patient.sex,
         [dict(f) for f in plan.findings],
-        variation_mm=float(cfg["anatomy_variation_mm"]),
+        person=person,
     )
     rng_s = _stream(seed, plan.index, "series")
     series_list = plan_series(plan, rng_s, params, patient.head_center_lps, patient.head_extent_mm)
@@ -378,12 +398,17 @@ def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) ->
             plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])), int(cfg["bad_inputs_per_kind"])
         )
     (out_dir / "dicom").mkdir(parents=True, exist_ok=True)
+    by_patient: dict[int, list] = {}  # a patient's studies share one person: one worker job per patient
+    for p in plans:
+        by_patient.setdefault(p.patient.index, []).append(p)
+    groups = list(by_patient.values())
     progress = Progress(len(plans), "synth export", log, unit="studies")
-    results = []
-    for res in ordered_map(export_study, [(p, seed, cfg, str(out_dir)) for p in plans], workers):
-        results.append(res)
-        progress.update()
+    done = {}
+    for group, res in zip(groups, ordered_map(export_patient, [(g, seed, cfg, str(out_dir)) for g in groups], workers)):
+        done.update((p.index, r) for p, r in zip(group, res, strict=True))
+        progress.update(len(group))
     progress.close()
+    results = [done[p.index] for p in plans]
     planted = []
     if cfg.get("bad_inputs"):
         planted = bad.write_export_level(

@@ -44,9 +44,15 @@ class Canvas:
     frac: np.ndarray
     vent: np.ndarray
     layers: list = field(default_factory=list)
+    csf_dist: np.ndarray | None = None  # this brain's mm from parenchyma to CSF once its anatomy moved; None: the
+    # template's (``anat.csf_dist``). Warps move it with the tissue, so atrophy erodes this brain's own sulci
 
     def coords(self, box):
         return self.anat.axes_native(box)
+
+    def sulcal_distance(self) -> np.ndarray:
+        """mm from parenchyma to the nearest CSF (0 elsewhere) of this brain."""
+        return self.anat.csf_dist if self.csf_dist is None else self.csf_dist
 
     def parenchyma(self, box) -> np.ndarray:
         return (self.frac[CH["gm"]][box].astype(np.float32) + self.frac[CH["wm"]][box]) / 255.0
@@ -90,10 +96,13 @@ class Canvas:
         big = tuple(slice(a, b) for a, b in zip(lo, hi))
         chans = list(channels)
         dims = [b - a for a, b in zip(lo, hi)]
-        src = np.empty((len(chans) + int(with_vent), *dims), np.float32)
+        carry = self.csf_dist is not None  # this brain's sulcal distances move with it
+        src = np.empty((len(chans) + int(with_vent) + int(carry), *dims), np.float32)
         src[: len(chans)] = self.frac[(slice(None),) + big][chans]  # the box first: no copy of whole maps
         if with_vent:
-            src[-1] = self.vent[big]
+            src[len(chans)] = self.vent[big]
+        if carry:
+            src[-1] = self.csf_dist[big]
         grid = np.stack(
             [
                 2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1,
@@ -113,7 +122,9 @@ class Canvas:
         for n, c in enumerate(chans):
             self.frac[c][box][moving] = np.clip(np.round(out[n]), 0, 255).astype(np.uint8)
         if with_vent:
-            self.vent[box][moving] = out[-1] > 0.5
+            self.vent[box][moving] = out[len(chans)] > 0.5
+        if carry:
+            self.csf_dist[box][moving] = out[-1]
 
 
 def pick(size: str, values, rng: np.random.Generator, jitter: float = 0.15) -> float:
@@ -283,6 +294,8 @@ def vary_anatomy(cv: Canvas, rng: np.random.Generator, amplitude_mm: float, wave
     The displacement is a sum of four random plane waves per axis with wavelengths in ``wavelength_mm``."""
     if amplitude_mm <= 0.0:
         return
+    if cv.csf_dist is None:
+        cv.csf_dist = cv.anat.csf_dist.copy()  # moved with the brain from here on
     box = cv.anat.box(BRAIN_CENTRE + [0, 0, -5], (80, 115, 90))
     x, y, z = cv.coords(box)
     fade = np.clip(-cv.anat.sdist[box] / 10.0, 0.0, 1.0)

@@ -187,8 +187,9 @@ def erode(cv: Canvas, mm: float) -> None:
     if mm <= 0.05:
         return
     box = cv.anat.box(BRAIN_CENTRE + [0, 0, -5], (80, 115, 90))
-    keep = np.clip(cv.anat.csf_dist[box] - mm, 0.0, 1.0)
-    keep = np.where(cv.anat.csf_dist[box] > 0, keep, 1.0)
+    dist = cv.sulcal_distance()[box]  # this brain's sulci (moved with its anatomy)
+    keep = np.clip(dist - mm, 0.0, 1.0)
+    keep = np.where(dist > 0, keep, 1.0)
     cv.replace_base(box, (1.0 - keep) * (cv.parenchyma(box) > 0), "csf")
 
 

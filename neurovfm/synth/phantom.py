@@ -1,7 +1,8 @@
 """Synthetic patients and the scanner that images them.
 
-``build_patient`` turns (age, sex, findings) into a patient: the template head with per-patient pose,
-size and atrophy, plus one drawing per finding. ``render`` images it for one ``Acquisition``: it builds
+``build_person`` draws what stays the same across a patient's studies (head size, the brain's own anatomy);
+``build_patient`` turns (person, age, findings) into one study's patient: placed in the scanner, aged, plus one
+drawing per finding. ``render`` images it for one ``Acquisition``: it builds
 the sequence's intensity volume on the 1-mm native grid once (cached on the patient), then resamples it
 with a single trilinear pass through acquisition voxel -> LPS -> native pose -> template index, averaging
 a few samples across the slice thickness, and adds the scanner's noise (and, for MR, bias field and gain).
@@ -64,21 +65,49 @@ def _validate(findings) -> list[dict]:
     return out
 
 
-def draw_pose(
-    rng: np.random.Generator, sex: str, pose_deg: float = 8.0, shift_mm: float = 10.0, scale_range: tuple = (0.9, 1.1)
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The head's placement in the scanner, the first draws of a patient's stream: per-axis scale, a small
-    rotation and a translation. Returns (native mm -> scanner LPS 4 x 4, scale [3], head centre LPS [3])."""
+def draw_head_size(rng: np.random.Generator, sex: str, scale_range: tuple = (0.9, 1.1)) -> np.ndarray:
+    """A person's head size: per-axis scale of the template (a global size by sex, then a small jitter per axis);
+    the first draws of a person's stream."""
     lo, hi = scale_range
     g = rng.uniform(lo + 0.03, hi - 0.03) * (1.02 if str(sex).upper().startswith("M") else 0.98)
-    scale = np.clip(g * rng.uniform(0.97, 1.03, 3), lo, hi)
+    return np.clip(g * rng.uniform(0.97, 1.03, 3), lo, hi)
+
+
+def draw_placement(
+    rng: np.random.Generator, scale: np.ndarray, pose_deg: float = 8.0, shift_mm: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The head's placement in the scanner for one study, the first draws of a study's stream: a small rotation
+    and a translation. Returns (native mm -> scanner LPS 4 x 4, head centre LPS [3])."""
     rot = _rotation(tuple(rng.uniform(-pose_deg, pose_deg, 3)))
     centre_lps = rng.uniform(-shift_mm, shift_mm, 3)
     c_native = np.array([0.0, 18.0, 10.0])
     pose = np.eye(4)
     pose[:3, :3] = rot @ np.diag(scale)
     pose[:3, 3] = centre_lps - pose[:3, :3] @ c_native
-    return pose, scale, centre_lps
+    return pose, centre_lps
+
+
+@dataclass(eq=False)
+class Person:
+    """What stays the same across one patient's studies: the head size and the brain's own anatomy."""
+
+    scale: np.ndarray  # per-axis head scale [3]
+    frac: np.ndarray  # uint8 (C, Z, Y, X) tissue fractions after the anatomy variation (before ageing)
+    vent: np.ndarray  # bool (Z, Y, X) ventricles
+    csf_dist: np.ndarray | None  # float32 (Z, Y, X) its sulcal distances (None: the template's, no variation)
+
+
+def build_person(
+    rng: np.random.Generator, sex: str, scale_range: tuple = (0.9, 1.1), variation_mm: float = 0.0
+) -> Person:
+    """A person: head size (:func:`draw_head_size`, the first draws of ``rng``), then with ``variation_mm`` > 0 an
+    anatomy of their own (``lesions.vary_anatomy``: a smooth displacement of the brain inside the skull and
+    ventricle asymmetry). A patient's studies image the same person at different ages, poses and findings."""
+    anat = load_anatomy()
+    scale = draw_head_size(rng, sex, scale_range)
+    cv = Canvas(anat, anat.frac.copy(), anat.vent.copy())
+    vary_anatomy(cv, rng, variation_mm)
+    return Person(scale=scale, frac=cv.frac, vent=cv.vent, csf_dist=cv.csf_dist)
 
 
 def build_patient(
@@ -91,23 +120,25 @@ def build_patient(
     scale_range: tuple = (0.9, 1.1),
     age_atrophy_mm: float = 1.2,
     variation_mm: float = 0.0,
+    person: Person | None = None,
 ) -> Patient:
-    """A patient with per-subject head size/pose/atrophy and the requested findings drawn in.
-
-    ``variation_mm`` > 0 also varies the anatomy itself (``lesions.vary_anatomy``: a smooth displacement of the
-    brain inside the skull and ventricle asymmetry), drawn after the pose and the ageing so that those stay the
-    same for a given stream. Lateralised findings given without a side get a random one; ``bilateral`` draws
-    both sides.
+    """One study's patient: ``person`` (head size and anatomy; None: a new one with ``scale_range`` and
+    ``variation_mm``, drawn from a stream spawned off ``rng``) placed in the scanner (:func:`draw_placement`), aged (atrophy and
+    ventricle size by ``age``), with the requested findings drawn in. Lateralised findings given without a side
+    get a random one; ``bilateral`` draws both sides.
     """
     findings = _validate(findings)
     anat = load_anatomy()
-    pose, scale, centre_lps = draw_pose(rng, sex, pose_deg, shift_mm, scale_range)
-    cv = Canvas(anat, anat.frac.copy(), anat.vent.copy())
+    if person is None:  # from a stream spawned off rng: the study's own draws are the same whatever the person
+        person = build_person(rng.spawn(1)[0], sex, scale_range, variation_mm)
+    pose, centre_lps = draw_placement(rng, person.scale, pose_deg, shift_mm)
+    scale = person.scale
+    dist = None if person.csf_dist is None else person.csf_dist.copy()
+    cv = Canvas(anat, person.frac.copy(), person.vent.copy(), csf_dist=dist)
     # ageing and normal variation of the ventricles
     a = float(np.clip((age - 45.0) / 45.0, 0.0, 1.0))
     erode(cv, age_atrophy_mm * a * rng.uniform(0.6, 1.2))
     ventricle_dilate(cv, max(0.0, 2.0 * a + rng.normal(0.0, 0.6)))
-    vary_anatomy(cv, rng, variation_mm)
     enriched = [None] * len(findings)
     order = sorted(range(len(findings)), key=lambda n: STAGE.get(findings[n]["kind"], 3))
     for n in order:
