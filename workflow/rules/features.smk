@@ -54,6 +54,7 @@ rule features:
         f"{RES}/benchmarks/features_{{encoder}}.tsv"
     wildcard_constraints:
         encoder=ENCODER_RE,
+    priority: 10  # the probes wait on it, as on the shards (at 0 it waited behind the comparison pretrainings)
     conda:
         CONDA_ENV
     threads: 1

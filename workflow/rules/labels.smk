@@ -10,11 +10,11 @@ rule labels:
         errors=f"{RES}/labels/extract_errors.csv",
     log:
         f"{RES}/logs/labels.log",
-    priority: 10  # every probe and report-generation job waits on it, as on the features (20 would start its
-    # side jobs early, and one of them in the gap before the pretraining, which needs both cores)
+    priority: 10  # every probe and report-generation job waits on it, as on the features
     conda:
         CONDA_ENV
-    threads: 2
+    threads: 1  # one process; with two threads it waited for two free cores at once, which a DAG of one-thread jobs
+    # seldom leaves (the timed run of 0f80d01 started it 18 min late, and every probe with it)
     resources:
         mem_mb=4000,
         runtime=240,

@@ -59,7 +59,7 @@ rule diagnosis_table:
         encoder=ENCODER_RE,
     conda:
         CONDA_ENV
-    threads: 2
+    threads: 1  # a few seconds of bootstrap; a two-thread job waits for two free cores at once
     resources:
         mem_mb=4000,
         runtime=30,
@@ -87,7 +87,7 @@ rule encoder_comparison:
         b=ENCODER_RE,
     conda:
         CONDA_ENV
-    threads: 2
+    threads: 1  # a few seconds of bootstrap; a two-thread job waits for two free cores at once
     resources:
         mem_mb=4000,
         runtime=30,
