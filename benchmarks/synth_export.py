@@ -30,9 +30,7 @@ sys.path.insert(0, str(ROOT))
 import neurovfm.synth.dicom_writer as dw  # noqa: E402
 import neurovfm.synth.phantom as ph  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
-from neurovfm.synth import bad_inputs as bad  # noqa: E402
-from neurovfm.synth.cohort import build_cohort  # noqa: E402
-from neurovfm.synth.export import export_study, synth_settings  # noqa: E402
+from neurovfm.synth.export import export_study, planned_cohort, synth_settings  # noqa: E402
 
 
 def _whole_volume_sum(frac, weights):
@@ -88,9 +86,7 @@ def main() -> None:
     cfg = load_config(ROOT / "config.yaml")
     seed = int(cfg["seed"])
     scfg = synth_settings(cfg)
-    plans = build_cohort(scfg, seed)
-    bad.assign_study_defects(plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])), 1)
-    plans = plans[: args.studies]
+    plans = planned_cohort(scfg, seed)[: args.studies]
     ph.load_anatomy()
     times = {"baseline": [], "current": []}
     digests = {}

@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 import neurovfm.synth.export as ex  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
-from neurovfm.synth import bad_inputs as bad  # noqa: E402
-from neurovfm.synth.cohort import build_cohort  # noqa: E402
 
 
 def _groups(plans, n_patients: int) -> list[list]:
@@ -88,12 +85,7 @@ def main() -> None:
     torch.set_num_threads(1)
     whole = load_config(ROOT / "config.yaml")
     cfg, seed = ex.synth_settings(whole), int(whole["seed"])
-    plans = build_cohort(cfg, seed)
-    if cfg.get("bad_inputs"):
-        bad.assign_study_defects(
-            plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])), int(cfg["bad_inputs_per_kind"])
-        )
-    groups = _groups(plans, args.patients)
+    groups = _groups(ex.planned_cohort(cfg, seed), args.patients)
     times: dict[str, list[float]] = {"baseline": [], "current": []}
     persons, digests = {}, {}
     for _ in range(args.repeats):

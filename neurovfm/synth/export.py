@@ -388,15 +388,21 @@ def _jsonable(f: dict) -> dict:
     return out
 
 
-def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) -> dict:
-    """``synth_cfg`` comes from :func:`synth_settings`. Write ``out_dir/{dicom/, reports.csv, truth/, manifest.json}``; returns the manifest."""
-    out_dir = Path(out_dir)
-    cfg = _check(synth_cfg)
+def planned_cohort(cfg: dict, seed: int) -> list:
+    """The export's study plans: the cohort, with the bad inputs planted when ``cfg['bad_inputs']``."""
     plans = build_cohort(cfg, seed)
     if cfg.get("bad_inputs"):
         bad.assign_study_defects(
             plans, np.random.default_rng(np.random.SeedSequence([seed, 0xBAD])), int(cfg["bad_inputs_per_kind"])
         )
+    return plans
+
+
+def write_export(out_dir: Path, synth_cfg: dict, seed: int, workers: int = 1) -> dict:
+    """``synth_cfg`` comes from :func:`synth_settings`. Write ``out_dir/{dicom/, reports.csv, truth/, manifest.json}``; returns the manifest."""
+    out_dir = Path(out_dir)
+    cfg = _check(synth_cfg)
+    plans = planned_cohort(cfg, seed)
     (out_dir / "dicom").mkdir(parents=True, exist_ok=True)
     by_patient: dict[int, list] = {}  # a patient's studies share one person: one worker job per patient
     for p in plans:
