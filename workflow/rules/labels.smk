@@ -14,7 +14,7 @@ rule labels:
     conda:
         CONDA_ENV
     threads: 1  # one process; with two threads it waited for two free cores at once, which a DAG of one-thread jobs
-    # seldom leaves (the timed run of 0f80d01 started it 18 min late, and every probe with it)
+    # seldom leaves (the timed run of 0f80d01 started it 21 min late, and every probe with it)
     resources:
         mem_mb=4000,
         runtime=240,
