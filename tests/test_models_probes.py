@@ -39,6 +39,24 @@ def test_shapes(kind):
 
 
 @pytest.mark.parametrize("kind", PROBE_KINDS)
+def test_study_logits_equal_forward(kind):
+    """Prediction's path (logits alone, per-study softmax over contiguous rows) gives forward's logits, an empty
+    study included (forward: zeros before scale and bias)."""
+    probe = make(kind)
+    x, cu, _ = pack(bags(2, [4, 7, 1, 3]))
+    torch.testing.assert_close(probe.study_logits(x, cu), probe(x, cu)[0], atol=1e-12, rtol=0)
+    empty = torch.tensor([0, 4, 4, 11, 12, 15], dtype=cu.dtype)  # second study has no token
+    if kind == "classify_then_aggregate":
+        got, want = probe.study_logits(x, empty), probe(x, empty)[0]
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+        torch.testing.assert_close(got[1], probe.bias.detach(), atol=0, rtol=0)
+    moved = make(kind)  # positive control: the comparison sees a changed weight
+    with torch.no_grad():
+        next(moved.parameters()).add_(1e-3)
+    assert (moved.study_logits(x, cu) - probe(x, cu)[0]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("kind", PROBE_KINDS)
 def test_attention_normalised_per_study(kind):
     x, cu, _ = pack(bags())
     _, attn = make(kind)(x, cu)

@@ -103,8 +103,7 @@ def predict(model: nn.Module, bags: BagSet, max_tokens: int) -> np.ndarray:
     out = np.zeros((len(bags), len(bags.class_names)), dtype=np.float64)
     for batch in token_batches(bags, max_tokens):
         tokens, cu = bags.pack(batch)
-        logits, _ = model(tokens.to(dev), cu.to(dev))
-        out[batch] = logits.double().cpu().numpy()
+        out[batch] = model.study_logits(tokens.to(dev), cu.to(dev)).double().cpu().numpy()
     return out
 
 
