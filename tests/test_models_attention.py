@@ -146,3 +146,36 @@ def test_loop_calls_sdpa_with_a_batch_axis(monkeypatch):
     varlen_attention(q, k, v, cu, max_len, backend="sdpa_loop").sum().backward()
     assert len(seen) == len(LENGTHS)
     assert set(seen) == {(4, 4, 4)}
+
+
+def test_equal_length_runs():
+    assert attn_mod.equal_length_runs([]) == []
+    assert attn_mod.equal_length_runs([4, 4, 4, 2, 4, 0, 0, 3]) == [(4, 3), (2, 1), (4, 1), (0, 2), (3, 1)]
+
+
+def test_runs_of_equal_lengths_share_one_call_bit_for_bit(monkeypatch):
+    """Consecutive volumes of one length (HLIP's, cut to max_tokens) go through one [G, H, n, Dh] call; outputs and
+    gradients equal those of one call per volume bit for bit (an empty volume included)."""
+    lengths = [6, 6, 6, 2, 0, 6, 6, 9]
+    cu, max_len = cu_seqlens_from_lengths(lengths)
+
+    def run(grouping):
+        monkeypatch.setattr(attn_mod, "equal_length_runs", grouping)
+        q, k, v = qkv(seed=4, lengths=lengths)
+        out = varlen_attention(q, k, v, cu, max_len, backend="sdpa_loop")
+        return out.detach(), torch.autograd.grad((out * torch.arange(out.numel()).view_as(out)).sum(), (q, k, v))
+
+    calls = []
+    real = attn_mod.F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        calls.append(q.shape[0])
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(attn_mod.F, "scaled_dot_product_attention", spy)
+    grouped = run(attn_mod.equal_length_runs)
+    assert calls == [3, 1, 2, 1]  # the runs of 6, the 2, the second run of 6, the 9 (the empty one makes no call)
+    single = run(lambda ls: [(n, 1) for n in ls])
+    assert torch.equal(grouped[0], single[0]) and all(torch.equal(a, b) for a, b in zip(grouped[1], single[1]))
+    q, k, v = (t.detach() for t in qkv(seed=4, lengths=lengths))
+    torch.testing.assert_close(grouped[0], reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)

@@ -86,10 +86,29 @@ def choose_backend(q: Tensor, masked_max_tokens: int = MASKED_MAX_TOKENS) -> str
     return "sdpa_masked" if q.shape[0] <= masked_max_tokens else "sdpa_loop"
 
 
-def _sdpa_one(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention over one sequence: [n, H, Dh] -> [n, H, Dh], through a [1, H, n, Dh] call."""
-    out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None])
-    return out[0].transpose(0, 1)
+def _sdpa_run(q: Tensor, k: Tensor, v: Tensor, n: int) -> Tensor:
+    """Attention within each of G consecutive sequences of ``n`` tokens: [G * n, H, Dh] -> [G * n, H, Dh], through one
+    [G, H, n, Dh] call (each sequence's result bit for bit that of a call of its own, tested)."""
+    if n == 0:  # empty sequences: nothing to attend
+        return q
+    g, heads, dh = q.shape[0] // n, q.shape[1], q.shape[2]
+
+    def batched(t: Tensor) -> Tensor:
+        return t.view(g, n, heads, dh).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(batched(q), batched(k), batched(v))
+    return out.transpose(1, 2).reshape(g * n, heads, dh)
+
+
+def equal_length_runs(lengths: list[int]) -> list[tuple[int, int]]:
+    """(length, count) of each run of consecutive sequences of one length, in order."""
+    runs: list[tuple[int, int]] = []
+    for n in lengths:
+        if runs and runs[-1][0] == n:
+            runs[-1] = (n, runs[-1][1] + 1)
+        else:
+            runs.append((n, 1))
+    return runs
 
 
 def varlen_attention(
@@ -128,11 +147,13 @@ def varlen_attention(
         return out[0].transpose(0, 1)
     # one split per tensor, not a slice per volume: a slice's backward writes a zero tensor of the whole pack, so
     # B volumes cost B whole-pack copies (HLIP's 64-volume packs: a sixth of its step); split's backward is one cat.
-    # [1, H, n, Dh]: with a batch axis torch picks its fused (flash) CPU kernel; a 3D [H, n, Dh] call takes the
+    # [G, H, n, Dh]: with a batch axis torch picks its fused (flash) CPU kernel; a 3D [H, n, Dh] call takes the
     # unfused math path, 6x slower forward and 3.6x forward + backward at 1,500-3,000 tokens
-    # (benchmarks/attention_cpu.py)
-    lengths = seqlens(cu).tolist()
-    outs = [_sdpa_one(a, b, c) for a, b, c in zip(q.split(lengths), k.split(lengths), v.split(lengths))]
+    # (benchmarks/attention_cpu.py). Consecutive sequences of one length share a call (HLIP's volumes, cut to
+    # max_tokens each): one call per run instead of one per sequence (benchmarks/attention_runs.py)
+    runs = equal_length_runs(seqlens(cu).tolist())
+    sizes = [n * g for n, g in runs]
+    outs = [_sdpa_run(a, b, c, n) for (n, _), a, b, c in zip(runs, q.split(sizes), k.split(sizes), v.split(sizes))]
     return torch.cat(outs, 0)
 
 
