@@ -40,6 +40,13 @@ PACKS = {
 HEADS, HEAD_DIM = 4, 32
 
 
+def random_pack(lengths: list[int], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """(cu_seqlens, q, k, v) of a pack of sequences of these lengths, standard normal [N, HEADS, HEAD_DIM]."""
+    n = sum(lengths)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    return (cu, *(torch.randn(n, HEADS, HEAD_DIM, generator=gen) for _ in range(3)))
+
+
 def former_loop(q, k, v, cu):
     """The former ``sdpa_loop``: a slice and one 3D [H, n, Dh] call per volume."""
     outs, start = [], 0
@@ -89,8 +96,7 @@ def main() -> None:
     rows = []
     for name, lengths in PACKS.items():
         n = sum(lengths)
-        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
-        q, k, v = (torch.randn(n, HEADS, HEAD_DIM, generator=gen) for _ in range(3))
+        cu, q, k, v = random_pack(lengths, gen)
         ref = reference(q, k, v, cu)
         err = {
             f: float((fn(q, k, v, cu).double() - ref).abs().max())

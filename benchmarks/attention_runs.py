@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import neurovfm.models.attention as attention  # noqa: E402
+from benchmarks.attention_cpu import random_pack  # noqa: E402
 from neurovfm import pipeline  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
 
@@ -44,7 +45,6 @@ PACKS = {
     "HLIP batch with short volumes": [128] * 20 + [90] + [128] * 30 + [40, 128, 128] + [128] * 10,
     "pretrain batch (8 crops)": [1400, 900, 2100, 700, 1600, 1100, 2500, 800],
 }
-HEADS, HEAD_DIM = 4, 32
 RUNS = attention.equal_length_runs
 
 
@@ -70,9 +70,7 @@ def attention_rows(repeats: int) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
     for name, lengths in PACKS.items():
-        n = sum(lengths)
-        cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
-        q, k, v = (torch.randn(n, HEADS, HEAD_DIM, generator=gen) for _ in range(3))
+        cu, q, k, v = random_pack(lengths, gen)
         for backward in (False, True):
             _, out_a, g_a = attend(q, k, v, cu, one_per_sequence, backward)
             _, out_b, g_b = attend(q, k, v, cu, RUNS, backward)
