@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -102,13 +103,7 @@ def _sdpa_run(q: Tensor, k: Tensor, v: Tensor, n: int) -> Tensor:
 
 def equal_length_runs(lengths: list[int]) -> list[tuple[int, int]]:
     """(length, count) of each run of consecutive sequences of one length, in order."""
-    runs: list[tuple[int, int]] = []
-    for n in lengths:
-        if runs and runs[-1][0] == n:
-            runs[-1] = (n, runs[-1][1] + 1)
-        else:
-            runs.append((n, 1))
-    return runs
+    return [(n, len(list(run))) for n, run in itertools.groupby(lengths)]
 
 
 def varlen_attention(
