@@ -15,6 +15,7 @@ import torch
 from scipy import ndimage as ndi
 
 from .anatomy import BRAIN_CHANNELS, CH, Anatomy
+from .resample import moving_bounds, warp_moving
 
 SIZE_INDEX = {"small": 0, "medium": 1, "large": 2}
 BRAIN_CENTRE = np.array([0.0, 18.0, 15.0])  # native mm, near the foramina of Monro
@@ -82,17 +83,15 @@ class Canvas:
         """Move tissue by a native-mm displacement field ``u = (ux, uy, uz)`` given on ``box``:
         the new map at p is the old map at p - u(p). Only voxels moving more than ``tol_mm`` are resampled."""
         shape_box = tuple(s.stop - s.start for s in box)
-        ux, uy, uz = (np.broadcast_to(np.asarray(c, np.float32), shape_box) for c in u)
-        moving = (np.abs(ux) + np.abs(uy) + np.abs(uz)) > tol_mm
-        if not moving.any():
+        # contiguous float32 (one compiled signature of the kernels; the lesion warps pass scalars for some axes)
+        ux, uy, uz = (np.ascontiguousarray(np.broadcast_to(np.asarray(c, np.float32), shape_box)) for c in u)
+        start = np.array([s.start for s in box], np.int64)
+        tol = np.float32(tol_mm)
+        count, smin, smax = moving_bounds(ux, uy, uz, start, tol)
+        if count == 0:
             return
-        nz = np.nonzero(moving)
-        kz, ky, kx = (nz[n].astype(np.float32) + box[n].start for n in range(3))
-        mx, my, mz = ux[moving], uy[moving], uz[moving]
-        # native (x, y, z) = (-kx - ox, -ky - oy, kz + oz), so p - u in index space is:
-        sx, sy, sz = kx + mx, ky + my, kz - mz
-        lo = [int(max(0, np.floor(v.min()) - 1)) for v in (sz, sy, sx)]
-        hi = [int(min(n, np.ceil(v.max()) + 2)) for v, n in zip((sz, sy, sx), self.anat.shape)]
+        lo = [int(max(0, np.floor(v) - 1)) for v in smin]  # the region the moving voxels sample from
+        hi = [int(min(n, np.ceil(v) + 2)) for v, n in zip(smax, self.anat.shape)]
         big = tuple(slice(a, b) for a, b in zip(lo, hi))
         chans = list(channels)
         dims = [b - a for a, b in zip(lo, hi)]
@@ -103,28 +102,11 @@ class Canvas:
             src[len(chans)] = self.vent[big]
         if carry:
             src[-1] = self.csf_dist[big]
-        grid = np.stack(
-            [
-                2 * (sx - lo[2]) / max(dims[2] - 1, 1) - 1,
-                2 * (sy - lo[1]) / max(dims[1] - 1, 1) - 1,
-                2 * (sz - lo[0]) / max(dims[0] - 1, 1) - 1,
-            ],
-            axis=-1,
-        ).astype(np.float32)
-        out = torch.nn.functional.grid_sample(
-            torch.from_numpy(src)[None],
-            torch.from_numpy(grid)[None, None, None],
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=True,
-        )
-        out = out[0, :, 0, 0].numpy()
-        for n, c in enumerate(chans):
-            self.frac[c][box][moving] = np.clip(np.round(out[n]), 0, 255).astype(np.uint8)
-        if with_vent:
-            self.vent[box][moving] = out[len(chans)] > 0.5
-        if carry:
-            self.csf_dist[box][moving] = out[-1]
+        dist = self.csf_dist if carry else np.empty((0, 0, 0), np.float32)
+        warp_moving(
+            ux, uy, uz, start, tol, np.array(lo, np.int64), src, self.frac, np.array(chans, np.int64),
+            self.vent, dist, with_vent, carry,
+        )  # fmt: skip
 
 
 def pick(size: str, values, rng: np.random.Generator, jitter: float = 0.15) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .anatomy import CHANNELS, load_anatomy
 from .catalog import CATALOG
@@ -21,6 +20,7 @@ from .contrast import bias_field, check_sequence, ct_finish, mr_finish, tissue_v
 from .geometry import Acquisition, _rotation
 from .lesions import Canvas, vary_anatomy, ventricle_dilate
 from .lesions_kinds import RENDERERS, STAGE, erode
+from .resample import render_grid
 
 SIZES = ("small", "medium", "large")
 
@@ -240,23 +240,13 @@ def render(
     offs = (np.arange(n_sub) + 0.5) / n_sub - 0.5
     step = (np.linalg.inv(a)[:3, :3] @ acq.slice_normal) * acq.slice_thickness
     dims = np.array(vol.shape[::-1], dtype=np.float64)  # x, y, z sizes
-    i = np.arange(acq.cols, dtype=np.float32)[None, None, :]
-    j = np.arange(acq.rows, dtype=np.float32)[None, :, None]
-    k = np.arange(acq.n_slices, dtype=np.float32)[:, None, None]
-    grid = np.empty((n_sub, acq.n_slices, acq.rows, acq.cols, 3), np.float32)
+    coef = np.empty((n_sub, 3, 4), np.float32)  # per sample and axis (x, y, z): the grid's affine in float32
     for s, o in enumerate(offs):
         for r in range(3):
             sc = 2.0 / (dims[r] - 1)
-            grid[s, ..., r] = (
-                np.float32(m[r, 0] * sc) * i
-                + np.float32(m[r, 1] * sc) * j
-                + np.float32(m[r, 2] * sc) * k
-                + np.float32((m[r, 3] + step[r] * o) * sc - 1.0)
-            )
-    src = torch.from_numpy(vol)[None, None]
-    g = torch.from_numpy(grid.reshape(1, n_sub * acq.n_slices, acq.rows, acq.cols, 3))
-    out = torch.nn.functional.grid_sample(src, g, mode="bilinear", padding_mode="zeros", align_corners=True)
-    img = out[0, 0].numpy().reshape(n_sub, acq.n_slices, acq.rows, acq.cols).mean(0)
+            coef[s, r] = (m[r, 0] * sc, m[r, 1] * sc, m[r, 2] * sc, (m[r, 3] + step[r] * o) * sc - 1.0)
+    img = np.empty((acq.n_slices, acq.rows, acq.cols), np.float32)
+    render_grid(vol, coef, acq.n_slices, acq.rows, acq.cols, img)  # grid_sample's values, bit for bit
     img += np.float32(air)
     if modality == "CT":
         return ct_finish(img, rng, float(scanner.get("noise_hu", 5.0)))
