@@ -26,11 +26,21 @@ def _existing(path: str | None, what: str) -> Path:
     return p
 
 
+def _keep_freed_memory(cfg: dict) -> None:
+    """The export's processes keep freed memory for their next arrays (``synth.keep_freed_memory_mb``; 0: off)."""
+    mb = int(cfg["synth"]["keep_freed_memory_mb"])
+    if mb > 0:
+        from neurovfm.utils.allocator import keep_freed_memory
+
+        log.info("memory: %s", keep_freed_memory(mb))
+
+
 def synth(cfg: dict, out_dir: str | Path, threads: int | None = None) -> dict:
     """Write the embedded health system's PACS export into ``out_dir`` (atomically, as one folder)."""
     from neurovfm.synth.export import synth_settings, write_export
 
     workers = _workers(cfg["synth"]["workers"], threads)
+    _keep_freed_memory(cfg)
     with atomic_dir(out_dir) as tmp:
         manifest = write_export(Path(tmp), synth_settings(cfg), seed=cfg["seed"], workers=workers)
     log.info("synthetic export written to %s", out_dir)
@@ -599,6 +609,7 @@ def synth_external(cfg: dict, out_dir: str | Path, dataset: str | None = None, w
     ecfg = cfg["analysis"]["external"]["synthetic"]
     if dataset is not None and dataset != ecfg["name"]:
         raise ValueError(f"no synthetic external dataset {dataset!r}; configured: {ecfg['name']!r}")
+    _keep_freed_memory(cfg)
     with atomic_dir(out_dir) as tmp:
         summary = write_external(
             Path(tmp),
