@@ -40,6 +40,14 @@ def _groups(plans, n_patients: int) -> list[list]:
     return list(by_patient.values())[:n_patients]
 
 
+def demo_patients(n_patients: int) -> tuple[dict, int, list[list]]:
+    """The demo's synth settings, seed and the study plans of its first ``n_patients`` patients (one thread)."""
+    torch.set_num_threads(1)
+    whole = load_config(ROOT / "config.yaml")
+    cfg, seed = ex.synth_settings(whole), int(whole["seed"])
+    return cfg, seed, _groups(ex.planned_cohort(cfg, seed), n_patients)
+
+
 def _digest(root: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(root.rglob("*")):
@@ -82,10 +90,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    whole = load_config(ROOT / "config.yaml")
-    cfg, seed = ex.synth_settings(whole), int(whole["seed"])
-    groups = _groups(ex.planned_cohort(cfg, seed), args.patients)
+    cfg, seed, groups = demo_patients(args.patients)
     times: dict[str, list[float]] = {"baseline": [], "current": []}
     persons, digests = {}, {}
     for _ in range(args.repeats):

@@ -22,15 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import neurovfm.synth.export as ex  # noqa: E402
 import neurovfm.synth.phantom as ph  # noqa: E402
-from benchmarks.synth_person import _digest, _groups  # noqa: E402
-from neurovfm.config import load_config  # noqa: E402
+from benchmarks.synth_person import _digest, demo_patients  # noqa: E402
 from neurovfm.synth.anatomy import BRAIN_CHANNELS  # noqa: E402
 from neurovfm.synth.lesions import Canvas  # noqa: E402
 from neurovfm.synth.resample_reference import render_grid_torch, warp_torch  # noqa: E402
@@ -67,10 +65,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    whole = load_config(ROOT / "config.yaml")
-    cfg, seed = ex.synth_settings(whole), int(whole["seed"])
-    groups = _groups(ex.planned_cohort(cfg, seed), args.patients)
+    cfg, seed, groups = demo_patients(args.patients)
     run_pass(groups[:1], seed, cfg)  # warm-up: the anatomy, and the kernels compiled (or loaded from numba's cache)
     times: dict[str, list[float]] = {"baseline": [], "current": []}
     digests = {}
