@@ -99,26 +99,33 @@ def render_grid(vol, coef, n_slices, rows, cols, out):
                 out[k, j, i] = np.float32(np.float64(acc) / n_sub)
 
 
+@numba.njit(cache=True, inline="always")
+def _source_point(ux, uy, uz, a, b, c, start, tol):
+    """Whether box voxel (a, b, c) moves by more than ``tol`` (|ux| + |uy| + |uz|, float32), and the index (z, y, x)
+    it is sampled from: p - u, with the native axes running (-x, -y, +z) along the index axes."""
+    mx, my, mz = ux[a, b, c], uy[a, b, c], uz[a, b, c]
+    kz = np.float32(a) + np.float32(start[0])
+    ky = np.float32(b) + np.float32(start[1])
+    kx = np.float32(c) + np.float32(start[2])
+    return (abs(mx) + abs(my)) + abs(mz) > tol, kz - mz, ky + my, kx + mx
+
+
 @numba.njit(cache=True)
 def moving_bounds(ux, uy, uz, start, tol):
     """Voxels of a box (first index ``start``, shape of ``ux``) that a displacement (ux, uy, uz) in mm moves by more
-    than ``tol`` (|ux| + |uy| + |uz|, float32), and the extent of the points they are sampled from: returns
-    (count, lo, hi) with lo / hi the float32 minimum / maximum of the source index (z, y, x); the native axes run
-    (-x, -y, +z) along the index axes (``lesions.Canvas.warp``)."""
+    than ``tol``, and the extent of the points they are sampled from (:func:`_source_point`): returns
+    (count, lo, hi) with lo / hi the float32 minimum / maximum of the source index (z, y, x)."""
     lo = np.full(3, np.inf, np.float32)
     hi = np.full(3, -np.inf, np.float32)
     count = 0
     nz, ny, nx = ux.shape
     for a in range(nz):
-        kz = np.float32(a) + np.float32(start[0])
         for b in range(ny):
-            ky = np.float32(b) + np.float32(start[1])
             for c in range(nx):
-                mx, my, mz = ux[a, b, c], uy[a, b, c], uz[a, b, c]
-                if (abs(mx) + abs(my)) + abs(mz) > tol:
+                moving, sz, sy, sx = _source_point(ux, uy, uz, a, b, c, start, tol)
+                if moving:
                     count += 1
-                    kx = np.float32(c) + np.float32(start[2])
-                    s = (kz - mz, ky + my, kx + mx)
+                    s = (sz, sy, sx)
                     for r in range(3):
                         lo[r] = min(lo[r], s[r])
                         hi[r] = max(hi[r], s[r])
@@ -138,17 +145,14 @@ def warp_moving(ux, uy, uz, start, tol, lo, src, frac, chans, vent, dist, with_v
     flo = (np.float32(lo[2]), np.float32(lo[1]), np.float32(lo[0]))
     nz, ny, nx = ux.shape
     for a in range(nz):
-        kz = np.float32(a) + np.float32(start[0])
         for b in range(ny):
-            ky = np.float32(b) + np.float32(start[1])
             for c in range(nx):
-                mx, my, mz = ux[a, b, c], uy[a, b, c], uz[a, b, c]
-                if not (abs(mx) + abs(my)) + abs(mz) > tol:
+                moving, sz, sy, sx = _source_point(ux, uy, uz, a, b, c, start, tol)
+                if not moving:
                     continue
-                kx = np.float32(c) + np.float32(start[2])
-                gx = _TWO * ((kx + mx) - flo[0]) / den[0] - _ONE
-                gy = _TWO * ((ky + my) - flo[1]) / den[1] - _ONE
-                gz = _TWO * ((kz - mz) - flo[2]) / den[2] - _ONE
+                gx = _TWO * (sx - flo[0]) / den[0] - _ONE
+                gy = _TWO * (sy - flo[1]) / den[1] - _ONE
+                gz = _TWO * (sz - flo[2]) / den[2] - _ONE
                 x0, y0, z0, w = _corners(
                     _source_index(gx, wd, True), _source_index(gy, h, True), _source_index(gz, d, True)
                 )
