@@ -1,7 +1,7 @@
 """Trilinear sampling of the synthetic export, compiled: the numbers of ``torch.nn.functional.grid_sample``.
 
 The export samples volumes in two places: each warp of a patient's tissue maps (``lesions.Canvas.warp``: the
-person's own anatomy, mass effect, atrophy; up to a million moving voxels of seven channels) and every rendered
+person's own anatomy, mass effect, atrophy; up to a million moving voxels of six channels) and every rendered
 series (``phantom.render``: slices x rows x columns x samples through the slice). ``grid_sample`` needs the
 sampling points as a materialised float32 grid and, for the warp, index arrays of the moving voxels and masked
 write-backs; these kernels compute the points on the fly and write the results in place.

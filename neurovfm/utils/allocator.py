@@ -30,6 +30,7 @@ def _numpy_hugepage(enabled: bool) -> bool | None:
     """Set numpy's huge-page advice for large arrays; returns the former setting (None: this numpy has none)."""
     import numpy as np
 
+    # numpy's own switch (private; the one NUMPY_MADVISE_HUGEPAGE sets at import): numpy 2 in _core, 1.x in core
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     return None if setter is None else bool(setter(enabled))
