@@ -7,10 +7,16 @@ are recorded. Each variant is then compared with the ``before`` variant on the s
 study-level bootstrap of the mean-AUROC difference, :func:`neurovfm.probes.evaluate.encoder_difference`).
 
 Variants:
-* ``before``: the settings before the change (two peak learning rates, 1,024 training tokens per bag);
-* ``after``: the checkout's ``probes`` settings;
-* ``control_undertrained``: ``after`` stopped after 2 epochs. A positive control of the comparison: a probe that
-  has barely learned must come out clearly below ``before``, else the paired difference could not see a change.
+* ``before``: the settings before the change (``selection: cv``: candidate and epoch chosen by 3-fold
+  cross-validation over train + validation, then a train-only fit stopped at the chosen epoch);
+* ``after``: the checkout's ``probes`` settings (``selection: fixed``: one train-only fit, the weights after
+  ``fixed_epoch`` kept);
+* ``control_undertrained``: ``after`` keeping the weights after epoch 2. A positive control of the comparison: a
+  probe that has barely learned must come out clearly below ``before``, else the paired difference could not see a
+  change.
+
+(Until commit c35ecd8 ``before`` was two peak learning rates and 1,024 training tokens per bag, ``after`` the
+cross-validated selection with one rate and 512 tokens; benchmarks/RESULTS.md keeps both comparisons.)
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/probe_cost.py OUT_DIR --results results/demo --encoder tiny
        --modality ct [--threads 1]
@@ -34,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 from neurovfm import pipeline  # noqa: E402
 from neurovfm.config import load_config  # noqa: E402
 
-BEFORE = {"grid": {"lr": [2.0e-3, 1.0e-2], "weight_decay": [0.05], "dropout": [0.0]}, "max_train_tokens": 1024}
-VARIANTS = {"before": BEFORE, "after": {}, "control_undertrained": {"epochs": 2}}
+BEFORE = {"selection": "cv", "cv_folds": 3}
+VARIANTS = {"before": BEFORE, "after": {}, "control_undertrained": {"fixed_epoch": 2}}
 
 
 def _mean_row(path: Path) -> pd.Series:

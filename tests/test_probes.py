@@ -352,6 +352,58 @@ def test_cross_validated_selection_keeps_the_chosen_epoch_of_a_train_only_fit(to
         select_probe(sets["train"], sets["val"], {**settings, "selection": "test"}, seed=0)
 
 
+def test_fixed_selection_keeps_the_set_epoch_of_one_train_only_fit(toy):
+    """selection: fixed fits the single candidate once and keeps the weights after fixed_epoch: the same weights as a
+    fit told to keep that epoch, with nothing chosen on held-out data; a grid with a choice in it or an epoch beyond
+    the schedule is refused."""
+    from neurovfm.probes.bags import load_bagsets
+    from neurovfm.probes.train import fit_probe, select_probe
+
+    labels, names = read_label_table(toy["labels_csv"], "CT")
+    sets = load_bagsets(toy["feat"], labels, names, "CT", splits=("train", "val"))
+    hp = {"lr": 1e-2, "weight_decay": 0.0, "dropout": 0.0}
+    settings = {
+        **toy["cfg"]["probes"],
+        "epochs": 6,
+        "selection": "fixed",
+        "fixed_epoch": 4,
+        "grid": {k: [v] for k, v in hp.items()},
+    }
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit, rows, history = select_probe(sets["train"], sets["val"], settings, seed=0)
+        ref = fit_probe(sets["train"], sets["val"], settings, hp, seed=0, keep_epoch=4)
+    finally:
+        torch.set_num_threads(n)
+    assert fit.best_epoch == 4 and [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert {h["phase"] for h in history} == {"final"}
+    assert len(rows) == 1 and rows[0]["chosen"] and rows[0]["best_epoch"] == 4
+    assert rows[0]["val_mean_auroc"] == fit.val_auroc == history[3]["val_mean_auroc"]
+    for key, value in ref.model.state_dict().items():
+        assert torch.equal(value, fit.model.state_dict()[key]), key
+    assert fit.val_auroc > 0.8  # it learned: the toy classes are separable
+    with pytest.raises(ValueError, match="one candidate"):
+        select_probe(sets["train"], sets["val"], {**settings, "grid": {**settings["grid"], "lr": [1e-3, 1e-2]}}, 0)
+    for bad in (None, 0, 7):
+        with pytest.raises(ValueError, match="fixed_epoch"):
+            select_probe(sets["train"], sets["val"], {**settings, "fixed_epoch": bad}, seed=0)
+
+
+def test_the_schema_wants_an_epoch_for_fixed_selection():
+    from neurovfm.config import ConfigError, load_config, validate
+
+    cfg = load_config()
+    cfg["probes"].update(selection="fixed", fixed_epoch=None)
+    with pytest.raises(ConfigError, match="fixed_epoch"):
+        validate(cfg)
+    cfg["probes"].update(selection="cv")  # cv and validation do not read it
+    validate(cfg)
+    cfg["probes"].update(selection="fixed", fixed_epoch=0)
+    with pytest.raises(ConfigError, match="fixed_epoch"):
+        validate(cfg)
+
+
 def test_a_fit_stopped_at_its_kept_epoch_follows_the_full_schedule(toy):
     """Stopping the final fit at the chosen epoch saves time only: up to it, learning rates and losses equal those
     of a fit that runs every epoch (the schedule is laid out over all epochs either way)."""

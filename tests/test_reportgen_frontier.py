@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurovfm.reportgen.frontier_inputs import candidates, excluded, payload, select, slices_2d
+from neurovfm.reportgen.frontier_inputs import (
+    build_study,
+    candidates,
+    encode_slices,
+    excluded,
+    payload,
+    select,
+    slices_2d,
+)
 from reportgen_fixtures import tiny_config
 
 
@@ -67,7 +75,7 @@ def test_slices_every_other_resized_scaled_and_black_dropped(fr):
 
 def test_payload_is_an_openai_chat_request_with_png_slices():
     img = np.linspace(0, 1, 224 * 224, dtype=np.float32).reshape(224, 224)
-    body = payload("gpt-x", "Indication: fall.", [("t2", np.stack([img, img]))])
+    body = payload("gpt-x", "Indication: fall.", [("t2", encode_slices(np.stack([img, img])))])
     content = body["messages"][0]["content"]
     assert content[0] == {"type": "text", "text": "Indication: fall."}
     urls = [c["image_url"]["url"] for c in content if c["type"] == "image_url"]
@@ -75,3 +83,30 @@ def test_payload_is_an_openai_chat_request_with_png_slices():
     png = Image.open(io.BytesIO(base64.b64decode(urls[0].split(",", 1)[1])))
     assert png.size == (224, 224) and png.mode == "L"
     assert json.loads(json.dumps(body)) == body
+
+
+def test_a_study_shared_across_models_reads_and_encodes_each_series_once(fr):
+    """Models with different series limits choose from the same candidates: with one cache per study each (series,
+    channel) is read once, and every model's parts and counts equal those built without the cache."""
+
+    class Reader:
+        def __init__(self):
+            self.reads = 0
+            rng = np.random.default_rng(0)
+            self.vols = {k: rng.integers(0, 256, (6, 32, 32), dtype=np.uint8) for k in range(2)}
+
+        def position(self, series_id):
+            return int(series_id[-1])
+
+        def channel(self, pos, channel):
+            self.reads += 1
+            return self.vols[pos] // (1 + ["brain", "blood", "bone"].index(channel))
+
+    series = [
+        {"series_id": f"s{k}", "modality": "CT", "sequence": "ct_plain", "series_description": "HEAD"} for k in range(2)
+    ]
+    cached, cache = Reader(), {}
+    for max_series in (4, 2, 6):
+        fresh = build_study(Reader(), series, fr, max_series)
+        assert build_study(cached, series, fr, max_series, cache) == fresh
+    assert cached.reads == 6  # two volumes x three windows, each read once over the three models

@@ -256,9 +256,10 @@ def fit_probe(
 
 
 def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple[FitResult, list[dict], list[dict]]:
-    """Fit every grid candidate (same seed each) and keep the best on validation (``selection: validation``), or
+    """Fit every grid candidate (same seed each) and keep the best on validation (``selection: validation``),
     choose candidate and epoch by cross-validation over train + validation (``selection: cv``, see
-    :func:`select_probe_cv`).
+    :func:`select_probe_cv`), or keep the one candidate's weights after ``fixed_epoch`` (``selection: fixed``, see
+    :func:`select_probe_fixed`).
 
     Returns the chosen fit, one row per candidate (its values, best epoch, validation mean AUROC and loss, chosen) and
     the per-epoch history of every candidate.
@@ -266,8 +267,10 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple
     mode = settings["selection"]
     if mode == "cv":
         return select_probe_cv(train, val, settings, seed)
+    if mode == "fixed":
+        return select_probe_fixed(train, val, settings, seed)
     if mode != "validation":
-        raise ValueError(f"probes.selection must be 'validation' or 'cv', got {mode!r}")
+        raise ValueError(f"probes.selection must be 'validation', 'cv' or 'fixed', got {mode!r}")
     rows, history, best = [], [], None
     for c, hp in enumerate(grid_candidates(settings["grid"])):
         fit = fit_probe(train, val, settings, hp, seed)
@@ -294,6 +297,42 @@ def select_probe(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple
     for r in rows:
         r["chosen"] = r["candidate"] == best[0]
     return best[1], rows, history
+
+
+def select_probe_fixed(
+    train: BagSet, val: BagSet, settings: dict, seed: int
+) -> tuple[FitResult, list[dict], list[dict]]:
+    """The grid's single candidate fitted on train, its weights after epoch ``fixed_epoch`` kept (on the learning-rate
+    schedule of all ``epochs``, so the weights equal those a longer fit has at that epoch). Nothing is chosen on
+    held-out data: the epoch is a setting, fixed beforehand (the demo's from the pooled cross-validated curves of
+    earlier runs, ``benchmarks/probe_epoch_choice.py``). One fit instead of ``cv_folds`` + 1; validation still sets
+    the thresholds and is reported per epoch."""
+    candidates = grid_candidates(settings["grid"])
+    if len(candidates) != 1:
+        raise ValueError(
+            f"probes.selection 'fixed' needs a grid with one candidate (nothing is chosen), got {len(candidates)}"
+        )
+    epoch, epochs = settings.get("fixed_epoch"), int(settings["epochs"])
+    if epoch is None or not 1 <= int(epoch) <= epochs:
+        raise ValueError(
+            f"probes.selection 'fixed' needs probes.fixed_epoch between 1 and epochs ({epochs}), got {epoch!r}"
+        )
+    hp = candidates[0]
+    fit = fit_probe(train, val, settings, hp, seed, keep_epoch=int(epoch))
+    log.info(
+        "fixed epoch %d of %d, candidate %s: validation mean AUROC %.4f", fit.best_epoch, epochs, hp, fit.val_auroc
+    )
+    rows = [
+        {
+            "candidate": 0,
+            **hp,
+            "best_epoch": fit.best_epoch,
+            "val_mean_auroc": fit.val_auroc,
+            "val_loss": fit.val_loss,
+            "chosen": True,
+        }
+    ]
+    return fit, rows, [{"candidate": 0, **h, "phase": "final"} for h in fit.history]
 
 
 def select_probe_cv(train: BagSet, val: BagSet, settings: dict, seed: int) -> tuple[FitResult, list[dict], list[dict]]:

@@ -76,31 +76,45 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def payload(model: str, prompt: str, parts: list[tuple[str, np.ndarray]]) -> dict:
+def encode_slices(images: np.ndarray) -> tuple[str, ...]:
+    """PNG data URLs of float [K, H, W] slices in [0, 1]."""
+    return tuple(png_data_url(img) for img in images)
+
+
+def payload(model: str, prompt: str, parts: list[tuple[str, tuple[str, ...]]]) -> dict:
+    """An OpenAI chat request: the prompt, then per part its label and slice count and its images (data URLs,
+    :func:`encode_slices`)."""
     content = [{"type": "text", "text": prompt}]
-    for label, images in parts:
-        content.append({"type": "text", "text": f"Series: {label} ({len(images)} slices)"})
-        content.extend({"type": "image_url", "image_url": {"url": png_data_url(img)}} for img in images)
+    for label, urls in parts:
+        content.append({"type": "text", "text": f"Series: {label} ({len(urls)} slices)"})
+        content.extend({"type": "image_url", "image_url": {"url": url}} for url in urls)
     return {"model": model, "messages": [{"role": "user", "content": content}]}
 
 
 def build_study(
-    reader, series: list[dict], fr: dict, max_series: int
-) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
-    """(label, slices) per chosen series and one count row per chosen series."""
+    reader, series: list[dict], fr: dict, max_series: int, cache: dict | None = None
+) -> tuple[list[tuple[str, tuple[str, ...]]], list[dict]]:
+    """(label, slice data URLs) per chosen series and one count row per chosen series. ``cache``: a dict kept
+    across calls (models with different series limits choose from the same candidates), so that each (series,
+    channel) is read, resized and encoded once; the payloads do not change."""
+    cache = {} if cache is None else cache
     parts, rows = [], []
     for item in select(candidates(series, fr), max_series):
-        vol = reader.channel(reader.position(item["series_id"]), item["channel"])
-        images, dropped = slices_2d(vol, fr)
+        key = (item["series_id"], item["channel"])
+        if key not in cache:
+            vol = reader.channel(reader.position(item["series_id"]), item["channel"])
+            images, dropped = slices_2d(vol, fr)
+            cache[key] = (encode_slices(images), int(vol.shape[0]), dropped)
+        urls, n_slices, dropped = cache[key]
         label = f"{item['sequence']}" + ("" if item["channel"] == "mri" else f" {item['channel']} window")
-        parts.append((label, images))
+        parts.append((label, urls))
         rows.append(
             {
                 "series_id": item["series_id"],
                 "sequence": item["sequence"],
                 "channel": item["channel"],
-                "n_slices": int(vol.shape[0]),
-                "kept": int(images.shape[0]),
+                "n_slices": n_slices,
+                "kept": len(urls),
                 "dropped_black": dropped,
             }
         )

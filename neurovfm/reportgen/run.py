@@ -207,11 +207,12 @@ def frontier_inputs(
         every_s=float(rg["progress_every_s"]),
         unit="payloads",
     )
+    images = {sid: {} for sid in chosen.study_id}  # per study: each (series, channel) encoded once for all models
     for name, spec in fr["models"].items():
         bodies = {}
         for sid in chosen.study_id:
             srows = series[series.study_id == sid].to_dict("records")
-            parts, counts = build_study(reader, srows, fr, int(spec["max_series"]))
+            parts, counts = build_study(reader, srows, fr, int(spec["max_series"]), images[sid])
             body = payload(spec["model"], fr["prompt"].format(indication=indications.get(sid) or "not given"), parts)
             write_payload(Path(payload_dir) / name / f"{sid}.json", body)
             bodies[sid] = body
