@@ -64,7 +64,18 @@ def validate(cfg: dict) -> dict:
         if len(errors) > MAX_ERRORS:
             lines.append(f"  ... and {len(errors) - MAX_ERRORS} more")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    _check_across_keys(cfg)
     return cfg
+
+
+def _check_across_keys(cfg: dict) -> None:
+    """What the schema cannot say: one key bounded by another."""
+    probes = cfg.get("probes") or {}
+    if probes.get("selection") == "fixed" and int(probes["fixed_epoch"]) > int(probes["epochs"]):
+        raise ConfigError(
+            f"invalid configuration:\n  probes.fixed_epoch: {probes['fixed_epoch']} is beyond probes.epochs "
+            f"({probes['epochs']}); the kept epoch must be one the probe trains"
+        )
 
 
 def read_mapping(path: str | Path) -> dict:

@@ -402,6 +402,11 @@ def test_the_schema_wants_an_epoch_for_fixed_selection():
     cfg["probes"].update(selection="fixed", fixed_epoch=0)
     with pytest.raises(ConfigError, match="fixed_epoch"):
         validate(cfg)
+    cfg["probes"].update(fixed_epoch=cfg["probes"]["epochs"] + 1)
+    with pytest.raises(ConfigError, match="beyond probes.epochs"):
+        validate(cfg)
+    cfg["probes"].update(fixed_epoch=cfg["probes"]["epochs"])
+    validate(cfg)
 
 
 def test_a_fit_stopped_at_its_kept_epoch_follows_the_full_schedule(toy):
