@@ -8,6 +8,10 @@ comparison here does see last-bit changes of the arithmetic.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -104,3 +108,38 @@ def test_warp_below_tolerance_moves_nothing():
     before = _copy(cv)
     cv.warp((slice(1, 9), slice(2, 10), slice(0, 11)), (0.01, 0.02, 0.01))  # |u| sums to 0.04 < 0.05 mm
     assert _same(cv, before)
+
+
+def test_the_export_compiles_one_signature_of_each_kernel(tmp_path):
+    """Fields passed as scalars or arrays reach the kernels with one set of types, so a process compiles each kernel
+    once, ahead of its workers (``compile_kernels``). In a fresh interpreter with an empty kernel cache: warps
+    with every mix of scalar and array axes add no signature to the ones ``compile_kernels`` made; a writable field
+    (the types such a mix used to produce) does, the positive control that the count sees a second signature."""
+    code = """
+import json
+import numpy as np
+from types import SimpleNamespace
+from neurovfm.synth import resample
+from neurovfm.synth.lesions import Canvas
+resample.compile_kernels()
+counts = lambda: [len(k.signatures) for k in (resample.render_grid, resample.moving_bounds, resample.warp_moving)]
+first = counts()
+rng = np.random.default_rng(0)
+shape = (10, 12, 11)
+dist = rng.uniform(0, 12, size=shape).astype(np.float32)
+cv = Canvas(SimpleNamespace(shape=shape), rng.integers(0, 256, (8, *shape), dtype=np.uint8), rng.random(shape) < 0.3,
+            csf_dist=dist)
+box = (slice(1, 9), slice(2, 10), slice(0, 11))
+a = rng.normal(0, 0.8, (8, 8, 11)).astype(np.float32)
+for u in [(0.0, 0.0, a), (a, 0.5, 0.0), (a, a, a), (0.7, -0.6, 0.4)]:
+    cv.warp(box, u)
+after = counts()
+field = np.ones((2, 2, 2), np.float32)
+resample.moving_bounds(field, field, field, np.zeros(3, np.int64), np.float32(0.05))
+print(json.dumps([first, after, counts()]))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    first, after, control = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first == [1, 1, 1] and after == first
+    assert control == [1, 2, 1]

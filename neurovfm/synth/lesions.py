@@ -83,8 +83,11 @@ class Canvas:
         """Move tissue by a native-mm displacement field ``u = (ux, uy, uz)`` given on ``box``:
         the new map at p is the old map at p - u(p). Only voxels moving more than ``tol_mm`` are resampled."""
         shape_box = tuple(s.stop - s.start for s in box)
-        # contiguous float32 (one compiled signature of the kernels; the lesion warps pass scalars for some axes)
-        ux, uy, uz = (np.ascontiguousarray(np.broadcast_to(np.asarray(c, np.float32), shape_box)) for c in u)
+        # contiguous read-only float32, whatever the caller passed (the lesion warps pass scalars for some axes): one
+        # compiled signature of the kernels (numba types a read-only array apart from a writable one)
+        ux, uy, uz = (
+            _read_only(np.ascontiguousarray(np.broadcast_to(np.asarray(c, np.float32), shape_box))) for c in u
+        )
         start = np.array([s.start for s in box], np.int64)
         tol = np.float32(tol_mm)
         count, smin, smax = moving_bounds(ux, uy, uz, start, tol)
@@ -107,6 +110,11 @@ class Canvas:
             ux, uy, uz, start, tol, np.array(lo, np.int64), src, self.frac, np.array(chans, np.int64),
             self.vent, dist, with_vent, carry,
         )  # fmt: skip
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def pick(size: str, values, rng: np.random.Generator, jitter: float = 0.15) -> float:

@@ -164,3 +164,21 @@ def warp_moving(ux, uy, uz, start, tol, lo, src, frac, chans, vent, dist, with_v
                     vent[z, y, x] = _interp(src[n_c], x0, y0, z0, w) > np.float32(0.5)
                 if carry:
                     dist[z, y, x] = _interp(src[src.shape[0] - 1], x0, y0, z0, w)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the one signature of each kernel that the export calls, on tiny
+    arrays of the same types: called in the export's parent process before it forks its workers, so that they
+    inherit the machine code instead of each compiling it (seconds per process on a fresh checkout)."""
+    field = np.zeros((2, 2, 2), np.float32)
+    field.flags.writeable = False  # Canvas.warp hands the kernels read-only displacement fields
+    start = np.zeros(3, np.int64)
+    tol = np.float32(0.05)
+    moving_bounds(field, field, field, start, tol)
+    warp_moving(
+        field, field, field, start, tol, start, np.zeros((2, 2, 2, 2), np.float32), np.zeros((1, 2, 2, 2), np.uint8),
+        np.zeros(1, np.int64), np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), np.float32), True, True,
+    )  # fmt: skip
+    render_grid(
+        np.zeros((2, 2, 2), np.float32), np.zeros((1, 3, 4), np.float32), 1, 1, 1, np.empty((1, 1, 1), np.float32)
+    )
