@@ -13,7 +13,10 @@ rule synth_external:
         dataset=re.escape(EXTERNAL_SYNTH),
     conda:
         CONDA_ENV
-    threads: 2  # one process per subject at a time; the files do not depend on the count
+    # no priority and one process (the files do not depend on the count): nothing of the critical path waits on it
+    # (only the external benchmark, after the main model's features), so it runs on a core that the main
+    # pretraining leaves free rather than ahead of the export
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -13,9 +13,12 @@ rule ingest_walk:
         f"{RES}/logs/ingest_walk.log",
     benchmark:
         f"{RES}/benchmarks/ingest_walk.tsv"
+    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
     conda:
         CONDA_ENV
-    threads: 1
+    # one process; two threads hold both cores for its second, so that the external site's export (one thread, no
+    # priority: meant for a core the pretraining leaves free) cannot start beside it and hold up the header reading
+    threads: 2
     resources:
         mem_mb=8000,
         runtime=240,

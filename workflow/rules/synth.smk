@@ -7,6 +7,7 @@ rule synth:
         f"{RES}/logs/synth.log",
     benchmark:
         f"{RES}/benchmarks/synth.tsv"
+    priority: 20  # the demo's critical path (export -> pretraining): before the external site's export
     conda:
         CONDA_ENV
     threads: 8
