@@ -76,6 +76,7 @@ def test_a_changed_element_is_encoded_again():
     second = next(series)
     second.SliceThickness = "3.00"  # equal to 3.0 as a float, longer as text
     second.Rows, second.Columns = 12, 16
+    second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"  # a shorter group 2
     ours = cache.encode(second)
     assert ours == _pydicom_bytes(second)
     read = pydicom.dcmread(io.BytesIO(ours))

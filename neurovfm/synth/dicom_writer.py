@@ -17,7 +17,7 @@ import numpy as np
 from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element, write_file_meta_info
+from pydicom.filewriter import correct_ambiguous_vr_element, validate_file_meta, write_data_element
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -30,6 +30,7 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 # How each vendor family stores CT numbers: (PixelRepresentation, RescaleIntercept).
 CT_ENCODING = {"GE": (1, -1024.0), "Siemens": (0, -1024.0), "Philips": (0, -1024.0), "Canon": (1, 0.0)}
 HU_RANGE = (-1024.0, 3071.0)
+_GROUP_2 = 0x00020000  # (0002,0000) File Meta Information Group Length
 
 
 def make_uid(seed: int, *parts) -> str:
@@ -79,33 +80,43 @@ class ElementCache:
         syntax = ds.file_meta.get("TransferSyntaxUID")
         if syntax != ExplicitVRLittleEndian:
             raise ValueError(f"ElementCache writes explicit VR little endian only, not {syntax}")
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
-        fp.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
         charset = ds.get("SpecificCharacterSet", default_encoding)
         if charset != self._charset:  # text elements were encoded with another character set
             self._bytes.clear()
             self._charset = charset
-        parts = [fp.getvalue()]
+        parts = [b"\x00" * 128 + b"DICM", self._file_meta(ds.file_meta)]
         for tag in sorted(ds.keys()):
             if tag.element == 0 and tag.group > 6:  # retired group lengths are not written (PS3.5 7.2)
                 continue
             elem = ds[tag]
             if " or " in elem.VR:  # e.g. pixel data 'OB or OW': resolved from the dataset as pydicom's writer does
                 elem = correct_ambiguous_vr_element(elem, ds, True)
-            key = self._key(elem)
-            hit = self._bytes.get(tag)
-            if key is not None and hit is not None and hit[0] == key:
-                parts.append(hit[1])
-                continue
-            buf = DicomBytesIO()
-            buf.is_little_endian, buf.is_implicit_VR = True, False
-            write_data_element(buf, elem, charset)
-            parts.append(buf.getvalue())
-            if key is not None:
-                self._bytes[tag] = (key, parts[-1])
+            parts.append(self._element(tag, elem, charset))
         return b"".join(parts)
+
+    def _element(self, tag, elem, charset) -> bytes:
+        """The element's bytes: those of the previous dataset when VR and value are the same, else pydicom's."""
+        key = self._key(elem)
+        hit = self._bytes.get(tag)
+        if key is not None and hit is not None and hit[0] == key:
+            return hit[1]
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, False
+        write_data_element(buf, elem, charset)
+        if key is not None:
+            self._bytes[tag] = (key, buf.getvalue())
+        return buf.getvalue()
+
+    def _file_meta(self, meta: FileMetaDataset) -> bytes:
+        """Group 2 as ``write_file_meta_info(..., enforce_standard=True)`` writes it (pydicom's own checks and the
+        elements it adds, then the group length and the elements in tag order), each element through the cache:
+        from one slice to the next only the instance UID changes."""
+        validate_file_meta(meta, enforce_standard=True)
+        body = b"".join(
+            self._element(tag, meta[tag], default_encoding) for tag in sorted(meta.keys()) if tag != _GROUP_2
+        )
+        meta.FileMetaInformationGroupLength = len(body)
+        return self._element(_GROUP_2, meta[_GROUP_2], default_encoding) + body
 
 
 def write_dataset(ds: Dataset, path: Path, cache: ElementCache | None = None) -> None:
