@@ -150,6 +150,7 @@ def _cmd_reportgen_train(args) -> int:
         args.reports or private_dir(cfg) / "reports.jsonl",
         args.out or run_dir(cfg) / "reportgen" / encoder / f"n{args.size}",
         threads=args.threads,
+        text_stage=args.text_stage,
     )
     return 0
 
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mri", help="MRI label table (default: results/{run}/labels/mri.csv)")
     p.add_argument("--reports", help="private reports.jsonl (default: private/{run}/reports.jsonl)")
     p.add_argument("--out", help="output folder (default: results/{run}/reportgen/{encoder}/n{size})")
+    p.add_argument("--text-stage", help="the demo LM's stage 0 from this file of the text-stage job (if it fits)")
     p.add_argument("--threads", type=int, help="CPU threads of this process (default: 1)")
     p.set_defaults(func=_cmd_reportgen_train)
 

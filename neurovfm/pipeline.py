@@ -858,8 +858,10 @@ def reportgen_train(
     out_dir,
     threads: int | None = None,
     gpus: int = 0,
+    text_stage=None,
 ) -> None:
-    """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint): in this
+    """Stage 1 + 2 of the report generator on ``size`` curated pairs (resumes from its checkpoint; stage 0 of the
+    demo LM from ``text_stage``, the file of :func:`reportgen_text_stage`, when it fits): in this
     process (gpus 0), else ``torchrun`` over ``gpus`` GPUs of this node running ``neurovfm reportgen train``
     (``reportgen.distributed.strategy``), its output relayed to the rule's log."""
     from neurovfm.reportgen.run import train
@@ -892,12 +894,30 @@ def reportgen_train(
             "--out",
             str(out_dir),
         ]
+        if text_stage is not None:
+            args += ["--text-stage", str(text_stage)]
         _relay(launch_command(args, gpus=gpus), f"report-generation training (n{size})")
         return
     _torch_threads(threads)
     train(
-        cfg, int(size), _existing(train_index, "feature index"), findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir
+        cfg,
+        int(size),
+        _existing(train_index, "feature index"),
+        findings_jsonl,
+        ct_csv,
+        mri_csv,
+        reports_jsonl,
+        out_dir,
+        text_stage=text_stage,
     )
+
+
+def reportgen_text_stage(cfg: dict, shard_index, findings_jsonl, reports_jsonl, out_path, threads=None) -> None:
+    """The demo LM's text-only stage 0, once for every curated size (:mod:`neurovfm.reportgen.text_stage`)."""
+    from neurovfm.reportgen.text_stage import train_text_stage
+
+    _torch_threads(threads)
+    train_text_stage(cfg, _existing(shard_index, "train shards index"), findings_jsonl, reports_jsonl, out_path)
 
 
 def reportgen_generate(

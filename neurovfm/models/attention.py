@@ -81,9 +81,10 @@ def available_backends(device: torch.device | str | None = None, dtype: torch.dt
 
 def choose_backend(q: Tensor, masked_max_tokens: int = MASKED_MAX_TOKENS) -> str:
     """The back end ``varlen_attention(..., backend=None)`` uses for ``q``."""
-    for backend in ("flash_attn", "torch_varlen"):
-        if _unusable_reason(backend, q.device, q.dtype) is None:
-            return backend
+    if q.device.type == "cuda":  # only then look for the varlen kernels (importing torch's loads torch._dynamo, ~1.5 s)
+        for backend in ("flash_attn", "torch_varlen"):
+            if _unusable_reason(backend, q.device, q.dtype) is None:
+                return backend
     return "sdpa_masked" if q.shape[0] <= masked_max_tokens else "sdpa_loop"
 
 

@@ -61,6 +61,40 @@ class StudyTokens:
         return series_tokens(self.reader, self.entries(study_id), self.max_tokens)
 
 
+class ShardStudies:
+    """Which studies of a split would have a series of features, read from the preprocessed shards' index
+    (before any encoder has run): a study has one when a volume has a foreground token and is an MRI volume or a
+    CT volume with one of ``reportgen.ct_windows`` among its channels, the rule of :func:`series_entries` on the
+    feature entries that extraction writes (one per volume and channel, ``n_tokens`` its foreground tokens). The
+    text-only stage of the demo LM (:mod:`.text_stage`) draws its studies from here; its result is used only
+    where the features give the same studies (a fingerprint check), so a difference costs time, not exactness."""
+
+    def __init__(self, shard_index: str | Path, rg: dict):
+        from neurovfm.store.reader import ShardReader
+
+        reader = ShardReader(shard_index)
+        windows = set(rg["ct_windows"])
+        self._with_series = {
+            v["study_id"]
+            for i, v in enumerate(reader.volumes)
+            if int(v["mask"]["n_foreground"]) >= 1 and (v["modality"] != "CT" or windows & set(reader.channels(i)))
+        }
+
+    def has(self, study_id: str) -> bool:
+        return study_id in self._with_series
+
+
+def studies_with_series(index_path: str | Path, rg: dict):
+    """Which studies have a series (``.has``), from a feature index (:class:`StudyTokens`) or, before any encoder
+    ran, from a preprocessed shards' index (:class:`ShardStudies`): the index's ``format`` decides."""
+    import json
+
+    from neurovfm.store import index as shard_index
+
+    fmt = json.loads(Path(index_path).read_text()).get("format")
+    return ShardStudies(index_path, rg) if fmt == shard_index.FORMAT else StudyTokens(index_path, rg)
+
+
 def load_findings(path: str | Path) -> dict[str, dict]:
     """{study_id: findings record} of labels/findings.jsonl."""
     return {rec["study_id"]: rec for rec in read_jsonl(path)}

@@ -12,7 +12,7 @@ from neurovfm.utils.atomic import atomic_open, write_csv
 from neurovfm.utils.progress import Progress
 
 from .curation import draw, label_table, rarest_label_weights
-from .data import StudyTokens, load_findings, load_indications
+from .data import StudyTokens, load_findings, load_indications, studies_with_series
 from .balanced import acuity_from_labels, acuity_from_truth, balanced_set
 from .cost import cost_table
 from .evaluate import pathology_strata, text_metrics, triage_scores
@@ -39,7 +39,11 @@ def curated_ids(cfg: dict, pool: list[str], ct_csv, mri_csv, size: int) -> list[
     return draw(pool, weights, size, seed_of(cfg))
 
 
-def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir) -> None:
+def train(
+    cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, reports_jsonl, out_dir, text_stage=None
+) -> None:
+    """Stages 1 and 2 (and the demo LM's stage 0, taken from ``text_stage`` when that file was trained for exactly
+    this run: :mod:`.text_stage`) on ``size`` curated pairs."""
     rg = cfg["reportgen"]
     findings = load_findings(findings_jsonl)
     studies = StudyTokens(train_index, rg)
@@ -60,7 +64,15 @@ def train(cfg: dict, size: int, train_index, findings_jsonl, ct_csv, mri_csv, re
         # label rows of every study a stage may train on (stage1.studies all: the whole pool)
         labels = label_targets(ct_csv, mri_csv, sorted(set(curated) | set(pool))) if uses_label_loss(rg) else None
         Trainer(
-            cfg, studies, findings, load_indications(reports_jsonl), curated, Path(out_dir), dist=d, labels=labels
+            cfg,
+            studies,
+            findings,
+            load_indications(reports_jsonl),
+            curated,
+            Path(out_dir),
+            dist=d,
+            labels=labels,
+            text_stage=text_stage,
         ).run()
     finally:
         if d.enabled and torch.distributed.is_initialized():
@@ -170,10 +182,13 @@ def acuity_table(cfg: dict, findings: dict, ct_csv, mri_csv, truth: dict | None)
 
 
 def triage_set(cfg: dict, findings_jsonl, ct_csv, mri_csv, index, truth: dict | None, out_set, out_acuity) -> None:
+    """The balanced triage set, drawn from the reported studies of the generation split that have a series in
+    ``index``: the split's preprocessed shards (the workflow: the same set for every encoder, known before any
+    encoder ran) or a feature index."""
     rg = cfg["reportgen"]
     findings = load_findings(findings_jsonl)
     acuity = acuity_table(cfg, findings, ct_csv, mri_csv, truth)
-    studies = StudyTokens(index, rg)
+    studies = studies_with_series(index, rg)
     pool = set(training_pool(findings, studies, rg["generation"]["split"]))
     chosen = balanced_set(acuity[acuity.study_id.isin(pool)], rg["triage"]["per_cell"], seed_of(cfg))
     log.info("balanced triage set: %d studies (%d per modality and acuity)", len(chosen), len(chosen) // 6)

@@ -124,8 +124,14 @@ class Trainer:
         tokenizer=None,
         dist=None,
         labels: tuple | None = None,
+        text_only: bool = False,
+        text_stage: str | Path | None = None,
     ):
+        """``text_only``: the demo LM's stage 0 alone (:mod:`.text_stage`; no connector, no label head, no
+        checkpoints). ``text_stage``: a file of that job; when its fingerprint is this run's, stage 0 is taken
+        from it instead of being trained again (the same weights, RNG state and loss rows)."""
         self.cfg, self.rg = cfg, cfg["reportgen"]
+        self.text_only, self.text_stage = text_only, text_stage
         self.studies, self.findings, self.indications = studies, findings, indications
         self.curated, self.out = curated, Path(out_dir)
         self.pool = training_texts_pool(findings, studies) if not self.rg["lm"]["path"] else []
@@ -157,17 +163,22 @@ class Trainer:
         # FSDP moves each layer to the GPU as it shards it: the whole LLM never sits on one GPU
         self.model = model if self.dist and self.strategy == "fsdp" else model.to(self.device)
         self.tokenizer = tokenizer
+        self.n_latents = int(self.rg["perceiver"]["latents"])
+        self.rows: list[dict] = []
+        precision = self.rg["precision"]
+        bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+        self.bf16 = bf16
+        if text_only:  # the connector and label head are built under their own seeds: leaving them out changes no draw
+            self.connector, self.label_head, self.label_targets, self.step = None, None, {}, None
+            self.fingerprint = self.text_fingerprint()
+            return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.connector = Connector(studies.dim, model.config.hidden_size, self.rg["perceiver"]).to(self.device)
         self.label_head, self.label_targets = self._label_head(labels, int(model.config.hidden_size))
         self.image_id = token_id(tokenizer, IMAGE)
-        self.rows: list[dict] = []
         self.fingerprint = self._fingerprint()
-        precision = self.rg["precision"]
-        bf16 = self.device.type == "cuda" and precision in ("auto", "bf16")
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
-        self.bf16 = bf16
         self.step = self.plain_step = dd.LlavaStep(self.connector, self.model, self.image_id, self.label_head)
         if self.dist:
             dd.check_same_tokenizer(tokenizer)
@@ -229,6 +240,23 @@ class Trainer:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def text_fingerprint(self) -> str:
+        """What stage 0 depends on: the settings it reads, the seed, the device type, the studies it draws from
+        (their findings and indications) and the tokenizer's vocabulary. Equal in a text-only job and in the
+        training run of any curated size on the same studies."""
+        rg = {k: self.rg[k] for k in ("lm", "prompt", "optimizer", "max_seq_len", "perceiver", "precision")}
+        rg["lm"] = {k: v for k, v in rg["lm"].items() if k != "gradient_checkpointing"}
+        data = {
+            "pool": self.pool,
+            "findings": [self.findings[s]["findings"] for s in self.pool],
+            "indications": [self.indications.get(s) for s in self.pool],
+            "vocab": sorted(self.tokenizer.get_vocab().items()),
+        }
+        blob = json.dumps(
+            {"reportgen": rg, "seed": self.seed, "device": self.device.type, "data": data}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     # -- one step ---------------------------------------------------------------------------------
     def draw(self, sid: str, step: int, stream: int) -> float:
         """A uniform number of (seed, step, study, stream), so that a resumed run draws the same. Stream 0 (the
@@ -274,7 +302,7 @@ class Trainer:
             self.indications.get(sid) if with_indication else None,
             None if stage1_form else p["instruction"],  # stage 0 (JSON form) and 2
             target,
-            self.connector.n_latents,
+            self.n_latents,
             int(self.rg["max_seq_len"]),
         )
 
@@ -324,7 +352,7 @@ class Trainer:
         for p in self.model.parameters():
             p.requires_grad_(False)
         if stage == 0:
-            for p in self.connector.parameters():
+            for p in self._connector_parameters():
                 p.requires_grad_(False)
             for p in self._head_parameters():
                 p.requires_grad_(False)
@@ -368,6 +396,47 @@ class Trainer:
     def _head_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.label_head.parameters()) if self.label_head is not None else []
 
+    def _connector_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.connector.parameters()) if self.connector is not None else []
+
+    def _optimizer(self, stage: int, params) -> torch.optim.Optimizer:
+        opt_cfg = self.rg["optimizer"]
+        return torch.optim.AdamW(
+            params,
+            lr=float(stage_config(self.rg, stage)["lr"]),
+            betas=tuple(opt_cfg["betas"]),
+            weight_decay=float(opt_cfg["weight_decay"]),
+        )
+
+    def run_text_stage(self) -> None:
+        """Stage 0 alone (``text_only``): the weights, RNG state and rows that :meth:`take_text_stage` loads."""
+        if not self.text_only:
+            raise ValueError("run_text_stage needs a Trainer built with text_only=True")
+        params = self.setup_stage(0)
+        self.train_stage(0, int(stage_config(self.rg, 0)["steps"]), 0, self._optimizer(0, params), params)
+
+    def take_text_stage(self) -> bool:
+        """Stage 0 from the file of the text-only job (``text_stage``) when it was trained for exactly this run
+        (:meth:`text_fingerprint`): its LM weights, RNG state and loss rows, as if stage 0 had run here. False
+        (stage 0 trains here) when there is no file or it was trained on other studies or settings."""
+        if self.text_stage is None:
+            return False
+        from .text_stage import load_text_stage
+
+        saved = load_text_stage(self.text_stage)
+        if not saved["enabled"] or saved["fingerprint"] != self.text_fingerprint():
+            log.warning(
+                "the text-only stage in %s was trained on other studies or settings than this run's: "
+                "stage 0 trains here",
+                Path(self.text_stage).name,
+            )
+            return False
+        self.model.load_state_dict(saved["lm"], strict=True)
+        set_rng_state(saved["rng"])
+        self.rows = list(saved["rows"])
+        log.info("stage 0 taken from the text-only job (%d steps)", len(saved["rows"]))
+        return True
+
     def run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._resume_state()
@@ -377,11 +446,10 @@ class Trainer:
             if state is not None and state["stage"] > stage:
                 log.info("stage %d finished in the checkpoint", stage)
                 continue
+            if stage == 0 and state is None and self.take_text_stage():
+                continue
             params = self.setup_stage(stage)
-            opt_cfg = self.rg["optimizer"]
-            optimizer = torch.optim.AdamW(
-                params, lr=float(sc["lr"]), betas=tuple(opt_cfg["betas"]), weight_decay=float(opt_cfg["weight_decay"])
-            )
+            optimizer = self._optimizer(stage, params)
             start = 0
             if state is not None and state["stage"] == stage:
                 self.restore(state, optimizer)
@@ -397,7 +465,8 @@ class Trainer:
         bs = int(sc["batch_size"])
         micro = int(sc["micro_batch_size"] or bs)
         self.model.train()
-        self.connector.train()
+        if self.connector is not None:
+            self.connector.train()
         progress = Progress(
             total - start,
             f"report generation stage {stage}",
@@ -423,7 +492,8 @@ class Trainer:
                 {"stage": stage, "step": step + 1, "loss": value, "lr": lr, "seconds": time.perf_counter() - t0}
             )
             progress.update()
-            if (step + 1) % int(self.rg["checkpoint_every"]) == 0 or step + 1 == total:
+            # a text-only job keeps no checkpoint: rerun after a kill, it trains the same weights again (tens of seconds)
+            if not self.text_only and ((step + 1) % int(self.rg["checkpoint_every"]) == 0 or step + 1 == total):
                 self.checkpoint(stage, step + 1, optimizer)
         progress.close()
 

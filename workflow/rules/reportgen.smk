@@ -3,10 +3,35 @@
 # training-set size of reportgen.sizes. Indications are read from PRIV and never written under RES.
 
 
+rule reportgen_text_stage:
+    """The demo LM's text-only stage 0, once for every encoder and curated size, from the train shards (it reads no
+    image feature, so it runs while the encoders pretrain); a file saying so when there is none (a local LM)."""
+    input:
+        shards=f"{RES}/shards/train/index.json",
+        findings=f"{RES}/labels/findings.jsonl",
+        reports=f"{PRIV}/reports.jsonl",
+    output:
+        f"{RES}/reportgen/text_stage.pt",
+    log:
+        f"{RES}/logs/reportgen_text_stage.log",
+    benchmark:
+        f"{RES}/benchmarks/reportgen_text_stage.tsv"
+    priority: 15  # the head of the longest chain of the end of the DAG, like reportgen_train
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/reportgen_text_stage.py"
+
+
 rule reportgen_train:
     """Stage 1 (connector) and stage 2 (connector + LLM) on {size} curated pairs; resumes from checkpoint.pt
     (resume state, not an output: snakemake deletes a job's outputs before it reruns)."""
     input:
+        text_stage=f"{RES}/reportgen/text_stage.pt",
         features=f"{RES}/features/{{encoder}}/train/index.json",
         findings=f"{RES}/labels/findings.jsonl",
         ct=f"{RES}/labels/ct.csv",
@@ -109,7 +134,8 @@ rule triage_set:
         ct=f"{RES}/labels/ct.csv",
         mri=f"{RES}/labels/mri.csv",
         studies=f"{RES}/ingest/studies.csv",
-        features=f"{RES}/features/{RG_ENCODERS[0]}/{RG_SPLIT}/index.json",
+        # the studies with a series in the split's shards: the same set for every encoder, drawn while they pretrain
+        shards=f"{RES}/shards/{RG_SPLIT}/index.json",
         export=synthetic_export(),
     output:
         triage_set=f"{RES}/tables/reportgen_triage_set.csv",

@@ -14,4 +14,5 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         snakemake.params.out_dir,
         threads=snakemake.threads,
         gpus=int(snakemake.resources.get("gpu", 0)),
+        text_stage=i.text_stage,
     )

@@ -8,7 +8,7 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         i.findings,
         i.ct,
         i.mri,
-        i.features,
+        i.shards,
         snakemake.params.truth_dir,
         i.studies,
         o.triage_set,
