@@ -122,12 +122,21 @@ def extractor_eval(cfg: dict, labels_dir, truth_dir, studies_csv, out_csv) -> No
 
 
 def preprocess(
-    cfg: dict, series_csv, files_csv, export_root, out_dir, threads: int | None = None, parts: list | None = None
+    cfg: dict,
+    series_csv,
+    files_csv,
+    export_root,
+    out_dir,
+    threads: int | None = None,
+    parts: list | None = None,
+    index_splits=("train", "val", "test"),
+    ledger: bool = True,
 ) -> dict:
     """Series -> 1 x 1 x 4 mm windowed, quantised volumes in per-split memory-mapped shards. A rerun keeps
     finished shards and retries series excluded for transient reasons (docs/troubleshooting.md). ``parts``:
     the part files of :func:`preprocess_shard` jobs; then only the indexes, statistics and ledger are written
-    (every shard must be finished)."""
+    (every shard must be finished). ``index_splits`` / ``ledger``: which indexes this call writes, and whether
+    the ledger and summary (the workflow: train's index and statistics first, then the rest)."""
     from neurovfm.ingest import inputs
     from neurovfm.preprocess.run import run_preprocess
 
@@ -135,7 +144,16 @@ def preprocess(
     root = inputs.folder(export_root, "the export root (input.dicom_dir / input.nifti_dir)")
     kind = cfg["input"]["kind"]
     return run_preprocess(
-        Path(series_csv), Path(files_csv), root, Path(out_dir), cfg, workers=workers, kind=kind, parts=parts
+        Path(series_csv),
+        Path(files_csv),
+        root,
+        Path(out_dir),
+        cfg,
+        workers=workers,
+        kind=kind,
+        parts=parts,
+        index_splits=tuple(index_splits),
+        ledger=ledger,
     )
 
 

@@ -108,6 +108,40 @@ def test_ingest_merge_refuses_incomplete_chunks(run, tmp_path):
         _merge(run, [other, three[1], three[2]], 3)
 
 
+def test_train_first_then_the_rest_gives_the_same_bytes(run, shards, tmp_path):
+    """The workflow's two merges: the train split's index and statistics from its parts alone (pretraining starts
+    there), then the other indexes, ledger and summary, which read train's shards but leave its files alone."""
+    import shutil
+
+    cfg, root = run["cfg"], run["export"] / "dicom"
+    out = tmp_path / "shards"
+    shutil.copytree(shards["sharded"], out)
+    for name in ("train/index.json", "train/stats.json", "val/index.json", "test/index.json", "summary.json"):
+        (out / name).unlink()
+    (out / "exclusions.csv").unlink()
+    train_parts = [p for p in shards["parts"] if p.name.startswith("train-")]
+    pipeline.preprocess(
+        cfg, shards["series"], shards["files"], root, out, parts=train_parts, index_splits=["train"], ledger=False
+    )
+    assert (out / "train" / "index.json").is_file() and (out / "train" / "stats.json").is_file()
+    assert not (out / "val" / "index.json").exists() and not (out / "summary.json").exists()
+    with pytest.raises(IncompleteParts, match="shard parts missing"):  # train alone needs all of train's parts
+        pipeline.preprocess(
+            cfg, shards["series"], shards["files"], root, out, parts=train_parts[1:], index_splits=["train"], ledger=False
+        )
+    pipeline.preprocess(
+        cfg, shards["series"], shards["files"], root, out, parts=train_parts, index_splits=["train"], ledger=False
+    )
+    before = {n: (out / "train" / n).stat().st_mtime_ns for n in ("index.json", "stats.json")}
+    pipeline.preprocess(
+        cfg, shards["series"], shards["files"], root, out, parts=shards["parts"], index_splits=["val", "test"]
+    )
+    assert {n: (out / "train" / n).stat().st_mtime_ns for n in ("index.json", "stats.json")} == before
+    _same(shards["one"], out, skip=("parts",))
+    with pytest.raises(ValueError, match="index_splits"):
+        pipeline.preprocess(cfg, shards["series"], shards["files"], root, out, parts=shards["parts"], index_splits=[])
+
+
 @pytest.fixture(scope="module")
 def shards(run):
     """Preprocessing in one job, and one job per shard (train 3, val 6, test 1) + the merge."""

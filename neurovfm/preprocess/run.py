@@ -371,6 +371,8 @@ def run_preprocess(
     loader=None,
     private_dir=None,
     parts: list | None = None,
+    index_splits=SPLITS,
+    ledger: bool = True,
 ) -> dict:
     """Write ``out_dir/{split}/index.json`` (+ shards), ``out_dir/train/stats.json``,
     ``out_dir/exclusions.csv`` and ``out_dir/summary.json``. ``loader(paths, affine, shape)`` overrides
@@ -378,21 +380,28 @@ def run_preprocess(
     ``private_dir/errors/preprocess.log`` (default: the folder of ``files_csv``, i.e. ``private/{run}``).
     ``parts``: the part files of :func:`run_preprocess_shard`, one per split and shard of ``store.shards``;
     then every shard must already be finished (nothing is processed, an unfinished shard is an error)
-    and the outputs are byte-identical to a run without ``parts``."""
+    and the outputs are byte-identical to a run without ``parts``. ``index_splits``: the splits whose indexes
+    this call writes (the train split's statistics with train's), ``ledger``: whether it writes the ledger and
+    summary (which read every split): the workflow merges the train split first, so that pretraining starts while
+    the other splits are written, then the rest (``index_splits`` val and test; train read, not rewritten)."""
     pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
+    index_splits = tuple(index_splits)
+    if not index_splits or not set(index_splits) <= set(SPLITS):
+        raise ValueError(f"index_splits must name some of {SPLITS}, got {list(index_splits)}")
+    needed = SPLITS if ledger else tuple(s for s in SPLITS if s in index_splits)  # in SPLITS order, as always
     private_dir = str(private_dir if private_dir is not None else Path(files_csv).parent)
     out_dir = Path(out_dir)
-    for split in SPLITS:  # an interrupted rerun must never leave an index describing replaced shards
+    for split in index_splits:  # an interrupted rerun must never leave an index describing replaced shards
         (out_dir / split / idx.INDEX_NAME).unlink(missing_ok=True)
     series, jobs, excluded = _plan(series_csv, files_csv, pcfg, workers)
     if parts is not None:
-        check_parts(parts, jobs, cfg, kind)
+        check_parts(parts, jobs, cfg, kind, splits=needed)
     loader = loader or source.LOADERS[kind]
-    progress = Progress(len(jobs), "preprocess", log, unit="series")
+    progress = Progress(sum(j.meta["split"] in needed for j in jobs), "preprocess", log, unit="series")
     pool = _Pool(max(1, int(workers)))
     results = {}
     try:
-        for split in SPLITS:
+        for split in needed:
             split_jobs = [j for j in jobs if j.meta["split"] == split]
             results[split] = write_split(
                 split,
@@ -412,11 +421,41 @@ def run_preprocess(
     finally:
         pool.close()
     progress.close()
+    if "train" in index_splits:
+        write_stats(out_dir / "train" / "stats.json", compute_stats(results["train"][1], "train"))
+    summary = _write_ledger(out_dir, series, excluded, results) if ledger else {"splits": {}}
+    for split in index_splits:  # last: an index exists only once everything it names is in place
+        shards_info, entries, _ = results[split]
+        idx.write_index(
+            out_dir / split / idx.INDEX_NAME,
+            {
+                "format": idx.FORMAT,
+                "version": idx.VERSION,
+                "split": split,
+                "axis_order": idx.AXIS_ORDER,
+                "spacing_mm": [float(s) for s in pcfg["spacing_mm"]],
+                "patch": [int(p) for p in pcfg["patch"]],
+                "align": idx.ALIGN,
+                "layouts": _layouts(pcfg),
+                "shards": shards_info,
+                "volumes": entries,
+            },
+        )
+    log.info(
+        "preprocess: %d volumes written (%s)",
+        sum(len(results[s][1]) for s in index_splits),
+        ", ".join(index_splits),
+    )
+    return summary
+
+
+def _write_ledger(out_dir: Path, series: pd.DataFrame, excluded: list, results: dict) -> dict:
+    """The exclusion ledger and summary.json of every split (``results``: split -> write_split's result);
+    refuses a run whose series do not add up (written + excluded = planned)."""
     for split in SPLITS:
         excluded += results[split][2]
     ledger = pd.DataFrame(sorted(excluded, key=lambda e: (e["series_id"], e["reason"])), columns=LEDGER_COLUMNS)
     write_csv(out_dir / "exclusions.csv", ledger)
-    write_stats(out_dir / "train" / "stats.json", compute_stats(results["train"][1], "train"))
     transient = int(ledger["reason"].map(is_transient).sum()) if len(ledger) else 0
     if transient:
         log.warning(
@@ -445,24 +484,7 @@ def run_preprocess(
     if n_out + len(ledger) != len(series):
         raise RuntimeError(f"accounting error: {len(series)} series in, {n_out} written + {len(ledger)} excluded")
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
-    for split in SPLITS:  # last: an index exists only once everything it names is in place
-        shards_info, entries, _ = results[split]
-        idx.write_index(
-            out_dir / split / idx.INDEX_NAME,
-            {
-                "format": idx.FORMAT,
-                "version": idx.VERSION,
-                "split": split,
-                "axis_order": idx.AXIS_ORDER,
-                "spacing_mm": [float(s) for s in pcfg["spacing_mm"]],
-                "patch": [int(p) for p in pcfg["patch"]],
-                "align": idx.ALIGN,
-                "layouts": _layouts(pcfg),
-                "shards": shards_info,
-                "volumes": entries,
-            },
-        )
-    log.info("preprocess: %d volumes written, %d excluded", n_out, len(ledger))
+    log.info("preprocess: %d volumes written in all, %d excluded", n_out, len(ledger))
     return summary
 
 
@@ -572,11 +594,11 @@ def run_preprocess_shard(
     return part
 
 
-def check_parts(parts: list, jobs: list[Job], cfg: dict, kind: str) -> None:
-    """Refuse (one line) part files that are not exactly one per split and shard of ``store.shards``, or
-    that describe another plan than this one (series.csv or the settings changed since)."""
+def check_parts(parts: list, jobs: list[Job], cfg: dict, kind: str, splits=SPLITS) -> None:
+    """Refuse (one line) part files that are not exactly one per split (of ``splits``) and shard of
+    ``store.shards``, or that describe another plan than this one (series.csv or the settings changed since)."""
     pcfg, n_shards = cfg["preprocess"], cfg["store"]["shards"]
-    want = {(split, s) for split in SPLITS for s in range(int(n_shards[split]))}
+    want = {(split, s) for split in splits for s in range(int(n_shards[split]))}
     got: dict[tuple[str, int], dict] = {}
     for path in parts:
         try:
@@ -597,7 +619,7 @@ def check_parts(parts: list, jobs: list[Job], cfg: dict, kind: str) -> None:
     if missing:
         names = ", ".join(f"{a}/{b}" for a, b in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ShardsIncomplete(f"preprocess merge: {len(missing)} shard parts missing ({names})")
-    for split in SPLITS:
+    for split in splits:
         split_jobs = [j for j in jobs if j.meta["split"] == split]
         groups = assign_shards(split_jobs, int(n_shards[split])) if split_jobs else []
         for s in range(int(n_shards[split])):

@@ -133,6 +133,7 @@ INGEST_CHUNKS = int(config["ingest"]["chunks"])
 INGEST_LISTS = [f"{PRIV}/ingest/lists/{k}-of-{INGEST_CHUNKS}.jsonl" for k in range(INGEST_CHUNKS)]
 SHARDS = [(split, s) for split in SPLITS for s in range(int(config["store"]["shards"][split]))]
 SHARD_PARTS = [f"{RES}/shards/parts/{split}-{s}.json" for split, s in SHARDS]
+TRAIN_SHARD_PARTS = [f"{RES}/shards/parts/{split}-{s}.json" for split, s in SHARDS if split == "train"]
 
 
 def _ingest_header_chunks():

@@ -1,5 +1,6 @@
-# One job per output shard (store.shards: split -> number of shards), then one merge that writes the indexes,
-# train statistics and ledger (byte-identical to a single job; refuses a missing, extra or stale shard).
+# One job per output shard (store.shards: split -> number of shards), then two merges: the train split's index and
+# statistics as soon as its shards are done (pretraining starts while the other splits are written), then the
+# other indexes, the ledger and the summary (byte-identical to a single job; refuse a missing, extra or stale shard).
 
 
 rule preprocess_shard:
@@ -17,10 +18,12 @@ rule preprocess_shard:
     wildcard_constraints:
         split=SPLITS_RE,
         shard=r"\d+",
-    priority: 20  # the demo's critical path (export -> pretraining): before the features and side jobs
+    # the demo's critical path (export -> train shards -> pretraining): train first, then the other splits, all
+    # before the features and side jobs
+    priority: lambda wildcards: 25 if wildcards.split == "train" else 20
     conda:
         CONDA_ENV
-    threads: 8
+    threads: 8  # worker processes (profiles/local: 1, so that the val and test shards run beside the pretraining)
     resources:
         mem_mb=16000,
         runtime=720,
@@ -31,18 +34,46 @@ rule preprocess_shard:
         "../scripts/preprocess_shard.py"
 
 
+rule preprocess_train:
+    """Merge the train split's shards: its index.json and the train statistics, before the other splits."""
+    input:
+        series=f"{RES}/ingest/series.csv",
+        files=f"{PRIV}/files.csv",
+        parts=TRAIN_SHARD_PARTS,
+    output:
+        train=f"{RES}/shards/train/index.json",
+        stats=f"{RES}/shards/train/stats.json",
+    log:
+        f"{RES}/logs/preprocess_train.log",
+    benchmark:
+        f"{RES}/benchmarks/preprocess_train.tsv"
+    priority: 25  # the demo's critical path: pretraining waits on it
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        export_root=lambda wildcards: pixel_root(),
+        out_dir=lambda wildcards, output: _parent(output.train, 2),
+        index_splits=["train"],
+        ledger=False,
+    script:
+        "../scripts/preprocess.py"
+
+
 rule preprocess:
-    """Merge the shards: every split's index.json (lists its shard and sidecar files), train statistics,
-    the preprocessing ledger and summary."""
+    """Merge the other splits' shards: their index.json (lists its shard and sidecar files), and the
+    preprocessing ledger and summary of every split (the train split read, not written again)."""
     input:
         series=f"{RES}/ingest/series.csv",
         files=f"{PRIV}/files.csv",
         parts=SHARD_PARTS,
-    output:
         train=f"{RES}/shards/train/index.json",
+    output:
         val=f"{RES}/shards/val/index.json",
         test=f"{RES}/shards/test/index.json",
-        stats=f"{RES}/shards/train/stats.json",
         exclusions=f"{RES}/shards/exclusions.csv",
         summary=f"{RES}/shards/summary.json",
     log:
@@ -59,5 +90,7 @@ rule preprocess:
     params:
         export_root=lambda wildcards: pixel_root(),
         out_dir=lambda wildcards, output: _parent(output.summary),
+        index_splits=[split for split in SPLITS if split != "train"],
+        ledger=True,
     script:
         "../scripts/preprocess.py"

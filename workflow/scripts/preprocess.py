@@ -11,4 +11,6 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         p.out_dir,
         threads=snakemake.threads,
         parts=list(snakemake.input.parts),
+        index_splits=p.index_splits,
+        ledger=p.ledger,
     )
