@@ -657,6 +657,15 @@ def _encoder_files(cfg: dict, encoders: list[str]) -> dict:
     return {e: None if e == "random" else res / "pretrain" / e / "encoder.pt" for e in encoders}
 
 
+def anatomy_reference(cfg: dict, shard_index, truth_dir, out_path, threads: int | None = None) -> None:
+    """The token regions and brain masks of the volumes the anatomy analysis chooses, from the rebuilt synthetic
+    patients (no encoder needed: the workflow runs it while the encoders pretrain)."""
+    from neurovfm.analysis.anatomy_run import build_reference
+
+    _torch_threads(threads)
+    build_reference(cfg, _existing(shard_index, "shards index"), _existing(truth_dir, "truth folder"), out_path)
+
+
 def anatomy(
     cfg: dict,
     shard_index,
@@ -668,10 +677,11 @@ def anatomy(
     out_fig3b,
     out_kmeans,
     threads: int | None = None,
+    reference=None,
 ) -> None:
     """Fig. 3a / 3b, Extended Data Fig. 13e and ``tables/anatomy.csv`` (``analysis.anatomy``) on the synthetic
     health system (token regions come from the generator's anatomy). ``feature_indices``: encoder -> the split's
-    feature index."""
+    feature index; ``reference``: the maps of :func:`anatomy_reference`."""
     from neurovfm.analysis.anatomy_run import run_anatomy
     from neurovfm.plots.anatomy import ed_kmeans, fig3a, fig3b
 
@@ -684,6 +694,7 @@ def anatomy(
         _existing(stats_json, "train statistics"),
         feature_indices,
         _existing(truth_dir, "truth folder"),
+        reference=reference,
     )
     write_csv(out_table, out["table"])
     fig3a(out["tsne"], encoders[0], out_fig3a)

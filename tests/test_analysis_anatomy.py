@@ -161,3 +161,29 @@ def test_rebuilt_patients_reproduce_truth(demo_run):
     for t in with_findings:
         got = np.asarray([f["center_lps"] for f in patients[t["study_instance_uid"]].findings])
         assert np.allclose(got, [f["center_lps"] for f in t["findings"]], atol=0.11)
+
+
+def test_reference_maps_round_trip_by_series(tmp_path):
+    """The maps the anatomy_reference job saves load back for the same volumes, by series id whatever their
+    positions; a volume it lacks or another patch size makes the analysis build them itself (None)."""
+    from types import SimpleNamespace
+
+    from neurovfm.analysis.anatomy_run import VolumeAnatomy
+
+    rng = np.random.default_rng(0)
+    vols = [{"series_id": f"s{k}"} for k in range(4)]
+    reader = SimpleNamespace(volumes=vols, index={"spacing_mm": [1.0, 1.0, 4.0], "patch": [4, 16, 16]})
+    va = VolumeAnatomy.__new__(VolumeAnatomy)
+    va.reader, va.patch = reader, (4, 16, 16)
+    va.tokens = {i: rng.integers(0, 9, (2, 3, 4)).astype(np.int8) for i in (1, 3)}
+    va.brain = {i: rng.random((8, 48, 64)) > 0.5 for i in (1, 3)}
+    path = tmp_path / "reference.npz"
+    va.save(path)
+    moved = SimpleNamespace(volumes=[vols[3], vols[0], vols[1]], index=reader.index)  # other positions
+    back = VolumeAnatomy.load(path, moved, [0, 2])
+    np.testing.assert_array_equal(back.tokens[0], va.tokens[3])
+    np.testing.assert_array_equal(back.brain[2], va.brain[1])
+    assert back.brain[2].dtype == bool
+    assert VolumeAnatomy.load(path, moved, [0, 1]) is None  # s0 is not in the file
+    other_patch = SimpleNamespace(volumes=vols, index={**reader.index, "patch": [4, 8, 8]})
+    assert VolumeAnatomy.load(path, other_patch, [1]) is None

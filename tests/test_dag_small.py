@@ -137,6 +137,20 @@ def test_outputs_pass_their_checks(test_dag):
     assert all(float(r["f1"]) > 0.9 for r in macro), macro
 
 
+def test_shared_jobs_are_used_not_redone(test_dag):
+    """The jobs the workflow runs early on behalf of later ones are taken up: every curated size's report generator
+    loads the text-only stage 0 (same studies from the shards as from the features), the anatomy analysis the
+    reference maps (the same volumes chosen)."""
+    logs = test_dag["results"] / "logs"
+    trains = sorted(logs.glob("reportgen_train_*.log"))
+    assert trains
+    for log in trains:
+        text = log.read_text()
+        assert "stage 0 taken from the text-only job" in text and "stage 0 trains here" not in text, log.name
+    anatomy = (logs / "anatomy.log").read_text()
+    assert "anatomy:" in anatomy and "building the maps here" not in anatomy
+
+
 def test_report_holds_every_figure_with_its_caption(test_dag, tmp_path):
     out = tmp_path / "report.zip"
     built = _snakemake("--cores", "1", "--report", str(out), "all", timeout=600)

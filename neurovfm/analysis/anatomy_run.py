@@ -60,7 +60,9 @@ def select_volumes(meta: list[dict], acfg: dict, seed: int) -> dict[str, list[in
 
 
 class VolumeAnatomy:
-    """Reference maps of the chosen volumes: region codes per voxel and per token, and the brain mask."""
+    """Reference maps of the chosen volumes: region codes per token and the brain mask per voxel, from the rebuilt
+    synthetic patients (tens of seconds: the workflow builds them in a job of their own, ``anatomy_reference``,
+    before the encoders are done, and :meth:`save` / :meth:`load` carry them to the analysis)."""
 
     def __init__(self, cfg: dict, shard_reader, positions, truth: dict[str, dict]):
         from neurovfm.analysis.synth_patients import rebuild_patients
@@ -74,16 +76,69 @@ class VolumeAnatomy:
         by_uid = {rec["study_instance_uid"]: rec for rec in truth.values()}
         patients = rebuild_patients(cfg, set(uid_of.values()), by_uid)
         anat = load_anatomy()
-        self.regions, self.tokens, self.brain = {}, {}, {}
+        self.tokens, self.brain = {}, {}
         for i in positions:
             e = vols[i]
             p = patients[uid_of[e["study_id"]]]
             aff = ar.volume_to_template(e, self.spacing, p.native_to_lps, anat)
             lab = ar.sample(ar.region_map(anat, p.frac, acfg["parenchyma_fraction"]), aff, e["shape"])
-            self.regions[i] = lab
             self.tokens[i] = ar.token_majority(lab, self.patch)
             mask = ar.tissue_mask(p.frac, acfg["brain_mask_tissues"], acfg["brain_mask_fraction"])
             self.brain[i] = ar.sample(mask.astype(np.uint8), aff, e["shape"]).astype(bool)
+
+
+    def save(self, path) -> None:
+        """The maps by series id (no position, no PHI), compressed, written atomically."""
+        from neurovfm.utils.atomic import atomic_path
+
+        arrays = {"patch": np.asarray(self.patch, np.int64)}
+        for i in self.tokens:
+            sid = self.reader.volumes[i]["series_id"]
+            arrays[f"tokens/{sid}"], arrays[f"brain/{sid}"] = self.tokens[i], self.brain[i]
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path, shard_reader, positions) -> "VolumeAnatomy | None":
+        """The maps :meth:`save` wrote, for the volumes at ``positions``; None when the file lacks one of them or
+        was made with another patch size (the caller then builds them)."""
+        va = cls.__new__(cls)
+        va.reader, va.spacing = shard_reader, shard_reader.index["spacing_mm"]
+        va.patch = tuple(shard_reader.index["patch"])
+        va.tokens, va.brain = {}, {}
+        with np.load(path) as z:
+            if tuple(int(p) for p in z["patch"]) != va.patch:
+                return None
+            for i in positions:
+                sid = shard_reader.volumes[i]["series_id"]
+                if f"tokens/{sid}" not in z.files:
+                    return None
+                va.tokens[i], va.brain[i] = z[f"tokens/{sid}"], z[f"brain/{sid}"]
+        return va
+
+
+def anatomy_selection(cfg: dict, meta: list[dict], truth: dict) -> dict[str, list[int]]:
+    """Positions (in the split's volumes ``meta``) of the t-SNE, matching and k-means volumes, among the volumes
+    whose study has a ground-truth record."""
+    acfg, an = cfg["analysis"]["anatomy"], cfg["analysis"]
+    seed = int(cfg["seed"] if an["seed"] is None else an["seed"])
+    known = [i for i, m in enumerate(meta) if m["study_id"] in truth]
+    sel = select_volumes([meta[i] for i in known], acfg, seed)
+    return {k: [known[j] for j in v] for k, v in sel.items()}
+
+
+def build_reference(cfg: dict, shard_index, truth_dir, out_path) -> int:
+    """The reference maps of the volumes :func:`run_anatomy` chooses (:class:`VolumeAnatomy`), saved to
+    ``out_path``; returns their number."""
+    from neurovfm.store.reader import ShardReader
+
+    reader = ShardReader(shard_index)
+    truth = truth_by_study(cfg, truth_dir)
+    sel = anatomy_selection(cfg, reader.volumes, truth)
+    positions = sorted(set().union(*sel.values()))
+    VolumeAnatomy(cfg, reader, positions, truth).save(out_path)
+    log.info("anatomy reference: %d volumes", len(positions))
+    return len(positions)
 
 
 def _token_features(freader, series_id: str):
@@ -111,10 +166,19 @@ def _ci_rows(values, analysis, encoder, metric, group, n_boot, seed, alpha):
 
 
 def run_anatomy(
-    cfg: dict, encoders: dict, shard_index, stats_json, feature_indices: dict, truth_dir, device: str = "cpu"
+    cfg: dict,
+    encoders: dict,
+    shard_index,
+    stats_json,
+    feature_indices: dict,
+    truth_dir,
+    device: str = "cpu",
+    reference=None,
 ) -> dict:
     """``encoders``: name -> encoder.pt (None for random); ``feature_indices``: name -> the split's feature
-    index. Returns ``{"table", "tsne", "matching", "kmeans"}`` DataFrames (the latter three for the figures)."""
+    index; ``reference``: the file of :func:`build_reference` (its maps are used when it holds every chosen volume,
+    else they are built here). Returns ``{"table", "tsne", "matching", "kmeans"}`` DataFrames (the latter three
+    for the figures)."""
     import torch
 
     from neurovfm.features.encoders import load_frozen
@@ -130,11 +194,14 @@ def run_anatomy(
     truth = truth_by_study(cfg, truth_dir)
     dataset = VolumeDataset(shard_index, load_stats(stats_json))
     meta = [v for v in dataset.volumes]
-    known = [i for i, m in enumerate(meta) if m["study_id"] in truth]
-    sel = select_volumes([meta[i] for i in known], acfg, seed)
-    sel = {k: [known[j] for j in v] for k, v in sel.items()}
+    sel = anatomy_selection(cfg, meta, truth)
     log.info("anatomy: %s volumes (t-SNE, matching, k-means)", {k: len(v) for k, v in sel.items()})
-    va = VolumeAnatomy(cfg, dataset.reader, sorted(set().union(*sel.values())), truth)
+    positions = sorted(set().union(*sel.values()))
+    va = VolumeAnatomy.load(reference, dataset.reader, positions) if reference is not None else None
+    if va is None:
+        if reference is not None:
+            log.warning("the anatomy reference lacks volumes of this selection: building the maps here")
+        va = VolumeAnatomy(cfg, dataset.reader, positions, truth)
     rows, tsne_rows, match_rows, km_rows = [], [], [], []
     names = list(encoders)
     for enc in names:

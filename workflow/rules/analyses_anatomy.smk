@@ -2,9 +2,30 @@
 # anatomy) and external benchmarks (tables/external_{dataset}.csv; analysis.external.datasets).
 
 
+rule anatomy_reference:
+    """Token regions and brain masks of the volumes the anatomy analysis chooses, from the rebuilt synthetic patients
+    (no encoder needed, so it runs while the encoders pretrain)."""
+    input:
+        shards=f"{RES}/shards/{ANATOMY['split']}/index.json",
+        export=f"{RES}/pacs_export",
+    output:
+        f"{RES}/anatomy/reference.npz",
+    log:
+        f"{RES}/logs/anatomy_reference.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/anatomy_reference.py"
+
+
 rule anatomy:
     """Token regions, t-SNE, cross-volume patch matching and dense k-means brain clusters."""
     input:
+        reference=f"{RES}/anatomy/reference.npz",
         shards=f"{RES}/shards/{ANATOMY['split']}/index.json",
         stats=f"{RES}/shards/train/stats.json",
         features=[f"{RES}/features/{e}/{ANATOMY['split']}/index.json" for e in ANATOMY_ENCODERS],

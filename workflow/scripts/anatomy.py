@@ -13,4 +13,5 @@ with snakemake_step(snakemake):  # one-line, PHI-free failures (docs/troubleshoo
         snakemake.output.fig3b,
         snakemake.output.kmeans,
         threads=snakemake.threads,
+        reference=snakemake.input.reference,
     )
