@@ -95,7 +95,8 @@ rule laterality:
         f"{RES}/logs/laterality.log",
     conda:
         CONDA_ENV
-    threads: 2
+    priority: 10  # with the probes: the longest job after them (at two threads it waited for both cores, last)
+    threads: 1  # re-encodes a few volumes, as the feature shards do, on one thread
     resources:
         gpu=0,
         mem_mb=8000,

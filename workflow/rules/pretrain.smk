@@ -45,7 +45,9 @@ rule pretrain:
     # threads, not 2x), and the result does not depend on the machine's core count; profiles/armis2 sets its own.
     # Snakemake's scheduler maximises the summed priority of the jobs it starts, so two comparison jobs (2 x 1)
     # never outweigh a feature or probe job (10)
-    priority: lambda wildcards: 20 if _main_model(wildcards) else 1
+    # (30: above the val and test preprocessing shards, 20, which run beside it; at equal priority Snakemake once
+    # started a val shard first and the pretraining 24 s later)
+    priority: lambda wildcards: 30 if _main_model(wildcards) else 1
     conda:
         CONDA_ENV
     threads: 1
