@@ -105,7 +105,9 @@ def test_a_text_stage_of_other_studies_is_not_used(tmp_path, one_thread, caplog)
     cfg2 = tiny_config(tmp_path)
     cfg2["reportgen"]["lm"]["text_pretrain"]["lr"] = 2e-3
     text2 = tmp_path / "text_stage2.pt"
-    train_text_stage(cfg2, _shard_index(paths, tmp_path / "s2" / "index.json"), paths["findings"], paths["reports"], text2)
+    train_text_stage(
+        cfg2, _shard_index(paths, tmp_path / "s2" / "index.json"), paths["findings"], paths["reports"], text2
+    )
     assert not _trainer(cfg, paths, tmp_path / "x", text_stage=text2).take_text_stage()
 
 

@@ -127,7 +127,14 @@ def test_train_first_then_the_rest_gives_the_same_bytes(run, shards, tmp_path):
     assert not (out / "val" / "index.json").exists() and not (out / "summary.json").exists()
     with pytest.raises(IncompleteParts, match="shard parts missing"):  # train alone needs all of train's parts
         pipeline.preprocess(
-            cfg, shards["series"], shards["files"], root, out, parts=train_parts[1:], index_splits=["train"], ledger=False
+            cfg,
+            shards["series"],
+            shards["files"],
+            root,
+            out,
+            parts=train_parts[1:],
+            index_splits=["train"],
+            ledger=False,
         )
     pipeline.preprocess(
         cfg, shards["series"], shards["files"], root, out, parts=train_parts, index_splits=["train"], ledger=False

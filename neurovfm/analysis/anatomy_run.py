@@ -86,7 +86,6 @@ class VolumeAnatomy:
             mask = ar.tissue_mask(p.frac, acfg["brain_mask_tissues"], acfg["brain_mask_fraction"])
             self.brain[i] = ar.sample(mask.astype(np.uint8), aff, e["shape"]).astype(bool)
 
-
     def save(self, path) -> None:
         """The maps by series id (no position, no PHI), compressed, written atomically."""
         from neurovfm.utils.atomic import atomic_path

@@ -65,4 +65,3 @@ def load_text_stage(path) -> dict:
     if int(state.get("version", -1)) != VERSION:
         raise ValueError(f"{Path(path).name}: text-stage version {state.get('version')}, expected {VERSION}")
     return state
-
