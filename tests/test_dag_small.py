@@ -146,7 +146,9 @@ def test_shared_jobs_are_used_not_redone(test_dag):
     assert trains
     for log in trains:
         text = log.read_text()
-        assert "stage 0 taken from the text-only job" in text and "stage 0 trains here" not in text, log.name
+        assert "stage 0 trains here" not in text, log.name
+        # a fresh DAG loads the file; a rerun of an existing one may resume its own checkpoint (stage 0 done)
+        assert "stage 0 taken from the text-only job" in text or "stage 0 finished in the checkpoint" in text, log.name
     anatomy = (logs / "anatomy.log").read_text()
     assert "anatomy:" in anatomy and "building the maps here" not in anatomy
 
