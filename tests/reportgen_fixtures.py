@@ -118,3 +118,16 @@ def make_inputs(tmp: Path, n_per_split: int = 6, dim: int = 8, seed: int = 0) ->
         "ct": tmp / "ct.csv",
         "mri": tmp / "mri.csv",
     }
+
+
+def make_trainer(cfg: dict, paths: dict, out, size: int = 8, **kwargs):
+    """A report-generation Trainer on the fixture's train features with ``size`` curated draws (``kwargs`` go to
+    the Trainer, e.g. ``text_stage``)."""
+    from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
+    from neurovfm.reportgen.run import curated_ids, training_pool
+    from neurovfm.reportgen.train import Trainer
+
+    studies = StudyTokens(paths["train"], cfg["reportgen"])
+    findings = load_findings(paths["findings"])
+    curated = curated_ids(cfg, training_pool(findings, studies), paths["ct"], paths["mri"], size)
+    return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out, **kwargs)

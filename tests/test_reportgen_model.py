@@ -12,7 +12,7 @@ from neurovfm.reportgen.connector import IGNORE, Connector, expand_placeholders,
 from neurovfm.reportgen.perceiver import PerceiverResampler
 from neurovfm.reportgen.prompt import encode, stage1_target, stage2_target
 from neurovfm.reportgen.tokenizer import IMAGE, IM_END, token_id, train_bpe
-from reportgen_fixtures import make_inputs, tiny_config
+from reportgen_fixtures import make_inputs, make_trainer, tiny_config
 
 torch.set_num_threads(1)
 
@@ -87,14 +87,7 @@ def test_local_lm_roundtrip_adds_image_token(tmp_path):
 
 
 def _trainer(cfg, paths, out):
-    from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
-    from neurovfm.reportgen.run import curated_ids, training_pool
-    from neurovfm.reportgen.train import Trainer
-
-    studies = StudyTokens(paths["train"], cfg["reportgen"])
-    findings = load_findings(paths["findings"])
-    curated = curated_ids(cfg, training_pool(findings, studies), paths["ct"], paths["mri"], 8)
-    return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out)
+    return make_trainer(cfg, paths, out)
 
 
 def full_and_resumed(make, cfg, paths, tmp_path, stage: int, steps: int):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neurovfm.store import index as idx
-from reportgen_fixtures import make_inputs, tiny_config
+from reportgen_fixtures import make_inputs, make_trainer, tiny_config
 
 torch.set_num_threads(1)
 
@@ -43,14 +43,7 @@ def _shard_index(paths, out, drop: str | None = None):
 
 
 def _trainer(cfg, paths, out, text_stage=None):
-    from neurovfm.reportgen.data import StudyTokens, load_findings, load_indications
-    from neurovfm.reportgen.run import curated_ids, training_pool
-    from neurovfm.reportgen.train import Trainer
-
-    studies = StudyTokens(paths["train"], cfg["reportgen"])
-    findings = load_findings(paths["findings"])
-    curated = curated_ids(cfg, training_pool(findings, studies), paths["ct"], paths["mri"], 8)
-    return Trainer(cfg, studies, findings, load_indications(paths["reports"]), curated, out, text_stage=text_stage)
+    return make_trainer(cfg, paths, out, text_stage=text_stage)
 
 
 def _assert_same_run(a, b):
