@@ -93,9 +93,9 @@ rule laterality:
         studies=f"{RES}/tables/laterality_studies.csv",
     log:
         f"{RES}/logs/laterality.log",
+    priority: 10  # with the probes: the longest job after them (at two threads it waited for both cores, last)
     conda:
         CONDA_ENV
-    priority: 10  # with the probes: the longest job after them (at two threads it waited for both cores, last)
     threads: 1  # re-encodes a few volumes, as the feature shards do, on one thread
     resources:
         gpu=0,
