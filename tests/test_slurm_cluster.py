@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTCLUSTER = ROOT / "profiles" / "armis2" / "testcluster"
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
-# status checks start 2 s after a submission (plugin default: 40 s) to keep the tests short
+# The first status check 2 s after a submission (plugin default: 40 s). After a check that finds no job finished
+# the plugin waits 10 s longer than the last time, so a small job here (6-8 s with Python and Snakemake starting
+# inside it) is seen at the second check, 14 s after its submission: one step of the DAG costs about 14 s. A first
+# check at 8 s came before most such jobs had ended and found them at 26 s (measured: slower runs).
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
 
 
@@ -444,7 +447,7 @@ def demo_dag_runs(slurm_cluster, tmp_path_factory):
         ],
         cwd=remote,
         env=env,
-        timeout=600,  # 15 jobs one after the other (each asks for the node's 32 CPUs), a few seconds of start each
+        timeout=600,  # 15 jobs, each a few seconds of start and up to 32 CPUs (four fit on the test node at once)
     )
     return {
         "local": local,

@@ -345,3 +345,66 @@ def test_hlip_collator_reads_the_same_tokens_lazily(shards):
                 got_p, got_c, n_fg = collate.volume(source)
                 assert torch.equal(got_p, patches[keep]) and torch.equal(got_c, coords[keep])
                 assert n_fg == int(mask.sum())
+
+
+@pytest.mark.parametrize("max_crop", [(20, 20, 20), (3, 2, 3)])
+def test_jepa_and_mae_collators_read_the_same_tokens_lazily(shards, max_crop):
+    """Vol-JEPA's and VideoMAE's collators on a lazy item (the trainers' datasets) give the samples of the whole
+    image bit for bit (tokens, coordinates, masks, grids) over many crop, flip and swap draws, cropped or whole, with
+    one channel (a drawn CT window) and three (every window). The draws do differ (so the comparison saw several
+    orientations); the block orientation itself against every combination, with a positive control, is tested
+    below."""
+    from neurovfm.jepa.collate import Collator
+    from neurovfm.mae.masking import spec_from_model
+    from neurovfm.mae.train import MaskCollator
+
+    out, _ = shards
+    stats = out / "train" / "stats.json"
+    pretrain = {**CFG["pretrain"], "max_crop_tokens": list(max_crop)}
+    patch = tuple(CFG["preprocess"]["patch"])
+    spec = spec_from_model(CFG["pretrain"]["models"]["tiny_mae"])
+    collators = [Collator(pretrain, patch, seed=5), MaskCollator(pretrain, patch, seed=5, spec=spec)]
+    for kwargs in ({"ct_window_probs": CFG["pretrain"]["ct_window_probs"]}, {"ct_channels": ["brain", "blood", "bone"]}):
+        eager = VolumeDataset(out / "train" / "index.json", stats=stats, **kwargs)
+        lazy = VolumeDataset(out / "train" / "index.json", stats=stats, lazy=True, **kwargs)
+        for i in range(len(eager)):
+            for collate in collators:
+                seen = set()
+                for draw in range(8):
+                    for mode in (0, 1):
+                        a = collate.sample(eager[i], mode, np.random.default_rng([draw, i, mode]))
+                        b = collate.sample(lazy[i], mode, np.random.default_rng([draw, i, mode]))
+                        assert b.image is None and a.image is not None
+                        assert torch.equal(a.patches, b.patches) and a.patches.dtype == b.patches.dtype
+                        assert torch.equal(a.coords, b.coords) and a.coords.dtype == b.coords.dtype
+                        assert torch.equal(a.context, b.context) and torch.equal(a.target, b.target)
+                        assert torch.equal(a.fg_grid, b.fg_grid) and a.grid == b.grid
+                        seen.add(b.patches.numpy().tobytes())
+                assert len(seen) > 2, "the draws gave too few different samples to compare"
+
+
+def test_oriented_token_blocks_equal_the_oriented_crop_cut_into_patches():
+    """source_tokens + orient_blocks against orient + patchify on a random two-channel volume, for all 16 flip and
+    swap combinations and an offset crop; a wrong orientation of the blocks (the swap left out) is seen."""
+    from neurovfm.jepa.augment import orient, orient_blocks, orient_grid, source_tokens, voxel_box
+    from neurovfm.models.patch_embed import gather_tokens
+
+    rng = np.random.default_rng(1)
+    patch = (2, 4, 4)
+    image = torch.from_numpy(rng.random((2, 10, 24, 20), dtype=np.float32))  # a 5 x 6 x 5 token grid
+    mask = torch.from_numpy(rng.random((5, 6, 5)) < 0.6)
+    box = (slice(1, 4), slice(1, 6), slice(0, 4))
+    for code in range(16):
+        flips, swap = tuple(bool(code >> k & 1) for k in range(3)), bool(code >> 3)
+        crop, grid = orient(image[(slice(None), *voxel_box(box, patch))], mask[box], flips, swap)
+        assert torch.equal(grid, orient_grid(mask[box], flips, swap))
+        patches, coords = patchify(crop, patch)
+        keep = grid.reshape(-1)
+        src = source_tokens(torch.nonzero(grid).numpy(), box, flips, swap)
+        raw = np.stack([gather_tokens(image[c].numpy(), src, patch) for c in range(2)], axis=1)
+        got = torch.from_numpy(orient_blocks(raw, flips, swap).reshape(len(raw), -1))
+        assert torch.equal(torch.nonzero(grid), coords[keep])
+        assert torch.equal(got, patches[keep]), (flips, swap)
+        if swap:
+            wrong = torch.from_numpy(orient_blocks(raw, flips, False).reshape(len(raw), -1))
+            assert not torch.equal(wrong, patches[keep])

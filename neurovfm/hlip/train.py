@@ -142,7 +142,6 @@ class HLIPTrainer(Trainer):
     def __init__(self, cfg: dict, model_name: str, dataset, out_dir, d: Dist | None = None, text_sources=None):
         model = model_config(cfg["pretrain"], model_name, cfg["preprocess"]["patch"])
         self.texts = training_texts(model, dataset.volumes, text_sources)
-        dataset.lazy = True  # the collator reads only the tokens it keeps (store.dataset.LazyVolume)
         super().__init__(cfg, model_name, dataset, out_dir, d)
         # the texts change the weights: a checkpoint of other texts is not resumed
         digest = f"{self.fingerprint}:{text_fingerprint(self.texts)}"

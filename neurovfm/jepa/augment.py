@@ -44,8 +44,42 @@ def orient(image: torch.Tensor, token_mask: torch.Tensor, flips, swap: bool) -> 
     dims = [d for d, f in zip((1, 2, 3), flips) if f]
     if dims:
         image = torch.flip(image, dims)
-        token_mask = torch.flip(token_mask, [d - 1 for d in dims])
     if swap:
         image = image.transpose(2, 3)
+    return image.contiguous(), orient_grid(token_mask, flips, swap)
+
+
+def orient_grid(token_mask: torch.Tensor, flips, swap: bool) -> torch.Tensor:
+    """The flips and in-plane swap of :func:`orient` on a token grid [z, y, x] alone."""
+    dims = [d for d, f in zip((0, 1, 2), flips) if f]
+    if dims:
+        token_mask = torch.flip(token_mask, dims)
+    if swap:
         token_mask = token_mask.transpose(1, 2)
-    return image.contiguous(), token_mask.contiguous()
+    return token_mask.contiguous()
+
+
+def source_tokens(coords: np.ndarray, token_box: tuple[slice, ...], flips, swap: bool) -> np.ndarray:
+    """Grid positions [K, 3] in the whole volume of the tokens at ``coords`` [K, 3] of the crop ``token_box`` after
+    :func:`orient`: the token whose voxels :func:`orient` moved there."""
+    src = np.array(coords, dtype=np.int64).reshape(-1, 3)
+    if swap:
+        src = src[:, [0, 2, 1]]
+    for axis, (cut, flipped) in enumerate(zip(token_box, flips)):
+        if flipped:
+            src[:, axis] = (cut.stop - cut.start - 1) - src[:, axis]
+        src[:, axis] += cut.start
+    return src
+
+
+def orient_blocks(blocks: np.ndarray, flips, swap: bool) -> np.ndarray:
+    """The voxels of token blocks [K, C, pz, py, px] as :func:`orient` leaves them inside each token: a flipped axis
+    reverses the block along it, the in-plane swap transposes it (square in-plane patches, as :func:`orient`
+    requires). With :func:`source_tokens`, ``orient_blocks(blocks at source_tokens(...))`` equals the tokens that
+    patchify cuts from the oriented crop, without orienting (or reading) the rest of the volume."""
+    dims = tuple(d for d, f in zip((2, 3, 4), flips) if f)
+    if dims:
+        blocks = np.flip(blocks, dims)
+    if swap:
+        blocks = blocks.swapaxes(3, 4)
+    return np.ascontiguousarray(blocks)

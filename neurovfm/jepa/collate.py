@@ -1,7 +1,10 @@
 """Turn a list of dataset items into one packed Vol-JEPA batch.
 
 Per item: crop (at most ``max_crop_tokens`` per axis, around foreground), flips and in-plane swap,
-patchify, keep the crop's foreground tokens, draw context/target masks. Per batch: half the items use
+patchify, keep the crop's foreground tokens, draw context/target masks. An item whose image is a
+:class:`~neurovfm.store.dataset.LazyVolume` (the trainers' datasets) gives the same tokens, bit for bit, from
+only the kept tokens' voxels: the crop's token grid is oriented, the source of each kept token found
+(:func:`~neurovfm.jepa.augment.source_tokens`) and its block read, normalised and oriented. Per batch: half the items use
 each masking configuration. Every random choice comes from generators seeded by (seed, rank, epoch,
 position in the epoch), so a batch is the same whichever worker builds it and after a resume.
 
@@ -16,10 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurovfm.jepa.augment import crop_box, draw_orientation, orient, voxel_box
+from neurovfm.jepa.augment import (
+    crop_box,
+    draw_orientation,
+    orient,
+    orient_blocks,
+    orient_grid,
+    source_tokens,
+    voxel_box,
+)
 from neurovfm.jepa.masking import MODE_NAMES, MaskSpec, balanced_modes, sample_masks, spec_from_config
 from neurovfm.models.packing import cu_seqlens_from_lengths
 from neurovfm.models.patch_embed import patchify
+from neurovfm.store.dataset import LazyVolume
 
 
 @dataclass
@@ -32,7 +44,7 @@ class Sample:
     mode: int
     grid: tuple  # token grid of the crop (z, y, x)
     fg_grid: torch.Tensor  # [z, y, x] bool, the crop's foreground (for figures)
-    image: torch.Tensor  # [C, Z, Y, X] the augmented crop (a reference, for figures)
+    image: torch.Tensor | None  # [C, Z, Y, X] the augmented crop (a reference, for figures); None from a lazy item
 
 
 @dataclass
@@ -90,19 +102,28 @@ class Collator:
     def sample(self, item: dict, mode: int, rng: np.random.Generator) -> Sample:
         image, mask = item["image"], torch.as_tensor(item["token_mask"]).bool()
         box = crop_box(mask.numpy(), self.max_crop, rng)
-        image = image[(slice(None), *voxel_box(box, self.patch))]
         mask = mask[box]
         flips, swap = draw_orientation(rng, self.flip_p, self.swap_p)
-        image, mask = orient(image, mask, flips, swap)
+        if isinstance(image, LazyVolume):  # only the kept tokens are read, normalised and oriented
+            mask = orient_grid(mask, flips, swap)
+            image = None
+        else:
+            image, mask = orient(image[(slice(None), *voxel_box(box, self.patch))], mask, flips, swap)
         if int(mask.sum()) < 2:  # a crop of scattered foreground: use every token of it
             mask = torch.ones_like(mask)
-        patches, coords = patchify(image, self.patch)
-        keep = mask.reshape(-1)
+        if image is None:
+            coords = torch.nonzero(mask)  # C order over the crop's grid, as patchify's rows
+            blocks = item["image"].blocks(source_tokens(coords.numpy(), box, flips, swap), self.patch)
+            patches = torch.from_numpy(orient_blocks(blocks, flips, swap).reshape(len(blocks), -1))
+        else:
+            patches, coords = patchify(image, self.patch)
+            keep = mask.reshape(-1)
+            patches, coords = patches[keep].contiguous(), coords[keep].contiguous()
         context, target = self.draw_masks(mask.numpy(), mode, item["modality"], rng)
         flat = mask.numpy().reshape(-1)
         return Sample(
-            patches=patches[keep].contiguous(),
-            coords=coords[keep].contiguous(),
+            patches=patches,
+            coords=coords,
             context=torch.from_numpy(context.reshape(-1)[flat].copy()),
             target=torch.from_numpy(target.reshape(-1)[flat].copy()),
             modality=item["modality"],

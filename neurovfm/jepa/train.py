@@ -225,6 +225,9 @@ class Trainer:
         self.d = d or Dist()
         self.out = Path(out_dir)
         self.dataset = dataset
+        # items as stored (store.dataset.LazyVolume): the collators read, normalise and orient only the tokens they
+        # keep, the same values bit for bit as from the whole image (tests/test_store_roundtrip.py)
+        dataset.lazy = True
         self.model = model_config(self.p, model_name, cfg["preprocess"]["patch"])
         self.total = int(self.model.get("steps") or self.p["steps"])  # a model's own budget, else the shared one
         if int(self.p["batch_size"]) % self.d.world_size:

@@ -15,7 +15,7 @@ from neurovfm.jepa.collate import Collator, Sample
 from neurovfm.jepa.masking import CONTEXT_BLOCK, MODE_NAMES, MULTI_BLOCK
 from neurovfm.jepa.stream import BatchStream, EpochItems
 from neurovfm.plots import plt, save_figure
-from neurovfm.store.dataset import VolumeDataset
+from neurovfm.store.dataset import LazyVolume, VolumeDataset
 
 log = logging.getLogger("neurovfm")
 N_SLABS = 8
@@ -75,7 +75,7 @@ def _draw_examples(fig, gs, examples: list[tuple[str, int, Sample]], patch) -> N
 
 def make_figure(cfg: dict, index_path: Path, stats_path: Path, out_png: Path) -> dict:
     dataset = VolumeDataset(
-        index_path, stats_path, ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=cfg["seed"]
+        index_path, stats_path, ct_window_probs=cfg["pretrain"]["ct_window_probs"], seed=cfg["seed"], lazy=True
     )
     return draw(cfg, dataset, out_png)
 
@@ -101,6 +101,8 @@ def draw(cfg: dict, dataset, out_png: Path) -> dict:
         item = _example(items, modality)
         if item is None:
             continue
+        if isinstance(item["image"], LazyVolume):  # the drawn example shows its crop's voxels
+            item = {**item, "image": item["image"].full()}
         for mode in (MULTI_BLOCK, CONTEXT_BLOCK):
             examples.append((modality, mode, collate.sample(item, mode, collate.rng(item["epoch"], item["offset"], 0))))
 

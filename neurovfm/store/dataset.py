@@ -49,13 +49,18 @@ class LazyVolume:
     def shape(self) -> tuple[int, ...]:
         return (len(self.planes), *self.planes[0].shape)
 
-    def tokens(self, coords: np.ndarray, patch) -> torch.Tensor:
-        """float32 [K, C*pz*py*px] patches of the tokens at grid positions ``coords`` [K, 3] (rows flattened as
-        (c, dz, dy, dx), as :func:`neurovfm.models.patch_embed.patchify`)."""
+    def blocks(self, coords: np.ndarray, patch) -> np.ndarray:
+        """float32 [K, C, pz, py, px]: the voxel blocks of the tokens at grid positions ``coords`` [K, 3]."""
         raw = np.stack([gather_tokens(p, coords, patch) for p in self.planes], axis=1)  # [K, C, pz, py, px]
         out = np.empty(raw.shape, dtype=np.float32)
         for c, norm in enumerate(self.norms):
             normalise(raw[:, c], out[:, c], norm)
+        return out
+
+    def tokens(self, coords: np.ndarray, patch) -> torch.Tensor:
+        """float32 [K, C*pz*py*px] patches of the tokens at grid positions ``coords`` [K, 3] (rows flattened as
+        (c, dz, dy, dx), as :func:`neurovfm.models.patch_embed.patchify`)."""
+        out = self.blocks(coords, patch)
         return torch.from_numpy(out.reshape(len(out), -1))
 
     def full(self) -> torch.Tensor:

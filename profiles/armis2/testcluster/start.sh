@@ -14,9 +14,10 @@
 # STATE_DIR (checked through their PID files) are left alone. Needs root (slurmd launches jobs).
 #
 # The node is declared with SlurmdParameters=config_overrides, CPUs/RealMemory large enough for
-# the profile's biggest request (default 32 CPUs, 64 GB; override with NEUROVFM_TESTCLUSTER_CPUS /
-# NEUROVFM_TESTCLUSTER_MEM_MB), so sbatch is asked for exactly what profiles/armis2 asks on the
-# real cluster. Memory is not enforced (no cgroups). Two fake GPUs of type
+# four of the profile's biggest requests side by side (default 128 CPUs, 256 GB; the biggest asks 32 CPUs,
+# 64 GB; override with NEUROVFM_TESTCLUSTER_CPUS / NEUROVFM_TESTCLUSTER_MEM_MB), so sbatch is asked for
+# exactly what profiles/armis2 asks on the real cluster and independent jobs (the shards of a stage) run
+# together as they do there, not one after another. Memory is not enforced (no cgroups). Two fake GPUs of type
 # $NEUROVFM_TESTCLUSTER_GPU_MODEL (default l40s) are declared as GRES without device files, so
 # `--gpus=<model>:<n>` requests are scheduled and accounted (gres/gpu in sacct's AllocTRES).
 set -euo pipefail
@@ -33,8 +34,8 @@ for tool in munged mungekey mariadbd mariadb-install-db mariadb slurmdbd slurmct
     command -v "$tool" >/dev/null || die "$tool not found; install the packages with .ci/slurm-setup.sh"
 done
 
-CPUS="${NEUROVFM_TESTCLUSTER_CPUS:-32}"
-MEM_MB="${NEUROVFM_TESTCLUSTER_MEM_MB:-65536}"
+CPUS="${NEUROVFM_TESTCLUSTER_CPUS:-128}"
+MEM_MB="${NEUROVFM_TESTCLUSTER_MEM_MB:-262144}"
 GPU_MODEL="${NEUROVFM_TESTCLUSTER_GPU_MODEL:-l40s}"
 NODE=neurovfm-node1
 
