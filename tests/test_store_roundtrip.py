@@ -364,7 +364,10 @@ def test_jepa_and_mae_collators_read_the_same_tokens_lazily(shards, max_crop):
     patch = tuple(CFG["preprocess"]["patch"])
     spec = spec_from_model(CFG["pretrain"]["models"]["tiny_mae"])
     collators = [Collator(pretrain, patch, seed=5), MaskCollator(pretrain, patch, seed=5, spec=spec)]
-    for kwargs in ({"ct_window_probs": CFG["pretrain"]["ct_window_probs"]}, {"ct_channels": ["brain", "blood", "bone"]}):
+    for kwargs in (
+        {"ct_window_probs": CFG["pretrain"]["ct_window_probs"]},
+        {"ct_channels": ["brain", "blood", "bone"]},
+    ):
         eager = VolumeDataset(out / "train" / "index.json", stats=stats, **kwargs)
         lazy = VolumeDataset(out / "train" / "index.json", stats=stats, lazy=True, **kwargs)
         for i in range(len(eager)):
