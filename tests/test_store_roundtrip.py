@@ -411,3 +411,34 @@ def test_oriented_token_blocks_equal_the_oriented_crop_cut_into_patches():
         if swap:
             wrong = torch.from_numpy(orient_blocks(raw, flips, False).reshape(len(raw), -1))
             assert not torch.equal(wrong, patches[keep])
+
+
+def test_feature_items_are_the_same_from_lazy_volumes(shards):
+    """The feature extractor's items (one per window, foreground tokens in C order) from a lazy item equal those cut
+    from the whole image, bit for bit, every CT window and MRI; a volume without foreground gives empty items."""
+    from neurovfm.features.extract import volume_items
+
+    out, _ = shards
+    stats = out / "train" / "stats.json"
+    eager = VolumeDataset(out / "train" / "index.json", stats=stats)
+    lazy = VolumeDataset(out / "train" / "index.json", stats=stats, lazy=True)
+    patch = tuple(CFG["preprocess"]["patch"])
+    windows = 0
+    for i in range(len(eager)):
+        a, b = volume_items(eager, i, patch), volume_items(lazy, i, patch)
+        assert [x["meta"] for x in a] == [y["meta"] for y in b]
+        for x, y in zip(a, b):
+            assert torch.equal(x["patches"], y["patches"]) and torch.equal(x["coords"], y["coords"])
+            assert x["coords"].dtype == y["coords"].dtype == torch.int64
+        windows += len(a)
+    assert windows > len(eager)  # CT volumes gave several windows
+
+    class NoForeground:  # the lazy dataset with an empty token mask
+        volumes = lazy.volumes
+
+        def __getitem__(self, i):
+            item = lazy[i]
+            return {**item, "token_mask": torch.zeros_like(item["token_mask"])}
+
+    empty = volume_items(NoForeground(), 0, patch)
+    assert empty and all(x["patches"].shape == (0, int(np.prod(patch))) for x in empty)

@@ -25,7 +25,7 @@ import torch
 from neurovfm.features import store
 from neurovfm.models.packing import cu_seqlens_from_lengths
 from neurovfm.models.patch_embed import patchify
-from neurovfm.store.dataset import VolumeDataset
+from neurovfm.store.dataset import LazyVolume, VolumeDataset
 from neurovfm.utils.failure import IncompleteParts
 from neurovfm.utils.progress import Progress
 
@@ -66,11 +66,20 @@ def volume_items(dataset: VolumeDataset, i: int, patch) -> list[dict]:
     """One item per window of volume ``i``: ``meta`` (index entry fields), ``patches`` float32 [n, prod(patch)]
     and ``coords`` int64 [n, 3] of the foreground tokens, in C order over the token grid."""
     item = dataset[i]
-    mask = item["token_mask"].reshape(-1)
     entry = dataset.volumes[i]
+    image = item["image"]
+    if isinstance(image, LazyVolume):  # only the foreground tokens are read and normalised (the same values)
+        fg = torch.nonzero(item["token_mask"])  # C order over the grid, as patchify's rows
+        blocks = image.blocks(fg.numpy(), patch)  # [n, C, pz, py, px]
+        per_channel = [
+            (torch.from_numpy(np.ascontiguousarray(blocks[:, c]).reshape(len(fg), int(np.prod(patch)))), fg)
+            for c in range(blocks.shape[1])
+        ]
+    else:
+        mask = item["token_mask"].reshape(-1)
+        per_channel = [tuple(t[mask] for t in patchify(image[c : c + 1], patch)) for c in range(image.shape[0])]
     out = []
-    for c, name in enumerate(item["channels"]):
-        patches, coords = patchify(item["image"][c : c + 1], patch)
+    for (patches, coords), name in zip(per_channel, item["channels"]):
         out.append(
             {
                 "meta": {
@@ -81,8 +90,8 @@ def volume_items(dataset: VolumeDataset, i: int, patch) -> list[dict]:
                     "window": name,
                     "grid": list(item["token_mask"].shape),
                 },
-                "patches": patches[mask],
-                "coords": coords[mask],
+                "patches": patches,
+                "coords": coords,
             }
         )
     return out
@@ -177,7 +186,7 @@ def extract_split(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / store.INDEX_NAME).unlink(missing_ok=True)  # written last again
-    dataset = VolumeDataset(index_path, stats)
+    dataset = VolumeDataset(index_path, stats, lazy=True)
     reader = dataset.reader
     patch = tuple(reader.index["patch"])
     chunks = plan_chunks(reader, int(chunk_tokens))

@@ -114,7 +114,9 @@ class Collator:
         if image is None:
             coords = torch.nonzero(mask)  # C order over the crop's grid, as patchify's rows
             blocks = item["image"].blocks(source_tokens(coords.numpy(), box, flips, swap), self.patch)
-            patches = torch.from_numpy(orient_blocks(blocks, flips, swap).reshape(len(blocks), -1))
+            patches = torch.from_numpy(
+                orient_blocks(blocks, flips, swap).reshape(len(blocks), int(np.prod(blocks.shape[1:])))
+            )
         else:
             patches, coords = patchify(image, self.patch)
             keep = mask.reshape(-1)

@@ -61,7 +61,7 @@ class LazyVolume:
         """float32 [K, C*pz*py*px] patches of the tokens at grid positions ``coords`` [K, 3] (rows flattened as
         (c, dz, dy, dx), as :func:`neurovfm.models.patch_embed.patchify`)."""
         out = self.blocks(coords, patch)
-        return torch.from_numpy(out.reshape(len(out), -1))
+        return torch.from_numpy(out.reshape(len(out), int(np.prod(out.shape[1:]))))
 
     def full(self) -> torch.Tensor:
         """The whole image [C, Z, Y, X], as the eager dataset returns it."""
