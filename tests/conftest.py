@@ -2,14 +2,48 @@
 once per test session and run through the real pipeline steps."""
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from neurovfm import pipeline
 from neurovfm.config import load_config, validate
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The small test DAG (.test/config/config.yaml, snakemake-workflows' .test/ convention): every rule of `all` and the
+# model bundle, as .ci/checks.sh builds it (and times it) before pytest; here the same command then has nothing to do.
+TEST_DIR = ROOT / ".test"
+TEST_DAG = ["--profile", "profiles/local", "--directory", ".test", "--configfile", ".test/config/config.yaml"]
+TEST_RUN = yaml.safe_load((ROOT / "config.yaml").read_text())["run"]  # .test/config/config.yaml keeps the run name
+TEST_TARGETS = ["all", f"results/{TEST_RUN}/bundle/MODEL_CARD.md"]
+TEST_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def test_dag_snakemake(*args, timeout=1200) -> subprocess.CompletedProcess:
+    """snakemake on the small test DAG (from the checkout's root, one thread per job)."""
+    cmd = [sys.executable, "-m", "snakemake", *TEST_DAG, *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=TEST_ENV, timeout=timeout)
+
+
+test_dag_snakemake.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def small_dag() -> dict:
+    """The small test DAG, built if it is not (about 5 minutes on 2 cores). Its folders."""
+    run = test_dag_snakemake("--cores", "2", *TEST_TARGETS)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return {
+        "dir": TEST_DIR,
+        "run": TEST_RUN,
+        "results": TEST_DIR / "results" / TEST_RUN,
+        "private": TEST_DIR / "private" / TEST_RUN,
+    }
 
 
 def small_config(tmp: Path, **synth) -> dict:

@@ -1,9 +1,10 @@
 """The small test DAG (.test/config/config.yaml, snakemake-workflows' .test/ convention) through snakemake:
 every rule of ``all`` runs, each file a rule writes is one it declares, and ``snakemake --report`` holds every
-figure of ``all`` with its caption.
+figure of ``all`` with its caption. The DAG also builds the model bundle, which tests/test_predict.py reads.
 
-CI (.ci/run) builds the DAG first with the command of ``TEST_DAG`` (and times it); here the same command then
-has nothing left to do. Run alone, this module builds it (about 5 minutes on 2 cores).
+CI (.ci/run) builds the DAG first with the command of conftest's ``TEST_DAG`` and ``TEST_TARGETS`` (and times
+it); here the same command then has nothing left to do. Run alone, this module builds it (about 5 minutes on 2
+cores).
 """
 
 from __future__ import annotations
@@ -11,45 +12,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-TEST_DIR = ROOT / ".test"
-TEST_DAG = ["--profile", "profiles/local", "--directory", ".test", "--configfile", ".test/config/config.yaml"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from conftest import TEST_DIR, TEST_TARGETS
+from conftest import test_dag_snakemake as _snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
-def _snakemake(*args, timeout=1200):
-    cmd = [sys.executable, "-m", "snakemake", *TEST_DAG, *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def test_dag():
-    run = _snakemake("--cores", "2", "all")
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    summary = _snakemake("--cores", "1", "--detailed-summary", "all", timeout=300)
+def test_dag(small_dag):
+    summary = _snakemake("--cores", "1", "--detailed-summary", *TEST_TARGETS, timeout=300)
     assert summary.returncode == 0, summary.stderr[-3000:]
     rows = list(csv.DictReader(io.StringIO(summary.stdout), delimiter="\t"))
     assert rows, summary.stdout[-2000:]
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    run_name = cfg["run"]
-    return {
-        "rows": rows,
-        "results": TEST_DIR / "results" / run_name,
-        "private": TEST_DIR / "private" / run_name,
-        "run": run_name,
-    }
+    return {**small_dag, "rows": rows}
 
 
 def test_every_rule_of_all_ran_and_nothing_is_left(test_dag):
@@ -57,7 +37,7 @@ def test_every_rule_of_all_ran_and_nothing_is_left(test_dag):
     ran = {r["rule"] for r in test_dag["rows"]}
     assert rules_of_all - {"all"} <= ran, f"rules of `all` without outputs: {rules_of_all - ran}"
     assert all(r["status"] == "ok" for r in test_dag["rows"]), [r for r in test_dag["rows"] if r["status"] != "ok"][:5]
-    again = _snakemake("--cores", "1", "-n", "all", timeout=300)
+    again = _snakemake("--cores", "1", "-n", *TEST_TARGETS, timeout=300)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
 
@@ -168,3 +148,19 @@ def test_report_holds_every_figure_with_its_caption(test_dag, tmp_path):
     # captions are rendered into the report (one phrase of each kind of caption)
     for phrase in ("Vol-JEPA training log", "Fig. 2a", "Fig. 4d", "Report labeller"):
         assert phrase in html, phrase
+
+
+def test_readme_and_ci_build_the_same_test_dag():
+    """The test DAG's command in the README and in .ci/checks.sh is the one these tests run (conftest.py)."""
+    import shlex
+
+    from conftest import ROOT, TEST_DAG
+
+    def commands(text: str) -> list[list[str]]:
+        joined = re.sub(r"\\\n\s*", " ", text)
+        return [shlex.split(ln.strip()) for ln in joined.splitlines() if "--directory .test" in ln]
+
+    want = ["snakemake", *TEST_DAG, "--cores", "2", *TEST_TARGETS]
+    readme = commands((ROOT / "README.md").read_text())
+    ci = commands((ROOT / ".ci" / "checks.sh").read_text())
+    assert readme == [want] and ci == [want], (readme, ci)

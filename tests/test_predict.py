@@ -1,7 +1,5 @@
-"""Model bundle and ``neurovfm predict`` (issue 19) on a small DAG run.
-
-One snakemake run of the workflow on a tiny synthetic export (40 studies, half in the test window, 6 pretraining steps, one report-generator
-size) builds the bundle, the probes' predictions, the generations and the triage predictions. Then:
+"""Model bundle and ``neurovfm predict`` (issue 19) on the small test DAG (.test/config/config.yaml: 72 studies, a few
+pretraining steps, two report-generator sizes), which builds the bundle besides every output of ``all``. Then:
 
 * the bundle's manifest is checked at load (a changed, missing or extra file is refused) and a Hugging Face-style
   cache copy of it loads as the same bundle; the model card's counts are the run's;
@@ -35,35 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY, GIVEN, MRN, ACC = "Zyxwvut", "Quentinella", "MRN98765432", "ACC55501234"
 NEEDLES = [FAMILY.lower(), GIVEN.lower(), "98765432", "55501234"]
-TINY = {
-    "run": "demo",
-    "synth": {
-        "n_studies": 40,
-        "recent_fraction": 0.5,
-        "mr_matrix": [64],
-        "ct_matrix": [64],
-        "max_slices": 16,
-        "workers": 1,
-    },
-    "splits": {"val_per_modality": 2},
-    "preprocess": {"workers": 1},
-    "pretrain": {"steps": 6, "batch_size": 4, "checkpoint_every": 2},
-    "probes": {
-        "epochs": 5,
-        "selection": "validation",
-        "grid": {"lr": [1.0e-2], "weight_decay": [0.05], "dropout": [0.0]},
-        "eval": {"n_boot": 50, "min_pos": 1},
-    },
-    "reportgen": {
-        "sizes": [8],
-        "stage1": {"epochs": 1, "lr": 2.0e-3, "batch_size": 4, "micro_batch_size": None},
-        "stage2": {"epochs": 1, "lr": 3.0e-3, "batch_size": 4, "micro_batch_size": None, "finetune": "full"},
-        "generation": {"split": "test", "num_beams": 2, "max_new_tokens": 24},
-    },
-}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # one small DAG run: about 4 minutes on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # the small test DAG, if not yet built: about 5 minutes
 
 
 def _cli(*args, check=True):
@@ -84,41 +56,28 @@ def _cli(*args, check=True):
 @pytest.fixture(scope="module")
 def scratch():
     """A folder of this module's own, outside pytest's numbered temporary folders: pytest keeps only the three
-    newest of those per user, so another session on a shared machine may delete one while the bundle in it is
-    memory-mapped by a child process."""
+    newest of those per user, so another session on a shared machine may delete one while a child process writes
+    into it."""
     with tempfile.TemporaryDirectory(prefix="neurovfm-test-predict-") as tmp:
         yield Path(tmp)
 
 
 @pytest.fixture(scope="module")
-def run(scratch):
-    tmp = scratch / "run"
-    tmp.mkdir()
-    cfg = {**TINY, "paths": {"results": str(tmp / "results"), "private": str(tmp / "private")}}
-    (tmp / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    res = tmp / "results" / "demo"
-    targets = [res / "bundle" / "MODEL_CARD.md", res / "reportgen" / "triage_predictions.csv"]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--cores",
-            "2",  # both CI cores: independent jobs (features, probes, report generation) run side by side
-            "--configfile",
-            str(tmp / "tiny.yaml"),
-            "--directory",
-            str(tmp),
-            *map(str, targets),
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    return {"tmp": tmp, "res": res, "priv": tmp / "private" / "demo", "bundle": res / "bundle"}
+def run(small_dag, scratch):
+    """The small test DAG's folders, its bundle, and the names of the bundle's encoder and report generator (the
+    bundle's own config.yaml, as workflow/rules/bundle.smk picks them)."""
+    res = small_dag["results"]
+    cfg = yaml.safe_load((res / "bundle" / "config.yaml").read_text())
+    encoder = cfg["bundle"]["encoder"] or cfg["pretrain"]["train"][0]
+    size = cfg["bundle"]["reportgen_size"] or max(int(n) for n in cfg["reportgen"]["sizes"])
+    return {
+        "tmp": scratch,
+        "res": res,
+        "priv": small_dag["private"],
+        "bundle": res / "bundle",
+        "encoder": encoder,
+        "generator": f"{encoder}/n{size}",
+    }
 
 
 def _test_studies(run) -> pd.DataFrame:
@@ -222,7 +181,7 @@ def test_model_card_counts_and_scores_are_the_runs(run):
     for (split, mod), g in studies.groupby(["split", "modality"]):
         assert card["training_data"]["studies_by_split_and_modality"][split][mod] == len(g)
     for mod in ("ct", "mri"):
-        table = pd.read_csv(run["res"] / "tables" / f"diagnosis_{mod}_tiny.csv")
+        table = pd.read_csv(run["res"] / "tables" / f"diagnosis_{mod}_{run['encoder']}.csv")
         rows = {r["label"]: r for r in card["test_auroc"][mod]}
         assert list(rows) == list(table["label"])
         for r in table.to_dict("records"):
@@ -284,7 +243,7 @@ def test_predict_reproduces_the_workflows_probabilities_findings_and_triage(run,
     assert len([ln for ln in lines if not ln.startswith("[-]")]) == len(test_ids)  # a progress line per study
     n_compared = 0
     for mod, modality in (("ct", "CT"), ("mri", "MR")):
-        preds = pd.read_csv(run["res"] / "probes" / "tiny" / mod / "predictions.csv", dtype={"study_id": str})
+        preds = pd.read_csv(run["res"] / "probes" / run["encoder"] / mod / "predictions.csv", dtype={"study_id": str})
         preds = preds[preds["split"] == "test"].set_index("study_id")
         for sid, rec in recs.items():
             if rec["study"]["modality"] != modality or sid not in preds.index:
@@ -296,7 +255,7 @@ def test_predict_reproduces_the_workflows_probabilities_findings_and_triage(run,
             assert decision == [bool(preds.loc[sid, f"pred:{d['name']}"]) for d in rec["diagnoses"]], sid
             n_compared += 1
     assert n_compared >= 2
-    gens = [json.loads(ln) for ln in (run["res"] / "reportgen" / "tiny" / "n8" / "generations.jsonl").open()]
+    gens = [json.loads(ln) for ln in (run["res"] / "reportgen" / run["generator"] / "generations.jsonl").open()]
     gens = {g["study_id"]: g for g in gens if g["variant"] == "no_indication"}
     assert gens
     for sid, g in gens.items():
@@ -304,7 +263,7 @@ def test_predict_reproduces_the_workflows_probabilities_findings_and_triage(run,
         assert recs[sid]["generated"]["status"] == g["status"]
     triage = pd.read_csv(run["res"] / "reportgen" / "triage_predictions.csv", dtype={"study_id": str})
     triage = triage[
-        (triage["model"] == "tiny/n8") & (triage["variant"] == "no_indication") & (triage["judge"] == "rules")
+        (triage["model"] == run["generator"]) & (triage["variant"] == "no_indication") & (triage["judge"] == "rules")
     ]
     for r in triage.to_dict("records"):
         assert recs[r["study_id"]]["triage"] == r["predicted"], r["study_id"]
@@ -321,7 +280,7 @@ def test_predict_attention_is_the_workflows(run, predicted):
     recs = _records(predicted["out"])
     checked = 0
     for mod in ("ct", "mri"):
-        index, data = read_attention(run["res"] / "probes" / "tiny" / mod / "attention.npz")
+        index, data = read_attention(run["res"] / "probes" / run["encoder"] / mod / "attention.npz")
         for e in index["entries"]:
             rec = recs.get(e["study_id"])
             for a in rec["attention"] if rec else []:
@@ -447,7 +406,7 @@ def test_an_indication_gives_the_workflows_indication_answer_and_is_never_writte
     from neurovfm.predict.record import validate_record
 
     reports = {r["study_id"]: r for r in map(json.loads, (run["priv"] / "reports.jsonl").open())}
-    gens = [json.loads(ln) for ln in (run["res"] / "reportgen" / "tiny" / "n8" / "generations.jsonl").open()]
+    gens = [json.loads(ln) for ln in (run["res"] / "reportgen" / run["generator"] / "generations.jsonl").open()]
     with_ind = {g["study_id"]: g for g in gens if g["variant"] == "indication"}
     sid = next(s for s in sorted(with_ind) if (reports.get(s, {}).get("indication") or "").strip())
     indication = reports[sid]["indication"].strip()
@@ -460,7 +419,7 @@ def test_an_indication_gives_the_workflows_indication_answer_and_is_never_writte
     assert rec["generated"]["raw"] == with_ind[sid]["raw"]
     triage = pd.read_csv(run["res"] / "reportgen" / "triage_predictions.csv", dtype={"study_id": str})
     row = triage[
-        (triage["model"] == "tiny/n8")
+        (triage["model"] == run["generator"])
         & (triage["variant"] == "indication")
         & (triage["judge"] == "rules")
         & (triage["study_id"] == sid)

@@ -84,7 +84,10 @@ def build_bundle(
             reportgen_dir,
             tmp / layout.REPORTGEN,
             ignore=lambda d, names: [
-                n for n in names if n not in ("connector.pt", "lm") and Path(d) == Path(reportgen_dir)
+                n
+                for n in names
+                if n.startswith(".")  # Snakemake's marker of a directory output, not part of the model
+                or (n not in ("connector.pt", "lm") and Path(d) == Path(reportgen_dir))
             ],
         )
         studies = pd.read_csv(studies_csv, dtype={"study_id": str})

@@ -33,6 +33,8 @@ rule bundle:
             name=("probe.pt", "thresholds.csv", "calibration.csv"),
         ),
         connector=f"{BUNDLE}/reportgen/connector.pt",
+        # the report generator's LM as a Hugging Face folder (weights, config, tokenizer: its own file set)
+        lm=directory(f"{BUNDLE}/reportgen/lm"),
     log:
         f"{RES}/logs/bundle.log",
     conda:
