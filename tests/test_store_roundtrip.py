@@ -411,6 +411,8 @@ def test_oriented_token_blocks_equal_the_oriented_crop_cut_into_patches():
         if swap:
             wrong = torch.from_numpy(orient_blocks(raw, flips, False).reshape(len(raw), -1))
             assert not torch.equal(wrong, patches[keep])
+    with pytest.raises(ValueError, match="square"):  # the swap of non-square in-plane patches is refused
+        orient_blocks(np.zeros((1, 1, 2, 4, 2), dtype=np.float32), (False, False, False), True)
 
 
 def test_feature_items_are_the_same_from_lazy_volumes(shards):

@@ -77,6 +77,8 @@ def orient_blocks(blocks: np.ndarray, flips, swap: bool) -> np.ndarray:
     reverses the block along it, the in-plane swap transposes it (square in-plane patches, as :func:`orient`
     requires). With :func:`source_tokens`, ``orient_blocks(blocks at source_tokens(...))`` equals the tokens that
     patchify cuts from the oriented crop, without orienting (or reading) the rest of the volume."""
+    if swap and blocks.shape[3] != blocks.shape[4]:
+        raise ValueError(f"the in-plane swap needs square in-plane patches, got {blocks.shape[3:]}")
     dims = tuple(d for d, f in zip((2, 3, 4), flips) if f)
     if dims:
         blocks = np.flip(blocks, dims)

@@ -2,11 +2,12 @@
 
 Per item: crop (at most ``max_crop_tokens`` per axis, around foreground), flips and in-plane swap,
 patchify, keep the crop's foreground tokens, draw context/target masks. An item whose image is a
-:class:`~neurovfm.store.dataset.LazyVolume` (the trainers' datasets) gives the same tokens, bit for bit, from
-only the kept tokens' voxels: the crop's token grid is oriented, the source of each kept token found
-(:func:`~neurovfm.jepa.augment.source_tokens`) and its block read, normalised and oriented. Per batch: half the items use
-each masking configuration. Every random choice comes from generators seeded by (seed, rank, epoch,
-position in the epoch), so a batch is the same whichever worker builds it and after a resume.
+:class:`~neurovfm.store.dataset.LazyVolume` (the trainers' datasets) gives the same tokens, bit for bit,
+from only the kept tokens' voxels: the crop's token grid is oriented, the source of each kept token
+found (:func:`~neurovfm.jepa.augment.source_tokens`) and its block read, normalised and oriented.
+Per batch: half the items use each masking configuration. Every random choice comes from generators
+seeded by (seed, rank, epoch, position in the epoch), so a batch is the same whichever worker builds it
+and after a resume.
 
 The packed batch holds ALL foreground tokens of every item (the teacher's input) and, as indices into
 that pack, the context tokens (the student's input) and the target tokens (what is predicted).
