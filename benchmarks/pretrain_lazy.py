@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.pretrain_workers import equal, weights  # noqa: E402  (one comparison of encoder weights)
 
 CHILD = """
 import sys
@@ -67,18 +67,6 @@ def run(args, model: str, lazy: bool, out: Path, seed: int | None = None) -> dic
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
-
-
-def weights(out: Path) -> dict:
-    return torch.load(out / "encoder.pt", map_location="cpu", weights_only=False)
-
-
-def equal(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    return a == b
 
 
 def main() -> None:
