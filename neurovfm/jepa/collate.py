@@ -105,21 +105,21 @@ class Collator:
         box = crop_box(mask.numpy(), self.max_crop, rng)
         mask = mask[box]
         flips, swap = draw_orientation(rng, self.flip_p, self.swap_p)
-        if isinstance(image, LazyVolume):  # only the kept tokens are read, normalised and oriented
-            mask = orient_grid(mask, flips, swap)
-            image = None
+        lazy = isinstance(image, LazyVolume)  # then only the kept tokens are read, normalised and oriented
+        if lazy:
+            crop, mask = None, orient_grid(mask, flips, swap)
         else:
-            image, mask = orient(image[(slice(None), *voxel_box(box, self.patch))], mask, flips, swap)
+            crop, mask = orient(image[(slice(None), *voxel_box(box, self.patch))], mask, flips, swap)
         if int(mask.sum()) < 2:  # a crop of scattered foreground: use every token of it
             mask = torch.ones_like(mask)
-        if image is None:
+        if lazy:
             coords = torch.nonzero(mask)  # C order over the crop's grid, as patchify's rows
-            blocks = item["image"].blocks(source_tokens(coords.numpy(), box, flips, swap), self.patch)
-            patches = torch.from_numpy(
-                orient_blocks(blocks, flips, swap).reshape(len(blocks), int(np.prod(blocks.shape[1:])))
+            blocks = orient_blocks(
+                image.blocks(source_tokens(coords.numpy(), box, flips, swap), self.patch), flips, swap
             )
+            patches = torch.from_numpy(blocks.reshape(len(blocks), int(np.prod(blocks.shape[1:]))))
         else:
-            patches, coords = patchify(image, self.patch)
+            patches, coords = patchify(crop, self.patch)
             keep = mask.reshape(-1)
             patches, coords = patches[keep].contiguous(), coords[keep].contiguous()
         context, target = self.draw_masks(mask.numpy(), mode, item["modality"], rng)
@@ -133,7 +133,7 @@ class Collator:
             mode=mode,
             grid=tuple(mask.shape),
             fg_grid=mask,
-            image=image,
+            image=crop,
         )
 
     def draw_modes(self, n: int, rng: np.random.Generator) -> np.ndarray:
