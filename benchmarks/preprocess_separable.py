@@ -2,12 +2,12 @@
 
 ``neurovfm.preprocess.resample.separable_plan`` lets a map take the sparse separable path when its cross terms
 move no sample by more than ``MAX_SHIFT_VOXELS``; the baseline is the former test, which sent any cross term
-above 1e-7 to ``scipy.ndimage.affine_transform`` (``former_plan`` below, as it was before commit 3639fff). On the series of one split of a demo run (its ingest tables and
-export), each series is read once, then processed (resample, windows, quantisation, masks) by both settings in
+above 1e-7 to ``scipy.ndimage.affine_transform`` (``former_plan`` below, as it was before commit 3639fff). On the
+series of one split of a demo run (its ingest tables and export), each series is read once, then processed (resample, windows, quantisation, masks) by both settings in
 alternating order; reported are the summed processing seconds per setting, their ratio current / baseline, how
 many series each setting sent through ``affine_transform``, and how far the stored 8-bit planes differ.
 Positive control: the baseline must route series through ``affine_transform`` (else the comparison would time the
-same path twice), and the current setting none on the demo export.
+same path twice); the script fails otherwise. How many the current test routes there is reported, not required.
 Usage: python benchmarks/preprocess_separable.py OUT.json --results results/demo --private private/demo
     [--split val] [--max-series 140]
 """

@@ -6,6 +6,7 @@ import SimpleITK as sitk
 
 from neurovfm.preprocess.orient import index_map, plan_grid
 from volume_factory import Acquisition, lps_grid, ramp, volume
+from neurovfm.preprocess import resample as rs
 from neurovfm.preprocess.resample import resample
 
 SPACING, PATCH = (4.0, 1.0, 1.0), (4, 16, 16)
@@ -167,8 +168,6 @@ ROUNDED = {  # acquisitions whose direction cosines are not exact in decimal (th
 
 @pytest.mark.parametrize("name", sorted(ROUNDED))
 def test_rounded_header_cosines_take_the_fast_path_with_the_general_paths_values(name, monkeypatch):
-    from neurovfm.preprocess import resample as rs
-
     acq = ROUNDED[name]
     exact = acq.affine()
     arr = ramp(lps_grid(exact, acq.shape)) + volume(acq, "CT")[0] * 0.01
@@ -192,8 +191,6 @@ def test_rounded_header_cosines_take_the_fast_path_with_the_general_paths_values
 def test_a_small_real_rotation_is_not_taken_for_rounding():
     """Positive control of the bound: in-plane axes turned by 0.2 degrees move edge samples by about a third of a
     voxel, so the map goes to the general path."""
-    from neurovfm.preprocess import resample as rs
-
     acq = CASES["thin_ct"]
     aff = acq.affine()
     t = np.radians(0.2)
