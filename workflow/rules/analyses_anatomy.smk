@@ -95,6 +95,10 @@ rule external_benchmark:
         f"{RES}/logs/external_{{dataset}}.log",
     wildcard_constraints:
         dataset=_names_regex(EXTERNAL_DATASETS),
+    # the longest job of the end of the DAG (about a minute with the comparison encoders) and ready only once the
+    # last encoder's pretraining ends: at 0 it waited behind the short table and figure jobs and ran last, alone,
+    # with one core idle; at 5 it starts as soon as no feature, probe or report-generation job (10-16) needs the core
+    priority: 5
     conda:
         CONDA_ENV
     threads: 1
